@@ -1,0 +1,1 @@
+"""The generic layer of fluid-vineyard: models, reconcilers, placement, operations, SDK, CLI."""

@@ -1,0 +1,38 @@
+"""The ``fluidv`` command line. Subcommands import what they need when they run."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from fluid_core.cli.cluster import cluster
+from fluid_core.cli.demo import demo
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """fluid-vineyard: a shared-memory object cache for data pipelines."""
+
+
+cli.add_command(cluster)
+cli.add_command(demo)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point."""
+    try:
+        cli.main(args=argv, prog_name="fluidv", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""Turn project errors into one-line messages and exit codes."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import click
+
+from vineyard_runtime.errors import VineyardRuntimeError
+
+
+class CommandError(click.ClickException):
+    """A one-line error printed as ``error: <message>`` with exit code 1."""
+
+    def show(self, file=None) -> None:  # noqa: ANN001 - click's signature
+        click.echo(f"error: {self.message}", err=True, file=file)
+
+
+@contextlib.contextmanager
+def reported() -> Iterator[None]:
+    """Re-raise project errors as CommandError so the CLI prints them cleanly."""
+    try:
+        yield
+    except VineyardRuntimeError as exc:
+        raise CommandError(str(exc)) from None

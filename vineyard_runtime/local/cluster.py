@@ -1,0 +1,298 @@
+"""``LocalCluster``: start, attach to, inspect and stop a local Vineyard cluster."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from vineyard_runtime import errors
+from vineyard_runtime.errors import (
+    ClusterAlreadyRunning,
+    ClusterNotRunning,
+    ClusterStartError,
+    VineyardRuntimeError,
+)
+from vineyard_runtime.local.config import ClusterConfig
+from vineyard_runtime.local.layout import Layout, default_workdir
+from vineyard_runtime.local.probe import connect_ipc
+from vineyard_runtime.local.processes import is_alive, log_tail, owned, spawn, terminate
+from vineyard_runtime.local.state import ClusterState, NodeState, read_state
+from vineyard_runtime.local.status import NodeStatus, collect_status
+from vineyard_runtime.ports import require_free
+
+STOP_TIMEOUT = 30.0
+
+
+def is_running(workdir: str | None = None) -> bool:
+    """True when a supervisor holds the lock of ``workdir``."""
+    layout = Layout(os.path.abspath(workdir or default_workdir()))
+    try:
+        handle = open(layout.lock_file)
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def clean_stale(workdir: str | None = None) -> list[str]:
+    """Remove what a cluster that was not stopped cleanly left in ``workdir``.
+
+    Kills recorded daemons that still run (checking their command line, so a reused
+    pid is never hit), removes sockets and the state file. Returns what was done.
+    """
+    layout = Layout(os.path.abspath(workdir or default_workdir()))
+    if is_running(layout.workdir):
+        return []
+    done: list[str] = []
+    try:
+        state = read_state(layout)
+    except (OSError, ValueError, KeyError, TypeError):
+        state = None
+        done.append(f"removed unreadable {layout.state_file}")
+    if state is not None:
+        pids = [n.pid for n in state.nodes if owned(n.pid, n.socket)]
+        if owned(state.etcd.pid, state.etcd.data_dir):
+            pids.append(state.etcd.pid)
+        if state.supervisor_pid and owned(state.supervisor_pid, "vineyard_runtime.local.supervisor"):
+            pids.insert(0, state.supervisor_pid)
+        if pids:
+            terminate([p for p in pids if p])
+            done.append(f"stopped leftover processes {sorted(p for p in pids if p)}")
+        for node in state.nodes:
+            if os.path.lexists(node.socket):
+                os.unlink(node.socket)
+                done.append(f"removed stale socket {node.socket}")
+    if os.path.exists(layout.state_file):
+        os.unlink(layout.state_file)
+        done.append(f"removed stale {layout.state_file}")
+    shutil.rmtree(layout.etcd_data_dir, ignore_errors=True)
+    return done
+
+
+def _report_error(line: str, layout: Layout) -> VineyardRuntimeError:
+    """Turn the supervisor's ``ERROR <Class> <message>`` line into that exception."""
+    if not line.startswith("ERROR "):
+        return ClusterStartError(
+            "the supervisor exited before the cluster was ready; "
+            f"{layout.supervisor_log} ends with:\n{log_tail(layout.supervisor_log)}"
+        )
+    name, _, message = line[len("ERROR "):].partition(" ")
+    kind = getattr(errors, name, None)
+    if not (isinstance(kind, type) and issubclass(kind, VineyardRuntimeError)):
+        kind, message = ClusterStartError, f"{name} {message}"
+    return kind(message.replace(" | ", "\n"))
+
+
+class LocalCluster:
+    """One etcd and N vineyardd "nodes" on this machine, supervised in the background.
+
+    ``with LocalCluster(nodes=3, size="1Gi") as c: c.client("node-1")`` starts a
+    cluster for the block; ``LocalCluster.attach(workdir)`` reaches one that
+    ``fluidv cluster up`` started.
+    """
+
+    def __init__(
+        self,
+        nodes: int = 3,
+        size: str = "1Gi",
+        zones: list[str] | tuple[str, ...] | None = None,
+        workdir: str | None = None,
+        *,
+        spill_path: str | None = None,
+        compression: bool = False,
+        reserve_memory: bool = False,
+        etcd_port: int | None = None,
+        rpc_port: int | None = None,
+        start_timeout: float = 60.0,
+    ) -> None:
+        self.config = ClusterConfig(
+            workdir=os.path.abspath(workdir or default_workdir()),
+            nodes=nodes,
+            size=size,
+            zones=tuple(zones) if zones is not None else None,
+            spill_path=spill_path,
+            compression=compression,
+            reserve_memory=reserve_memory,
+            etcd_port=etcd_port,
+            rpc_port=rpc_port,
+            start_timeout=start_timeout,
+        )
+        self.layout = Layout(self.config.workdir)
+        self._supervisor: subprocess.Popen | None = None
+        self.cleaned: list[str] = []
+
+    # -- construction --------------------------------------------------------------
+
+    @classmethod
+    def attach(cls, workdir: str | None = None) -> "LocalCluster":
+        """The cluster running in ``workdir``; ClusterNotRunning when there is none."""
+        layout = Layout(os.path.abspath(workdir or default_workdir()))
+        state = read_state(layout) if is_running(layout.workdir) else None
+        if state is None:
+            raise ClusterNotRunning(
+                f"no cluster runs in {layout.workdir}; start one with `fluidv cluster up`"
+            )
+        cluster = cls.__new__(cls)
+        cluster.config = ClusterConfig(
+            workdir=layout.workdir,
+            nodes=len(state.nodes),
+            size=state.nodes[0].size,
+            zones=tuple(n.labels.get("topology.kubernetes.io/zone", "") for n in state.nodes),
+            compression=state.compression,
+        )
+        cluster.layout = layout
+        cluster._supervisor = None
+        cluster.cleaned = []
+        return cluster
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @property
+    def workdir(self) -> str:
+        return self.layout.workdir
+
+    def running(self) -> bool:
+        """True when this cluster's supervisor is alive."""
+        return is_running(self.workdir)
+
+    def start(self, *, detach: bool = False) -> "LocalCluster":
+        """Start the cluster and return once every node is ready.
+
+        With ``detach`` the supervisor outlives this process (``fluidv cluster up``);
+        otherwise it stops when this process dies. Raises ClusterAlreadyRunning,
+        PortInUse, WorkdirError or ClusterStartError; on error nothing is left running.
+        """
+        if self.running():
+            raise ClusterAlreadyRunning(
+                f"a cluster already runs in {self.workdir}; stop it with "
+                "`fluidv cluster down` or choose another --workdir"
+            )
+        self.layout.prepare()
+        self.cleaned = clean_stale(self.workdir)
+        if self.config.etcd_port is not None:
+            require_free(self.config.etcd_port, flag="--etcd-port")
+        if self.config.rpc_port is not None:
+            for i in range(self.config.nodes):
+                require_free(self.config.rpc_port + i, flag="--rpc-port")
+        argv = [
+            sys.executable, "-m", "vineyard_runtime.local.supervisor",
+            json.dumps(self.config.to_dict()),
+        ]
+        proc = spawn(
+            argv,
+            log_path=self.layout.supervisor_log,
+            stdout=subprocess.PIPE,
+            die_with_parent=not detach,
+            new_session=detach,
+        )
+        self._supervisor = proc
+        line = self._await_report(proc)
+        if line == "READY":
+            return self
+        proc.wait(timeout=STOP_TIMEOUT)
+        self._supervisor = None
+        raise _report_error(line, self.layout)
+
+    def _await_report(self, proc: subprocess.Popen) -> str:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + self.config.start_timeout + 15
+        buffer = b""
+        try:
+            while b"\n" not in buffer:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    proc.terminate()
+                    return (
+                        "ERROR ClusterStartError the cluster did not start in time; see "
+                        + self.layout.supervisor_log
+                    )
+                ready, _, _ = select.select([proc.stdout], [], [], remaining)
+                if ready:
+                    chunk = os.read(proc.stdout.fileno(), 4096)
+                    if not chunk:
+                        break
+                    buffer += chunk
+        finally:
+            proc.stdout.close()
+        return buffer.decode(errors="replace").strip()
+
+    def stop(self) -> None:
+        """Stop every daemon, remove sockets; ClusterNotRunning when nothing runs."""
+        state = read_state(self.layout) if self.running() else None
+        if state is None:
+            self.cleaned = clean_stale(self.workdir)
+            if self._supervisor is not None:
+                self._supervisor.wait(timeout=STOP_TIMEOUT)
+                self._supervisor = None
+            raise ClusterNotRunning(f"no cluster runs in {self.workdir}")
+        pid = state.supervisor_pid
+        if pid and is_alive(pid):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while (self.running() or is_alive(pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self._supervisor is not None:
+            try:
+                self._supervisor.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._supervisor.kill()
+                self._supervisor.wait()
+            self._supervisor = None
+        if self.running() and pid:
+            terminate([pid], timeout=1)
+        self.cleaned = clean_stale(self.workdir)
+
+    def __enter__(self) -> "LocalCluster":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.stop()
+        except ClusterNotRunning:
+            pass
+
+    # -- inspection ----------------------------------------------------------------
+
+    @property
+    def state(self) -> ClusterState:
+        """The recorded description of the running cluster."""
+        state = read_state(self.layout)
+        if state is None:
+            raise ClusterNotRunning(
+                f"no cluster runs in {self.workdir}; start one with `fluidv cluster up`"
+            )
+        return state
+
+    @property
+    def nodes(self) -> list[NodeState]:
+        """The nodes, in order: name, labels, socket, RPC endpoint, pid, instance id."""
+        return self.state.nodes
+
+    @property
+    def etcd_endpoint(self) -> str:
+        return self.state.etcd.endpoint
+
+    def node(self, name: str) -> NodeState:
+        return self.state.node(name)
+
+    def client(self, node: str | int = 0) -> Any:
+        """A vineyard IPC client of ``node`` (a name such as ``"node-1"`` or an index)."""
+        target = self.nodes[node] if isinstance(node, int) else self.node(node)
+        return connect_ipc(target.socket, node=target.name)
+
+    def status(self) -> list[NodeStatus]:
+        """Each node's health, memory and object count."""
+        return collect_status(self.state)

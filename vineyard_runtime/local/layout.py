@@ -1,0 +1,80 @@
+"""Where a local cluster keeps its files inside its working directory."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+
+from vineyard_runtime.errors import WorkdirError
+from vineyard_runtime.spec import MAX_SOCKET_PATH
+
+WORKDIR_ENV = "FLUIDV_HOME"
+
+
+def default_workdir() -> str:
+    """``$FLUIDV_HOME`` when set, else ``./.fluidv``."""
+    return os.path.abspath(os.environ.get(WORKDIR_ENV) or ".fluidv")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths of one local cluster's files."""
+
+    workdir: str
+
+    @property
+    def state_file(self) -> str:
+        return os.path.join(self.workdir, "cluster.yaml")
+
+    @property
+    def lock_file(self) -> str:
+        return os.path.join(self.workdir, "supervisor.lock")
+
+    @property
+    def log_dir(self) -> str:
+        return os.path.join(self.workdir, "logs")
+
+    @property
+    def etcd_data_dir(self) -> str:
+        return os.path.join(self.workdir, "etcd")
+
+    @property
+    def supervisor_log(self) -> str:
+        return os.path.join(self.log_dir, "supervisor.log")
+
+    def log_file(self, daemon: str) -> str:
+        return os.path.join(self.log_dir, f"{daemon}.log")
+
+    @property
+    def socket_dir(self) -> str:
+        """``<workdir>/run``, or a short directory under /tmp when that path is too long."""
+        inside = os.path.join(self.workdir, "run")
+        if len(os.path.join(inside, "node-999.sock").encode()) <= MAX_SOCKET_PATH:
+            return inside
+        digest = hashlib.sha1(self.workdir.encode()).hexdigest()[:12]
+        return os.path.join(tempfile.gettempdir(), f"fluidv-{digest}")
+
+    def socket(self, node: str) -> str:
+        return os.path.join(self.socket_dir, f"{node}.sock")
+
+    def prepare(self) -> None:
+        """Create the directories, or raise WorkdirError saying why it cannot be done."""
+        try:
+            for path in (self.workdir, self.log_dir, self.socket_dir):
+                os.makedirs(path, exist_ok=True)
+            probe = os.path.join(self.workdir, ".write-test")
+            with open(probe, "w") as handle:
+                handle.write("ok")
+            os.unlink(probe)
+        except OSError as exc:
+            raise WorkdirError(
+                f"cannot use {self.workdir!r} as the cluster's working directory: "
+                f"{exc.strerror or exc}; pass a writable --workdir or set ${WORKDIR_ENV}"
+            ) from None
+
+
+def node_name(index: int) -> str:
+    """Name of the node with this index: ``node-0``, ``node-1``, ..."""
+    return f"node-{index}"

@@ -1,0 +1,110 @@
+"""Start and stop daemons by pid, so that nothing outlives its owner."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(sig: int) -> Callable[[], None]:
+    def apply() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+    return apply
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    log_path: str,
+    die_with_parent: bool = True,
+    stdout: int | None = None,
+    new_session: bool = False,
+) -> subprocess.Popen:
+    """Start ``argv`` with output appended to ``log_path``.
+
+    With ``die_with_parent`` the kernel sends SIGTERM to the child when the
+    calling thread's process dies, so a killed supervisor leaks no daemon.
+    """
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            list(argv),
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout if stdout is not None else log,
+            stderr=log,
+            close_fds=True,
+            start_new_session=new_session,
+            preexec_fn=_die_with_parent(signal.SIGTERM) if die_with_parent else None,
+        )
+
+
+def is_alive(pid: int | None) -> bool:
+    """True when ``pid`` names a live process that is not a zombie."""
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return fields[0] != "Z"
+
+
+def cmdline(pid: int) -> str:
+    """The command line of ``pid`` ('' when gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def owned(pid: int | None, marker: str) -> bool:
+    """True when ``pid`` is alive and its command line contains ``marker``.
+
+    Guards against killing an unrelated process that reused a recorded pid.
+    """
+    return bool(pid) and is_alive(pid) and marker in cmdline(pid)  # type: ignore[arg-type]
+
+
+def terminate(pids: Sequence[int], timeout: float = 10.0) -> None:
+    """SIGTERM every pid, wait up to ``timeout`` for all, then SIGKILL the rest."""
+    live = [pid for pid in pids if is_alive(pid)]
+    for pid in live:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while live and time.monotonic() < deadline:
+        live = [pid for pid in live if is_alive(pid)]
+        if live:
+            time.sleep(0.05)
+    for pid in live:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 5
+    while any(is_alive(pid) for pid in live) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def log_tail(path: str, lines: int = 8) -> str:
+    """The last lines of a log file, for error messages."""
+    try:
+        with open(path, errors="replace") as handle:
+            return "".join(handle.readlines()[-lines:]).strip()
+    except OSError:
+        return ""

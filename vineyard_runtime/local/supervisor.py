@@ -1,0 +1,474 @@
+"""The supervisor of a local cluster: starts etcd and the nodes, keeps them alive.
+
+It runs as its own process (``python -m vineyard_runtime.local.supervisor``),
+holds an exclusive lock on ``<workdir>/supervisor.lock`` while it lives, writes
+``cluster.yaml`` whenever something changes, and tells its starter on stdout
+whether the cluster came up (``READY``) or not (``ERROR <message>``).
+
+Every daemon it starts dies with it (PR_SET_PDEATHSIG), and is started from the
+main thread for that reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from vineyard_runtime.binaries import etcd_binary, vineyardd_binary
+from vineyard_runtime.daemons import etcd_command, vineyardd_command
+from vineyard_runtime.errors import ClusterAlreadyRunning, ClusterStartError, VineyardRuntimeError
+from vineyard_runtime.etcd_client import EtcdClient
+from vineyard_runtime.local.config import ClusterConfig
+from vineyard_runtime.local.layout import Layout, node_name
+from vineyard_runtime.local.probe import connect_ipc, registered_instances, socket_accepts
+from vineyard_runtime.local.state import ClusterState, EtcdState, NodeState, write_state
+from vineyard_runtime.local.processes import log_tail, spawn
+from vineyard_runtime.ports import LOOPBACK, free_ports, require_free
+from vineyard_runtime.spec import EtcdSpec, WorkerSpec
+
+log = logging.getLogger("fluidv.supervisor")
+
+TICK = 0.2
+REGISTRATION_CHECK_EVERY = 1.0
+MAX_BACKOFF = 10.0
+STABLE_AFTER = 30.0
+MAX_EVENTS = 50
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+REGION_LABEL = "topology.kubernetes.io/region"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class _Daemon:
+    """A supervised process and its restart bookkeeping."""
+
+    proc: subprocess.Popen | None = None
+    started: float = 0.0
+    failures: int = 0
+    next_attempt: float = 0.0
+
+    def exited(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def schedule_restart(self) -> float:
+        if time.monotonic() - self.started > STABLE_AFTER:
+            self.failures = 0
+        delay = min(MAX_BACKOFF, 0.5 * 2**self.failures)
+        self.failures += 1
+        self.next_attempt = time.monotonic() + delay
+        return delay
+
+
+class Supervisor:
+    """Brings a local cluster up, keeps it up, and takes it down."""
+
+    def __init__(self, config: ClusterConfig, report: int | None = None) -> None:
+        self.config = config
+        self.layout = Layout(config.workdir)
+        self.report_fd = report
+        self.stopping = False
+        self.lock_handle = None
+        self.etcd = _Daemon()
+        self.nodes: dict[str, _Daemon] = {}
+        self.state: ClusterState | None = None
+        self.etcd_client: EtcdClient | None = None
+        self._last_registration_check = 0.0
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def run(self) -> int:
+        """Start, supervise until SIGTERM/SIGINT, stop. Returns the exit code."""
+        try:
+            self._lock()
+        except ClusterAlreadyRunning as exc:
+            self._report(f"ERROR ClusterAlreadyRunning {exc}")
+            return 3
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            self._start_all()
+        except Exception as exc:  # report any failure to the starter, then clean up
+            log.exception("start failed")
+            if isinstance(exc, VineyardRuntimeError):
+                self._report(f"ERROR {type(exc).__name__} {exc}")
+            else:
+                self._report(f"ERROR ClusterStartError {exc!r}")
+            self._shutdown()
+            return 1
+        self._report("READY")
+        try:
+            while not self.stopping:
+                self._tick()
+                time.sleep(TICK)
+        finally:
+            self._shutdown()
+        return 0
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        log.info("received signal %d, stopping", signum)
+        self.stopping = True
+
+    def _lock(self) -> None:
+        self.lock_handle = open(self.layout.lock_file, "a+")
+        try:
+            fcntl.flock(self.lock_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ClusterAlreadyRunning(
+                f"a cluster already runs in {self.layout.workdir}; "
+                "stop it with `fluidv cluster down` or choose another --workdir"
+            ) from None
+
+    def _report(self, line: str) -> None:
+        if self.report_fd is None:
+            return
+        try:
+            os.write(self.report_fd, (line.replace("\n", " | ") + "\n").encode())
+            os.close(self.report_fd)
+        except OSError:
+            pass
+        self.report_fd = None
+
+    # -- start ---------------------------------------------------------------------
+
+    def _plan(self) -> ClusterState:
+        cfg = self.config
+        taken: set[int] = set()
+        if cfg.etcd_port is not None:
+            client_port = require_free(cfg.etcd_port, flag="--etcd-port")
+            taken.add(client_port)
+            (peer_port,) = free_ports(1, exclude=taken)
+        else:
+            client_port, peer_port = free_ports(2)
+        taken |= {client_port, peer_port}
+        if cfg.rpc_port is not None:
+            rpc_ports = [require_free(cfg.rpc_port + i, flag="--rpc-port") for i in range(cfg.nodes)]
+        else:
+            rpc_ports = free_ports(cfg.nodes, exclude=taken)
+        nodes = []
+        for index, port in enumerate(rpc_ports):
+            name = node_name(index)
+            spill = os.path.join(cfg.spill_path, name) if cfg.spill_path else None
+            nodes.append(NodeState(
+                name=name,
+                labels={
+                    HOSTNAME_LABEL: name,
+                    ZONE_LABEL: cfg.zone(index),
+                    REGION_LABEL: cfg.region,
+                },
+                socket=self.layout.socket(name),
+                rpc_port=port,
+                size=cfg.size,
+                log=self.layout.log_file(name),
+                spill_path=spill,
+            ))
+        return ClusterState(
+            workdir=self.layout.workdir,
+            phase="Starting",
+            etcd=EtcdState(
+                endpoint=f"http://{LOOPBACK}:{client_port}",
+                client_port=client_port,
+                peer_port=peer_port,
+                data_dir=self.layout.etcd_data_dir,
+                log=self.layout.log_file("etcd"),
+            ),
+            etcd_prefix=cfg.etcd_prefix,
+            nodes=nodes,
+            compression=cfg.compression,
+            supervisor_pid=os.getpid(),
+            started_at=_now(),
+        )
+
+    def _start_all(self) -> None:
+        self.layout.prepare()
+        shutil.rmtree(self.layout.etcd_data_dir, ignore_errors=True)
+        self.state = self._plan()
+        self.etcd_client = EtcdClient(self.state.etcd.endpoint)
+        self._save()
+        deadline = time.monotonic() + self.config.start_timeout
+        self._start_etcd(deadline)
+        for node in self.state.nodes:
+            if node.spill_path:
+                os.makedirs(node.spill_path, exist_ok=True)
+            self.nodes[node.name] = _Daemon()
+            self._start_node(node, deadline, attempts=3)
+        self._wait_all_see_all(deadline)
+        self.state.phase = "Ready"
+        self._event(f"cluster ready: {len(self.state.nodes)} node(s), etcd at {self.state.etcd.endpoint}")
+
+    def _start_etcd(self, deadline: float) -> None:
+        assert self.state is not None and self.etcd_client is not None
+        etcd = self.state.etcd
+        spec = EtcdSpec(
+            name="fluidv",
+            data_dir=etcd.data_dir,
+            client_url=etcd.endpoint,
+            peer_url=f"http://{LOOPBACK}:{etcd.peer_port}",
+        )
+        command = etcd_command(spec, binary=etcd_binary())
+        self.etcd.proc = spawn(command.argv, env=command.env, log_path=etcd.log)
+        self.etcd.started = time.monotonic()
+        etcd.pid = self.etcd.proc.pid
+        while not self.etcd_client.healthy():
+            code = self.etcd.exited()
+            if code is not None:
+                raise ClusterStartError(
+                    f"etcd exited with code {code} while starting; its log {etcd.log} ends with:\n"
+                    + log_tail(etcd.log)
+                )
+            if time.monotonic() > deadline:
+                raise ClusterStartError(f"etcd did not become healthy in time; see {etcd.log}")
+            time.sleep(0.05)
+        self._save()
+
+    def _worker_spec(self, node: NodeState) -> WorkerSpec:
+        assert self.state is not None
+        return WorkerSpec(
+            size=node.size,
+            socket=node.socket,
+            etcd_endpoint=self.state.etcd.endpoint,
+            etcd_prefix=self.state.etcd_prefix,
+            rpc_port=node.rpc_port,
+            spill_path=node.spill_path,
+            compression=self.config.compression,
+            reserve_memory=self.config.reserve_memory,
+            node_name=node.name,
+            host_name=LOOPBACK,
+        )
+
+    def _start_node(self, node: NodeState, deadline: float, attempts: int = 1) -> None:
+        """Start one vineyardd and wait until it serves IPC and is registered in etcd."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_node_once(node, deadline)
+                return
+            except ClusterStartError:
+                if attempt == attempts or time.monotonic() > deadline:
+                    raise
+                log.warning("%s failed to start (attempt %d), retrying", node.name, attempt)
+
+    def _start_node_once(self, node: NodeState, deadline: float) -> None:
+        assert self.etcd_client is not None and self.state is not None
+        daemon = self.nodes[node.name]
+        if os.path.lexists(node.socket):
+            os.unlink(node.socket)
+        command = vineyardd_command(self._worker_spec(node), binary=vineyardd_binary())
+        daemon.proc = spawn(command.argv, env=command.env, log_path=node.log)
+        daemon.started = time.monotonic()
+        node.pid = daemon.proc.pid
+        node.instance_id = None
+        while True:
+            code = daemon.exited()
+            if code is not None:
+                raise ClusterStartError(
+                    f"vineyardd of {node.name} exited with code {code} while starting; "
+                    f"its log {node.log} ends with:\n{log_tail(node.log)}"
+                )
+            if time.monotonic() > deadline:
+                raise ClusterStartError(
+                    f"vineyardd of {node.name} did not become ready in time; see {node.log}"
+                )
+            if node.instance_id is None and socket_accepts(node.socket):
+                client = connect_ipc(node.socket, node=node.name)
+                node.instance_id = int(client.instance_id)
+                client.close()
+            if node.instance_id is not None:
+                try:
+                    if node.instance_id in registered_instances(self.etcd_client, self.state.etcd_prefix):
+                        break
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        self._save()
+
+    def _wait_all_see_all(self, deadline: float) -> None:
+        """Wait until every node's view of the cluster lists every node's instance."""
+        assert self.state is not None
+        expected = {n.instance_id for n in self.state.nodes}
+        for node in self.state.nodes:
+            client = connect_ipc(node.socket, node=node.name)
+            try:
+                while not expected <= set(client.meta):
+                    if time.monotonic() > deadline:
+                        raise ClusterStartError(
+                            f"{node.name} does not see every node of the cluster in time "
+                            f"(sees instances {sorted(client.meta)}, expected {sorted(expected)})"
+                        )
+                    time.sleep(0.05)
+            finally:
+                client.close()
+
+    # -- supervision ---------------------------------------------------------------
+
+    def _tick(self) -> None:
+        assert self.state is not None and self.etcd_client is not None
+        code = self.etcd.exited()
+        if code is not None:
+            delay = self.etcd.schedule_restart()
+            self._event(
+                f"etcd (pid {self.state.etcd.pid}) exited with code {code}; restarting in {delay:.1f}s"
+            )
+            self.etcd.proc = None
+            self.state.etcd.pid = None
+            self.state.phase = "Degraded"
+            self._save()
+        if self.etcd.proc is None:
+            if time.monotonic() >= self.etcd.next_attempt:
+                self._restart_etcd()
+            return
+        for node in self.state.nodes:
+            daemon = self.nodes[node.name]
+            code = daemon.exited()
+            if code is not None:
+                delay = daemon.schedule_restart()
+                self._event(
+                    f"{node.name}: vineyardd (pid {node.pid}) exited with code {code}; "
+                    f"restarting in {delay:.1f}s"
+                )
+                daemon.proc = None
+                node.pid = None
+                self.state.phase = "Degraded"
+                self._save()
+            if daemon.proc is None and time.monotonic() >= daemon.next_attempt:
+                self._restart_node(node)
+        if time.monotonic() - self._last_registration_check >= REGISTRATION_CHECK_EVERY:
+            self._last_registration_check = time.monotonic()
+            self._check_registrations()
+
+    def _restart_etcd(self) -> None:
+        assert self.state is not None
+        try:
+            self._start_etcd(time.monotonic() + 30)
+        except ClusterStartError as exc:
+            delay = self.etcd.schedule_restart()
+            self._event(f"etcd failed to restart ({exc}); next attempt in {delay:.1f}s")
+            self.etcd.proc = None
+            return
+        self.state.etcd.restarts += 1
+        self._event(f"etcd restarted (pid {self.state.etcd.pid})")
+        self._check_registrations()
+        self._update_phase()
+
+    def _restart_node(self, node: NodeState) -> None:
+        assert self.state is not None
+        daemon = self.nodes[node.name]
+        try:
+            self._start_node(node, time.monotonic() + 30)
+        except (ClusterStartError, VineyardRuntimeError, OSError) as exc:
+            if daemon.proc is not None and daemon.proc.poll() is None:
+                daemon.proc.kill()
+                daemon.proc.wait()
+            daemon.proc = None
+            node.pid = None
+            delay = daemon.schedule_restart()
+            self._event(f"{node.name}: restart failed ({exc}); next attempt in {delay:.1f}s")
+            return
+        node.restarts += 1
+        self._event(f"{node.name}: vineyardd restarted (pid {node.pid}, instance {node.instance_id})")
+        self._update_phase()
+
+    def _check_registrations(self) -> None:
+        """Restart nodes whose registration vanished from etcd (etcd lost its data)."""
+        assert self.state is not None and self.etcd_client is not None
+        try:
+            registered = registered_instances(self.etcd_client, self.state.etcd_prefix)
+        except OSError:
+            return
+        for node in self.state.nodes:
+            daemon = self.nodes[node.name]
+            if daemon.proc is None or daemon.exited() is not None or node.instance_id in registered:
+                continue
+            self._event(
+                f"{node.name}: instance {node.instance_id} is no longer registered in etcd "
+                "(etcd lost its data); restarting vineyardd so it registers again - "
+                "objects it held are lost"
+            )
+            daemon.proc.terminate()
+            try:
+                daemon.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                daemon.proc.kill()
+                daemon.proc.wait()
+            daemon.proc = None
+            self._restart_node(node)
+
+    def _update_phase(self) -> None:
+        assert self.state is not None
+        down = [n for n in self.state.nodes if self.nodes[n.name].proc is None]
+        self.state.phase = "Degraded" if down or self.etcd.proc is None else "Ready"
+        self._save()
+
+    def _event(self, message: str) -> None:
+        assert self.state is not None
+        log.info(message)
+        self.state.events = (self.state.events + [{"time": _now(), "message": message}])[-MAX_EVENTS:]
+        self._save()
+
+    def _save(self) -> None:
+        if self.state is not None:
+            write_state(self.layout, self.state)
+
+    # -- stop ----------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        if self.state is not None:
+            self.state.phase = "Stopping"
+            self._save()
+        procs = [d.proc for d in self.nodes.values() if d.proc is not None]
+        _stop_all(procs)
+        if self.etcd.proc is not None:
+            _stop_all([self.etcd.proc])
+        if self.state is not None:
+            for node in self.state.nodes:
+                if os.path.lexists(node.socket):
+                    os.unlink(node.socket)
+        socket_dir = self.layout.socket_dir
+        if os.path.isdir(socket_dir) and not os.listdir(socket_dir):
+            os.rmdir(socket_dir)
+        shutil.rmtree(self.layout.etcd_data_dir, ignore_errors=True)
+        if os.path.exists(self.layout.state_file):
+            os.unlink(self.layout.state_file)
+        log.info("cluster stopped")
+
+
+def _stop_all(procs: list[subprocess.Popen], timeout: float = 10.0) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``python -m vineyard_runtime.local.supervisor '<config json>'``."""
+    args = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    config = ClusterConfig.from_dict(json.loads(args[0]))
+    report = os.dup(sys.stdout.fileno())
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return Supervisor(config, report=report).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
