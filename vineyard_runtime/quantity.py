@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 from vineyard_runtime.errors import InvalidSpec
 
@@ -31,7 +32,7 @@ def parse_quantity(value: str | int, *, what: str = "size", minimum: int = 1) ->
             raise InvalidSpec(
                 f"{what} {value!r} is not a size; write it like 1Gi, 512Mi, 2G or 1073741824"
             )
-        count = int(float(match.group(1)) * _UNITS[match.group(2) or ""])
+        count = int(Fraction(match.group(1)) * _UNITS[match.group(2) or ""])
     if count <= 0:
         raise InvalidSpec(f"{what} {value!r} must be greater than zero")
     if count < minimum:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from fluid_core.cli.cluster import cluster
@@ -33,6 +31,3 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,7 +16,7 @@ def status_table(nodes: Sequence[NodeStatus], console: Console | None = None) ->
     table = Table(title="fluid-vineyard local cluster")
     for column in ("node", "zone", "region", "instance", "pid", "socket", "rpc", "memory used/limit",
                    "objects", "health", "restarts"):
-        table.add_column(column, no_wrap=column != "health")
+        table.add_column(column, no_wrap=True)
     for node in nodes:
         memory = (
             f"{human_bytes(node.memory_used)} / {human_bytes(node.memory_limit)}"
@@ -34,5 +34,5 @@ def status_table(nodes: Sequence[NodeStatus], console: Console | None = None) ->
     if console is None:
         console = Console()
         if not console.is_terminal:
-            console = Console(width=max(console.width, 180))
+            console = Console(width=max(console.width, 400))
     console.print(table)

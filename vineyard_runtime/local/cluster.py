@@ -36,7 +36,7 @@ def is_running(workdir: str | None = None) -> bool:
     layout = Layout(os.path.abspath(workdir or default_workdir()))
     try:
         handle = open(layout.lock_file)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return False
     with handle:
         try:

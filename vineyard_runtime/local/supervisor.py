@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -66,10 +67,42 @@ class _Daemon:
     def schedule_restart(self) -> float:
         if time.monotonic() - self.started > STABLE_AFTER:
             self.failures = 0
-        delay = min(MAX_BACKOFF, 0.5 * 2**self.failures)
+        delay = 0.0 if self.failures == 0 else min(MAX_BACKOFF, 0.5 * 2 ** (self.failures - 1))
         self.failures += 1
         self.next_attempt = time.monotonic() + delay
         return delay
+
+
+class _WriteProbe:
+    """Persists and deletes a tiny object on one node, in a thread.
+
+    After etcd restarts, vineyardd answers reads at once but blocks metadata writes
+    (and fails migrations) until its own etcd client reconnects, about 20 s later;
+    a completed write is the sign that the node is usable again.
+    """
+
+    def __init__(self, node: str, socket: str) -> None:
+        self.node, self.socket = node, socket
+        self.ok = False
+        self.done = False
+        threading.Thread(target=self._run, name=f"probe-{node}", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            import numpy as np  # noqa: PLC0415 - only the supervisor needs it, and rarely
+
+            client = connect_ipc(self.socket, node=self.node)
+            try:
+                oid = client.put(np.zeros(1))
+                client.persist(oid)
+                client.delete(oid)
+                self.ok = True
+            finally:
+                client.close()
+        except Exception as exc:  # noqa: BLE001 - not reconnected yet; tried again next tick
+            log.info("%s: write probe failed: %s", self.node, exc)
+        finally:
+            self.done = True
 
 
 class Supervisor:
@@ -86,6 +119,9 @@ class Supervisor:
         self.state: ClusterState | None = None
         self.etcd_client: EtcdClient | None = None
         self._last_registration_check = 0.0
+        #: nodes that have not yet reached etcd again since it restarted
+        self.reconnecting: set[str] = set()
+        self.probes: dict[str, _WriteProbe] = {}
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -343,6 +379,8 @@ class Supervisor:
                 self._save()
             if daemon.proc is None and time.monotonic() >= daemon.next_attempt:
                 self._restart_node(node)
+        if self.reconnecting:
+            self._check_reconnected()
         if time.monotonic() - self._last_registration_check >= REGISTRATION_CHECK_EVERY:
             self._last_registration_check = time.monotonic()
             self._check_registrations()
@@ -357,8 +395,27 @@ class Supervisor:
             self.etcd.proc = None
             return
         self.state.etcd.restarts += 1
-        self._event(f"etcd restarted (pid {self.state.etcd.pid})")
+        self.reconnecting = {n.name for n in self.state.nodes}
+        self._event(
+            f"etcd restarted (pid {self.state.etcd.pid}); waiting for the workers to reconnect"
+        )
         self._check_registrations()
+        self._update_phase()
+
+    def _check_reconnected(self) -> None:
+        """Start a write probe per reconnecting node; clear the nodes whose probe passed."""
+        assert self.state is not None
+        for node in self.state.nodes:
+            if node.name not in self.reconnecting or self.nodes[node.name].proc is None:
+                continue
+            probe = self.probes.get(node.name)
+            if probe is None:
+                probe = self.probes[node.name] = _WriteProbe(node.name, node.socket)
+            elif probe.done:
+                del self.probes[node.name]
+                if probe.ok:
+                    self.reconnecting.discard(node.name)
+                    self._event(f"{node.name}: reconnected to etcd")
         self._update_phase()
 
     def _restart_node(self, node: NodeState) -> None:
@@ -376,6 +433,7 @@ class Supervisor:
             self._event(f"{node.name}: restart failed ({exc}); next attempt in {delay:.1f}s")
             return
         node.restarts += 1
+        self.reconnecting.discard(node.name)
         self._event(f"{node.name}: vineyardd restarted (pid {node.pid}, instance {node.instance_id})")
         self._update_phase()
 
@@ -407,8 +465,11 @@ class Supervisor:
     def _update_phase(self) -> None:
         assert self.state is not None
         down = [n for n in self.state.nodes if self.nodes[n.name].proc is None]
-        self.state.phase = "Degraded" if down or self.etcd.proc is None else "Ready"
-        self._save()
+        degraded = down or self.etcd.proc is None or self.reconnecting
+        phase = "Degraded" if degraded else "Ready"
+        if phase != self.state.phase:
+            self.state.phase = phase
+            self._save()
 
     def _event(self, message: str) -> None:
         assert self.state is not None

@@ -1,0 +1,1 @@
+"""Arrow-based object adaptors on top of the ``vineyard`` client."""

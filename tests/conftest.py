@@ -1,0 +1,97 @@
+"""Shared fixtures: real local clusters, stopped by pid even when a test fails."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from vineyard_runtime.local import LocalCluster
+from vineyard_runtime.local.processes import is_alive
+from vineyard_runtime.local.state import ClusterState
+
+
+def cluster_pids(state: ClusterState) -> list[int]:
+    """Every pid a cluster runs: supervisor, etcd and each vineyardd."""
+    pids = [state.supervisor_pid, state.etcd.pid] + [n.pid for n in state.nodes]
+    return [p for p in pids if p]
+
+
+def wait_gone(pids: list[int], timeout: float = 30.0) -> list[int]:
+    """Wait until none of ``pids`` runs; return those still alive at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if is_alive(p)]
+        if not alive:
+            return []
+        time.sleep(0.05)
+    return [p for p in pids if is_alive(p)]
+
+
+def force_stop(local: LocalCluster, seen: set[int]) -> None:
+    """Stop a cluster and SIGKILL anything of it that still runs."""
+    try:
+        seen.update(cluster_pids(local.state))
+    except Exception:  # noqa: BLE001 - the cluster may already be gone
+        pass
+    try:
+        local.stop()
+    except Exception:  # noqa: BLE001 - fall through to the kill below
+        pass
+    for pid in seen:
+        if is_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    wait_gone(list(seen), timeout=10)
+
+
+@pytest.fixture
+def make_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """Factory of started clusters; every one is stopped (by pid) after the test."""
+    started: list[tuple[LocalCluster, set[int]]] = []
+
+    def make(nodes: int = 3, size: str = "256Mi", **kwargs: object) -> LocalCluster:
+        kwargs.setdefault("workdir", str(tmp_path_factory.mktemp("cluster")))
+        local = LocalCluster(nodes=nodes, size=size, **kwargs)  # type: ignore[arg-type]
+        seen: set[int] = set()
+        started.append((local, seen))
+        local.start()
+        seen.update(cluster_pids(local.state))
+        return local
+
+    try:
+        yield make
+    finally:
+        for local, seen in started:
+            force_stop(local, seen)
+
+
+@pytest.fixture(scope="module")
+def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A 3-node cluster shared by the tests of one module that do not break it."""
+    local = LocalCluster(nodes=3, size="256Mi", zones=["a", "a", "b"],
+                         workdir=str(tmp_path_factory.mktemp("shared")))
+    seen: set[int] = set()
+    try:
+        local.start()
+        seen.update(cluster_pids(local.state))
+        yield local
+    finally:
+        force_stop(local, seen)
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1, message: str = ""):
+    """Poll ``predicate`` until it returns a truthy value; fail with ``message`` otherwise."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - keep polling, report the last one
+            last_error = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting: {message} (last error: {last_error!r})")
