@@ -27,18 +27,20 @@ def cluster() -> None:
 @click.option("--spill-path", help="Directory where nodes spill objects when memory runs short.")
 @click.option("--compression/--no-compression", default=False, show_default=True,
               help="Compress objects migrated between nodes (slower on numeric data).")
+@click.option("--reserve-memory", is_flag=True,
+              help="Fault in each node's memory at start: no page faults on first use.")
 @click.option("--etcd-port", type=int, help="etcd client port (default: a free port).")
 @click.option("--rpc-port", type=int, help="RPC port of node-0; node-i uses this + i (default: free ports).")
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for readiness.")
 def up(nodes: int, size: str, zones: str | None, workdir: str | None, spill_path: str | None,
-       compression: bool, etcd_port: int | None, rpc_port: int | None, timeout: float) -> None:
+       compression: bool, reserve_memory: bool, etcd_port: int | None, rpc_port: int | None, timeout: float) -> None:
     """Start the cluster and return once every node is ready."""
     from vineyard_runtime.local import LocalCluster  # noqa: PLC0415
 
     with reported():
         local = LocalCluster(
             nodes=nodes, size=size, zones=_zones(zones), workdir=workdir, spill_path=spill_path,
-            compression=compression, etcd_port=etcd_port, rpc_port=rpc_port, start_timeout=timeout,
+            compression=compression, reserve_memory=reserve_memory, etcd_port=etcd_port, rpc_port=rpc_port, start_timeout=timeout,
         )
         local.start(detach=True)
     for line in local.cleaned:
