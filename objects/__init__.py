@@ -1,1 +1,50 @@
-"""Arrow-based object adaptors on top of the ``vineyard`` client."""
+"""Arrow-based object adaptors on top of the ``vineyard`` client.
+
+``objects.connect()`` reaches one Vineyard node; the returned store puts and gets
+numpy arrays, Arrow data, pandas frames, torch CPU tensors and nested structures of
+them, reading numeric buffers in place from shared memory.
+"""
+
+from __future__ import annotations
+
+from objects.codecs.registry import register, unregister
+from objects.connection import candidate_targets, connect_first
+from objects.errors import (
+    ObjectExists,
+    ObjectNotFound,
+    ObjectsError,
+    StoreFull,
+    StoreUnavailable,
+    UnsupportedType,
+)
+from objects.refs import ObjectRef
+from objects.store import ObjectStore
+
+
+def connect(
+    socket: str | None = None, *, endpoint: str | None = None, config: str | None = None
+) -> ObjectStore:
+    """Connect to a Vineyard node.
+
+    Resolution: the argument, else ``$VINEYARD_IPC_SOCKET``, else ``$VINEYARD_CONFIG``
+    (a ``vineyard-config.yaml``), else ``$VINEYARD_RPC_ENDPOINT``. Raises
+    StoreUnavailable at once, naming what was tried, when nothing answers; never
+    spawns a daemon.
+    """
+    client, target = connect_first(candidate_targets(socket, endpoint, config))
+    return ObjectStore(client, target)
+
+
+__all__ = [
+    "ObjectExists",
+    "ObjectNotFound",
+    "ObjectRef",
+    "ObjectStore",
+    "ObjectsError",
+    "StoreFull",
+    "StoreUnavailable",
+    "UnsupportedType",
+    "connect",
+    "register",
+    "unregister",
+]

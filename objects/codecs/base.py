@@ -1,0 +1,107 @@
+"""What every codec shares: the writer context, blob helpers and the metadata layout.
+
+Every object this package writes is a vineyard object whose metadata has
+``typename`` ``fluidv::<Kind>``, a JSON header under ``fluidv`` and, for
+data-bearing kinds, one blob member ``buffer``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from objects.errors import StoreFull
+
+HEADER_KEY = "fluidv"
+LABELS_KEY = "labels"
+TYPENAME_PREFIX = "fluidv::"
+
+
+@dataclass
+class Context:
+    """A connected client plus the things codecs need to report errors well."""
+
+    client: Any  # vineyard.core.client.Client with an IPC client
+    node: str
+    allow_pickle: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ipc(self) -> Any:
+        return self.client.ipc_client
+
+    def new_blob(self, nbytes: int) -> Any:
+        """A writable blob builder of ``nbytes``; StoreFull when the node has no room."""
+        import vineyard  # noqa: PLC0415
+
+        try:
+            return self.ipc.create_blob(nbytes)
+        except vineyard.NotEnoughMemoryException:
+            status = self.ipc.status
+            free = int(status.memory_limit) - int(status.memory_usage)
+            raise StoreFull(
+                f"node {self.node} cannot hold {nbytes} bytes: {free} of "
+                f"{int(status.memory_limit)} bytes are free. Delete objects you no longer need "
+                "(store.delete / store.delete_many) or give the node more memory (--size); "
+                "nothing was written to another node"
+            ) from None
+
+    def seal(self, builder: Any) -> Any:
+        return builder.seal(self.client)
+
+    def abort(self, builder: Any) -> None:
+        try:
+            builder.abort(self.ipc)
+        except Exception:  # noqa: BLE001 - releasing is best effort after a failure
+            pass
+
+    def empty_blob(self) -> Any:
+        return self.ipc.create_empty_blob()
+
+    def blob_from_bytes(self, data: memoryview) -> Any:
+        """Copy ``data`` (a C-contiguous byte view) into a new sealed blob."""
+        if data.nbytes == 0:
+            return self.empty_blob()
+        builder = self.new_blob(data.nbytes)
+        try:
+            memoryview(builder)[:] = data.cast("B")
+        except BaseException:
+            self.abort(builder)
+            raise
+        return self.seal(builder)
+
+    def new_meta(self, kind: str, header: dict[str, Any], nbytes: int) -> Any:
+        """An ObjectMeta of our layout, not yet created."""
+        import vineyard  # noqa: PLC0415
+
+        meta = vineyard.ObjectMeta()
+        meta["typename"] = TYPENAME_PREFIX + kind
+        meta["nbytes"] = int(nbytes)
+        meta[HEADER_KEY] = json.dumps(dict(header, kind=kind))
+        meta[LABELS_KEY] = json.dumps(self.labels)
+        return meta
+
+    def create(self, meta: Any) -> Any:
+        return self.ipc.create_metadata(meta)
+
+
+def header_of(meta: Any) -> dict[str, Any] | None:
+    """Our JSON header of ``meta``, or None for objects other writers made."""
+    if not str(meta.typename).startswith(TYPENAME_PREFIX):
+        return None
+    return json.loads(meta[HEADER_KEY])
+
+
+def labels_of(meta: Any) -> dict[str, str]:
+    try:
+        return json.loads(meta[LABELS_KEY])
+    except (KeyError, ValueError, TypeError, RuntimeError):
+        return {}
+
+
+def blob_view(blob: Any) -> memoryview:
+    """A read-only view of a sealed blob's shared memory (empty for empty blobs)."""
+    if blob.is_empty or blob.size == 0:
+        return memoryview(b"")
+    return memoryview(blob)

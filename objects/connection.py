@@ -1,0 +1,122 @@
+"""Find a Vineyard node and connect to it: never spawn a daemon, never sit in retries."""
+
+from __future__ import annotations
+
+import os
+import socket as _socket
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from objects.errors import StoreUnavailable
+
+IPC_ENV = "VINEYARD_IPC_SOCKET"
+CONFIG_ENV = "VINEYARD_CONFIG"
+RPC_ENV = "VINEYARD_RPC_ENDPOINT"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to connect: a Unix socket (IPC, zero copy) or host:port (RPC)."""
+
+    kind: str  # "ipc" | "rpc"
+    address: str
+    source: str  # what named it: "argument", "$VINEYARD_IPC_SOCKET", ...
+
+    def describe(self) -> str:
+        return f"{self.kind.upper()} {self.address} (from {self.source})"
+
+
+def _config_targets(path: str, source: str) -> list[Target]:
+    try:
+        with open(path) as handle:
+            data = yaml.safe_load(handle) or {}
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot read Vineyard config {path} ({source}): {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise StoreUnavailable(f"Vineyard config {path} ({source}) is not valid YAML: {exc}") from None
+    section = data.get("Vineyard", data) if isinstance(data, dict) else {}
+    targets = []
+    if section.get("IPCSocket"):
+        targets.append(Target("ipc", str(section["IPCSocket"]), f"{source} {path}"))
+    for endpoint in str(section.get("RPCEndpoint") or "").split(","):
+        if endpoint.strip():
+            targets.append(Target("rpc", endpoint.strip(), f"{source} {path}"))
+    if not targets:
+        raise StoreUnavailable(f"Vineyard config {path} ({source}) names neither IPCSocket nor RPCEndpoint")
+    return targets
+
+
+def candidate_targets(socket: str | None, endpoint: str | None, config: str | None) -> list[Target]:
+    """The places to try, in order: arguments first, then the environment."""
+    if socket:
+        return [Target("ipc", socket, "argument socket")]
+    if endpoint:
+        return [Target("rpc", endpoint, "argument endpoint")]
+    if config:
+        return _config_targets(config, "argument config")
+    if os.environ.get(IPC_ENV):
+        return [Target("ipc", os.environ[IPC_ENV], f"${IPC_ENV}")]
+    if os.environ.get(CONFIG_ENV):
+        return _config_targets(os.environ[CONFIG_ENV], f"${CONFIG_ENV}")
+    if os.environ.get(RPC_ENV):
+        return [Target("rpc", e.strip(), f"${RPC_ENV}") for e in os.environ[RPC_ENV].split(",") if e.strip()]
+    raise StoreUnavailable(
+        "no Vineyard node given: pass a socket, endpoint or config, or set "
+        f"${IPC_ENV}, ${CONFIG_ENV} or ${RPC_ENV} (a local cluster: `fluidv cluster up`, then "
+        "use a node's socket from `fluidv cluster status`)"
+    )
+
+
+def _split_endpoint(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise StoreUnavailable(f"RPC endpoint {address!r} is not host:port")
+    return host, int(port)
+
+
+def reachable(target: Target, timeout: float = 1.0) -> str | None:
+    """None when something answers at ``target``, else why not."""
+    if target.kind == "ipc":
+        if not os.path.exists(target.address):
+            return "socket missing"
+        family, address = _socket.AF_UNIX, target.address
+    else:
+        family, address = _socket.AF_INET, _split_endpoint(target.address)
+    with _socket.socket(family, _socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
+def open_client(target: Target) -> Any:
+    """A vineyard client for a reachable target (vineyard is imported here, lazily)."""
+    os.environ["VINEYARD_IPC_SKIP_RETRY"] = "1"
+    os.environ["VINEYARD_RPC_SKIP_RETRY"] = "1"
+    import vineyard  # noqa: PLC0415 - slow import, only when connecting
+
+    if target.kind == "ipc":
+        return vineyard.connect(target.address)
+    host, port = _split_endpoint(target.address)
+    return vineyard.connect(host, port)
+
+
+def connect_first(targets: list[Target]) -> tuple[Any, Target]:
+    """Connect to the first target that answers; StoreUnavailable listing every failure."""
+    failures = []
+    for target in targets:
+        problem = reachable(target)
+        if problem is None:
+            try:
+                return open_client(target), target
+            except Exception as exc:  # vineyard's own exceptions, reported as ours
+                problem = f"refused: {exc}"
+        failures.append(f"{target.describe()}: {problem}")
+    raise StoreUnavailable(
+        "no Vineyard node answers; tried " + "; ".join(failures)
+        + ". Start a local cluster with `fluidv cluster up` or check the address."
+    )

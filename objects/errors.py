@@ -1,0 +1,30 @@
+"""Errors of the object layer; every one derives from :class:`ObjectsError`."""
+
+from __future__ import annotations
+
+
+class ObjectsError(Exception):
+    """Base of every error raised by ``objects``."""
+
+
+class StoreUnavailable(ObjectsError):
+    """No Vineyard node could be reached; the message lists what was tried."""
+
+
+class ObjectNotFound(ObjectsError, KeyError):
+    """No object has this name or id."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ObjectExists(ObjectsError):
+    """The name is taken and ``replace=True`` was not given."""
+
+
+class StoreFull(ObjectsError):
+    """The node cannot hold the requested bytes; nothing was moved elsewhere."""
+
+
+class UnsupportedType(ObjectsError, TypeError):
+    """The value's type has no zero-copy adaptor (and pickling was not allowed)."""

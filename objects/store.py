@@ -1,0 +1,316 @@
+"""``ObjectStore``: put, get, allocate, list and delete objects on one Vineyard node."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from objects import codecs
+from objects.allocation import Allocation
+from objects.codecs.base import Context, labels_of
+from objects.connection import Target
+from objects.errors import ObjectExists, ObjectNotFound, ObjectsError, StoreFull
+from objects.refs import ObjectRef
+
+_OBJECT_ID = re.compile(r"^o[0-9a-f]{16}$")
+_NAME_LIMIT = 1_000_000
+RESERVED_PREFIX = "__fluidv"
+
+
+def _check_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
+    labels = dict(labels or {})
+    for key, value in labels.items():
+        if not isinstance(key, str) or not isinstance(value, str) or not key:
+            raise ObjectsError(f"labels must map non-empty strings to strings, got {key!r}: {value!r}")
+    return labels
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not name or name != name.strip():
+        raise ObjectsError(f"object name {name!r} must be a non-empty string without outer spaces")
+    if name.startswith(RESERVED_PREFIX):
+        raise ObjectsError(f"names starting with {RESERVED_PREFIX!r} are reserved")
+    if _OBJECT_ID.match(name):
+        raise ObjectsError(f"name {name!r} looks like an object id; choose another name")
+    return name
+
+
+class ObjectStore:
+    """A connection to one Vineyard node (made by :func:`objects.connect`)."""
+
+    def __init__(self, client: Any, target: Target) -> None:
+        self._client = client
+        self.target = target
+        self._nodes: dict[int, str] = {}
+
+    # -- connection ----------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """The underlying vineyard client, for what this API does not cover."""
+        return self._client
+
+    @property
+    def instance_id(self) -> int:
+        return int(self._client.instance_id)
+
+    @property
+    def node(self) -> str:
+        """Name of the node this store is connected to."""
+        return self._node_name(self.instance_id)
+
+    @property
+    def is_ipc(self) -> bool:
+        return self.target.kind == "ipc"
+
+    def close(self) -> None:
+        """Disconnect; arrays already returned stay valid."""
+        try:
+            self._client.close()
+        except Exception:  # noqa: BLE001 - closing twice is harmless
+            pass
+
+    def __enter__(self) -> "ObjectStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ObjectStore({self.target.describe()})"
+
+    def _node_name(self, instance_id: int) -> str:
+        if instance_id not in self._nodes:
+            try:
+                for iid, info in self._client.meta.items():
+                    self._nodes[int(iid)] = str(info.get("nodename") or f"instance-{iid}")
+            except Exception:  # noqa: BLE001 - naming is cosmetic
+                pass
+        return self._nodes.get(instance_id, f"instance-{instance_id}")
+
+    def _context(self, labels: dict[str, str], allow_pickle: bool) -> Context:
+        if not self.is_ipc:
+            raise ObjectsError(
+                f"writing needs an IPC connection to a node's socket; this store uses "
+                f"{self.target.describe()}. Connect with the node's socket (VINEYARD_IPC_SOCKET)"
+            )
+        return Context(self._client, self.node, allow_pickle=allow_pickle, labels=labels)
+
+    # -- resolution ----------------------------------------------------------------
+
+    def _resolve(self, target: ObjectRef | str | int | Any) -> tuple[Any, str | None]:
+        """(ObjectID, name or None) of ``target``; ObjectNotFound when unknown."""
+        import vineyard  # noqa: PLC0415
+
+        if isinstance(target, ObjectRef):
+            return vineyard.ObjectID(target.id), target.name
+        if isinstance(target, vineyard.ObjectID):
+            return target, None
+        if isinstance(target, int) and not isinstance(target, bool):
+            return vineyard.ObjectID(target), None
+        if isinstance(target, str):
+            if _OBJECT_ID.match(target):
+                return vineyard.ObjectID(target), None
+            try:
+                return self._client.get_name(target), target
+            except vineyard.ObjectNotExistsException:
+                raise ObjectNotFound(f"no object named {target!r} in the cluster of {self.node}") from None
+        raise ObjectsError(f"cannot find an object by a {type(target).__name__}; give a name, id or ObjectRef")
+
+    def _meta(self, object_id: Any, what: Any) -> Any:
+        import vineyard  # noqa: PLC0415
+
+        try:
+            return self._client.get_meta(object_id, sync_remote=True)
+        except (vineyard.ObjectNotExistsException, vineyard.MetaTreeSubtreeNotExistsException):
+            raise ObjectNotFound(f"no object {what!r} in the cluster of {self.node}") from None
+
+    def _ref(self, meta: Any, name: str | None) -> ObjectRef:
+        return ObjectRef(
+            id=f"o{int(meta.id):016x}",
+            name=name,
+            typename=str(meta.typename),
+            nbytes=int(meta.nbytes),
+            node=self._node_name(int(meta.instance_id)),
+            instance_id=int(meta.instance_id),
+            labels=labels_of(meta),
+        )
+
+    # -- writing -------------------------------------------------------------------
+
+    def put(
+        self,
+        value: Any,
+        name: str | None = None,
+        *,
+        labels: Mapping[str, str] | None = None,
+        replace: bool = False,
+        allow_pickle: bool = False,
+    ) -> ObjectRef:
+        """Store ``value`` on this node (one copy into shared memory) and return its ref.
+
+        A named object is persisted, so every node of the cluster sees it. Naming an
+        existing object raises ObjectExists unless ``replace=True`` (the old object is
+        then deleted). A full node raises StoreFull; nothing moves to another node.
+        """
+        labels = _check_labels(labels)
+        if name is not None:
+            _check_name(name)
+            self._check_free(name, replace)
+        ctx = self._context(labels, allow_pickle)
+        meta = codecs.encode(ctx, value)
+        return self._publish(meta, name, replace)
+
+    def _check_free(self, name: str, replace: bool) -> None:
+        if not replace and self.exists(name):
+            raise ObjectExists(
+                f"an object named {name!r} already exists; pass replace=True to replace it "
+                "or delete it first"
+            )
+
+    def _publish(self, meta: Any, name: str | None, replace: bool) -> ObjectRef:
+        if name is None:
+            return self._ref(meta, None)
+        old = None
+        if replace:
+            try:
+                old, _ = self._resolve(name)
+            except ObjectNotFound:
+                old = None
+        self._client.persist(meta.id)
+        self._client.put_name(meta.id, name)
+        if old is not None and old != meta.id:
+            self._delete_id(old)
+        return self._ref(self._client.get_meta(meta.id), name)
+
+    def allocate(
+        self,
+        shape: int | tuple[int, ...],
+        dtype: Any = np.float64,
+        name: str | None = None,
+        *,
+        labels: Mapping[str, str] | None = None,
+        order: str = "C",
+        replace: bool = False,
+    ) -> Allocation:
+        """A context manager yielding a writable array in shared memory.
+
+        On a clean exit the array is sealed and published (``allocation.ref``), with no
+        copy at all; if the block raises, nothing is published and the memory is freed.
+        """
+        labels = _check_labels(labels)
+        if name is not None:
+            _check_name(name)
+            self._check_free(name, replace)
+        ctx = self._context(labels, allow_pickle=False)
+        return Allocation(
+            ctx, shape, np.dtype(dtype), order,
+            publish=lambda meta: self._publish(meta, name, replace),
+        )
+
+    # -- reading -------------------------------------------------------------------
+
+    def get(self, target: ObjectRef | str | int | Any, *, allow_pickle: bool = False) -> Any:
+        """The value of an object given by ref, name or id.
+
+        Numeric data comes back as read-only views of shared memory. An object held by
+        another node is first migrated to this node (one transfer, then zero copy).
+        """
+        object_id, _ = self._resolve(target)
+        meta = self._meta(object_id, target)
+        if int(meta.instance_id) != self.instance_id and self.is_ipc:
+            meta = self._migrate(meta)
+        return codecs.decode(self._client, meta, allow_pickle=allow_pickle)
+
+    def _migrate(self, meta: Any) -> Any:
+        import vineyard  # noqa: PLC0415
+
+        try:
+            local_id = self._client.ipc_client.migrate(meta.id)
+        except vineyard.NotEnoughMemoryException:
+            raise StoreFull(
+                f"node {self.node} cannot hold a copy of {meta.id} ({int(meta.nbytes)} bytes) "
+                "held by another node; free memory on this node or read it on its node"
+            ) from None
+        return self._client.get_meta(local_id)
+
+    def info(self, target: ObjectRef | str | int | Any) -> ObjectRef:
+        """Id, name, type, size, node and labels of an object."""
+        object_id, name = self._resolve(target)
+        return self._ref(self._meta(object_id, target), name)
+
+    def exists(self, target: ObjectRef | str | int | Any) -> bool:
+        """True when the object is known to the cluster."""
+        try:
+            object_id, _ = self._resolve(target)
+            self._meta(object_id, target)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def _names(self, prefix: str | None) -> dict[str, Any]:
+        plain = prefix and not any(c in prefix for c in "*?[")
+        pattern = prefix + "*" if plain else "*"
+        names = self._client.list_names(pattern, limit=_NAME_LIMIT)
+        return {
+            str(k): v for k, v in names.items()
+            if not str(k).startswith(RESERVED_PREFIX) and (not prefix or str(k).startswith(prefix))
+        }
+
+    def list(self, prefix: str | None = None, labels: Mapping[str, str] | None = None) -> list[ObjectRef]:
+        """Named objects, optionally those whose name starts with ``prefix`` and that carry
+        every label in ``labels``; sorted by name."""
+        wanted = _check_labels(labels)
+        refs = []
+        for name, object_id in sorted(self._names(prefix).items()):
+            try:
+                ref = self._ref(self._client.get_meta(object_id, sync_remote=True), name)
+            except Exception:  # noqa: BLE001 - deleted meanwhile
+                continue
+            if all(ref.labels.get(k) == v for k, v in wanted.items()):
+                refs.append(ref)
+        return refs
+
+    def __iter__(self) -> Iterator[ObjectRef]:
+        return iter(self.list())
+
+    # -- deleting ------------------------------------------------------------------
+
+    def _delete_id(self, object_id: Any) -> None:
+        import vineyard  # noqa: PLC0415
+
+        try:
+            self._client.delete(object_id, force=False, deep=True)
+        except vineyard.ObjectNotExistsException:
+            pass
+
+    def delete(self, target: ObjectRef | str | int | Any) -> None:
+        """Delete an object (and its name); ObjectNotFound when unknown."""
+        object_id, name = self._resolve(target)
+        self._meta(object_id, target)
+        names = [name] if name else [n for n, i in self._names(None).items() if i == object_id]
+        for each in names:
+            try:
+                self._client.drop_name(each)
+            except Exception:  # noqa: BLE001 - already dropped
+                pass
+        self._delete_id(object_id)
+
+    def delete_many(self, *, labels: Mapping[str, str] | None = None, prefix: str | None = None) -> int:
+        """Delete the named objects matching ``labels`` and ``prefix``; return how many.
+
+        At least one filter is required, so a typo cannot wipe the store.
+        """
+        if not labels and not prefix:
+            raise ObjectsError("delete_many needs labels= or prefix=; it never deletes everything")
+        refs = self.list(prefix=prefix, labels=labels)
+        for ref in refs:
+            try:
+                self.delete(ref)
+            except ObjectNotFound:
+                pass
+        return len(refs)
+
