@@ -126,7 +126,11 @@ class ObjectStore:
         try:
             return self._client.get_meta(object_id, sync_remote=True)
         except (vineyard.ObjectNotExistsException, vineyard.MetaTreeSubtreeNotExistsException):
-            raise ObjectNotFound(f"no object {what!r} in the cluster of {self.node}") from None
+            hint = ""
+            if isinstance(what, ObjectRef) and what.name is None and what.instance_id != self.instance_id:
+                hint = (f"; it is unnamed and was made on {what.node}: unnamed objects are seen "
+                        "only by their node, so put it with a name to share it across nodes")
+            raise ObjectNotFound(f"no object {what} known to {self.node}{hint}") from None
 
     def _ref(self, meta: Any, name: str | None) -> ObjectRef:
         return ObjectRef(
@@ -217,11 +221,14 @@ class ObjectStore:
         """The value of an object given by ref, name or id.
 
         Numeric data comes back as read-only views of shared memory. An object held by
-        another node is first migrated to this node (one transfer, then zero copy).
+        another node is first migrated to this node (one transfer, then zero copy). Over
+        an RPC connection the data is copied to this process instead.
         """
         object_id, _ = self._resolve(target)
         meta = self._meta(object_id, target)
-        if int(meta.instance_id) != self.instance_id and self.is_ipc:
+        if not self.is_ipc:
+            meta = self._client.rpc_client.get_object(object_id).meta  # copies the blobs over RPC
+        elif int(meta.instance_id) != self.instance_id:
             meta = self._migrate(meta)
         return codecs.decode(self._client, meta, allow_pickle=allow_pickle)
 

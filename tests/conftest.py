@@ -95,3 +95,16 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1, message: s
             last_error = exc
         time.sleep(interval)
     raise AssertionError(f"timed out waiting: {message} (last error: {last_error!r})")
+
+
+@pytest.fixture(scope="module")
+def stores(shared_cluster) -> Iterator[dict]:
+    """An ``objects`` store per node of the shared cluster, closed afterwards."""
+    import objects
+
+    opened = {n.name: objects.connect(n.socket) for n in shared_cluster.nodes}
+    try:
+        yield opened
+    finally:
+        for store in opened.values():
+            store.close()

@@ -65,7 +65,7 @@ class Context:
             return self.empty_blob()
         builder = self.new_blob(data.nbytes)
         try:
-            memoryview(builder)[:] = data.cast("B")
+            memoryview(builder).cast("B")[:] = data.cast("B")
         except BaseException:
             self.abort(builder)
             raise

@@ -41,6 +41,7 @@ def encode(ctx: Context, value: pd.DataFrame | pd.Series) -> Any:
         "series": is_series,
         "series_name": value.name if is_series else None,
         "object_columns": _object_columns(frame),
+        "index_freq": getattr(frame.index, "freqstr", None),
     }
     return write_table(ctx, table, KIND, head)
 
@@ -51,6 +52,8 @@ def decode(meta: Any, head: dict[str, Any]) -> pd.DataFrame | pd.Series:
         column = frame.columns[position]
         if frame[column].dtype != object:
             frame[column] = frame[column].astype(object)
+    if head.get("index_freq"):
+        frame.index = pd.DatetimeIndex(frame.index, freq=head["index_freq"])
     if head["series"]:
         series = frame[_SERIES_COLUMN]
         series.name = head["series_name"]
