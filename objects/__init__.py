@@ -15,6 +15,7 @@ from objects.errors import (
     ObjectsError,
     StoreFull,
     StoreUnavailable,
+    StreamFailed,
     UnsupportedType,
 )
 from objects.refs import ObjectRef
@@ -43,6 +44,7 @@ __all__ = [
     "ObjectsError",
     "StoreFull",
     "StoreUnavailable",
+    "StreamFailed",
     "UnsupportedType",
     "connect",
     "register",

@@ -28,3 +28,7 @@ class StoreFull(ObjectsError):
 
 class UnsupportedType(ObjectsError, TypeError):
     """The value's type has no zero-copy adaptor (and pickling was not allowed)."""
+
+
+class StreamFailed(ObjectsError):
+    """The producer of a stream failed or vanished before closing it."""

@@ -14,6 +14,7 @@ from objects.codecs.base import Context, labels_of
 from objects.connection import Target
 from objects.errors import ObjectExists, ObjectNotFound, ObjectsError, StoreFull
 from objects.refs import ObjectRef
+from objects.streams import StreamReader, StreamWriter, delete_stream
 
 _OBJECT_ID = re.compile(r"^o[0-9a-f]{16}$")
 _NAME_LIMIT = 1_000_000
@@ -160,13 +161,20 @@ class ObjectStore:
         existing object raises ObjectExists unless ``replace=True`` (the old object is
         then deleted). A full node raises StoreFull; nothing moves to another node.
         """
-        labels = _check_labels(labels)
         if name is not None:
             _check_name(name)
+        return self._put(value, name, _check_labels(labels), replace, allow_pickle)
+
+    def _put(self, value: Any, name: str | None, labels: dict[str, str], replace: bool,
+             allow_pickle: bool) -> ObjectRef:
+        if name is not None:
             self._check_free(name, replace)
-        ctx = self._context(labels, allow_pickle)
-        meta = codecs.encode(ctx, value)
+        meta = codecs.encode(self._context(labels, allow_pickle), value)
         return self._publish(meta, name, replace)
+
+    def _put_internal(self, value: Any, name: str, labels: dict[str, str]) -> ObjectRef:
+        """``put`` under a reserved name (streams and other bookkeeping)."""
+        return self._put(value, name, labels, replace=False, allow_pickle=False)
 
     def _check_free(self, name: str, replace: bool) -> None:
         if not replace and self.exists(name):
@@ -258,21 +266,26 @@ class ObjectStore:
             return False
         return True
 
-    def _names(self, prefix: str | None) -> dict[str, Any]:
+    def _names(self, prefix: str | None, *, internal: bool = False) -> dict[str, Any]:
         plain = prefix and not any(c in prefix for c in "*?[")
         pattern = prefix + "*" if plain else "*"
         names = self._client.list_names(pattern, limit=_NAME_LIMIT)
         return {
             str(k): v for k, v in names.items()
-            if not str(k).startswith(RESERVED_PREFIX) and (not prefix or str(k).startswith(prefix))
+            if internal == str(k).startswith(RESERVED_PREFIX) and (not prefix or str(k).startswith(prefix))
         }
 
     def list(self, prefix: str | None = None, labels: Mapping[str, str] | None = None) -> list[ObjectRef]:
         """Named objects, optionally those whose name starts with ``prefix`` and that carry
         every label in ``labels``; sorted by name."""
-        wanted = _check_labels(labels)
+        return self._list(prefix, _check_labels(labels), internal=False)
+
+    def _list_internal(self, prefix: str) -> list[ObjectRef]:
+        return self._list(prefix, {}, internal=True)
+
+    def _list(self, prefix: str | None, wanted: dict[str, str], internal: bool) -> list[ObjectRef]:
         refs = []
-        for name, object_id in sorted(self._names(prefix).items()):
+        for name, object_id in sorted(self._names(prefix, internal=internal).items()):
             try:
                 ref = self._ref(self._client.get_meta(object_id, sync_remote=True), name)
             except Exception:  # noqa: BLE001 - deleted meanwhile
@@ -296,6 +309,9 @@ class ObjectStore:
 
     def delete(self, target: ObjectRef | str | int | Any) -> None:
         """Delete an object (and its name); ObjectNotFound when unknown."""
+        self._delete_internal(target)
+
+    def _delete_internal(self, target: ObjectRef | str | int | Any) -> None:
         object_id, name = self._resolve(target)
         self._meta(object_id, target)
         names = [name] if name else [n for n, i in self._names(None).items() if i == object_id]
@@ -321,3 +337,23 @@ class ObjectStore:
                 pass
         return len(refs)
 
+    # -- streams -------------------------------------------------------------------
+
+    def open_writer(self, name: str, *, labels: Mapping[str, str] | None = None) -> StreamWriter:
+        """Start stream ``name``; ``with store.open_writer("s") as w: w.write(batch)``.
+
+        A clean exit ends the stream; an exception marks it failed for every reader.
+        """
+        _check_name(name)
+        return StreamWriter(self, name, _check_labels(labels))
+
+    def open_reader(self, name: str, *, timeout: float | None = None,
+                    idle_timeout: float | None = None) -> StreamReader:
+        """Iterate over stream ``name`` while it is written (waits up to ``timeout`` for it
+        to start); raises StreamFailed if its producer fails or vanishes."""
+        _check_name(name)
+        return StreamReader(self, name, timeout=timeout, idle_timeout=idle_timeout)
+
+    def delete_stream(self, name: str) -> int:
+        """Delete every chunk and marker of stream ``name``; return how many objects."""
+        return delete_stream(self, name)
