@@ -196,7 +196,7 @@ class ObjectStore:
         self._client.put_name(meta.id, name)
         if old is not None and old != meta.id:
             self._delete_id(old)
-        return self._ref(self._client.get_meta(meta.id), name)
+        return self._ref(meta, name)
 
     def allocate(
         self,
