@@ -69,6 +69,4 @@ def etcd_command(spec: EtcdSpec, binary: str = "etcd") -> Command:
         "--initial-cluster-state", "new",
         "--log-level", "warn",
     ]
-    if not spec.fsync:
-        argv.append("--unsafe-no-fsync")
     return Command(argv=argv, env={})

@@ -72,10 +72,6 @@ class EtcdSpec:
     peer_url: str
     listen_client_url: str | None = None
     listen_peer_url: str | None = None
-    #: fsync etcd's log on every write. The local cluster turns it off: its metadata
-    #: describes shared memory that a machine crash loses anyway, and each fsync
-    #: costs milliseconds per named object.
-    fsync: bool = True
 
     def __post_init__(self) -> None:
         for label, url in (("client", self.client_url), ("peer", self.peer_url)):

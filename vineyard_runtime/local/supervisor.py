@@ -252,7 +252,6 @@ class Supervisor:
             data_dir=etcd.data_dir,
             client_url=etcd.endpoint,
             peer_url=f"http://{LOOPBACK}:{etcd.peer_port}",
-            fsync=False,
         )
         command = etcd_command(spec, binary=etcd_binary())
         self.etcd.proc = spawn(command.argv, env=command.env, log_path=etcd.log)
