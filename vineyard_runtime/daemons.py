@@ -65,7 +65,7 @@ def etcd_command(spec: EtcdSpec, binary: str = "etcd") -> Command:
         "--advertise-client-urls", spec.client_url,
         "--listen-peer-urls", spec.listen_peer_url or spec.peer_url,
         "--initial-advertise-peer-urls", spec.peer_url,
-        "--initial-cluster", f"{spec.name}={spec.peer_url}",
+        "--initial-cluster", spec.initial_cluster or f"{spec.name}={spec.peer_url}",
         "--initial-cluster-state", "new",
         "--log-level", "warn",
     ]

@@ -72,6 +72,8 @@ class EtcdSpec:
     peer_url: str
     listen_client_url: str | None = None
     listen_peer_url: str | None = None
+    #: ``name=peer_url,...`` of every member; a single-member cluster when None
+    initial_cluster: str | None = None
 
     def __post_init__(self) -> None:
         for label, url in (("client", self.client_url), ("peer", self.peer_url)):

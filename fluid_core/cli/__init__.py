@@ -6,6 +6,7 @@ import click
 
 from fluid_core.cli.cluster import cluster
 from fluid_core.cli.demo import demo
+from fluid_core.cli.resources import crds, render, validate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,6 +16,8 @@ def cli() -> None:
 
 cli.add_command(cluster)
 cli.add_command(demo)
+for command in (crds, validate, render):
+    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> int:

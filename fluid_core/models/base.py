@@ -1,0 +1,137 @@
+"""Shared pieces of the API models: camelCase fields, metadata, conditions, names, sizes."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic.alias_generators import to_camel
+
+from vineyard_runtime.errors import InvalidSpec
+from vineyard_runtime.quantity import parse_quantity
+
+GROUP = "data.fluid.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+class Model(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields are errors."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", use_enum_values=True,
+        validate_default=True,
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def _quantity(value: str) -> str:
+    try:
+        parse_quantity(value, what="quantity")
+    except InvalidSpec as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+def _dns1035(value: str) -> str:
+    if len(value) > 63 or not DNS1035.match(value):
+        raise ValueError(
+            f"{value!r} must be a DNS-1035 label: at most 63 lower-case letters, digits or '-', "
+            "starting with a letter and ending with a letter or digit"
+        )
+    return value
+
+
+def _dns1123(value: str) -> str:
+    if len(value) > 253 or not DNS1123.match(value):
+        raise ValueError(f"{value!r} must be a DNS-1123 subdomain (lower-case, digits, '-', '.')")
+    return value
+
+
+# The validators give the messages; WithJsonSchema puts the same rule into the CRDs.
+Quantity = Annotated[
+    str, AfterValidator(_quantity),
+    WithJsonSchema({"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|K|M|G|T|P|E)?$"}),
+]
+Name1035 = Annotated[
+    str, AfterValidator(_dns1035),
+    WithJsonSchema({"type": "string", "maxLength": 63, "pattern": DNS1035.pattern}),
+]
+Namespace = Annotated[
+    str, AfterValidator(_dns1123),
+    WithJsonSchema({"type": "string", "maxLength": 253, "pattern": DNS1123.pattern}),
+]
+#: Free-form objects (node selectors, pod specs, resources): kept as given.
+Passthrough = Annotated[dict[str, Any], Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})]
+
+
+class Metadata(BaseModel):
+    """The parts of ObjectMeta the operator reads; the rest is kept as given."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    name: Name1035
+    namespace: Namespace = "default"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    uid: str | None = None
+
+
+class ConditionStatus(str, Enum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(Model):
+    """A Kubernetes-style condition."""
+
+    type: str
+    status: ConditionStatus
+    reason: str = ""
+    message: str = ""
+    last_transition_time: str | None = None
+    last_update_time: str | None = None
+
+
+class ObjectReference(Model):
+    """A reference to a namespaced object by name."""
+
+    name: Name1035
+    namespace: Namespace | None = None
+
+
+@dataclass(frozen=True)
+class CrdInfo:
+    """How a resource appears in its CustomResourceDefinition."""
+
+    plural: str
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ("fluid",)
+    #: (name, type, JSONPath, priority)
+    columns: tuple[tuple[str, str, str, int], ...] = ()
+
+
+class Resource(Model):
+    """A custom resource: apiVersion, kind, metadata, spec, status."""
+
+    api_version: Literal["data.fluid.io/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
+    metadata: Metadata
+
+    CRD: ClassVar[CrdInfo]
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace

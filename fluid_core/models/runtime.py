@@ -1,0 +1,203 @@
+"""``VineyardRuntime``: the etcd master, the vineyardd workers and the client bridge."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from fluid_core.models.base import Condition, CrdInfo, Model, Passthrough, Quantity, Resource
+from vineyard_runtime.quantity import parse_quantity
+
+DEFAULT_IMAGE = "ghcr.io/fluid-vineyard/fluid-vineyard"
+DEFAULT_TAG = "0.1.0"
+DEFAULT_ETCD_IMAGE = "quay.io/coreos/etcd"
+DEFAULT_ETCD_TAG = "v3.5.1"
+
+
+class RuntimePhase(str, Enum):
+    NONE = ""
+    NOT_READY = "NotReady"
+    PARTIAL_READY = "PartialReady"
+    READY = "Ready"
+
+
+class PullPolicy(str, Enum):
+    ALWAYS = "Always"
+    IF_NOT_PRESENT = "IfNotPresent"
+    NEVER = "Never"
+
+
+class Endpoint(Model):
+    """An external etcd used instead of the runtime's own master."""
+
+    uri: str = Field(pattern=r"^https?://[^\s]+$")
+
+
+class Persistence(Model):
+    """Keep etcd's data on a PersistentVolumeClaim instead of an emptyDir."""
+
+    enabled: bool = False
+    size: Quantity = "1Gi"
+    storage_class_name: str | None = None
+
+
+class MasterPorts(Model):
+    client: int = Field(2379, ge=1, le=65535)
+    peer: int = Field(2380, ge=1, le=65535)
+
+
+class Master(Model):
+    replicas: int = Field(1, ge=1, le=7)
+    image: str = DEFAULT_ETCD_IMAGE
+    image_tag: str = DEFAULT_ETCD_TAG
+    image_pull_policy: PullPolicy = PullPolicy.IF_NOT_PRESENT
+    resources: Passthrough | None = None
+    endpoint: Endpoint | None = None
+    persistence: Persistence = Field(default_factory=Persistence)
+    ports: MasterPorts = Field(default_factory=MasterPorts)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _odd_members(self) -> "Master":
+        if self.replicas % 2 == 0:
+            raise ValueError(f"replicas {self.replicas}: an etcd cluster needs an odd number of members")
+        return self
+
+
+class WorkerPorts(Model):
+    rpc: int = Field(9600, ge=1, le=65535)
+    metrics: int = Field(9144, ge=1, le=65535)
+
+
+class NetworkMode(str, Enum):
+    HOST = "HostNetwork"
+    CONTAINER = "ContainerNetwork"
+
+
+class Worker(Model):
+    image: str = DEFAULT_IMAGE
+    image_tag: str = DEFAULT_TAG
+    image_pull_policy: PullPolicy = PullPolicy.IF_NOT_PRESENT
+    resources: Passthrough | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    options: dict[str, str] = Field(default_factory=dict)
+    ports: WorkerPorts = Field(default_factory=WorkerPorts)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    network_mode: NetworkMode = NetworkMode.CONTAINER
+
+
+class CleanPolicy(str, Enum):
+    ON_DEMAND = "OnDemand"
+    ON_RUNTIME_DELETED = "OnRuntimeDeleted"
+
+
+class Fuse(Model):
+    """The client bridge that publishes vineyard-config.yaml on each node."""
+
+    image: str = DEFAULT_IMAGE
+    image_tag: str = DEFAULT_TAG
+    image_pull_policy: PullPolicy = PullPolicy.IF_NOT_PRESENT
+    resources: Passthrough | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    options: dict[str, str] = Field(default_factory=dict)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    clean_policy: CleanPolicy = CleanPolicy.ON_RUNTIME_DELETED
+
+
+class MediumType(str, Enum):
+    MEM = "MEM"
+    SSD = "SSD"
+    HDD = "HDD"
+
+
+class Level(Model):
+    mediumtype: MediumType = Field(alias="mediumtype")
+    quota: Quantity | None = None
+    path: str | None = None
+    high: str | None = Field(None, pattern=r"^(0(\.[0-9]+)?|1(\.0+)?)$")
+    low: str | None = Field(None, pattern=r"^(0(\.[0-9]+)?|1(\.0+)?)$")
+    volume_type: Literal["hostPath", "emptyDir"] | None = None
+
+    @model_validator(mode="after")
+    def _watermarks(self) -> "Level":
+        if self.high is not None and self.low is not None and not float(self.low) < float(self.high):
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.mediumtype != MediumType.MEM and not self.path:
+            raise ValueError(f"a {self.mediumtype} level needs a path to spill to")
+        return self
+
+
+class TieredStore(Model):
+    levels: list[Level] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_memory_level(self) -> "TieredStore":
+        memory = [level for level in self.levels if level.mediumtype == MediumType.MEM]
+        if len(memory) > 1:
+            raise ValueError("at most one MEM level")
+        return self
+
+
+class VineyardRuntimeSpec(Model):
+    replicas: int = Field(1, ge=1, le=1000)
+    master: Master = Field(default_factory=Master)
+    worker: Worker = Field(default_factory=Worker)
+    fuse: Fuse = Field(default_factory=Fuse)
+    tieredstore: TieredStore = Field(default_factory=TieredStore, alias="tieredstore")
+
+    def memory_quota(self) -> str:
+        """The MEM level's quota (vineyardd --size), 4Gi when none is given."""
+        for level in self.tieredstore.levels:
+            if level.mediumtype == MediumType.MEM and level.quota:
+                return level.quota
+        return "4Gi"
+
+    def spill_level(self) -> Level | None:
+        for level in self.tieredstore.levels:
+            if level.mediumtype != MediumType.MEM:
+                return level
+        return None
+
+    @model_validator(mode="after")
+    def _memory_size(self) -> "VineyardRuntimeSpec":
+        if parse_quantity(self.memory_quota()) < 16 * 2**20:
+            raise ValueError(f"MEM quota {self.memory_quota()} is below the 16Mi a worker needs")
+        return self
+
+
+class VineyardRuntimeStatus(Model):
+    master_phase: RuntimePhase = RuntimePhase.NONE
+    worker_phase: RuntimePhase = RuntimePhase.NONE
+    fuse_phase: RuntimePhase = RuntimePhase.NONE
+    master_number_ready: int = 0
+    desired_master_number_scheduled: int = 0
+    worker_number_ready: int = 0
+    desired_worker_number_scheduled: int = 0
+    fuse_number_ready: int = 0
+    desired_fuse_number_scheduled: int = 0
+    conditions: list[Condition] = Field(default_factory=list)
+    cache_states: dict[str, str] = Field(default_factory=dict)
+    master_persistence: str | None = None
+
+
+class VineyardRuntime(Resource):
+    """Fluid's VineyardRuntime (short name v6d)."""
+
+    CRD = CrdInfo(
+        plural="vineyardruntimes",
+        short_names=("v6d",),
+        columns=(
+            ("Master Phase", "string", ".status.masterPhase", 0),
+            ("Worker Phase", "string", ".status.workerPhase", 0),
+            ("Fuse Phase", "string", ".status.fusePhase", 0),
+            ("Workers Ready", "integer", ".status.workerNumberReady", 0),
+            ("Desired Workers", "integer", ".spec.replicas", 1),
+            ("Age", "date", ".metadata.creationTimestamp", 0),
+        ),
+    )
+
+    kind: Literal["VineyardRuntime"] = "VineyardRuntime"
+    spec: VineyardRuntimeSpec = Field(default_factory=VineyardRuntimeSpec)
+    status: VineyardRuntimeStatus | None = None

@@ -1,0 +1,83 @@
+"""The engine protocol a runtime reconciler drives, and the Vineyard engine."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from fluid_core.reconcilers.observed import RuntimeObserved, Workload
+from vineyard_runtime.kube import manifests
+from vineyard_runtime.kube.labels import cache_node_label, fuse_node_label, vineyard_cache_node_label
+from vineyard_runtime.kube.manifests import KubeRuntime
+
+
+class Engine(Protocol):
+    """What a runtime type provides to the generic runtime reconciler."""
+
+    def setup_master(self) -> list[dict[str, Any]]: ...
+    def master_ready(self, observed: RuntimeObserved) -> Workload | None: ...
+    def setup_workers(self) -> list[dict[str, Any]]: ...
+    def workers_ready(self, observed: RuntimeObserved) -> Workload | None: ...
+    def setup_bridge(self) -> list[dict[str, Any]]: ...
+    def bind(self) -> list[dict[str, Any]]: ...
+    def node_labels(self) -> dict[str, str]: ...
+    def master_persistence(self) -> str: ...
+    def teardown(self) -> list[dict[str, Any]]: ...
+
+
+class VineyardEngine:
+    """etcd master, vineyardd workers, the client bridge and the dataset volume."""
+
+    def __init__(self, runtime: KubeRuntime) -> None:
+        self.rt = runtime
+
+    @property
+    def external_master(self) -> bool:
+        return self.rt.external_etcd is not None
+
+    def setup_master(self) -> list[dict[str, Any]]:
+        return manifests.master_objects(self.rt)
+
+    def master_ready(self, observed: RuntimeObserved) -> Workload | None:
+        if self.external_master:
+            return Workload(desired=1, ready=1)
+        return observed.master
+
+    def setup_workers(self) -> list[dict[str, Any]]:
+        return manifests.worker_objects(self.rt) + [manifests.rpc_conf(self.rt), manifests.network_policy(self.rt)]
+
+    def workers_ready(self, observed: RuntimeObserved) -> Workload | None:
+        return observed.workers
+
+    def setup_bridge(self) -> list[dict[str, Any]]:
+        return manifests.bridge_objects(self.rt)
+
+    def bind(self) -> list[dict[str, Any]]:
+        return manifests.volume_objects(self.rt)
+
+    def node_labels(self) -> dict[str, str]:
+        rt = self.rt
+        return {
+            cache_node_label(rt.namespace, rt.name): "true",
+            vineyard_cache_node_label(rt.namespace, rt.name): "true",
+            fuse_node_label(rt.namespace, rt.name): "true",
+        }
+
+    def master_persistence(self) -> str:
+        """Where the master keeps metadata, and what that means for the user."""
+        if self.rt.external_etcd:
+            return f"external etcd at {self.rt.external_etcd}"
+        if self.rt.etcd_persistence:
+            return "PersistentVolumeClaim"
+        return (
+            "emptyDir: metadata is lost when the master pod restarts; the workers are then "
+            "restarted to register again and the objects they held are lost. "
+            "Set spec.master.persistence.enabled to keep it"
+        )
+
+    def all_objects(self) -> list[dict[str, Any]]:
+        """Every object of a fully set-up runtime (``fluidv render``)."""
+        return self.setup_master() + self.setup_workers() + self.setup_bridge() + self.bind()
+
+    def teardown(self) -> list[dict[str, Any]]:
+        """Every object to delete, dependents first."""
+        return list(reversed(manifests.all_objects(self.rt)))

@@ -1,0 +1,38 @@
+"""What the operator observed in the cluster, as plain values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A StatefulSet's or DaemonSet's replica counts."""
+
+    desired: int
+    ready: int
+
+
+@dataclass(frozen=True)
+class RuntimeObserved:
+    """The runtime's workloads and nodes, as last seen."""
+
+    dataset_exists: bool = True
+    master: Workload | None = None
+    workers: Workload | None = None
+    bridge: Workload | None = None
+    #: nodes where a worker pod runs
+    worker_nodes: frozenset[str] = frozenset()
+    #: nodes that carry this runtime's cache labels now
+    labelled_nodes: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class DatasetObserved:
+    """The dataset's runtime and users, as last seen."""
+
+    runtime_exists: bool = False
+    runtime_ready: bool = False
+    runtime_namespace: str | None = None
+    #: pods (namespace/name) that mount the dataset's PVC
+    pods_using: tuple[str, ...] = field(default_factory=tuple)

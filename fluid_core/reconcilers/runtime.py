@@ -1,0 +1,112 @@
+"""The generic runtime reconciler: drives an engine from observed state to status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fluid_core.reconcilers.conditions import set_condition
+from fluid_core.reconcilers.engine import Engine
+from fluid_core.reconcilers.observed import RuntimeObserved, Workload
+
+NOT_READY, PARTIAL_READY, READY = "NotReady", "PartialReady", "Ready"
+
+
+@dataclass
+class RuntimeOutcome:
+    """What to create or update, the status to patch, events, and node labels."""
+
+    desired: list[dict[str, Any]] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=dict)
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    label_nodes: dict[str, dict[str, str | None]] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return self.status.get("masterPhase") == READY and self.status.get("workerPhase") == READY
+
+
+def phase(workload: Workload | None) -> str:
+    if workload is None or workload.ready <= 0:
+        return NOT_READY if not (workload and workload.desired == 0) else READY
+    return READY if workload.ready >= workload.desired else PARTIAL_READY
+
+
+def reconcile_runtime(
+    engine: Engine,
+    observed: RuntimeObserved,
+    previous_status: dict[str, Any] | None,
+    *,
+    now: str,
+) -> RuntimeOutcome:
+    """Desired objects and status for a runtime, from what was observed.
+
+    The master comes first; workers are set up once the master is ready (and kept once
+    they exist); the bridge and the dataset's volume follow the workers.
+    """
+    out = RuntimeOutcome()
+    previous = dict(previous_status or {})
+    conditions = list(previous.get("conditions", []))
+    if not observed.dataset_exists:
+        conditions = set_condition(conditions, "Ready", False, "DatasetNotFound",
+                                   "no Dataset of the same namespace and name; create it first", now)
+        out.status = {**previous, "conditions": conditions, "masterPhase": NOT_READY,
+                      "workerPhase": NOT_READY, "fusePhase": NOT_READY}
+        out.events.append(("Warning", "DatasetNotFound",
+                           "waiting for a Dataset of the same name; nothing is created until it exists"))
+        return out
+
+    out.desired += engine.setup_master()
+    master = engine.master_ready(observed)
+    master_phase = phase(master)
+    conditions = set_condition(conditions, "MasterInitialized", True, "Created",
+                               "the master is set up", now)
+    conditions = set_condition(conditions, "MasterReady", master_phase == READY, master_phase,
+                               _counts("master", master), now)
+
+    workers_started = master_phase == READY or observed.workers is not None
+    workers = engine.workers_ready(observed) if workers_started else None
+    worker_phase = phase(workers) if workers_started else NOT_READY
+    bridge = observed.bridge
+    fuse_phase = NOT_READY
+    if workers_started:
+        out.desired += engine.setup_workers() + engine.setup_bridge() + engine.bind()
+        fuse_phase = phase(bridge) if bridge is not None else NOT_READY
+    conditions = set_condition(conditions, "WorkersInitialized", workers_started,
+                               "Created" if workers_started else "WaitingForMaster",
+                               "the workers are set up" if workers_started else "waiting for the master", now)
+    conditions = set_condition(conditions, "WorkersReady", worker_phase == READY, worker_phase,
+                               _counts("worker", workers), now)
+    conditions = set_condition(conditions, "FusesReady", fuse_phase == READY, fuse_phase,
+                               _counts("bridge", bridge), now)
+    ready = master_phase == READY and worker_phase == READY
+    conditions = set_condition(conditions, "Ready", ready, "Ready" if ready else "NotReady",
+                               "master and workers are ready" if ready else "waiting for master and workers", now)
+
+    labels = engine.node_labels()
+    for node in sorted(observed.worker_nodes):
+        if node not in observed.labelled_nodes:
+            out.label_nodes[node] = dict(labels)
+    for node in sorted(observed.labelled_nodes - observed.worker_nodes):
+        out.label_nodes[node] = {key: None for key in labels}
+
+    out.status = {
+        "masterPhase": master_phase,
+        "workerPhase": worker_phase,
+        "fusePhase": fuse_phase,
+        "masterNumberReady": master.ready if master else 0,
+        "desiredMasterNumberScheduled": master.desired if master else 0,
+        "workerNumberReady": workers.ready if workers else 0,
+        "desiredWorkerNumberScheduled": workers.desired if workers else 0,
+        "fuseNumberReady": bridge.ready if bridge else 0,
+        "desiredFuseNumberScheduled": bridge.desired if bridge else 0,
+        "conditions": conditions,
+        "masterPersistence": engine.master_persistence(),
+    }
+    return out
+
+
+def _counts(what: str, workload: Workload | None) -> str:
+    if workload is None:
+        return f"no {what} observed yet"
+    return f"{workload.ready}/{workload.desired} {what} replicas ready"

@@ -1,0 +1,1 @@
+"""Kubernetes objects of a Vineyard runtime, as plain manifests."""

@@ -1,0 +1,46 @@
+"""Kubernetes label keys and values that always fit the API server's limits."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+MAX_VALUE = 63
+MAX_NAME = 63
+_INVALID = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def _shorten(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    head = text[: limit - 9].rstrip("-_.")
+    return f"{head}-{digest}"
+
+
+def safe_value(text: str) -> str:
+    """A label value for ``text``: at most 63 characters, starting and ending alphanumeric;
+    longer values keep a readable head and a hash of the whole."""
+    cleaned = _INVALID.sub("-", text).strip("-_.")
+    return _shorten(cleaned, MAX_VALUE).strip("-_.")
+
+
+def safe_key(prefix: str, name: str) -> str:
+    """A label key ``prefix/name`` whose name part is at most 63 characters."""
+    cleaned = _INVALID.sub("-", name).strip("-_.")
+    return f"{prefix}/{_shorten(cleaned, MAX_NAME)}"
+
+
+def cache_node_label(namespace: str, name: str) -> str:
+    """Fluid's label on nodes that cache dataset ``namespace/name``."""
+    return safe_key("fluid.io", f"s-{namespace}-{name}")
+
+
+def vineyard_cache_node_label(namespace: str, name: str) -> str:
+    """The runtime-typed form of :func:`cache_node_label`."""
+    return safe_key("fluid.io", f"s-vineyard-{namespace}-{name}")
+
+
+def fuse_node_label(namespace: str, name: str) -> str:
+    """Nodes labelled with this key (value ``true``) run the dataset's client bridge."""
+    return safe_key("fluid.io", f"f-{namespace}-{name}")
