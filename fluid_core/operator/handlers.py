@@ -1,0 +1,237 @@
+"""kopf handlers: observe, call a reconciler, apply what it returns, patch status.
+
+Importing this module registers the handlers with kopf's default registry
+(that is what a kopf handler module is for); ``fluidv operator`` imports it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+from typing import Any
+
+import kopf
+
+from fluid_core.errors import InvalidResource
+from fluid_core.models import GROUP, VERSION, Dataset, VineyardRuntime, parse
+from fluid_core.operator.kube import KubeClient, KubeError, Ref
+from fluid_core.reconcilers.dataset import deletion_blockers, reconcile_dataset
+from fluid_core.reconcilers.engine import VineyardEngine
+from fluid_core.reconcilers.observed import DatasetObserved, RuntimeObserved, Workload
+from fluid_core.reconcilers.runtime import reconcile_runtime
+from fluid_core.reconcilers.translate import kube_runtime
+from vineyard_runtime.kube.manifests import selector
+
+#: Seconds between re-syncs of readiness from the workloads' status.
+RESYNC_SECONDS = float(os.environ.get("FLUIDV_RESYNC_SECONDS", "10"))
+FINALIZER = "data.fluid.io/fluid-vineyard"
+API = f"{GROUP}/{VERSION}"
+
+_client: KubeClient | None = None
+_client_lock = threading.Lock()
+
+
+def client() -> KubeClient:
+    """The operator's API client, made from the environment on first use."""
+    global _client
+    with _client_lock:
+        if _client is None:
+            _client = KubeClient.from_environment()
+        return _client
+
+
+def use_client(kube: KubeClient | None) -> None:
+    """Replace the API client (tests point it at an emulator)."""
+    global _client
+    with _client_lock:
+        _client = kube
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf connects with the same configuration as the operator's own client."""
+    cfg = client().api.configuration
+    header = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken") or ""
+    prefix = (cfg.api_key_prefix or {}).get("authorization", "")
+    token = header.removeprefix("Bearer ").strip() or None
+    if prefix and not header.startswith("Bearer"):
+        token = header or None
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        token=token,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+    )
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.posting.level = 20  # INFO and above become Kubernetes events
+
+
+# -- VineyardRuntime ------------------------------------------------------------------
+
+def _invalid(body: Any, patch: kopf.Patch, error: InvalidResource, logger: Any) -> None:
+    """Record a bad resource in its status and an event; create nothing, do not retry."""
+    message = "; ".join(f"{path}: {msg}" for path, msg in error.problems)
+    conditions = [c for c in (body.get("status") or {}).get("conditions", []) if c.get("type") != "Ready"]
+    conditions.append({"type": "Ready", "status": "False", "reason": "InvalidSpec",
+                       "message": message, "lastTransitionTime": _now()})
+    patch.status["conditions"] = conditions
+    kopf.warn(body, reason="InvalidSpec", message=message)
+    logger.warning("invalid %s: %s", body.get("kind"), message)
+
+
+def _workload(item: dict[str, Any] | None, desired_key: str, ready_key: str) -> Workload | None:
+    if item is None:
+        return None
+    status = item.get("status") or {}
+    desired = status.get(desired_key)
+    if desired is None:
+        desired = (item.get("spec") or {}).get("replicas", 0)
+    return Workload(desired=int(desired or 0), ready=int(status.get(ready_key) or 0))
+
+
+def observe_runtime(kube: KubeClient, runtime: VineyardRuntime, engine: VineyardEngine,
+                    dataset_exists: bool) -> RuntimeObserved:
+    rt = engine.rt
+    ns = runtime.namespace
+    master = None if rt.external_etcd else _workload(
+        kube.get(Ref("apps/v1", "StatefulSet", ns, rt.master_name)), "replicas", "readyReplicas")
+    workers = _workload(kube.get(Ref("apps/v1", "StatefulSet", ns, rt.worker_name)), "replicas", "readyReplicas")
+    bridge = _workload(kube.get(Ref("apps/v1", "DaemonSet", ns, rt.bridge_name)),
+                       "desiredNumberScheduled", "numberReady")
+    pods = kube.list(Ref("v1", "Pod", ns), selector(rt, "worker"))
+    worker_nodes = frozenset(
+        p["spec"]["nodeName"] for p in pods
+        if (p.get("spec") or {}).get("nodeName") and not p["metadata"].get("deletionTimestamp")
+    )
+    label_key = next(iter(engine.node_labels()))
+    labelled = frozenset(n["metadata"]["name"] for n in kube.list(Ref("v1", "Node", None), {label_key: None}))
+    return RuntimeObserved(dataset_exists=dataset_exists, master=master, workers=workers, bridge=bridge,
+                           worker_nodes=worker_nodes, labelled_nodes=labelled)
+
+
+def _dataset_of(kube: KubeClient, namespace: str, name: str) -> tuple[bool, Dataset | None]:
+    body = kube.get(Ref(API, "Dataset", namespace, name))
+    if body is None:
+        return False, None
+    try:
+        return True, parse(body)  # type: ignore[return-value]
+    except InvalidResource:
+        return True, None
+
+
+@kopf.on.resume(GROUP, VERSION, "vineyardruntimes")
+@kopf.on.create(GROUP, VERSION, "vineyardruntimes")
+@kopf.on.update(GROUP, VERSION, "vineyardruntimes", field="spec")
+@kopf.timer(GROUP, VERSION, "vineyardruntimes", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+def reconcile_runtime_handler(body: Any, patch: kopf.Patch, logger: Any, **_: Any) -> None:
+    """Bring the runtime's objects, node labels and status in line with its spec."""
+    if body.get("metadata", {}).get("deletionTimestamp"):
+        return
+    try:
+        runtime = parse(dict(body))
+    except InvalidResource as error:
+        _invalid(body, patch, error, logger)
+        return
+    assert isinstance(runtime, VineyardRuntime)
+    kube = client()
+    exists, dataset = _dataset_of(kube, runtime.namespace, runtime.name)
+    engine = VineyardEngine(kube_runtime(runtime, dataset))
+    observed = observe_runtime(kube, runtime, engine, exists)
+    outcome = reconcile_runtime(engine, observed, dict(body.get("status") or {}), now=_now())
+    for manifest in outcome.desired:
+        result = kube.apply(manifest)
+        if result != "unchanged":
+            logger.info("%s %s/%s", result, manifest["kind"], manifest["metadata"]["name"])
+    for node, labels in outcome.label_nodes.items():
+        kube.patch(Ref("v1", "Node", None, node), {"metadata": {"labels": labels}})
+    for kind, reason, message in outcome.events:
+        kopf.event(body, type=kind, reason=reason, message=message)
+    previous = body.get("status") or {}
+    changed = {k: v for k, v in outcome.status.items() if previous.get(k) != v}
+    if changed:
+        patch.status.update(changed)
+
+
+@kopf.on.delete(GROUP, VERSION, "vineyardruntimes")
+def delete_runtime_handler(body: Any, logger: Any, **_: Any) -> None:
+    """Delete every object of the runtime and the node labels it set."""
+    kube = client()
+    try:
+        runtime = parse(dict(body))
+    except InvalidResource:
+        return  # nothing was ever created for an invalid runtime
+    assert isinstance(runtime, VineyardRuntime)
+    engine = VineyardEngine(kube_runtime(runtime))
+    for manifest in engine.teardown():
+        ref = Ref(manifest["apiVersion"], manifest["kind"], manifest["metadata"].get("namespace"),
+                  manifest["metadata"]["name"])
+        if kube.delete(ref):
+            logger.info("deleted %s/%s", ref.kind, ref.name)
+    keys = engine.node_labels()
+    for node in kube.list(Ref("v1", "Node", None), {next(iter(keys)): None}):
+        kube.patch(Ref("v1", "Node", None, node["metadata"]["name"]),
+                   {"metadata": {"labels": {k: None for k in keys}}})
+
+
+# -- Dataset --------------------------------------------------------------------------
+
+def observe_dataset(kube: KubeClient, namespace: str, name: str) -> DatasetObserved:
+    runtime = kube.get(Ref(API, "VineyardRuntime", namespace, name))
+    status = (runtime or {}).get("status") or {}
+    ready = status.get("masterPhase") == "Ready" and status.get("workerPhase") == "Ready"
+    users = tuple(
+        f"{namespace}/{p['metadata']['name']}"
+        for p in kube.list(Ref("v1", "Pod", namespace))
+        if any((v.get("persistentVolumeClaim") or {}).get("claimName") == name
+               for v in (p.get("spec") or {}).get("volumes", []))
+    )
+    return DatasetObserved(runtime_exists=runtime is not None, runtime_ready=ready,
+                           runtime_namespace=namespace, pods_using=users)
+
+
+@kopf.on.resume(GROUP, VERSION, "datasets")
+@kopf.on.create(GROUP, VERSION, "datasets")
+@kopf.on.update(GROUP, VERSION, "datasets", field="spec")
+@kopf.timer(GROUP, VERSION, "datasets", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+def reconcile_dataset_handler(body: Any, patch: kopf.Patch, logger: Any, **_: Any) -> None:
+    """``NotBound`` until the same-named runtime is ready, then ``Bound``."""
+    if body.get("metadata", {}).get("deletionTimestamp"):
+        return
+    try:
+        dataset = parse(dict(body))
+    except InvalidResource as error:
+        _invalid(body, patch, error, logger)
+        return
+    observed = observe_dataset(client(), dataset.namespace, dataset.name)
+    outcome = reconcile_dataset(dataset.name, dataset.namespace, observed,
+                                dict(body.get("status") or {}), now=_now())
+    previous = body.get("status") or {}
+    changed = {k: v for k, v in outcome.status.items() if previous.get(k) != v}
+    if changed:
+        patch.status.update(changed)
+
+
+@kopf.on.delete(GROUP, VERSION, "datasets")
+def delete_dataset_handler(body: Any, **_: Any) -> None:
+    """Wait while pods mount the dataset or operations hold its lock."""
+    meta = body["metadata"]
+    observed = observe_dataset(client(), meta.get("namespace", "default"), meta["name"])
+    blockers = deletion_blockers(dict(body.get("status") or {}), observed)
+    if blockers:
+        message = "deletion waits: " + "; ".join(blockers)
+        kopf.warn(body, reason="DeletionBlocked", message=message)
+        raise kopf.TemporaryError(message, delay=RESYNC_SECONDS)
+
+
+__all__ = ["KubeError", "client", "use_client"]

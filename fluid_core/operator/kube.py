@@ -1,0 +1,145 @@
+"""A small Kubernetes REST client for the objects the operator manages.
+
+It speaks plain JSON dicts (the manifests the engine builds), creates or
+merge-patches them idempotently, and filters by labels on the client side.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from fluid_core.errors import FluidError
+from fluid_core.models import KINDS
+
+_BUILTIN: dict[tuple[str, str], tuple[str, bool]] = {
+    ("v1", "Service"): ("services", True),
+    ("v1", "ConfigMap"): ("configmaps", True),
+    ("v1", "PersistentVolume"): ("persistentvolumes", False),
+    ("v1", "PersistentVolumeClaim"): ("persistentvolumeclaims", True),
+    ("v1", "Pod"): ("pods", True),
+    ("v1", "Node"): ("nodes", False),
+    ("v1", "Event"): ("events", True),
+    ("apps/v1", "StatefulSet"): ("statefulsets", True),
+    ("apps/v1", "DaemonSet"): ("daemonsets", True),
+    ("networking.k8s.io/v1", "NetworkPolicy"): ("networkpolicies", True),
+}
+for _kind, _cls in KINDS.items():
+    _BUILTIN[("data.fluid.io/v1alpha1", _kind)] = (_cls.CRD.plural, True)
+
+
+class KubeError(FluidError):
+    """The API server refused a request."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(f"HTTP {status}: {message}")
+
+
+@dataclass(frozen=True)
+class Ref:
+    api_version: str
+    kind: str
+    namespace: str | None
+    name: str | None = None
+
+    def path(self) -> str:
+        try:
+            plural, namespaced = _BUILTIN[(self.api_version, self.kind)]
+        except KeyError:
+            raise FluidError(f"the operator does not manage {self.api_version} {self.kind}") from None
+        root = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        if namespaced and self.namespace:
+            root += f"/namespaces/{self.namespace}"
+        root += f"/{plural}"
+        return root + (f"/{self.name}" if self.name else "")
+
+
+def ref_of(manifest: dict[str, Any]) -> Ref:
+    meta = manifest["metadata"]
+    return Ref(manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"])
+
+
+def _matches(labels: dict[str, str], selector: dict[str, str | None]) -> bool:
+    """``None`` in the selector means: the key is present, whatever its value."""
+    return all(k in labels and (v is None or labels[k] == v) for k, v in selector.items())
+
+
+def _subset(desired: Any, actual: Any) -> bool:
+    if isinstance(desired, dict):
+        return isinstance(actual, dict) and all(_subset(v, actual.get(k)) for k, v in desired.items())
+    if isinstance(desired, list):
+        return isinstance(actual, list) and len(desired) == len(actual) and all(
+            _subset(d, a) for d, a in zip(desired, actual))
+    return desired == actual
+
+
+class KubeClient:
+    """JSON requests to the API server through a configured ``kubernetes`` ApiClient."""
+
+    def __init__(self, api_client: Any) -> None:
+        self.api = api_client
+
+    @classmethod
+    def from_environment(cls) -> "KubeClient":
+        """In-cluster config when running in a pod, else $KUBECONFIG / ~/.kube/config."""
+        import kubernetes  # noqa: PLC0415
+
+        try:
+            kubernetes.config.load_incluster_config()
+        except kubernetes.config.ConfigException:
+            kubernetes.config.load_kube_config()
+        return cls(kubernetes.client.ApiClient())
+
+    def request(self, method: str, path: str, body: Any = None,
+                content_type: str = "application/json") -> dict[str, Any] | None:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        method, url, headers, body, _ = self.api.param_serialize(
+            method, path, header_params=headers, body=body, auth_settings=["BearerToken"])
+        response = self.api.call_api(method, url, header_params=headers, body=body,
+                                     _request_timeout=30)
+        response.read()
+        status = response.status
+        text = response.data.decode() if response.data else ""
+        if status == 404:
+            return None
+        if status >= 400:
+            raise KubeError(status, text[:500])
+        return json.loads(text) if text else {}
+
+    # -- objects ---------------------------------------------------------------------
+
+    def get(self, ref: Ref) -> dict[str, Any] | None:
+        return self.request("GET", ref.path())
+
+    def list(self, ref: Ref, labels: dict[str, str | None] | None = None) -> list[dict[str, Any]]:
+        reply = self.request("GET", ref.path()) or {}
+        items = reply.get("items", [])
+        if ref.namespace:  # some servers ignore the namespace of a list: filter again
+            items = [i for i in items if i.get("metadata", {}).get("namespace") in (None, ref.namespace)]
+        if labels:
+            items = [i for i in items if _matches(i.get("metadata", {}).get("labels") or {}, labels)]
+        return items
+
+    def apply(self, manifest: dict[str, Any]) -> str:
+        """Create ``manifest`` or merge-patch it in place; returns created/updated/unchanged."""
+        ref = ref_of(manifest)
+        current = self.get(ref)
+        if current is None:
+            self.request("POST", Ref(ref.api_version, ref.kind, ref.namespace).path(), manifest)
+            return "created"
+        if _subset({k: v for k, v in manifest.items() if k != "status"}, current):
+            return "unchanged"
+        self.request("PATCH", ref.path(), manifest, "application/merge-patch+json")
+        return "updated"
+
+    def patch(self, ref: Ref, patch: dict[str, Any]) -> None:
+        self.request("PATCH", ref.path(), patch, "application/merge-patch+json")
+
+    def patch_status(self, ref: Ref, status: dict[str, Any]) -> None:
+        self.request("PATCH", ref.path() + "/status", {"status": status}, "application/merge-patch+json")
+
+    def delete(self, ref: Ref) -> bool:
+        """Delete if present; True when something was deleted."""
+        return self.request("DELETE", ref.path()) is not None
