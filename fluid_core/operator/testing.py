@@ -1,0 +1,150 @@
+"""Run the real operator against kmock's Kubernetes emulator, each in its own thread.
+
+For tests and benchmarks of the operator, and for users who test their own flows
+without a cluster. Needs the ``kmock`` package (a test dependency).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fluid_core.models import API_VERSION, KINDS
+from fluid_core.operator.kube import KubeClient, Ref
+
+START_TIMEOUT = 30.0
+
+
+class EmulatedCluster:
+    """kmock's KubernetesEmulator with this project's resources registered.
+
+    ``with EmulatedCluster() as cluster: cluster.start_operator(); cluster.kube.get(...)``
+    """
+
+    def __init__(self) -> None:
+        self.kube: KubeClient | None = None
+        self.emulator: Any = None
+        self.url: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_server: asyncio.Event | None = None
+        self._server_thread: threading.Thread | None = None
+        self._operator_thread: threading.Thread | None = None
+        self._operator_stop = threading.Event()
+        self._failures: list[BaseException] = []
+
+    # -- the API server ----------------------------------------------------------------
+
+    def __enter__(self) -> "EmulatedCluster":
+        ready = threading.Event()
+        self._server_thread = threading.Thread(target=self._serve, args=(ready,), name="kmock", daemon=True)
+        self._server_thread.start()
+        if not ready.wait(START_TIMEOUT) or self.url is None:
+            raise RuntimeError(f"the emulated API server did not start: {self._failures}")
+        import kubernetes  # noqa: PLC0415
+
+        configuration = kubernetes.client.Configuration()
+        configuration.host = self.url
+        self.kube = KubeClient(kubernetes.client.ApiClient(configuration))
+        return self
+
+    def _serve(self, ready: threading.Event) -> None:
+        import kmock  # noqa: PLC0415
+
+        async def main() -> None:
+            self._stop_server = asyncio.Event()
+            async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator):
+                emulator.resources.load_bundled()
+                for kind, cls in KINDS.items():
+                    emulator.resources[f"{API_VERSION}/{cls.CRD.plural}"] = kmock.ResourceInfo(
+                        kind=kind, namespaced=True, subresources={"status"},
+                        verbs={"list", "watch", "get", "create", "patch", "delete"})
+                self.emulator = emulator
+                self.url = str(emulator.url).rstrip("/")
+                self._loop = asyncio.get_running_loop()
+                ready.set()
+                await self._stop_server.wait()
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # noqa: BLE001 - reported by __enter__/__exit__
+            self._failures.append(exc)
+            ready.set()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_operator()
+        if self._loop is not None and self._stop_server is not None:
+            self._loop.call_soon_threadsafe(self._stop_server.set)
+        if self._server_thread is not None:
+            self._server_thread.join(START_TIMEOUT)
+
+    # -- the operator ----------------------------------------------------------------
+
+    def start_operator(self, namespaces: tuple[str, ...] = ("default",)) -> None:
+        """Run the operator (the handlers of ``fluid_core.operator.handlers``) in a thread."""
+        import kopf  # noqa: PLC0415
+
+        from fluid_core.operator import handlers  # noqa: PLC0415
+
+        assert self.kube is not None, "enter the context first"
+        handlers.use_client(self.kube)
+        settings = kopf.OperatorSettings()
+        settings.scanning.disabled = True  # the emulator answers 500 on namespace listings
+        settings.watching.client_timeout = 2  # it ignores timeoutSeconds
+        settings.watching.server_timeout = 2
+        ready = threading.Event()
+        self._operator_stop.clear()
+
+        def run() -> None:
+            try:
+                asyncio.run(kopf.operator(settings=settings, namespaces=list(namespaces),
+                                          stop_flag=self._operator_stop, ready_flag=ready,
+                                          standalone=True))
+            except asyncio.CancelledError:
+                pass  # kopf ends its tasks as cancelled when the stop flag is set
+            except BaseException as exc:  # noqa: BLE001 - re-raised by stop_operator
+                self._failures.append(exc)
+                ready.set()
+
+        self._operator_thread = threading.Thread(target=run, name="operator", daemon=True)
+        self._operator_thread.start()
+        if not ready.wait(START_TIMEOUT):
+            raise RuntimeError("the operator did not start")
+
+    def stop_operator(self) -> None:
+        """Stop the operator thread; re-raise what it failed with."""
+        if self._operator_thread is None:
+            return
+        from fluid_core.operator import handlers  # noqa: PLC0415
+
+        self._operator_stop.set()
+        self._operator_thread.join(START_TIMEOUT)
+        alive = self._operator_thread.is_alive()
+        self._operator_thread = None
+        handlers.use_client(None)
+        if alive:
+            raise RuntimeError("the operator did not stop")
+        if self._failures:
+            raise self._failures[0]
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def create(self, manifest: dict[str, Any]) -> None:
+        """Create an object the way ``kubectl create`` would."""
+        assert self.kube is not None
+        meta = manifest["metadata"]
+        ref = Ref(manifest["apiVersion"], manifest["kind"], meta.get("namespace"))
+        self.kube.request("POST", ref.path(), manifest)
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 30.0, message: str = "") -> Any:
+        """Poll ``predicate`` until it is truthy; AssertionError with ``message`` at timeout."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            last = predicate()
+            if last:
+                return last
+            time.sleep(0.05)
+        raise AssertionError(f"timed out: {message} (last: {last!r})")
