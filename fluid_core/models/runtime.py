@@ -76,15 +76,20 @@ class NetworkMode(str, Enum):
     CONTAINER = "ContainerNetwork"
 
 
-class Worker(Model):
+class Component(Model):
+    """What the worker and the bridge have in common: image, resources, env, options."""
+
     image: str = DEFAULT_IMAGE
     image_tag: str = DEFAULT_TAG
     image_pull_policy: PullPolicy = PullPolicy.IF_NOT_PRESENT
     resources: Passthrough | None = None
     env: dict[str, str] = Field(default_factory=dict)
     options: dict[str, str] = Field(default_factory=dict)
-    ports: WorkerPorts = Field(default_factory=WorkerPorts)
     node_selector: dict[str, str] = Field(default_factory=dict)
+
+
+class Worker(Component):
+    ports: WorkerPorts = Field(default_factory=WorkerPorts)
     network_mode: NetworkMode = NetworkMode.CONTAINER
 
 
@@ -93,16 +98,9 @@ class CleanPolicy(str, Enum):
     ON_RUNTIME_DELETED = "OnRuntimeDeleted"
 
 
-class Fuse(Model):
+class Fuse(Component):
     """The client bridge that publishes vineyard-config.yaml on each node."""
 
-    image: str = DEFAULT_IMAGE
-    image_tag: str = DEFAULT_TAG
-    image_pull_policy: PullPolicy = PullPolicy.IF_NOT_PRESENT
-    resources: Passthrough | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    options: dict[str, str] = Field(default_factory=dict)
-    node_selector: dict[str, str] = Field(default_factory=dict)
     clean_policy: CleanPolicy = CleanPolicy.ON_RUNTIME_DELETED
 
 

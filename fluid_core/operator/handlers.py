@@ -90,6 +90,17 @@ def _invalid(body: Any, patch: kopf.Patch, error: InvalidResource, logger: Any) 
     logger.warning("invalid %s: %s", body.get("kind"), message)
 
 
+def _parse_live(body: Any, patch: kopf.Patch, logger: Any) -> Any:
+    """The typed resource, or None when it is being deleted or invalid (then reported)."""
+    if body.get("metadata", {}).get("deletionTimestamp"):
+        return None
+    try:
+        return parse(dict(body))
+    except InvalidResource as error:
+        _invalid(body, patch, error, logger)
+        return None
+
+
 def _workload(item: dict[str, Any] | None, desired_key: str, ready_key: str) -> Workload | None:
     if item is None:
         return None
@@ -136,14 +147,9 @@ def _dataset_of(kube: KubeClient, namespace: str, name: str) -> tuple[bool, Data
 @kopf.timer(GROUP, VERSION, "vineyardruntimes", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
 def reconcile_runtime_handler(body: Any, patch: kopf.Patch, logger: Any, **_: Any) -> None:
     """Bring the runtime's objects, node labels and status in line with its spec."""
-    if body.get("metadata", {}).get("deletionTimestamp"):
+    runtime = _parse_live(body, patch, logger)
+    if not isinstance(runtime, VineyardRuntime):
         return
-    try:
-        runtime = parse(dict(body))
-    except InvalidResource as error:
-        _invalid(body, patch, error, logger)
-        return
-    assert isinstance(runtime, VineyardRuntime)
     kube = client()
     exists, dataset = _dataset_of(kube, runtime.namespace, runtime.name)
     engine = VineyardEngine(kube_runtime(runtime, dataset))
@@ -206,12 +212,8 @@ def observe_dataset(kube: KubeClient, namespace: str, name: str) -> DatasetObser
 @kopf.timer(GROUP, VERSION, "datasets", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
 def reconcile_dataset_handler(body: Any, patch: kopf.Patch, logger: Any, **_: Any) -> None:
     """``NotBound`` until the same-named runtime is ready, then ``Bound``."""
-    if body.get("metadata", {}).get("deletionTimestamp"):
-        return
-    try:
-        dataset = parse(dict(body))
-    except InvalidResource as error:
-        _invalid(body, patch, error, logger)
+    dataset = _parse_live(body, patch, logger)
+    if not isinstance(dataset, Dataset):
         return
     observed = observe_dataset(client(), dataset.namespace, dataset.name)
     outcome = reconcile_dataset(dataset.name, dataset.namespace, observed,
