@@ -15,6 +15,7 @@ import kmock
 import pytest
 
 os.environ.setdefault("FLUIDV_RESYNC_SECONDS", "0.3")
+os.environ.setdefault("FLUIDV_FULL_APPLY_SECONDS", "2")
 
 from fluid_core.operator import handlers  # noqa: E402
 from fluid_core.operator.kube import KubeClient, Ref  # noqa: E402
@@ -101,6 +102,10 @@ def test_dataset_and_runtime_reach_bound_then_scale_and_delete(cluster):
     wait(lambda: node_labels(kube, "n1").get("fluid.io/s-default-demo") == "true", message="n1 labelled")
     assert node_labels(kube, "n2").get("fluid.io/s-vineyard-default-demo") == "true"
     assert "fluid.io/s-default-demo" not in node_labels(kube, "n3")
+
+    # an object deleted behind the operator's back comes back (full apply every few seconds)
+    kube.delete(Ref("v1", "ConfigMap", NS, "demo-rpc-conf"))
+    wait(lambda: exists(kube, "v1", "ConfigMap", "demo-rpc-conf"), message="drift repaired")
 
     # scaling: the StatefulSet follows, readiness is partial until the kubelet catches up
     kube.patch(Ref(API, "VineyardRuntime", NS, "demo"), {"spec": {"replicas": 3}})

@@ -178,6 +178,9 @@ class VineyardRuntimeStatus(Model):
     conditions: list[Condition] = Field(default_factory=list)
     cache_states: dict[str, str] = Field(default_factory=dict)
     master_persistence: str | None = None
+    #: digest of the objects last applied, and when: unchanged objects are not re-sent
+    applied_digest: str | None = None
+    applied_at: str | None = None
 
 
 class VineyardRuntime(Resource):

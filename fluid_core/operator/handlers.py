@@ -7,6 +7,8 @@ Importing this module registers the handlers with kopf's default registry
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import os
 import threading
 from typing import Any
@@ -25,6 +27,8 @@ from vineyard_runtime.kube.manifests import selector
 
 #: Seconds between re-syncs of readiness from the workloads' status.
 RESYNC_SECONDS = float(os.environ.get("FLUIDV_RESYNC_SECONDS", "10"))
+#: Objects are re-sent at least this often even when nothing changed (repairs drift).
+FULL_APPLY_SECONDS = float(os.environ.get("FLUIDV_FULL_APPLY_SECONDS", "60"))
 FINALIZER = "data.fluid.io/fluid-vineyard"
 API = f"{GROUP}/{VERSION}"
 
@@ -46,6 +50,13 @@ def use_client(kube: KubeClient | None) -> None:
     global _client
     with _client_lock:
         _client = kube
+
+
+def _older_than(stamp: str | None, seconds: float) -> bool:
+    if not stamp:
+        return True
+    when = dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    return (dt.datetime.now(dt.timezone.utc) - when).total_seconds() > seconds
 
 
 def _now() -> str:
@@ -155,15 +166,23 @@ def reconcile_runtime_handler(body: Any, patch: kopf.Patch, logger: Any, **_: An
     engine = VineyardEngine(kube_runtime(runtime, dataset))
     observed = observe_runtime(kube, runtime, engine, exists)
     outcome = reconcile_runtime(engine, observed, dict(body.get("status") or {}), now=_now())
-    for manifest in outcome.desired:
-        result = kube.apply(manifest)
-        if result != "unchanged":
-            logger.info("%s %s/%s", result, manifest["kind"], manifest["metadata"]["name"])
+    previous = body.get("status") or {}
+    digest = hashlib.sha256(json.dumps(outcome.desired, sort_keys=True).encode()).hexdigest()[:16]
+    workloads_present = observed.workers is not None or not any(
+        m["kind"] == "StatefulSet" and m["metadata"]["name"].endswith("-worker") for m in outcome.desired)
+    if previous.get("appliedDigest") == digest and workloads_present and not _older_than(
+            previous.get("appliedAt"), FULL_APPLY_SECONDS):
+        outcome.status["appliedDigest"], outcome.status["appliedAt"] = digest, previous.get("appliedAt")
+    else:
+        for manifest in outcome.desired:
+            result = kube.apply(manifest)
+            if result != "unchanged":
+                logger.info("%s %s/%s", result, manifest["kind"], manifest["metadata"]["name"])
+        outcome.status["appliedDigest"], outcome.status["appliedAt"] = digest, _now()
     for node, labels in outcome.label_nodes.items():
         kube.patch(Ref("v1", "Node", None, node), {"metadata": {"labels": labels}})
     for kind, reason, message in outcome.events:
         kopf.event(body, type=kind, reason=reason, message=message)
-    previous = body.get("status") or {}
     changed = {k: v for k, v in outcome.status.items() if previous.get(k) != v}
     if changed:
         patch.status.update(changed)
