@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from objects.errors import StoreUnavailable
+from vineyard_runtime.local.probe import socket_accepts
 
 IPC_ENV = "VINEYARD_IPC_SOCKET"
 CONFIG_ENV = "VINEYARD_CONFIG"
@@ -81,13 +82,11 @@ def reachable(target: Target, timeout: float = 1.0) -> str | None:
     if target.kind == "ipc":
         if not os.path.exists(target.address):
             return "socket missing"
-        family, address = _socket.AF_UNIX, target.address
-    else:
-        family, address = _socket.AF_INET, _split_endpoint(target.address)
-    with _socket.socket(family, _socket.SOCK_STREAM) as sock:
+        return None if socket_accepts(target.address, timeout) else "socket does not accept connections"
+    with _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         try:
-            sock.connect(address)
+            sock.connect(_split_endpoint(target.address))
         except OSError as exc:
             return exc.strerror or str(exc)
     return None

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from objects.errors import ObjectExists, ObjectNotFound, ObjectsError, StreamFailed
+from vineyard_runtime.local.processes import is_alive
 
 if TYPE_CHECKING:
     from objects.store import ObjectStore
@@ -31,24 +32,6 @@ def _key(name: str, part: str) -> str:
 
 def _chunk(name: str, index: int) -> str:
     return _key(name, f"chunk/{index:010d}")
-
-
-def _pid_alive(pid: int) -> bool:
-    """True when ``pid`` runs on this host (a zombie counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
-    except OSError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class StreamWriter:
@@ -114,9 +97,6 @@ class StreamReader:
         self.idle_timeout = idle_timeout
         self.header = self._wait_for(_key(name, "header"), timeout, what="to be opened")
 
-    def _exists(self, key: str) -> bool:
-        return self._store.exists(key)
-
     def _wait_for(self, key: str, timeout: float | None, what: str) -> Any:
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = POLL_MIN
@@ -132,7 +112,7 @@ class StreamReader:
 
     def _writer_gone(self) -> bool:
         header = self.header
-        return header.get("host") == socket.gethostname() and not _pid_alive(int(header["pid"]))
+        return header.get("host") == socket.gethostname() and not is_alive(int(header["pid"]))
 
     def __iter__(self) -> Iterator[Any]:
         index = 0

@@ -52,6 +52,11 @@ def use_client(kube: KubeClient | None) -> None:
         _client = kube
 
 
+def _changes(previous: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    """The status fields that differ from ``previous``: a patch sends only those."""
+    return {k: v for k, v in status.items() if previous.get(k) != v}
+
+
 def _older_than(stamp: str | None, seconds: float) -> bool:
     if not stamp:
         return True
@@ -183,9 +188,7 @@ def reconcile_runtime_handler(body: Any, patch: kopf.Patch, logger: Any, **_: An
         kube.patch(Ref("v1", "Node", None, node), {"metadata": {"labels": labels}})
     for kind, reason, message in outcome.events:
         kopf.event(body, type=kind, reason=reason, message=message)
-    changed = {k: v for k, v in outcome.status.items() if previous.get(k) != v}
-    if changed:
-        patch.status.update(changed)
+    patch.status.update(_changes(previous, outcome.status))
 
 
 @kopf.on.delete(GROUP, VERSION, "vineyardruntimes")
@@ -222,7 +225,7 @@ def observe_dataset(kube: KubeClient, namespace: str, name: str) -> DatasetObser
                for v in (p.get("spec") or {}).get("volumes", []))
     )
     return DatasetObserved(runtime_exists=runtime is not None, runtime_ready=ready,
-                           runtime_namespace=namespace, pods_using=users)
+                           pods_using=users)
 
 
 @kopf.on.resume(GROUP, VERSION, "datasets")
@@ -237,10 +240,7 @@ def reconcile_dataset_handler(body: Any, patch: kopf.Patch, logger: Any, **_: An
     observed = observe_dataset(client(), dataset.namespace, dataset.name)
     outcome = reconcile_dataset(dataset.name, dataset.namespace, observed,
                                 dict(body.get("status") or {}), now=_now())
-    previous = body.get("status") or {}
-    changed = {k: v for k, v in outcome.status.items() if previous.get(k) != v}
-    if changed:
-        patch.status.update(changed)
+    patch.status.update(_changes(body.get("status") or {}, outcome.status))
 
 
 @kopf.on.delete(GROUP, VERSION, "datasets")

@@ -137,9 +137,6 @@ class KubeClient:
     def patch(self, ref: Ref, patch: dict[str, Any]) -> None:
         self.request("PATCH", ref.path(), patch, "application/merge-patch+json")
 
-    def patch_status(self, ref: Ref, status: dict[str, Any]) -> None:
-        self.request("PATCH", ref.path() + "/status", {"status": status}, "application/merge-patch+json")
-
     def delete(self, ref: Ref) -> bool:
         """Delete if present; True when something was deleted."""
         return self.request("DELETE", ref.path()) is not None

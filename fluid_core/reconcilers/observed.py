@@ -33,6 +33,5 @@ class DatasetObserved:
 
     runtime_exists: bool = False
     runtime_ready: bool = False
-    runtime_namespace: str | None = None
     #: pods (namespace/name) that mount the dataset's PVC
     pods_using: tuple[str, ...] = field(default_factory=tuple)

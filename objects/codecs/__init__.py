@@ -57,18 +57,6 @@ def _key(key: Any) -> list[Any]:
     raise UnsupportedType(f"dict keys must be str, int, float, bool or None, got {type(key).__name__}")
 
 
-def _unkey(key: list[Any]) -> Any:
-    return key[1]
-
-
-def is_leaf(value: Any) -> bool:
-    """True for values stored as one data object (not inlined, not a container)."""
-    return (
-        isinstance(value, (np.ndarray, np.generic)) or _is_arrow(value) or _is_pandas(value)
-        or tensors.is_tensor(value) or registry.for_value(value) is not None
-    )
-
-
 def encode(ctx: Context, value: Any) -> Any:
     """Create the vineyard object(s) for ``value``; return the created metadata."""
     custom = registry.for_value(value)
@@ -171,7 +159,7 @@ def _decode_nested(client: Any, meta: Any, structure: dict[str, Any], allow_pick
         if tag == "b":
             return base64.b64decode(node["v"])
         if tag == "d":
-            return {_unkey(k): build(v) for k, v in zip(node["k"], node["v"])}
+            return {k[1]: build(v) for k, v in zip(node["k"], node["v"])}
         if tag == "l":
             return [build(v) for v in node["v"]]
         if tag == "t":
@@ -181,4 +169,4 @@ def _decode_nested(client: Any, meta: Any, structure: dict[str, Any], allow_pick
     return build(structure)
 
 
-__all__ = ["Context", "decode", "encode", "is_leaf", "registry"]
+__all__ = ["Context", "decode", "encode", "registry"]

@@ -7,7 +7,6 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from vineyard_runtime.errors import NodeUnavailable
 from vineyard_runtime.local.probe import connect_ipc, socket_accepts
 from vineyard_runtime.local.processes import is_alive
 from vineyard_runtime.local.state import ClusterState
@@ -68,7 +67,7 @@ def collect_status(state: ClusterState) -> list[NodeStatus]:
                         )
                 finally:
                     client.close()
-            except (NodeUnavailable, Exception) as exc:  # report, never crash the table
+            except Exception as exc:  # noqa: BLE001 - report, never crash the table
                 problem = f"down: {exc}"
         objects = None
         if problem is None and per_instance is not None and node.instance_id is not None:
