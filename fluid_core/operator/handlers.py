@@ -23,7 +23,7 @@ from fluid_core.reconcilers.engine import VineyardEngine
 from fluid_core.reconcilers.observed import DatasetObserved, RuntimeObserved, Workload
 from fluid_core.reconcilers.runtime import reconcile_runtime
 from fluid_core.reconcilers.translate import kube_runtime
-from vineyard_runtime.kube.manifests import selector
+from vineyard_runtime.kube.manifests import MANAGED_BY, selector
 
 #: Seconds between re-syncs of readiness from the workloads' status.
 RESYNC_SECONDS = float(os.environ.get("FLUIDV_RESYNC_SECONDS", "10"))
@@ -157,38 +157,107 @@ def _dataset_of(kube: KubeClient, namespace: str, name: str) -> tuple[bool, Data
         return True, None
 
 
+_object_locks: dict[tuple[str, str, str], threading.Lock] = {}
+_object_locks_guard = threading.Lock()
+
+
+def _lock_of(kind: str, namespace: str, name: str) -> threading.Lock:
+    """One lock per resource: kopf's handlers and the event paths never interleave a
+    read-observe-patch cycle, so a stale observation never overwrites a fresher one."""
+    with _object_locks_guard:
+        return _object_locks.setdefault((kind, namespace, name), threading.Lock())
+
+
+def _live(kube: KubeClient, ref: Ref) -> tuple[dict[str, Any], Any] | None:
+    """The current body and typed resource; None when gone, being deleted or invalid
+    (an invalid one is reported by its own handler)."""
+    body = kube.get(ref)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return None
+    try:
+        return body, parse(body)
+    except InvalidResource:
+        return None
+
+
+def resync_runtime(kube: KubeClient, namespace: str, name: str, logger: Any) -> None:
+    """Apply the runtime's objects and node labels, post its events, patch what changed in its status."""
+    ref = Ref(API, "VineyardRuntime", namespace, name)
+    with _lock_of("VineyardRuntime", namespace, name):
+        live = _live(kube, ref)
+        if live is None:
+            return
+        body, runtime = live
+        exists, dataset = _dataset_of(kube, namespace, name)
+        engine = VineyardEngine(kube_runtime(runtime, dataset))
+        observed = observe_runtime(kube, runtime, engine, exists)
+        previous = body.get("status") or {}
+        outcome = reconcile_runtime(engine, observed, dict(previous), now=_now())
+        digest = hashlib.sha256(json.dumps(outcome.desired, sort_keys=True).encode()).hexdigest()[:16]
+        workloads_present = observed.workers is not None or not any(
+            m["kind"] == "StatefulSet" and m["metadata"]["name"].endswith("-worker") for m in outcome.desired)
+        if previous.get("appliedDigest") == digest and workloads_present and not _older_than(
+                previous.get("appliedAt"), FULL_APPLY_SECONDS):
+            outcome.status["appliedDigest"], outcome.status["appliedAt"] = digest, previous.get("appliedAt")
+        else:
+            for manifest in outcome.desired:
+                result = kube.apply(manifest)
+                if result != "unchanged":
+                    logger.info("%s %s/%s", result, manifest["kind"], manifest["metadata"]["name"])
+            outcome.status["appliedDigest"], outcome.status["appliedAt"] = digest, _now()
+        for node, labels in outcome.label_nodes.items():
+            kube.patch(Ref("v1", "Node", None, node), {"metadata": {"labels": labels}})
+        for kind, reason, message in outcome.events:
+            kopf.event(body, type=kind, reason=reason, message=message)
+        changes = _changes(previous, outcome.status)
+        if changes:
+            kube.patch_status(ref, changes)
+
+
 @kopf.on.resume(GROUP, VERSION, "vineyardruntimes")
 @kopf.on.create(GROUP, VERSION, "vineyardruntimes")
 @kopf.on.update(GROUP, VERSION, "vineyardruntimes", field="spec")
 @kopf.timer(GROUP, VERSION, "vineyardruntimes", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
 def reconcile_runtime_handler(body: Any, patch: kopf.Patch, logger: Any, **_: Any) -> None:
     """Bring the runtime's objects, node labels and status in line with its spec."""
-    runtime = _parse_live(body, patch, logger)
-    if not isinstance(runtime, VineyardRuntime):
-        return
-    kube = client()
-    exists, dataset = _dataset_of(kube, runtime.namespace, runtime.name)
-    engine = VineyardEngine(kube_runtime(runtime, dataset))
-    observed = observe_runtime(kube, runtime, engine, exists)
-    outcome = reconcile_runtime(engine, observed, dict(body.get("status") or {}), now=_now())
-    previous = body.get("status") or {}
-    digest = hashlib.sha256(json.dumps(outcome.desired, sort_keys=True).encode()).hexdigest()[:16]
-    workloads_present = observed.workers is not None or not any(
-        m["kind"] == "StatefulSet" and m["metadata"]["name"].endswith("-worker") for m in outcome.desired)
-    if previous.get("appliedDigest") == digest and workloads_present and not _older_than(
-            previous.get("appliedAt"), FULL_APPLY_SECONDS):
-        outcome.status["appliedDigest"], outcome.status["appliedAt"] = digest, previous.get("appliedAt")
-    else:
-        for manifest in outcome.desired:
-            result = kube.apply(manifest)
-            if result != "unchanged":
-                logger.info("%s %s/%s", result, manifest["kind"], manifest["metadata"]["name"])
-        outcome.status["appliedDigest"], outcome.status["appliedAt"] = digest, _now()
-    for node, labels in outcome.label_nodes.items():
-        kube.patch(Ref("v1", "Node", None, node), {"metadata": {"labels": labels}})
-    for kind, reason, message in outcome.events:
-        kopf.event(body, type=kind, reason=reason, message=message)
-    patch.status.update(_changes(previous, outcome.status))
+    if isinstance(_parse_live(body, patch, logger), VineyardRuntime):
+        resync_runtime(client(), body["metadata"]["namespace"], body["metadata"]["name"], logger)
+
+
+#: The last readiness seen per object uid, so that replayed watch events cost nothing.
+_seen: dict[str, Any] = {}
+_seen_lock = threading.Lock()
+
+
+def _changed(body: Any, state: tuple[Any, ...], gone: bool) -> bool:
+    """Whether this event is worth a re-sync: the object is gone, or its ``state``
+    differs from the last one seen. On first sight only a non-empty state counts: the
+    handler that created the object has already synced what an empty one implies."""
+    meta = body.get("metadata") or {}
+    uid = meta.get("uid") or f"{body.get('kind')}/{meta.get('namespace')}/{meta.get('name')}"
+    with _seen_lock:
+        if gone:
+            _seen.pop(uid, None)
+            return True
+        if uid not in _seen:
+            _seen[uid] = state
+            return any(state)
+        if _seen[uid] == state:
+            return False
+        _seen[uid] = state
+        return True
+
+
+@kopf.on.event("apps", "v1", "statefulsets", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
+@kopf.on.event("apps", "v1", "daemonsets", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
+def workload_changed(body: Any, type: str | None, logger: Any, **_: Any) -> None:  # noqa: A002
+    """A master, worker or bridge changed readiness: re-sync its runtime now, not at the next timer."""
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    state = (status.get("readyReplicas"), status.get("numberReady"))
+    owner = next((o["name"] for o in meta.get("ownerReferences") or [] if o.get("kind") == "VineyardRuntime"), None)
+    if owner is not None and _changed(body, state, type == "DELETED"):
+        resync_runtime(client(), meta.get("namespace"), owner, logger)
 
 
 @kopf.on.delete(GROUP, VERSION, "vineyardruntimes")
@@ -228,19 +297,40 @@ def observe_dataset(kube: KubeClient, namespace: str, name: str) -> DatasetObser
                            pods_using=users)
 
 
+def resync_dataset(kube: KubeClient, namespace: str, name: str) -> None:
+    """Patch what changed in the dataset's status."""
+    ref = Ref(API, "Dataset", namespace, name)
+    with _lock_of("Dataset", namespace, name):
+        live = _live(kube, ref)
+        if live is None:
+            return
+        body, _dataset = live
+        observed = observe_dataset(kube, namespace, name)
+        previous = body.get("status") or {}
+        outcome = reconcile_dataset(name, namespace, observed, dict(previous), now=_now())
+        changes = _changes(previous, outcome.status)
+        if changes:
+            kube.patch_status(ref, changes)
+
+
 @kopf.on.resume(GROUP, VERSION, "datasets")
 @kopf.on.create(GROUP, VERSION, "datasets")
 @kopf.on.update(GROUP, VERSION, "datasets", field="spec")
 @kopf.timer(GROUP, VERSION, "datasets", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
 def reconcile_dataset_handler(body: Any, patch: kopf.Patch, logger: Any, **_: Any) -> None:
     """``NotBound`` until the same-named runtime is ready, then ``Bound``."""
-    dataset = _parse_live(body, patch, logger)
-    if not isinstance(dataset, Dataset):
-        return
-    observed = observe_dataset(client(), dataset.namespace, dataset.name)
-    outcome = reconcile_dataset(dataset.name, dataset.namespace, observed,
-                                dict(body.get("status") or {}), now=_now())
-    patch.status.update(_changes(body.get("status") or {}, outcome.status))
+    if isinstance(_parse_live(body, patch, logger), Dataset):
+        resync_dataset(client(), body["metadata"]["namespace"], body["metadata"]["name"])
+
+
+@kopf.on.event(GROUP, VERSION, "vineyardruntimes")
+def runtime_changed(body: Any, type: str | None, **_: Any) -> None:  # noqa: A002
+    """The runtime became ready or stopped being ready: re-sync its dataset now."""
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    ready = status.get("masterPhase") == "Ready" and status.get("workerPhase") == "Ready"
+    if _changed(body, (ready,), type == "DELETED"):
+        resync_dataset(client(), meta.get("namespace"), meta.get("name"))
 
 
 @kopf.on.delete(GROUP, VERSION, "datasets")

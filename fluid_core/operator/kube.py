@@ -7,6 +7,7 @@ merge-patches them idempotently, and filters by labels on the client side.
 from __future__ import annotations
 
 import json
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,11 +115,15 @@ class KubeClient:
         return self.request("GET", ref.path())
 
     def list(self, ref: Ref, labels: dict[str, str | None] | None = None) -> list[dict[str, Any]]:
-        reply = self.request("GET", ref.path()) or {}
+        path = ref.path()
+        if labels:
+            terms = ",".join(k if v is None else f"{k}={v}" for k, v in labels.items())
+            path += "?" + urllib.parse.urlencode({"labelSelector": terms})
+        reply = self.request("GET", path) or {}
         items = reply.get("items", [])
         if ref.namespace:  # some servers ignore the namespace of a list: filter again
             items = [i for i in items if i.get("metadata", {}).get("namespace") in (None, ref.namespace)]
-        if labels:
+        if labels:  # and some ignore the selector
             items = [i for i in items if _matches(i.get("metadata", {}).get("labels") or {}, labels)]
         return items
 
@@ -136,6 +141,10 @@ class KubeClient:
 
     def patch(self, ref: Ref, patch: dict[str, Any]) -> None:
         self.request("PATCH", ref.path(), patch, "application/merge-patch+json")
+
+    def patch_status(self, ref: Ref, status: dict[str, Any]) -> None:
+        """Merge ``status`` into the object's status subresource."""
+        self.request("PATCH", ref.path() + "/status", {"status": status}, "application/merge-patch+json")
 
     def delete(self, ref: Ref) -> bool:
         """Delete if present; True when something was deleted."""
