@@ -171,3 +171,55 @@ def test_dataset_deletion_waits_for_pods_using_it(cluster):
     cluster.wait_for(lambda: handlers.FINALIZER not in ((kube.get(Ref(API, "Dataset", NS, "used")) or {})
                                                         .get("metadata", {}).get("finalizers") or []),
                      message="released once no pod uses it")
+
+
+def test_operator_webhook_places_pods_from_watched_nodes_and_a_real_etcd(make_cluster, tmp_path):
+    """Nodes and runtimes come from watch events, object locations from the runtime's
+    etcd (a real local cluster's, named as the runtime's external etcd)."""
+    import base64  # noqa: PLC0415
+    import json  # noqa: PLC0415
+    import ssl  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415
+
+    import objects  # noqa: PLC0415
+    from fluid_core.operator import placement_feed  # noqa: PLC0415
+    from fluid_core.operator.certs import self_signed  # noqa: PLC0415
+
+    local = make_cluster(nodes=2, size="64Mi")
+    with objects.connect(local.nodes[1].socket) as store:
+        store.put(np.ones(2048), name="default/feed/features")
+    cert, key = self_signed(["127.0.0.1"], tmp_path)
+    placement_feed.configure_webhook(placement_feed.WebhookSettings(
+        host="127.0.0.1", port=0, certfile=cert, keyfile=key, refresh_seconds=0.2))
+    try:
+        with EmulatedCluster() as emulated:
+            emulated.start_operator(namespaces=(NS,))
+            for node in local.nodes:
+                emulated.create({"apiVersion": "v1", "kind": "Node",
+                                 "metadata": {"name": node.name, "labels": dict(node.labels)}})
+            emulated.create(resource("Dataset", "feed", {}))
+            emulated.create(resource("VineyardRuntime", "feed",
+                                     {"master": {"endpoint": {"uri": local.etcd_endpoint}}}))
+            url = emulated.wait_for(placement_feed.webhook_url, message="webhook serving")
+            review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+                "uid": "1", "object": {"kind": "Pod", "metadata": {
+                    "name": "p", "namespace": NS, "annotations": {"data.fluid.io/consumes": "features"}},
+                    "spec": {"containers": [], "volumes": [{"name": "d", "persistentVolumeClaim": {
+                        "claimName": "feed"}}]}}}}
+            context = ssl.create_default_context(cafile=cert)
+
+            def placed_on() -> list[str]:
+                request = urllib.request.Request(url + "/mutate-pods", data=json.dumps(review).encode(),
+                                                 headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, context=context, timeout=10) as reply:
+                    answer = json.loads(reply.read())["response"]
+                patch = json.loads(base64.b64decode(answer.get("patch", "W10=")))
+                text = json.dumps(patch)
+                return [n.name for n in local.nodes if f'"values": ["{n.name}"]' in text]
+
+            assert emulated.wait_for(placed_on, timeout=30, message="pod placed by object locality") == [
+                local.nodes[1].name]
+    finally:
+        placement_feed.configure_webhook(None)

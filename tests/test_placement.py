@@ -224,3 +224,19 @@ def test_locations_read_from_a_local_clusters_etcd(shared_cluster):
         first.delete_many(prefix="default/places/")
         first.close()
         second.close()
+
+
+def test_flow_affinity_follows_the_predecessor():
+    from fluid_core.placement.flow import follow  # noqa: PLC0415
+
+    view = ClusterView.from_dict({"nodes": {
+        "n1": {"kubernetes.io/hostname": "n1", ZONE: "a"}, "n2": {"kubernetes.io/hostname": "n2", ZONE: "a"},
+        "n3": {"kubernetes.io/hostname": "n3", ZONE: "b"}}})
+    same_node = follow({"policy": "Require"}, "n2", view)
+    assert [n for n, _ in rank_nodes(PlacementRequest(affinity=same_node), view)] == ["n2"]
+    same_zone = follow({"policy": "Require", "requires": [{"name": ZONE}]}, "n1", view)
+    assert sorted(n for n, _ in rank_nodes(PlacementRequest(affinity=same_zone), view)) == ["n1", "n2"]
+    preferred = follow({"policy": "Prefer"}, "n3", view)
+    ranked = rank_nodes(PlacementRequest(affinity=preferred), view)
+    assert ranked[0] == ("n3", 100) and len(ranked) == 3
+    assert follow(None, "n1", view) is None

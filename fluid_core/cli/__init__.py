@@ -6,7 +6,7 @@ import click
 
 from fluid_core.cli.cluster import cluster
 from fluid_core.cli.demo import demo
-from fluid_core.cli.operator import operator
+from fluid_core.cli.operator import operator, webhook
 from fluid_core.cli.resources import crds, render, validate
 
 
@@ -17,7 +17,7 @@ def cli() -> None:
 
 cli.add_command(cluster)
 cli.add_command(demo)
-for command in (crds, validate, render, operator):
+for command in (crds, validate, render, operator, webhook):
     cli.add_command(command)
 
 

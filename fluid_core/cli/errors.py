@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import click
 
+from fluid_core.errors import FluidError
+from objects.errors import ObjectsError
 from vineyard_runtime.errors import VineyardRuntimeError
 
 
@@ -19,8 +21,8 @@ class CommandError(click.ClickException):
 
 @contextlib.contextmanager
 def reported() -> Iterator[None]:
-    """Re-raise project errors as CommandError so the CLI prints them cleanly."""
+    """Re-raise project errors (all three packages) as CommandError so the CLI prints them cleanly."""
     try:
         yield
-    except VineyardRuntimeError as exc:
+    except (VineyardRuntimeError, FluidError, ObjectsError) as exc:
         raise CommandError(str(exc)) from None

@@ -113,7 +113,7 @@ class EmulatedCluster:
         """Run the operator (the handlers of ``fluid_core.operator.handlers``) in a thread."""
         import kopf  # noqa: PLC0415
 
-        from fluid_core.operator import handlers  # noqa: PLC0415
+        from fluid_core.operator import handlers, placement_feed  # noqa: F401,PLC0415 - registers handlers
 
         assert self.kube is not None, "enter the context first"
         handlers.use_client(self.kube)

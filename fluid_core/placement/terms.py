@@ -38,6 +38,8 @@ class PlacementRequest:
     consumes: tuple[str, ...] = ()
     rank: int | None = None
     replicas: int | None = None
+    #: A nodeAffinity to honour as well (a DataFlow step following its predecessor).
+    affinity: Mapping[str, Any] | None = None
 
     @classmethod
     def from_pod(cls, pod: Mapping[str, Any], view: ClusterView) -> "PlacementRequest":
@@ -100,6 +102,11 @@ def terms_for(request: PlacementRequest, view: ClusterView, config: PlacementCon
             values = sorted({view.labels(n)[tier.label] for n in cache_nodes if tier.label in view.labels(n)})
             if values:
                 preferred.append(_preferred(tier.weight, _expression(tier.label, values)))
+    if request.affinity:
+        for term in (request.affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get(
+                "nodeSelectorTerms", [])[:1]:
+            required += term.get("matchExpressions") or []
+        preferred += request.affinity.get("preferredDuringSchedulingIgnoredDuringExecution") or []
     holding = view.object_bytes(request.object_keys(view))
     target = pick_holder(holding, request.rank, request.replicas)
     if target is not None:

@@ -1,0 +1,157 @@
+"""The mutating admission webhook: AdmissionReview in, placement JSON Patch out.
+
+Served over HTTPS by aiohttp in a thread of its own, so admissions never queue behind
+reconciles; the view comes from a callable (a ``ViewCache``), never from a remote call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fluid_core.errors import FluidError
+from fluid_core.placement import ClusterView, PlacementConfig, mutate
+
+log = logging.getLogger(__name__)
+REVIEW_API = "admission.k8s.io/v1"
+PATH = "/mutate-pods"
+
+
+class BadReview(FluidError, ValueError):
+    """An AdmissionReview body that cannot be answered (HTTP 400)."""
+
+
+class WebhookError(FluidError):
+    """The webhook server could not start."""
+
+
+def review(body: Any, view: ClusterView, config: PlacementConfig | None = None) -> dict[str, Any]:
+    """The AdmissionReview answer to ``body``: always allowed, with a JSON Patch when
+    the pod mounts a dataset or consumes objects."""
+    if not isinstance(body, dict):
+        raise BadReview("the body is not a JSON object; send an admission.k8s.io/v1 AdmissionReview")
+    if body.get("apiVersion") != REVIEW_API or body.get("kind") != "AdmissionReview":
+        raise BadReview(f"expected apiVersion {REVIEW_API} and kind AdmissionReview, got "
+                        f"{body.get('apiVersion')!r} {body.get('kind')!r}")
+    request = body.get("request")
+    if not isinstance(request, dict) or not isinstance(request.get("uid"), str):
+        raise BadReview("request.uid is missing")
+    response: dict[str, Any] = {"uid": request["uid"], "allowed": True}
+    obj = request.get("object")
+    if not isinstance(obj, dict):
+        raise BadReview("request.object is missing: the webhook mutates Pods on CREATE")
+    if obj.get("kind", "Pod") == "Pod":
+        try:
+            patch = mutate(obj, view, config)
+        except Exception as exc:  # noqa: BLE001 - a placement bug must not block pods
+            log.exception("placement failed for %s", (obj.get("metadata") or {}).get("name"))
+            response["warnings"] = [f"fluid-vineyard placement skipped: {exc}"]
+            patch = []
+        if patch:
+            response["patchType"] = "JSONPatch"
+            response["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()
+    return {"apiVersion": REVIEW_API, "kind": "AdmissionReview", "response": response}
+
+
+class WebhookServer:
+    """HTTPS server of ``POST /mutate-pods`` and ``GET /healthz``.
+
+    ``with WebhookServer(cache.view, certfile=..., keyfile=...) as server: server.url``
+    """
+
+    def __init__(self, view: Callable[[], ClusterView], config: PlacementConfig | None = None, *,
+                 host: str = "127.0.0.1", port: int = 0, certfile: str | None = None,
+                 keyfile: str | None = None, observe: Callable[[float, bool], None] | None = None) -> None:
+        self._view, self._config = view, config
+        self.host, self.port = host, port
+        self._certfile, self._keyfile = certfile, keyfile
+        self._observe = observe
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self._certfile else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    async def _mutate(self, request: Any) -> Any:
+        from aiohttp import web  # noqa: PLC0415
+
+        started = time.perf_counter()
+        try:
+            body = json.loads(await request.read())
+            answer = review(body, self._view(), self._config)
+        except (ValueError, BadReview) as exc:  # json errors are ValueErrors
+            return web.Response(status=400, text=f"bad AdmissionReview: {exc}\n")
+        if self._observe is not None:
+            self._observe(time.perf_counter() - started, "patch" in answer["response"])
+        return web.json_response(answer)
+
+    async def _serve(self, ready: threading.Event) -> None:
+        from aiohttp import web  # noqa: PLC0415
+
+        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app.router.add_post(PATH, self._mutate)
+        async def healthz(_: Any) -> Any:
+            return web.Response(text="ok\n")
+
+        app.router.add_get("/healthz", healthz)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        context = None
+        if self._certfile:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(self._certfile, self._keyfile)
+        site = web.TCPSite(runner, self.host, self.port, ssl_context=context, backlog=1024)
+        try:
+            await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self._stopped = asyncio.Event()
+            ready.set()
+            await self._stopped.wait()
+        finally:
+            await runner.cleanup()
+
+    def start(self) -> "WebhookServer":
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            try:
+                self._loop.run_until_complete(self._serve(ready))
+            except BaseException as exc:  # noqa: BLE001 - reported by start()
+                self._error = exc
+                ready.set()
+            finally:
+                self._loop.close()
+
+        self._thread = threading.Thread(target=run, name="webhook", daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if self._error is not None:
+            problem = self._error
+            if isinstance(problem, OSError) and problem.errno == 98:
+                raise WebhookError(f"port {self.port} on {self.host} is in use; choose another with --webhook-port")
+            raise WebhookError(f"the webhook could not start on {self.host}:{self.port}: {problem}")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stopped is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stopped.set)
+        if self._thread is not None:
+            self._thread.join(30)
+
+    def __enter__(self) -> "WebhookServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

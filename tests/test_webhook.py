@@ -1,0 +1,139 @@
+"""The admission webhook over HTTPS: real server, real TLS, malformed bodies, the CLI."""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import jsonpatch
+import pytest
+
+from fluid_core.operator.certs import self_signed
+from fluid_core.operator.webhook import WebhookError, WebhookServer
+from fluid_core.placement.cache import ViewCache
+
+ZONE = "topology.kubernetes.io/zone"
+
+
+def admission(pod: dict, uid: str = "u-1") -> dict:
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": uid, "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                        "operation": "CREATE", "object": pod}}
+
+
+POD = {"apiVersion": "v1", "kind": "Pod",
+       "metadata": {"name": "train", "namespace": "default", "annotations": {"data.fluid.io/consumes": "x"}},
+       "spec": {"containers": [{"name": "c", "image": "i", "volumeMounts": [{"name": "d", "mountPath": "/data"}]}],
+                "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "demo"}}]}}
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    cert, key = self_signed(["127.0.0.1"], tmp_path_factory.mktemp("tls"))
+    context = ssl.create_default_context(cafile=cert)
+    return cert, key, context
+
+
+@pytest.fixture
+def cache():
+    cache = ViewCache()
+    cache.set_node("n1", {ZONE: "a"})
+    cache.set_node("n2", {ZONE: "b", "fluid.io/s-default-demo": "true"})
+    cache.set_runtime("default", "demo", None)
+    cache.set_locations("default/demo", {"default/demo/x": {"n1": 4096}, "other/y/z": {"n2": 1}})
+    return cache
+
+
+def post(url: str, body: bytes, context: ssl.SSLContext) -> tuple[int, bytes]:
+    request = urllib.request.Request(url + "/mutate-pods", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_https_admission_returns_a_patch_that_applies(tls, cache):
+    cert, key, context = tls
+    with WebhookServer(cache.view, certfile=cert, keyfile=key) as server:
+        status, raw = post(server.url, json.dumps(admission(POD)).encode(), context)
+        assert status == 200
+        answer = json.loads(raw)["response"]
+        assert answer["uid"] == "u-1" and answer["allowed"] is True and answer["patchType"] == "JSONPatch"
+        mutated = jsonpatch.apply_patch(POD, json.loads(base64.b64decode(answer["patch"])))
+        preferred = mutated["spec"]["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        assert preferred[0]["preference"]["matchExpressions"][0]["key"] == "fluid.io/s-default-demo"
+        assert {"weight": 100, "preference": {"matchFields": [
+            {"key": "metadata.name", "operator": "In", "values": ["n1"]}]}} in preferred
+        assert mutated["spec"]["containers"][0]["env"] == [
+            {"name": "VINEYARD_CONFIG", "value": "/data/vineyard-config.yaml"}]
+        # the mutated pod comes back unchanged; a later view change is seen at once
+        again = json.loads(post(server.url, json.dumps(admission(mutated)).encode(), context)[1])["response"]
+        assert "patch" not in again
+        cache.drop_runtime("default", "demo")
+        plain = json.loads(post(server.url, json.dumps(admission(POD)).encode(), context)[1])["response"]
+        assert "patch" not in plain and plain["allowed"] is True
+
+
+@pytest.mark.parametrize("body, needle", [
+    (b"{not json", "bad AdmissionReview"),
+    (b"[]", "not a JSON object"),
+    (json.dumps({"apiVersion": "v1", "kind": "Pod"}).encode(), "expected apiVersion"),
+    (json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}).encode(), "request.uid"),
+    (json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                 "request": {"uid": "x"}}).encode(), "request.object"),
+])
+def test_malformed_reviews_get_400_and_the_server_lives_on(tls, cache, body, needle):
+    cert, key, context = tls
+    with WebhookServer(cache.view, certfile=cert, keyfile=key) as server:
+        status, raw = post(server.url, body, context)
+        assert status == 400 and needle in raw.decode()
+        assert post(server.url, json.dumps(admission(POD)).encode(), context)[0] == 200
+
+
+def test_port_in_use_is_a_clear_error(tls, cache):
+    cert, key, _ = tls
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(WebhookError, match=f"port {port} .* is in use"):
+            WebhookServer(cache.view, port=port, certfile=cert, keyfile=key).start()
+
+
+def test_fluidv_webhook_serves_a_view_file(tmp_path, tls):
+    cert, key, context = tls
+    view = tmp_path / "view.json"
+    view.write_text(json.dumps({"nodes": {"n1": {}}, "datasets": {"default/demo": ["n1"]}}))
+    proc = subprocess.Popen([sys.executable, "-m", "fluid_core.cli", "webhook", "--view", str(view), "--port", "0",
+                             "--cert", cert, "--key", key], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("serving https://127.0.0.1:"), line + proc.stderr.read()
+        url = line.split()[1].removesuffix("/mutate-pods")
+        status, raw = post(url, json.dumps(admission(POD)).encode(), context)
+        assert status == 200 and "patch" in json.loads(raw)["response"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+
+
+def test_fluidv_webhook_rejects_a_bad_view(tmp_path):
+    view = tmp_path / "view.json"
+    view.write_text(json.dumps({"datasets": {"demo": ["n1"]}}))
+    run = subprocess.run([sys.executable, "-m", "fluid_core.cli", "webhook", "--view", str(view)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1 and "error: datasets: 'demo' is not 'namespace/name'" in run.stderr
