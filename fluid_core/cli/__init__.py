@@ -8,6 +8,7 @@ from fluid_core.cli.cluster import cluster
 from fluid_core.cli.demo import demo
 from fluid_core.cli.operator import operator, webhook
 from fluid_core.cli.resources import crds, render, validate
+from fluid_core.cli.run import run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,7 +18,7 @@ def cli() -> None:
 
 cli.add_command(cluster)
 cli.add_command(demo)
-for command in (crds, validate, render, operator, webhook):
+for command in (crds, validate, render, operator, webhook, run):
     cli.add_command(command)
 
 

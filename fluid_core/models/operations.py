@@ -216,19 +216,29 @@ class JobProcessor(Model):
 
 
 class Processor(Model):
+    """A script (command + source), a Job's podSpec (Kubernetes), or a Python function
+    ``module:function`` / ``path/to/file.py:function`` called with a step context."""
+
     script: Script | None = None
     job: JobProcessor | None = None
+    function: str | None = Field(None, pattern=r"^[^:\s]+:[A-Za-z_][A-Za-z0-9_.]*$")
+    #: Parameters handed to the function as ``ctx.params``.
+    params: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "Processor":
-        if (self.script is None) == (self.job is None):
-            raise ValueError("give exactly one of processor.script or processor.job")
+        if sum(x is not None for x in (self.script, self.job, self.function)) != 1:
+            raise ValueError("give exactly one of processor.script, processor.job or processor.function")
         return self
 
 
 class DataProcessSpec(ScheduledSpec):
     dataset: ProcessDataset
     processor: Processor
+    #: Objects (keys in the dataset) the step reads: placement puts it where they are.
+    inputs: list[str] = Field(default_factory=list)
+    #: Objects the flow keeps: TTL clean-up removes the run's other objects.
+    outputs: list[str] = Field(default_factory=list)
 
 
 class DataProcess(Resource):

@@ -65,6 +65,19 @@ def _unescape(name: str) -> str:
     return name.replace("~1", "/").replace("~0", "~")
 
 
+def named_ids(etcd_endpoint: str, timeout: float = 2.0) -> dict[str, str]:
+    """``{name: object id}`` of every named object (a re-put name gets a new id)."""
+    from vineyard_runtime.etcd_client import EtcdClient  # noqa: PLC0415
+
+    client = EtcdClient(etcd_endpoint, timeout=timeout)
+    sessions = {"/".join(k.split("/")[:3]) for k in client.keys(PREFIX) if k.count("/") >= 3}
+    ids = {}
+    for session in sessions:
+        for key, raw in client.get_prefix(f"{session}/names/").items():
+            ids[_unescape(key.rsplit("/", 1)[-1])] = raw
+    return ids
+
+
 def read_locations(etcd_endpoint: str, timeout: float = 2.0) -> dict[str, dict[str, int]]:
     """``object_locations`` of the Vineyard cluster whose etcd answers at ``etcd_endpoint``."""
     from vineyard_runtime.etcd_client import EtcdClient  # noqa: PLC0415

@@ -27,6 +27,7 @@ def spawn(
     log_path: str,
     die_with_parent: bool = True,
     stdout: int | None = None,
+    stdin: int | None = None,
     new_session: bool = False,
 ) -> subprocess.Popen:
     """Start ``argv`` with output appended to ``log_path``.
@@ -40,7 +41,7 @@ def spawn(
         return subprocess.Popen(
             list(argv),
             env=full_env,
-            stdin=subprocess.DEVNULL,
+            stdin=stdin if stdin is not None else subprocess.DEVNULL,
             stdout=stdout if stdout is not None else log,
             stderr=log,
             close_fds=True,

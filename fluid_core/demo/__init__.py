@@ -1,0 +1,1 @@
+"""The main job: a feature-engineering, training and evaluation pipeline."""

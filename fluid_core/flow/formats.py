@@ -1,0 +1,223 @@
+"""Values as files and back: tables as Parquet or Arrow IPC, tensors as ``.npy``, nested
+structures as directories. Works on any pyarrow filesystem (``file://`` and paths by default).
+
+``write_value`` returns an entry (JSON) that says how ``read_value`` restores the exact type.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import posixpath
+import sys
+from typing import Any
+
+from fluid_core.errors import FluidError
+
+#: File extensions DataLoad understands, and the format each means.
+EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".arrow": "arrow",
+              ".feather": "feather", ".ipc": "arrow", ".npy": "npy"}
+
+
+class FormatError(FluidError, ValueError):
+    """A value that has no file form, or a file that is not what its name says."""
+
+
+def filesystem(uri: str) -> tuple[Any, str]:
+    """(pyarrow filesystem, path) of a URI or a local path."""
+    from pyarrow import fs  # noqa: PLC0415
+
+    if "://" not in uri:
+        import os  # noqa: PLC0415
+
+        return fs.LocalFileSystem(), os.path.abspath(uri)
+    try:
+        return fs.FileSystem.from_uri(uri)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds
+        raise FormatError(f"cannot open {uri!r}: {exc}") from None
+
+
+def _inline(value: Any) -> dict[str, Any] | None:
+    if value is None or isinstance(value, (bool, str, int)):
+        return {"kind": "inline", "value": value}
+    if isinstance(value, float):
+        return {"kind": "float", "value": repr(value)} if not math.isfinite(value) else {"kind": "inline", "value": value}
+    if isinstance(value, bytes):
+        return {"kind": "bytes", "value": base64.b64encode(value).decode()}
+    return None
+
+
+def _key(key: Any) -> list[Any]:
+    for kind, cls in (("b", bool), ("i", int), ("s", str), ("f", float)):
+        if type(key) is cls:
+            return [kind, key]
+    if key is None:
+        return ["n", None]
+    raise FormatError(f"dict keys must be str, int, float, bool or None, got {type(key).__name__}")
+
+
+def write_value(value: Any, fs: Any, base: str, *, table_format: str = "parquet") -> dict[str, Any]:
+    """Write ``value`` at ``base`` (+ extension) on ``fs``; the entry to read it back.
+    Data frames and tables go to Parquet (``table_format="arrow"``: Arrow IPC files)."""
+    import numpy as np  # noqa: PLC0415
+
+    inline = _inline(value)
+    if inline is not None:
+        return inline
+    if isinstance(value, np.generic):
+        value = np.asarray(value)
+    if isinstance(value, np.ndarray):
+        return _npy(value, fs, base, "npy")
+    pa = sys.modules.get("pyarrow")
+    pd = sys.modules.get("pandas")
+    torch = sys.modules.get("torch")
+    if pd is not None and isinstance(value, (pd.DataFrame, pd.Series)):
+        import pyarrow as pa  # noqa: PLC0415
+
+        series = isinstance(value, pd.Series)
+        frame = value.to_frame(name="__series__" if value.name is None else value.name) if series else value
+        table = pa.Table.from_pandas(frame, preserve_index=True)
+        entry = _table(table, fs, base, table_format)
+        entry.update(kind="series" if series else "frame", name_is_none=series and value.name is None)
+        return entry
+    if pa is not None and isinstance(value, (pa.Table, pa.RecordBatch, pa.Array, pa.ChunkedArray)):
+        kind = {pa.Table: "table", pa.RecordBatch: "batch"}.get(type(value))
+        if kind is None:
+            kind = "chunked" if isinstance(value, pa.ChunkedArray) else "array"
+            value = pa.table({"values": value})
+        elif kind == "batch":
+            value = pa.Table.from_batches([value])
+        entry = _table(value, fs, base, "arrow" if kind != "table" else table_format)
+        entry["kind"] = kind
+        return entry
+    if torch is not None and isinstance(value, torch.Tensor):
+        if value.dtype == torch.bfloat16:
+            entry = _npy(value.detach().cpu().view(torch.int16).numpy(), fs, base, "torch")
+        else:
+            entry = _npy(value.detach().cpu().numpy(), fs, base, "torch")
+        entry["dtype"] = str(value.dtype).removeprefix("torch.")
+        return entry
+    if isinstance(value, (dict, list, tuple)):
+        fs.create_dir(base, recursive=True)
+        items = list(value.items()) if isinstance(value, dict) else list(enumerate(value))
+        children = [write_value(v, fs, posixpath.join(base, f"{i:05d}"), table_format=table_format)
+                    for i, (_, v) in enumerate(items)]
+        entry: dict[str, Any] = {"kind": "dict" if isinstance(value, dict) else
+                                 "tuple" if isinstance(value, tuple) else "list", "dir": base, "items": children}
+        if isinstance(value, dict):
+            entry["keys"] = [_key(k) for k in value]
+        return entry
+    raise FormatError(f"a {type(value).__name__} has no file form; use numpy, Arrow, pandas, torch, "
+                      "or dict/list/tuple of them")
+
+
+def _npy(array: Any, fs: Any, base: str, kind: str) -> dict[str, Any]:
+    import numpy as np  # noqa: PLC0415
+
+    if array.dtype.hasobject:
+        raise FormatError("numpy arrays of Python objects have no file form")
+    path = base + ".npy"
+    _parent(fs, path)
+    with fs.open_output_stream(path) as out:
+        np.save(out, array, allow_pickle=False)
+    return {"kind": kind, "file": path}
+
+
+def _table(table: Any, fs: Any, base: str, table_format: str) -> dict[str, Any]:
+    import pyarrow as pa  # noqa: PLC0415
+
+    path = base + (".parquet" if table_format == "parquet" else ".arrow")
+    _parent(fs, path)
+    with fs.open_output_stream(path) as out:
+        if table_format == "parquet":
+            import pyarrow.parquet as pq  # noqa: PLC0415
+
+            pq.write_table(table, out)
+        else:
+            with pa.ipc.new_file(out, table.schema) as writer:
+                writer.write_table(table)
+    return {"file": path}
+
+
+def _parent(fs: Any, path: str) -> None:
+    parent = posixpath.dirname(path)
+    if parent:
+        fs.create_dir(parent, recursive=True)
+
+
+def read_value(entry: dict[str, Any], fs: Any) -> Any:
+    """The value ``write_value`` wrote, of the same type."""
+    kind = entry["kind"]
+    if kind == "inline":
+        return entry["value"]
+    if kind == "float":
+        return float(entry["value"])
+    if kind == "bytes":
+        return base64.b64decode(entry["value"])
+    if kind in ("dict", "list", "tuple"):
+        items = [read_value(child, fs) for child in entry["items"]]
+        if kind == "dict":
+            return {_unkey(k): v for k, v in zip(entry["keys"], items)}
+        return tuple(items) if kind == "tuple" else items
+    if kind in ("npy", "torch"):
+        array = read_file(entry["file"], fs, "npy")
+        if kind == "npy":
+            return array
+        import torch  # noqa: PLC0415
+
+        tensor = torch.from_numpy(array.copy())
+        return tensor.view(torch.bfloat16) if entry.get("dtype") == "bfloat16" else tensor
+    table = read_file(entry["file"], fs, "parquet" if entry["file"].endswith(".parquet") else "arrow")
+    if kind == "table":
+        return table
+    if kind == "batch":
+        batches = table.combine_chunks().to_batches()
+        return batches[0] if batches else _empty_batch(table)
+    if kind == "chunked":
+        return table.column("values")
+    if kind == "array":
+        return table.column("values").combine_chunks()
+    frame = table.to_pandas()
+    if kind == "series":
+        series = frame.iloc[:, 0]
+        return series.rename(None) if entry.get("name_is_none") else series
+    return frame
+
+
+def _empty_batch(table: Any) -> Any:
+    import pyarrow as pa  # noqa: PLC0415
+
+    return pa.RecordBatch.from_arrays([pa.array([], type=f.type) for f in table.schema], schema=table.schema)
+
+
+def _unkey(key: list[Any]) -> Any:
+    kind, value = key
+    return {"b": bool, "i": int, "s": str, "f": float}.get(kind, lambda v: v)(value) if kind != "n" else None
+
+
+def read_file(path: str, fs: Any, fmt: str) -> Any:
+    """A file as a value: ``npy`` -> ndarray, tables -> ``pyarrow.Table``."""
+    import numpy as np  # noqa: PLC0415
+    import pyarrow as pa  # noqa: PLC0415
+
+    try:
+        with fs.open_input_file(path) as handle:
+            if fmt == "npy":
+                return np.load(handle, allow_pickle=False)
+            if fmt == "parquet":
+                import pyarrow.parquet as pq  # noqa: PLC0415
+
+                return pq.read_table(handle)
+            if fmt == "csv":
+                import pyarrow.csv as csv  # noqa: PLC0415
+
+                return csv.read_csv(handle)
+            if fmt in ("arrow", "feather"):
+                try:
+                    return pa.ipc.open_file(handle).read_all()
+                except pa.ArrowInvalid:
+                    handle.seek(0)
+                    return pa.ipc.open_stream(handle).read_all()
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise FormatError(f"cannot read {path} as {fmt}: {exc}") from None
+    raise FormatError(f"unknown format {fmt!r}; use one of {sorted(set(EXTENSIONS.values()))}")

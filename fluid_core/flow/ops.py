@@ -1,0 +1,172 @@
+"""What each operation does, given its spec and a ``StepContext`` on its node."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import posixpath
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fluid_core.errors import FluidError
+from fluid_core.flow.context import StepContext
+from fluid_core.flow.formats import EXTENSIONS, FormatError, filesystem, read_file, read_value, write_value
+
+#: The file that makes a directory a backup (DataBackup writes it; DataLoad restores it).
+MANIFEST = "fluidv-backup.json"
+BACKUP_FORMAT = "fluid-vineyard-backup/v1"
+
+
+class OperationFailed(FluidError):
+    """An operation could not do its work; the message says what and how to fix it."""
+
+
+def load_function(reference: str) -> Callable[..., Any]:
+    """``module:function`` or ``path/to/file.py:function`` -> the function."""
+    module_name, _, attribute = reference.rpartition(":")
+    try:
+        if module_name.endswith(".py"):
+            spec = importlib.util.spec_from_file_location(f"fluidv_step_{abs(hash(module_name))}", module_name)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"no Python file {module_name}")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except (ImportError, OSError, SyntaxError) as exc:
+        raise OperationFailed(f"processor.function: cannot import {module_name!r}: {exc}") from None
+    target: Any = module
+    for part in attribute.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise OperationFailed(f"processor.function: {module_name!r} has no {attribute!r}")
+    if not callable(target):
+        raise OperationFailed(f"processor.function: {reference!r} is not callable")
+    return target  # type: ignore[no-any-return]
+
+
+def _paths(fs: Any, root: str) -> list[tuple[str, str]]:
+    """(path, key) of every loadable file under ``root`` (a file or a directory)."""
+    from pyarrow import fs as pafs  # noqa: PLC0415
+
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.NotFound:
+        raise OperationFailed(f"{root} does not exist")
+    if info.type == pafs.FileType.File:
+        return [(root, posixpath.splitext(posixpath.basename(root))[0])]
+    found = []
+    for item in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
+        ext = posixpath.splitext(item.path)[1].lower()
+        if item.type == pafs.FileType.File and ext in EXTENSIONS:
+            found.append((item.path, posixpath.splitext(posixpath.relpath(item.path, root))[0]))
+    return sorted(found)
+
+
+def import_files(ctx: StepContext, location: str, *, key: str | None = None, fmt: str | None = None) -> int:
+    """Files (or a backup) at ``location`` into the dataset; returns how many objects."""
+    fs, root = filesystem(location)
+    if fmt == "backup" or _is_backup(fs, root):
+        return restore(ctx, fs, root)
+    count = 0
+    single = fs.get_file_info(root).type.name == "File"
+    for path, relative in _paths(fs, root):
+        kind = fmt or EXTENSIONS.get(posixpath.splitext(path)[1].lower())
+        if kind is None:
+            raise OperationFailed(f"{path}: unknown format; give target[].format (parquet, csv, arrow, feather, npy)")
+        name = (key or relative) if single else (f"{key}/{relative}" if key else relative)
+        try:
+            ctx.put(name, read_file(path, fs, kind))
+        except FormatError as exc:
+            raise OperationFailed(str(exc)) from None
+        count += 1
+    return count
+
+
+def export_objects(ctx: StepContext, location: str, prefix: str = "") -> int:
+    """The dataset's objects under ``prefix`` as files at ``location``; returns how many."""
+    fs, root = filesystem(location)
+    fs.create_dir(root, recursive=True)
+    keys = ctx.keys(prefix.strip("/"))
+    for key in keys:
+        try:
+            write_value(ctx.get(key), fs, posixpath.join(root, key))
+        except FormatError as exc:
+            raise OperationFailed(f"{key}: {exc}") from None
+    return len(keys)
+
+
+def _is_backup(fs: Any, root: str) -> bool:
+    return fs.get_file_info(posixpath.join(root, MANIFEST)).type.name == "File"
+
+
+def _rebase(entry: Any, old: str, new: str) -> Any:
+    if isinstance(entry, dict):
+        out = {k: _rebase(v, old, new) for k, v in entry.items()}
+        for field in ("file", "dir"):
+            if field in entry and isinstance(entry[field], str) and entry[field].startswith(old):
+                out[field] = new + entry[field][len(old):]
+        return out
+    if isinstance(entry, list):
+        return [_rebase(v, old, new) for v in entry]
+    return entry
+
+
+def backup(ctx: StepContext, location: str) -> int:
+    """Every object of the dataset (data, name, type, labels) under ``location``."""
+    fs, root = filesystem(location)
+    fs.create_dir(root, recursive=True)
+    objects = []
+    for index, key in enumerate(ctx.keys()):
+        ref = ctx.store.info(ctx.name(key))
+        try:
+            entry = write_value(ctx.get(key), fs, posixpath.join(root, "objects", f"{index:06d}"), table_format="arrow")
+        except FormatError as exc:
+            raise OperationFailed(f"{key}: {exc}") from None
+        objects.append({"key": key, "typename": ref.typename, "nbytes": ref.nbytes, "labels": dict(ref.labels),
+                        "entry": _rebase(entry, root + "/", "")})
+    manifest = {"format": BACKUP_FORMAT, "dataset": f"{ctx.namespace}/{ctx.dataset}",
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "objects": objects}
+    with fs.open_output_stream(posixpath.join(root, MANIFEST)) as out:
+        out.write(json.dumps(manifest, indent=1).encode())
+    return len(objects)
+
+
+def restore(ctx: StepContext, fs: Any, root: str) -> int:
+    """Objects of a backup back into the dataset, with their original labels."""
+    with fs.open_input_file(posixpath.join(root, MANIFEST)) as handle:
+        manifest = json.loads(handle.read())
+    if manifest.get("format") != BACKUP_FORMAT:
+        raise OperationFailed(f"{root}/{MANIFEST} is not a {BACKUP_FORMAT} manifest")
+    for item in manifest["objects"]:
+        value = read_value(_rebase(item["entry"], "", root + "/"), fs)
+        ctx.put(item["key"], value, labels=item.get("labels") or {}, run_labels=False)
+    return len(manifest["objects"])
+
+
+def execute(kind: str, spec: Any, ctx: StepContext) -> str:
+    """Run one operation of ``kind`` with its parsed ``spec``; a one-line summary."""
+    if kind == "DataLoad":
+        count = sum(import_files(ctx, t.path, key=t.name, fmt=t.format) for t in spec.target)
+        return f"loaded {count} object(s)"
+    if kind == "DataBackup":
+        return f"backed up {backup(ctx, spec.backup_path)} object(s) to {spec.backup_path}"
+    if kind == "DataMigrate":
+        if spec.to.external_storage is not None:
+            prefix = spec.from_.dataset.path if spec.from_.dataset else "/"
+            count = export_objects(ctx, spec.to.external_storage.uri, prefix)
+            return f"wrote {count} object(s) to {spec.to.external_storage.uri}"
+        assert spec.from_.external_storage is not None
+        base = (spec.to.dataset.path if spec.to.dataset else "/").strip("/") or None
+        count = import_files(ctx, spec.from_.external_storage.uri, key=base)
+        return f"read {count} object(s) from {spec.from_.external_storage.uri}"
+    if kind == "DataProcess":
+        function = load_function(spec.processor.function)
+        ctx.params = dict(spec.processor.params)
+        result = function(ctx)
+        return "done" if result is None else str(result)[:200]
+    raise OperationFailed(f"{kind} cannot run in a step process")
+
+
+__all__ = ["OperationFailed", "execute", "load_function"]

@@ -1,0 +1,374 @@
+"""Run a flow of data operations on the local cluster.
+
+Each operation starts on the node placement picks (its inputs' node, or its
+predecessor's with ``runAfter.affinityStrategy``), in a process of its own; a failed
+predecessor fails its successors without running them; ``Cron`` and ``OnEvent``
+operations fire again until the run ends; ``ttlSecondsAfterFinished`` removes the
+run's intermediate objects once nothing runs any more.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fluid_core.flow.context import OP_LABEL, RUN_LABEL, object_name
+from fluid_core.flow.validate import check, key_of, order
+from fluid_core.flow.spawner import Spawner
+from fluid_core.placement import PlacementRequest, rank_nodes
+from fluid_core.placement.flow import follow
+from fluid_core.placement.local import local_view
+from fluid_core.placement.locations import named_ids
+from vineyard_runtime.kube.labels import safe_value
+from vineyard_runtime.local.processes import is_alive, terminate
+
+PENDING, EXECUTING, COMPLETE, FAILED = "Pending", "Executing", "Complete", "Failed"
+
+
+def _stamp() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class OperationRun:
+    """One operation of a run: its phase, node, timing, I/O and log."""
+
+    resource: Any
+    phase: str = PENDING
+    node: str | None = None
+    message: str = ""
+    started: float | None = None
+    finished: float | None = None
+    step_seconds: float | None = None
+    stats: dict[str, int] = field(default_factory=dict)
+    written: list[str] = field(default_factory=list)
+    log: str | None = None
+    waiting_for: dict[str, bool] = field(default_factory=dict)
+    node_affinity: dict[str, Any] | None = None
+    last_schedule_time: str | None = None
+    last_successful_time: str | None = None
+    runs: int = 0
+    removed: bool = False
+    _process: Any = None
+    _result: str | None = None
+    _next_fire: float | None = None
+    _event_at: float | None = None
+    _baseline: dict[str, str] | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.resource.kind
+
+    @property
+    def name(self) -> str:
+        return self.resource.name
+
+    @property
+    def policy(self) -> str:
+        return str(getattr(self.resource.spec, "policy", "Once") or "Once")
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.finished or time.monotonic()) - self.started
+
+    def status(self) -> dict[str, Any]:
+        """The operation's status as its custom resource would carry it."""
+        conditions = []
+        if self.phase in (COMPLETE, FAILED):
+            conditions.append({"type": self.phase, "status": "True", "reason": self.phase,
+                               "message": self.message, "lastTransitionTime": self.last_schedule_time or ""})
+        status = {"phase": self.phase, "duration": f"{self.seconds:.2f}s" if self.seconds is not None else None,
+                  "conditions": conditions, "waitingFor": self.waiting_for, "nodeAffinity": self.node_affinity,
+                  "node": self.node, "lastScheduleTime": self.last_schedule_time,
+                  "lastSuccessfulTime": self.last_successful_time}
+        return {k: v for k, v in status.items() if v not in (None, {}, [])}
+
+    def summary(self) -> dict[str, Any]:
+        """What ``fluidv run --json`` prints for the operation."""
+        return {"kind": self.kind, "name": self.name, "phase": self.phase, "node": self.node,
+                "duration_seconds": round(self.seconds, 4) if self.seconds is not None else None,
+                "step_seconds": round(self.step_seconds, 4) if self.step_seconds is not None else None,
+                "bytes_read": self.stats.get("bytes_read", 0), "bytes_written": self.stats.get("bytes_written", 0),
+                "local_reads": self.stats.get("local_reads", 0), "remote_reads": self.stats.get("remote_reads", 0),
+                "io_seconds": round(self.stats.get("io_seconds", 0.0), 4), "runs": self.runs, "message": self.message, "log": self.log}
+
+
+class LocalRunner:
+    """Runs the operations among ``resources`` (parsed CRs) on ``cluster``.
+
+    ``LocalRunner(cluster, resources).run()`` returns the operations' final state;
+    ``on_change`` is called (from the runner's thread) whenever one changes.
+    """
+
+    def __init__(self, cluster: Any, resources: list[Any], *, run_id: str | None = None,
+                 workdir: str | None = None, on_change: Callable[[list[OperationRun]], None] | None = None,
+                 poll_seconds: float = 0.02) -> None:
+        self.cluster = cluster
+        self.run_id = run_id or f"run-{uuid.uuid4().hex[:8]}"
+        self.datasets = {f"{r.namespace}/{r.name}" for r in resources if r.kind == "Dataset"}
+        operations = [r for r in resources if r.kind in ("DataLoad", "DataProcess", "DataMigrate", "DataBackup")]
+        check(self.datasets, operations)
+        self.operations = [OperationRun(op) for op in order(operations)]
+        self._by_key = {key_of(run.resource): run for run in self.operations}
+        self.workdir = workdir or tempfile.mkdtemp(prefix=f"fluidv-{self.run_id}-")
+        os.makedirs(self.workdir, exist_ok=True)
+        self._on_change = on_change
+        self._poll = poll_seconds
+        self._stopping = False
+        self._placed: dict[str, int] = {}
+        self._spawner: Spawner | None = None
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """End the run after the operations now executing (Cron/OnEvent stop firing)."""
+        self._stopping = True
+
+    def run(self, *, until: float | None = None, timeout: float | None = None) -> list[OperationRun]:
+        """Run until every ``Once`` operation has finished; repeating operations fire
+        until ``until`` seconds have passed (or ``stop()``). ``timeout`` fails what still
+        runs after that many seconds."""
+        began = time.monotonic()
+        self._changed()
+        self._spawner = Spawner(os.path.join(self.workdir, "steps.log")).start()
+        try:
+            while True:
+                now = time.monotonic()
+                if timeout is not None and now - began > timeout:
+                    self._abort(f"timed out after {timeout:g}s")
+                    break
+                if until is not None and now - began > until:
+                    self._stopping = True
+                for run in self.operations:
+                    self._advance(run, now)
+                if self._finished():
+                    break
+                time.sleep(self._poll)
+        finally:
+            self._abort("the run was interrupted")
+            self._spawner.close()
+        self._expire()
+        return self.operations
+
+    def _finished(self) -> bool:
+        busy = any(r.phase == EXECUTING for r in self.operations)
+        waiting = any(r.phase == PENDING and not self._stopping for r in self.operations)
+        repeating = any(r.policy != "Once" and r.phase != FAILED for r in self.operations)
+        return not busy and not waiting and (self._stopping or not repeating)
+
+    def _advance(self, run: OperationRun, now: float) -> None:
+        if run.phase == EXECUTING:
+            self._collect(run)
+            return
+        if self._stopping:
+            return
+        after = run.resource.spec.run_after
+        predecessor = self._by_key.get((after.kind, after.name)) if after else None
+        if run.phase == PENDING and predecessor is not None:
+            done = predecessor.phase == COMPLETE and predecessor.runs > 0
+            if run.waiting_for.get("operationComplete") != (not done):
+                run.waiting_for = {"operationComplete": not done}
+                self._changed()
+            if predecessor.phase == FAILED:
+                self._finish(run, FAILED, f"{predecessor.kind}/{predecessor.name} failed; nothing was run")
+                return
+            if not done:
+                return
+        if run.phase == PENDING and run.runs == 0 and run.policy == "Once":
+            self._start(run, predecessor)
+        elif run.policy == "Cron" and run.phase != EXECUTING and run.phase != FAILED:
+            self._cron(run, predecessor, now)
+        elif run.policy == "OnEvent" and run.phase != EXECUTING and run.phase != FAILED:
+            self._on_event(run, predecessor, now)
+
+    def _cron(self, run: OperationRun, predecessor: OperationRun | None, now: float) -> None:
+        from croniter import croniter  # noqa: PLC0415
+
+        if run._next_fire is None:
+            base = dt.datetime.now()
+            upcoming = croniter(run.resource.spec.schedule, base).get_next(dt.datetime)
+            run._next_fire = now + (upcoming - base).total_seconds()
+        if now >= run._next_fire:
+            run._next_fire = None
+            self._start(run, predecessor)
+
+    def _on_event(self, run: OperationRun, predecessor: OperationRun | None, now: float) -> None:
+        spec = run.resource.spec
+        pattern = object_name(run.resource.namespace if spec.dataset.namespace is None else spec.dataset.namespace,
+                              spec.dataset.name, spec.on_event.object_pattern)
+        ids = named_ids(self.cluster.etcd_endpoint)
+        current = {k: v for k, v in ids.items() if fnmatch.fnmatchcase(k, pattern)}
+        if run._baseline is None:
+            run._baseline = current
+            return
+        if any(run._baseline.get(k) != v for k, v in current.items()):
+            run._baseline = current
+            run._event_at = now
+        if run._event_at is not None and now - run._event_at >= spec.on_event.debounce_seconds:
+            run._event_at = None
+            self._start(run, predecessor)
+
+    # -- one operation ----------------------------------------------------------------
+
+    def _place(self, run: OperationRun, predecessor: OperationRun | None) -> str:
+        spec = run.resource.spec
+        namespace = spec.dataset.namespace or run.resource.namespace
+        after = spec.run_after
+        view = local_view(self.cluster, self.datasets)
+        affinity = None
+        if after is not None and after.affinity_strategy is not None and predecessor and predecessor.node:
+            affinity = follow(after.affinity_strategy, predecessor.node, view)
+        consumes = tuple(getattr(spec, "inputs", ()) or ())
+        reads_all = run.kind == "DataBackup" or (run.kind == "DataMigrate" and spec.to.external_storage is not None)
+        if reads_all:  # it reads every object of the dataset: go where most of the bytes are
+            prefix = object_name(namespace, spec.dataset.name, "")
+            consumes = tuple(key for key in view.objects if key.startswith(prefix))
+        request = PlacementRequest(namespace=namespace, datasets=(spec.dataset.name,),
+                                   consumes=consumes, affinity=affinity)
+        ranked = rank_nodes(request, view)
+        if not ranked:
+            raise RuntimeError("no node meets the operation's affinity")
+        best = ranked[0][1]
+        node = min((n for n, score in ranked if score == best), key=lambda n: (self._placed.get(n, 0), n))
+        run.node_affinity = affinity
+        self._placed[node] = self._placed.get(node, 0) + 1
+        return node
+
+    def _start(self, run: OperationRun, predecessor: OperationRun | None) -> None:
+        spec = run.resource.spec
+        try:
+            run.node = self._place(run, predecessor)
+        except RuntimeError as exc:
+            self._finish(run, FAILED, str(exc))
+            return
+        socket = next(n.socket for n in self.cluster.nodes if n.name == run.node)
+        run.runs += 1
+        base = os.path.join(self.workdir, f"{run.kind.lower()}-{run.name}-{run.runs}")
+        run.log, run._result = base + ".log", base + ".json"
+        run.phase, run.message, run.stats, run.written = EXECUTING, "", {}, []
+        run.started, run.finished, run.step_seconds = time.monotonic(), None, None
+        run.last_schedule_time = _stamp()
+        namespace = spec.dataset.namespace or run.resource.namespace
+        script = getattr(getattr(spec, "processor", None), "script", None)
+        if script is not None:
+            env = {**os.environ, **{e["name"]: str(e.get("value", "")) for e in script.env if "name" in e},
+                   "VINEYARD_IPC_SOCKET": socket, "FLUID_DATASET": f"{namespace}/{spec.dataset.name}",
+                   "FLUID_RUN_ID": self.run_id, "FLUID_NODE": run.node}
+            with open(run.log, "ab") as log:
+                run._process = subprocess.Popen(list(script.command) + ([script.source] if script.source else []),
+                                                env=env, stdout=log, stderr=subprocess.STDOUT,
+                                                stdin=subprocess.DEVNULL, start_new_session=True)
+        else:
+            request = {"resource": run.resource.to_dict(), "socket": socket, "namespace": namespace,
+                       "dataset": spec.dataset.name, "run_id": self.run_id, "operation": run.name}
+            assert self._spawner is not None
+            run._process = self._spawner.spawn(request, run._result, run.log)
+        self._changed()
+
+    def _collect(self, run: OperationRun) -> None:
+        process = run._process
+        if isinstance(process, subprocess.Popen):
+            code = process.poll()
+            if code is None:
+                return
+            ok, message = code == 0, "done" if code == 0 else f"exited with code {code}"
+            result: dict[str, Any] = {}
+        else:
+            done = os.path.exists(run._result or "")
+            if not done and is_alive(process):
+                return
+            try:
+                with open(run._result or "") as handle:
+                    result = json.load(handle)
+            except (OSError, ValueError):
+                result = {"ok": False, "error": f"the step process {process} died before it finished"}
+            ok = bool(result.get("ok"))
+            message = result.get("summary") if ok else result.get("error", "failed")
+        run.stats, run.written = result.get("stats") or {}, result.get("written") or []
+        run.step_seconds = result.get("seconds")
+        if not ok:
+            message = f"{message}; log {run.log}: {self._tail(run.log)}"
+        self._finish(run, COMPLETE if ok else FAILED, str(message))
+
+    @staticmethod
+    def _tail(path: str | None, lines: int = 5) -> str:
+        try:
+            with open(path or "") as handle:
+                return " | ".join(line.rstrip() for line in handle.readlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def _finish(self, run: OperationRun, phase: str, message: str) -> None:
+        run.phase, run.message, run._process = phase, message, None
+        run.finished = time.monotonic()
+        if run.started is None:
+            run.started = run.finished
+        if phase == COMPLETE:
+            run.last_successful_time = _stamp()
+        if run.policy == "OnEvent":
+            run._baseline = None  # re-read: what the operation itself wrote does not fire it again
+        self._changed()
+
+    def _abort(self, reason: str) -> None:
+        for run in self.operations:
+            if run.phase == EXECUTING and run._process is not None:
+                process = run._process
+                if isinstance(process, subprocess.Popen):
+                    os.killpg(process.pid, signal.SIGTERM)
+                    try:
+                        process.wait(5)
+                    except subprocess.TimeoutExpired:
+                        os.killpg(process.pid, signal.SIGKILL)
+                        process.wait()
+                else:
+                    terminate([process], timeout=5)
+                self._finish(run, FAILED, reason)
+
+    # -- clean-up -------------------------------------------------------------------------
+
+    def outputs(self) -> set[str]:
+        """Store names the flow declares as outputs (kept by TTL clean-up)."""
+        kept = set()
+        for run in self.operations:
+            spec = run.resource.spec
+            namespace = spec.dataset.namespace or run.resource.namespace
+            kept.update(object_name(namespace, spec.dataset.name, k) for k in getattr(spec, "outputs", ()) or ())
+        return kept
+
+    def _expire(self) -> None:
+        """After each ``ttlSecondsAfterFinished``, drop the finished operation and the
+        objects it wrote in this run, except declared outputs."""
+        pending = [r for r in self.operations if r.resource.spec.ttl_seconds_after_finished is not None
+                   and r.finished is not None]
+        if not pending:
+            return
+        import objects  # noqa: PLC0415
+
+        kept = self.outputs()
+        with objects.connect(self.cluster.nodes[0].socket) as store:
+            for run in sorted(pending, key=lambda r: r.finished + r.resource.spec.ttl_seconds_after_finished):
+                delay = run.finished + run.resource.spec.ttl_seconds_after_finished - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                labels = {RUN_LABEL: safe_value(self.run_id), OP_LABEL: safe_value(run.name)}
+                for ref in store.list(labels=labels):
+                    if ref.name not in kept:
+                        store.delete(ref)
+                run.removed = True
+                self._changed()
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change(self.operations)

@@ -1,0 +1,51 @@
+"""One operation in its own process on its node: connect, run, write a result file."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from typing import Any
+
+
+def run_step(request: dict[str, Any], result_path: str, log_path: str) -> None:
+    """Entry point of a step process (``request`` says what, where and for which run)."""
+    log = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    sys.stdout = sys.stderr = log
+    started = time.perf_counter()
+    result: dict[str, Any] = {"ok": False}
+    ctx = None
+    try:
+        import objects  # noqa: PLC0415
+        from fluid_core.flow.context import StepContext  # noqa: PLC0415
+        from fluid_core.flow.ops import execute  # noqa: PLC0415
+        from fluid_core.models import parse  # noqa: PLC0415
+
+        resource = parse(request["resource"])
+        if request.get("files"):  # the hand-over baseline: the same step through files
+            from fluid_core.demo.files import FileContext  # noqa: PLC0415
+
+            ctx = FileContext(request["files"])
+            summary = execute(resource.kind, resource.spec, ctx)
+        else:
+            with objects.connect(request["socket"]) as store:
+                ctx = StepContext(store, request["namespace"], request["dataset"],
+                                  run_id=request["run_id"], operation=request["operation"])
+                summary = execute(resource.kind, resource.spec, ctx)
+        result = {"ok": True, "summary": summary}
+    except BaseException as exc:  # noqa: BLE001 - everything is reported to the runner
+        traceback.print_exc()
+        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        result["seconds"] = time.perf_counter() - started
+        if ctx is not None:
+            result["stats"] = ctx.stats.to_dict()
+            result["written"] = ctx.written
+        with open(result_path + ".tmp", "w") as out:
+            json.dump(result, out)
+        os.replace(result_path + ".tmp", result_path)
+        log.flush()

@@ -1,0 +1,186 @@
+"""The Python SDK: build a flow from a dataset, run it, watch it.
+
+    ds = Dataset("demo", backend=cluster)              # a LocalCluster
+    flow = (ds.preload("data/raw.parquet")
+              .process(features, inputs=["raw"])
+              .process(train, inputs=["features", "labels"], outputs=["model"]))
+    handle = flow.run("run-1")
+    handle.wait(timeout=600)
+
+Each step becomes a Data* resource linked to the one before by ``runAfter``
+(``affinityStrategy: Require`` by default, so a step runs on its predecessor's node);
+``flow.resources()`` gives them as dicts, the same documents ``fluidv run`` takes.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fluid_core.errors import FluidError
+from fluid_core.models import API_VERSION, parse
+
+
+class SdkError(FluidError):
+    """A flow that cannot be built as asked; the message says how to fix it."""
+
+
+def function_reference(func: Callable[..., Any]) -> str:
+    """``module:qualname`` of ``func`` (``path.py:qualname`` for a script's function)."""
+    module, qualname = getattr(func, "__module__", None), getattr(func, "__qualname__", "")
+    if not module or "<" in qualname:
+        raise SdkError(f"{func!r} cannot be run in a step process: use a module-level function "
+                       "(not a lambda or a nested function)")
+    if module == "__main__":
+        path = getattr(sys.modules["__main__"], "__file__", None)
+        if not path:
+            raise SdkError("functions defined interactively cannot run in a step; put them in a module")
+        return f"{path}:{qualname}"
+    return f"{module}:{qualname}"
+
+
+@dataclass
+class Flow:
+    """Steps on one dataset, each running after the previous one."""
+
+    dataset: "Dataset"
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    def _then(self, kind: str, spec: dict[str, Any], name: str | None, affinity: str | None) -> "Flow":
+        name = name or f"{self.dataset.name}-{len(self.steps) + 1}-{kind.lower()}"
+        spec = {"dataset": {"name": self.dataset.name, "namespace": self.dataset.namespace}, **spec}
+        if self.steps:
+            previous = self.steps[-1]
+            spec["runAfter"] = {"kind": previous["kind"], "name": previous["metadata"]["name"]}
+            if affinity:
+                spec["runAfter"]["affinityStrategy"] = {"policy": affinity}
+        step = {"apiVersion": API_VERSION, "kind": kind,
+                "metadata": {"name": name, "namespace": self.dataset.namespace}, "spec": spec}
+        parse(step)  # report a bad step where it is built
+        return Flow(self.dataset, self.steps + [step])
+
+    def process(self, processor: Callable[..., Any] | str, *, inputs: Iterable[str] = (),
+                outputs: Iterable[str] = (), params: dict[str, Any] | None = None, name: str | None = None,
+                affinity: str | None = "Require") -> "Flow":
+        """Run ``processor(ctx)`` (a function or ``"module:function"``) with the dataset."""
+        reference = processor if isinstance(processor, str) else function_reference(processor)
+        spec = {"processor": {"function": reference, "params": {k: str(v) for k, v in (params or {}).items()}},
+                "inputs": list(inputs), "outputs": list(outputs)}
+        return self._then("DataProcess", spec, name, affinity)
+
+    def preload(self, path: str, *, key: str | None = None, name: str | None = None) -> "Flow":
+        """Load files (Parquet, CSV, Arrow, ``.npy``, or a backup) into the dataset."""
+        return self._then("DataLoad", {"target": [{"path": path, **({"name": key} if key else {})}]}, name, None)
+
+    def migrate(self, path: str, direction: str = "out", *, prefix: str = "/", name: str | None = None) -> "Flow":
+        """Copy the dataset to external storage (``out``) or files into it (``in``)."""
+        end = {"dataset": {"name": self.dataset.name, "path": prefix}}
+        external = {"externalStorage": {"uri": path}}
+        if direction not in ("in", "out"):
+            raise SdkError(f"direction is 'in' or 'out', not {direction!r}")
+        spec = {"from": end, "to": external} if direction == "out" else {"from": external, "to": end}
+        return self._then("DataMigrate", spec, name, None)
+
+    def backup(self, path: str, *, name: str | None = None) -> "Flow":
+        """Write every object of the dataset to ``path`` (restore with ``preload(path)``)."""
+        return self._then("DataBackup", {"backupPath": path}, name, None)
+
+    def resources(self) -> list[dict[str, Any]]:
+        """The Dataset and one resource per step, as ``fluidv run`` takes them."""
+        return [self.dataset.resource()] + [dict(step) for step in self.steps]
+
+    def run(self, run_id: str | None = None, *, show: bool = False) -> "RunHandle":
+        """Start the flow on the dataset's backend; returns at once."""
+        return RunHandle(self, run_id, show).start()
+
+
+class Dataset:
+    """A dataset on a backend (a ``LocalCluster``); where flows start."""
+
+    def __init__(self, name: str, namespace: str = "default", backend: Any = None) -> None:
+        self.name, self.namespace, self.backend = name, namespace, backend
+        parse(self.resource())
+
+    def resource(self) -> dict[str, Any]:
+        return {"apiVersion": API_VERSION, "kind": "Dataset",
+                "metadata": {"name": self.name, "namespace": self.namespace}, "spec": {}}
+
+    def bind_runtime(self, replicas: int = 3, cache_capacity_GiB: float = 1, cache_medium: str = "MEM") -> "Dataset":  # noqa: N803 - Fluid's spelling
+        """Start a local cluster of ``replicas`` nodes when the dataset has no backend."""
+        if cache_medium != "MEM":
+            raise SdkError("the local cluster caches in memory only: cache_medium='MEM'")
+        if self.backend is None:
+            from vineyard_runtime.local import LocalCluster  # noqa: PLC0415
+
+            self.backend = LocalCluster(nodes=replicas, size=f"{int(cache_capacity_GiB * 1024)}Mi").start()
+        return self
+
+    def _flow(self) -> Flow:
+        return Flow(self)
+
+    def process(self, processor: Callable[..., Any] | str, **kwargs: Any) -> Flow:
+        return self._flow().process(processor, **kwargs)
+
+    def preload(self, path: str, **kwargs: Any) -> Flow:
+        return self._flow().preload(path, **kwargs)
+
+    def migrate(self, path: str, direction: str = "out", **kwargs: Any) -> Flow:
+        return self._flow().migrate(path, direction, **kwargs)
+
+    def backup(self, path: str, **kwargs: Any) -> Flow:
+        return self._flow().backup(path, **kwargs)
+
+
+class RunHandle:
+    """A running flow: ``status()`` at any time, ``wait()`` for the end."""
+
+    def __init__(self, flow: Flow, run_id: str | None, show: bool) -> None:
+        from fluid_core.flow import LocalRunner  # noqa: PLC0415
+
+        if flow.dataset.backend is None:
+            raise SdkError("the dataset has no backend: pass backend=LocalCluster(...) or call bind_runtime()")
+        self._live: Any = None
+        on_change = None
+        if show:
+            from rich.live import Live  # noqa: PLC0415
+
+            from fluid_core.cli.run import operations_table  # noqa: PLC0415
+
+            self._live = Live(auto_refresh=False)
+            on_change = lambda runs: self._live.update(operations_table(runs), refresh=True)  # noqa: E731
+        self.runner = LocalRunner(flow.dataset.backend, [parse(r) for r in flow.resources()],
+                                  run_id=run_id, on_change=on_change)
+        self.run_id = self.runner.run_id
+        self._thread = threading.Thread(target=self._run, name=f"flow-{self.run_id}", daemon=True)
+        self._error: BaseException | None = None
+
+    def start(self) -> "RunHandle":
+        if self._live is not None:
+            self._live.start()
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self.runner.run()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by wait()
+            self._error = exc
+        finally:
+            if self._live is not None:
+                self._live.stop()
+
+    def status(self) -> list[dict[str, Any]]:
+        """Each step's phase, node, duration and I/O."""
+        return [run.summary() for run in self.runner.operations]
+
+    def wait(self, timeout: float | None = None) -> list[dict[str, Any]]:
+        """Wait until the flow has finished; its final status. TimeoutError at ``timeout``."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"flow {self.run_id} still runs after {timeout}s")
+        if self._error is not None:
+            raise self._error
+        return self.status()
