@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket as _socket
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +93,24 @@ def reachable(target: Target, timeout: float = 1.0) -> str | None:
     return None
 
 
+#: vineyard shares one IPC connection per socket within a process, and closing any
+#: client of it disconnects them all: connections are counted, the last close closes.
+_open: dict[tuple[str, str], int] = {}
+_open_lock = threading.Lock()
+
+
+def release(target: Target, client: Any) -> None:
+    """Close ``client`` unless another store of this process still uses its connection."""
+    key = (target.kind, target.address)
+    with _open_lock:
+        left = _open.get(key, 1) - 1
+        if left > 0:
+            _open[key] = left
+            return
+        _open.pop(key, None)
+    client.close()
+
+
 def open_client(target: Target) -> Any:
     """A vineyard client for a reachable target (vineyard is imported here, lazily)."""
     os.environ["VINEYARD_IPC_SKIP_RETRY"] = "1"
@@ -99,9 +118,13 @@ def open_client(target: Target) -> Any:
     import vineyard  # noqa: PLC0415 - slow import, only when connecting
 
     if target.kind == "ipc":
-        return vineyard.connect(target.address)
-    host, port = _split_endpoint(target.address)
-    return vineyard.connect(host, port)
+        client = vineyard.connect(target.address)
+    else:
+        host, port = _split_endpoint(target.address)
+        client = vineyard.connect(host, port)
+    with _open_lock:
+        _open[(target.kind, target.address)] = _open.get((target.kind, target.address), 0) + 1
+    return client
 
 
 def connect_first(targets: list[Target]) -> tuple[Any, Target]:

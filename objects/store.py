@@ -11,7 +11,7 @@ import numpy as np
 from objects import codecs
 from objects.allocation import Allocation
 from objects.codecs.base import Context, labels_of
-from objects.connection import Target
+from objects.connection import Target, release
 from objects.errors import ObjectExists, ObjectNotFound, ObjectsError, StoreFull
 from objects.refs import ObjectRef
 from objects.streams import StreamReader, StreamWriter, delete_stream
@@ -46,6 +46,7 @@ class ObjectStore:
         self._client = client
         self.target = target
         self._nodes: dict[int, str] = {}
+        self._closed = False
 
     # -- connection ----------------------------------------------------------------
 
@@ -68,10 +69,14 @@ class ObjectStore:
         return self.target.kind == "ipc"
 
     def close(self) -> None:
-        """Disconnect; arrays already returned stay valid."""
+        """Disconnect (the connection stays while other stores of this process use it);
+        arrays already returned stay valid."""
+        if self._closed:
+            return
+        self._closed = True
         try:
-            self._client.close()
-        except Exception:  # noqa: BLE001 - closing twice is harmless
+            release(self.target, self._client)
+        except Exception:  # noqa: BLE001 - closing a dead connection is harmless
             pass
 
     def __enter__(self) -> "ObjectStore":

@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -129,6 +130,8 @@ class LocalRunner:
         self._stopping = False
         self._placed: dict[str, int] = {}
         self._spawner: Spawner | None = None
+        #: Set once the run has started and every OnEvent operation watches its objects.
+        self.watching = threading.Event()
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -153,6 +156,7 @@ class LocalRunner:
                     self._stopping = True
                 for run in self.operations:
                     self._advance(run, now)
+                self.watching.set()
                 if self._finished():
                     break
                 time.sleep(self._poll)

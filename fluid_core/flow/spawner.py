@@ -36,8 +36,10 @@ class Spawner:
     def start(self) -> "Spawner":
         from vineyard_runtime.local.processes import spawn  # noqa: PLC0415
 
+        # steps import what their caller can import (as multiprocessing's spawn does)
+        path = os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p and os.path.isdir(p))
         self._proc = spawn([sys.executable, "-m", "fluid_core.flow.spawner"], log_path=self._log_path,
-                           stdout=subprocess.PIPE, stdin=subprocess.PIPE)
+                           stdout=subprocess.PIPE, stdin=subprocess.PIPE, env={"PYTHONPATH": path})
         if self._readline() != "ready":
             self.close()
             raise SpawnerError(f"the step helper did not start; see {self._log_path}")

@@ -1,0 +1,32 @@
+"""Step functions the flow tests run in step processes (referenced by file path)."""
+
+from __future__ import annotations
+
+import time
+
+
+def double(ctx):
+    ctx.put("doubled", ctx.get("nums") * 2)
+
+
+def total(ctx):
+    ctx.put("total", {"sum": float(ctx.get("doubled").sum())})
+
+
+def explode(ctx):
+    print("about to fail on", ctx.node)
+    raise RuntimeError("the model diverged")
+
+
+def count_runs(ctx):
+    previous = ctx.get("count") if "count" in ctx.keys("count") else 0
+    ctx.put("count", int(previous) + 1, run_labels=False)
+
+
+def scratch_then_result(ctx):
+    ctx.put("scratch", list(range(10)))
+    ctx.put("result", {"ok": True})
+
+
+def slow(ctx):
+    time.sleep(float(ctx.params.get("seconds", "1")))

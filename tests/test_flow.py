@@ -1,0 +1,279 @@
+"""Data operations and DataFlow on a real local cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import torch
+
+import objects
+from fluid_core.flow import FlowInvalid, LocalRunner
+from fluid_core.models import parse
+from fluid_core.sdk import Dataset, SdkError
+
+STEPS = os.path.join(os.path.dirname(__file__), "flow_steps.py")
+API = "data.fluid.io/v1alpha1"
+
+
+def dataset(name: str) -> dict:
+    return {"apiVersion": API, "kind": "Dataset", "metadata": {"name": name}, "spec": {}}
+
+
+def op(kind: str, name: str, ds: str, after: tuple[str, str] | None = None, affinity: str | None = None,
+       **spec: object) -> dict:
+    body: dict = {"dataset": {"name": ds}, **spec}
+    if after:
+        body["runAfter"] = {"kind": after[0], "name": after[1]}
+        if affinity:
+            body["runAfter"]["affinityStrategy"] = {"policy": affinity}
+    return {"apiVersion": API, "kind": kind, "metadata": {"name": name}, "spec": body}
+
+
+def process(name: str, ds: str, function: str, after=None, affinity="Require", **spec) -> dict:
+    return op("DataProcess", name, ds, after, affinity, processor={"function": f"{STEPS}:{function}"}, **spec)
+
+
+def run(cluster, documents: list[dict], **kwargs) -> dict:
+    runs = LocalRunner(cluster, [parse(d) for d in documents], **kwargs).run(timeout=120)
+    return {r.name: r for r in runs}
+
+
+@pytest.fixture
+def store(shared_cluster):
+    with objects.connect(shared_cluster.nodes[0].socket) as connected:
+        yield connected
+
+
+def test_three_step_flow_follows_its_predecessors_node_and_reads_nothing_remotely(shared_cluster, tmp_path, store):
+    np.save(tmp_path / "nums.npy", np.arange(1000, dtype=np.int64))
+    runs = run(shared_cluster, [
+        dataset("chain"),
+        op("DataLoad", "load", "chain", target=[{"path": str(tmp_path / "nums.npy")}]),
+        process("double", "chain", "double", after=("DataLoad", "load"), inputs=["nums"]),
+        process("total", "chain", "total", after=("DataProcess", "double"), inputs=["doubled"]),
+    ])
+    assert [r.phase for r in runs.values()] == ["Complete"] * 3
+    assert runs["double"].node == runs["load"].node == runs["total"].node
+    for name in ("double", "total"):
+        assert runs[name].stats["remote_reads"] == 0 and runs[name].stats["local_reads"] >= 1
+        required = runs[name].status()["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert required["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == [runs["load"].node]
+    assert store.get("default/chain/total") == {"sum": float(np.arange(1000).sum() * 2)}
+    store.delete_many(prefix="default/chain/")
+
+
+def test_inputs_pull_a_step_to_the_node_holding_them(shared_cluster):
+    holder = shared_cluster.nodes[2]
+    with objects.connect(holder.socket) as remote:
+        remote.put(np.arange(50), name="default/pull/nums", replace=True)
+        runs = run(shared_cluster, [dataset("pull"), process("double", "pull", "double", inputs=["nums"])])
+        assert runs["double"].node == holder.name and runs["double"].stats["remote_reads"] == 0
+        remote.delete_many(prefix="default/pull/")
+
+
+def test_a_failed_step_fails_its_successors_and_runs_nothing_more(shared_cluster, store):
+    runs = run(shared_cluster, [
+        dataset("boom"),
+        process("explode", "boom", "explode"),
+        process("after", "boom", "total", after=("DataProcess", "explode")),
+    ])
+    assert runs["explode"].phase == "Failed"
+    assert "RuntimeError: the model diverged" in runs["explode"].message
+    assert "about to fail on" in open(runs["explode"].log).read()
+    assert runs["after"].phase == "Failed" and runs["after"].runs == 0
+    assert "DataProcess/explode failed; nothing was run" in runs["after"].message
+    assert store.list(prefix="default/boom/") == []
+
+
+def test_bad_flows_are_rejected_before_anything_runs(shared_cluster, tmp_path, store):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    documents = [
+        dataset("bad"),
+        op("DataLoad", "load", "bad", target=[{"path": str(tmp_path / "missing.parquet")}]),
+        op("DataProcess", "fn", "bad", processor={"function": "no_such_module_here:go"}),
+        op("DataMigrate", "out", "bad", **{"from": {"dataset": {"name": "bad"}},
+                                            "to": {"externalStorage": {"uri": "/proc/forbidden/x"}}}),
+        process("a", "bad", "double", after=("DataProcess", "b")),
+        process("b", "bad", "double", after=("DataProcess", "a")),
+        process("lost", "bad", "double", after=("DataLoad", "nowhere")),
+        process("orphan", "nodataset", "double"),
+    ]
+    with pytest.raises(FlowInvalid) as caught:
+        LocalRunner(shared_cluster, [parse(d) for d in documents])
+    where = {w: m for w, m in caught.value.problems}
+    assert "does not exist" in where["DataLoad/load: spec.target[0].path"]
+    assert "no_such_module_here" in where["DataProcess/fn: spec.processor.function"]
+    assert "not writable" in where["DataMigrate/out: spec.to.externalStorage.uri"]
+    assert "no DataLoad 'nowhere'" in where["DataProcess/lost: spec.runAfter"]
+    assert "no Dataset default/nodataset" in where["DataProcess/orphan: spec.dataset.name"]
+    assert any("cycle" in m for m in where.values())
+    assert store.list(prefix="default/bad/") == []
+    with pytest.raises(Exception, match="not a cron expression"):
+        parse(op("DataLoad", "c", "bad", policy="Cron", schedule="every day", target=[{"path": "/"}]))
+
+
+def every_type() -> dict:
+    frame = pd.DataFrame({"i": [1, 2, None], "s": ["a", None, "c"], "when": pd.date_range("2026-01-01", periods=3, tz="UTC"),
+                          "cat": pd.Categorical(["x", "y", "x"])}, index=pd.Index([10, 20, 30], name="key"))
+    frame["i"] = frame["i"].astype("Int64")
+    table = pa.table({"a": [1, 2], "b": [["x"], ["y", "z"]]})
+    return {
+        "array": np.arange(12, dtype=np.float32).reshape(3, 4),
+        "fortran": np.asfortranarray(np.arange(6).reshape(2, 3)),
+        "structured": np.array([(1, 2.0)], dtype=[("a", "i4"), ("b", "f8")]),
+        "table": table, "batch": table.to_batches()[0], "arrow-array": pa.array([1, None, 3]),
+        "chunked": pa.chunked_array([[1, 2], [3]]),
+        "frame": frame, "series": pd.Series([1.5, 2.5], name="price"),
+        "tensor": torch.arange(6, dtype=torch.float16).reshape(2, 3), "bf16": torch.ones(4, dtype=torch.bfloat16),
+        "nested": {"w": np.ones(3), "meta": {"epochs": 3, "tags": ["a", "b"], "pair": (1, "x")}, 7: None},
+        "scalar": 42,
+    }
+
+
+def assert_same(a, b) -> None:
+    if isinstance(a, np.ndarray):
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == b.dtype
+    elif isinstance(a, (pa.Table, pa.RecordBatch, pa.Array, pa.ChunkedArray)):
+        assert type(a) is type(b) and a.equals(b)
+    elif isinstance(a, pd.DataFrame):
+        pd.testing.assert_frame_equal(a, b)
+    elif isinstance(a, pd.Series):
+        pd.testing.assert_series_equal(a, b)
+    elif isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    elif isinstance(a, dict):
+        assert list(a) == list(b)
+        for k in a:
+            assert_same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same(x, y)
+    else:
+        assert a == b
+
+
+def test_backup_then_restore_round_trips_every_type(shared_cluster, tmp_path, store):
+    values = every_type()
+    for key, value in values.items():
+        store.put(value, name=f"default/vault/{key}", labels={"owner": "team-a"}, replace=True)
+    types = {ref.name: ref.typename for ref in store.list(prefix="default/vault/")}
+    runs = run(shared_cluster, [dataset("vault"), op("DataBackup", "save", "vault", backupPath=str(tmp_path / "b"))])
+    assert runs["save"].phase == "Complete", runs["save"].message
+    assert store.delete_many(prefix="default/vault/") == len(values)
+    runs = run(shared_cluster, [dataset("vault"), op("DataLoad", "restore", "vault",
+                                                     target=[{"path": str(tmp_path / "b")}])])
+    assert runs["restore"].phase == "Complete", runs["restore"].message
+    for key, value in values.items():
+        ref = store.info(f"default/vault/{key}")
+        assert ref.labels == {"owner": "team-a"} and ref.typename == types[ref.name]
+        assert_same(value, store.get(ref))
+    store.delete_many(prefix="default/vault/")
+
+
+def test_migrate_out_to_files_and_back_in(shared_cluster, tmp_path, store):
+    frame = pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "b"]})
+    store.put(frame, name="default/mig/tables/t", replace=True)
+    store.put(np.eye(3), name="default/mig/eye", replace=True)
+    out = tmp_path / "export"
+    runs = run(shared_cluster, [dataset("mig"), op("DataMigrate", "out", "mig", **{
+        "from": {"dataset": {"name": "mig"}}, "to": {"externalStorage": {"uri": f"file://{out}"}}})])
+    assert runs["out"].phase == "Complete", runs["out"].message
+    assert (out / "tables" / "t.parquet").exists() and (out / "eye.npy").exists()
+    np.testing.assert_array_equal(np.load(out / "eye.npy"), np.eye(3))
+    runs = run(shared_cluster, [dataset("mig"), op("DataMigrate", "in", "mig", **{
+        "from": {"externalStorage": {"uri": str(out)}}, "to": {"dataset": {"name": "mig", "path": "/copy"}}})])
+    assert runs["in"].phase == "Complete", runs["in"].message
+    assert store.get("default/mig/copy/tables/t").to_pandas()["y"].tolist() == ["a", "b"]
+    np.testing.assert_array_equal(store.get("default/mig/copy/eye"), np.eye(3))
+    store.delete_many(prefix="default/mig/")
+
+
+def test_cron_fires_on_schedule(shared_cluster, store):
+    runs = LocalRunner(shared_cluster, [parse(d) for d in [
+        dataset("tick"), process("tick", "tick", "count_runs", policy="Cron", schedule="* * * * * */1")]]
+    ).run(until=3.6)
+    fired = runs[0].runs
+    assert 2 <= fired <= 5 and store.get("default/tick/count") == fired
+    store.delete_many(prefix="default/tick/")
+
+
+def test_on_event_fires_once_per_matching_put(shared_cluster, store):
+    runner = LocalRunner(shared_cluster, [parse(d) for d in [
+        dataset("watch"), process("react", "watch", "count_runs", policy="OnEvent",
+                                  onEvent={"objectPattern": "incoming/*", "debounceSeconds": 0.3})]])
+    thread = threading.Thread(target=runner.run, kwargs={"until": 5.0})
+    thread.start()
+    try:
+        assert runner.watching.wait(60)
+        store.put(np.zeros(3), name="default/watch/incoming/a")
+        store.put(np.zeros(3), name="default/watch/unrelated")
+        time.sleep(1.8)
+        store.put(np.ones(3), name="default/watch/incoming/a", replace=True)  # replaced: fires again
+    finally:
+        thread.join(30)
+    assert runner.operations[0].runs == 2
+    assert store.get("default/watch/count") == 2
+    store.delete_many(prefix="default/watch/")
+
+
+def test_ttl_removes_exactly_the_runs_intermediates(shared_cluster, store):
+    store.put(np.zeros(2), name="default/ttl/before", replace=True)
+    runs = run(shared_cluster, [dataset("ttl"), process("make", "ttl", "scratch_then_result", outputs=["result"],
+                                                        ttlSecondsAfterFinished=0)], run_id="ttl-run")
+    assert runs["make"].phase == "Complete" and runs["make"].removed
+    assert sorted(r.name for r in store.list(prefix="default/ttl/")) == ["default/ttl/before", "default/ttl/result"]
+    store.delete_many(prefix="default/ttl/")
+
+
+def test_sdk_flow_runs_and_reports(shared_cluster, store):
+    import flow_steps  # noqa: PLC0415 - tests/ is on sys.path under pytest
+
+    store.put(np.arange(10), name="default/sdk/nums", replace=True)
+    flow = (Dataset("sdk", backend=shared_cluster)
+            .process(flow_steps.double, inputs=["nums"], name="double")
+            .process(flow_steps.total, inputs=["doubled"], outputs=["total"], name="total"))
+    assert [r["kind"] for r in flow.resources()] == ["Dataset", "DataProcess", "DataProcess"]
+    assert flow.resources()[2]["spec"]["runAfter"]["affinityStrategy"] == {"policy": "Require"}
+    status = flow.run("sdk-run").wait(timeout=120)
+    assert [s["phase"] for s in status] == ["Complete", "Complete"]
+    assert store.get("default/sdk/total") == {"sum": 90.0}
+    with pytest.raises(SdkError, match="module-level function"):
+        Dataset("sdk", backend=shared_cluster).process(lambda ctx: None)
+    store.delete_many(prefix="default/sdk/")
+
+
+def test_fluidv_run_json_and_rejection(tmp_path):
+    np.save(tmp_path / "nums.npy", np.arange(5))
+    flow = tmp_path / "flow.yaml"
+    import yaml  # noqa: PLC0415
+
+    flow.write_text(yaml.safe_dump_all([
+        dataset("cli"), op("DataLoad", "load", "cli", target=[{"path": str(tmp_path / "nums.npy")}]),
+        process("double", "cli", "double", after=("DataLoad", "load"), inputs=["nums"])]))
+    command = [sys.executable, "-m", "fluid_core.cli", "run", str(flow), "--json", "--workdir", str(tmp_path / "wd"),
+               "--size", "128Mi", "--nodes", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [(r["name"], r["phase"]) for r in report] == [("load", "Complete"), ("double", "Complete")]
+    assert report[1]["local_reads"] == 1 and report[1]["remote_reads"] == 0
+    flow.write_text(yaml.safe_dump_all([dataset("cli"), process("x", "cli", "double", after=("DataLoad", "gone"))]))
+    rejected = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert rejected.returncode == 1
+    assert "DataProcess/x: spec.runAfter: no DataLoad 'gone' in this flow" in rejected.stderr
+    assert not os.path.exists(tmp_path / "wd" / "supervisor.lock") or "rejected" in rejected.stderr
+
+
