@@ -92,8 +92,11 @@ class Flow:
         """The Dataset and one resource per step, as ``fluidv run`` takes them."""
         return [self.dataset.resource()] + [dict(step) for step in self.steps]
 
-    def run(self, run_id: str | None = None, *, show: bool = False) -> "RunHandle":
-        """Start the flow on the dataset's backend; returns at once."""
+    def run(self, run_id: str | None = None, *, show: bool = False) -> "RunHandle | KubeRun":
+        """Start the flow on the dataset's backend (a local cluster, or a Kubernetes
+        ``KubeClient``: one custom resource per step); returns at once."""
+        if _is_kube(self.dataset.backend):
+            return KubeRun(self, run_id)
         return RunHandle(self, run_id, show).start()
 
 
@@ -132,6 +135,52 @@ class Dataset:
 
     def backup(self, path: str, **kwargs: Any) -> Flow:
         return self._flow().backup(path, **kwargs)
+
+
+def _is_kube(backend: Any) -> bool:
+    from fluid_core.operator.kube import KubeClient  # noqa: PLC0415
+
+    return isinstance(backend, KubeClient)
+
+
+class KubeRun:
+    """A flow on Kubernetes: its custom resources, reconciled by the operator."""
+
+    def __init__(self, flow: Flow, run_id: str | None) -> None:
+        from fluid_core.operator.kube import Ref, ref_of  # noqa: PLC0415
+
+        self.kube, self.run_id = flow.dataset.backend, run_id or "flow"
+        dataset = flow.dataset.resource()
+        if self.kube.get(ref_of(dataset)) is None:
+            self.kube.apply(dataset)
+        self.refs = []
+        for step in flow.steps:
+            step = {**step, "metadata": {**step["metadata"], "labels": {"fluid.io/run": self.run_id}}}
+            self.kube.apply(step)
+            self.refs.append(Ref(step["apiVersion"], step["kind"], step["metadata"]["namespace"],
+                                 step["metadata"]["name"]))
+
+    def status(self) -> list[dict[str, Any]]:
+        """Each step's kind, name and status as the operator reports it."""
+        out = []
+        for ref in self.refs:
+            status = (self.kube.get(ref) or {}).get("status") or {}
+            out.append({"kind": ref.kind, "name": ref.name, "phase": status.get("phase", "Pending"),
+                        "node": status.get("node"), "duration": status.get("duration")})
+        return out
+
+    def wait(self, timeout: float | None = None, poll: float = 1.0) -> list[dict[str, Any]]:
+        """Poll until every step is Complete or Failed; TimeoutError at ``timeout``."""
+        import time  # noqa: PLC0415
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status = self.status()
+            if all(s["phase"] in ("Complete", "Failed") for s in status):
+                return status
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"flow {self.run_id} still runs after {timeout}s")
+            time.sleep(poll)
 
 
 class RunHandle:

@@ -56,7 +56,7 @@ def test_dataset_defaults():
         ("VineyardRuntime", {}, "Bad_Name", "metadata.name", "DNS-1035"),
         ("Dataset", {"accessModes": ["Sometimes"]}, "demo", "spec.accessModes[0]", "Input should be"),
         ("DataProcess", {"dataset": {"name": "d"}, "processor": {}}, "demo", "spec.processor",
-         "exactly one of processor.script or processor.job"),
+         "exactly one of processor.script, processor.job or processor.function"),
         ("DataLoad", {"dataset": {"name": "d"}, "target": [{"path": "/x"}], "policy": "Cron"},
          "demo", "spec", "needs a schedule"),
         ("DataLoad", {"dataset": {"name": "d"}, "target": [{"path": "/x"}], "policy": "Cron",

@@ -223,3 +223,88 @@ def test_operator_webhook_places_pods_from_watched_nodes_and_a_real_etcd(make_cl
                 local.nodes[1].name]
     finally:
         placement_feed.configure_webhook(None)
+
+
+def bind(cluster: EmulatedCluster, name: str) -> None:
+    """A Dataset + VineyardRuntime brought to Bound (the test plays the kubelet)."""
+    kube, wait = cluster.kube, cluster.wait_for
+    cluster.create(resource("Dataset", name, {}))
+    cluster.create(resource("VineyardRuntime", name, {"replicas": 1}))
+    wait(lambda: exists(kube, "apps/v1", "StatefulSet", f"{name}-master"), message="master created")
+    play_kubelet(kube, "StatefulSet", f"{name}-master", {"replicas": 1, "readyReplicas": 1})
+    wait(lambda: exists(kube, "apps/v1", "StatefulSet", f"{name}-worker"), message="workers created")
+    play_kubelet(kube, "StatefulSet", f"{name}-worker", {"replicas": 1, "readyReplicas": 1})
+    play_kubelet(kube, "DaemonSet", f"{name}-fuse", {"desiredNumberScheduled": 1, "numberReady": 1})
+    wait(lambda: status_of(kube, "Dataset", name).get("phase") == "Bound", message="dataset bound")
+
+
+def job_ran(cluster: EmulatedCluster, job: str, node: str, succeeded: bool) -> None:
+    """Play the kubelet for a Job: its pod ran on ``node`` and succeeded or failed for good."""
+    cluster.create({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": f"{job}-pod", "namespace": NS, "labels": {"job-name": job}},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]}})
+    status = {"startTime": "2026-01-01T00:00:00Z"}
+    status.update({"succeeded": 1, "completionTime": "2026-01-01T00:00:07Z"} if succeeded else {"failed": 3})
+    cluster.kube.patch(Ref("batch/v1", "Job", NS, job), {"status": status})
+
+
+def test_operations_run_as_jobs_in_flow_order_on_their_predecessors_node(cluster):
+    import kubernetes_validate  # noqa: PLC0415
+
+    kube, wait = cluster.kube, cluster.wait_for
+    bind(cluster, "flow")
+    cluster.create(resource("DataLoad", "load", {"dataset": {"name": "flow"}, "target": [{"path": "/in/x.npy"}]}))
+    cluster.create(resource("DataProcess", "step", {
+        "dataset": {"name": "flow", "mountPath": "/mnt/flow"}, "processor": {"function": "mine:step"},
+        "runAfter": {"kind": "DataLoad", "name": "load", "affinityStrategy": {"policy": "Require"}}}))
+    cluster.create(resource("DataBackup", "last", {"dataset": {"name": "flow"}, "backupPath": "/out",
+                                                   "runAfter": {"kind": "DataProcess", "name": "step"}}))
+
+    load_job = wait(lambda: kube.get(Ref("batch/v1", "Job", NS, "load-dataload")), message="DataLoad's Job")
+    container = load_job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["fluidv", "op", "run", "DataLoad", "load", "--namespace", NS]
+    assert {"name": "VINEYARD_CONFIG", "value": "/data/vineyard-config.yaml"} in container["env"]
+    assert load_job["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "flow"
+    wait(lambda: status_of(kube, "DataProcess", "step").get("waitingFor") == {"operationComplete": True},
+         message="step waits for load")
+    assert not exists(kube, "batch/v1", "Job", "step-dataprocess")
+
+    job_ran(cluster, "load-dataload", "n2", succeeded=True)
+    load = wait(lambda: (s := status_of(kube, "DataLoad", "load")).get("phase") == "Complete" and s, message="load done")
+    assert load["node"] == "n2" and load["duration"] == "7s"
+    step_job = wait(lambda: kube.get(Ref("batch/v1", "Job", NS, "step-dataprocess")), message="step's Job")
+    pod = step_job["spec"]["template"]["spec"]
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [{"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["n2"]}]}]
+    assert pod["containers"][0]["volumeMounts"] == [{"name": "dataset", "mountPath": "/mnt/flow"}]
+    assert status_of(kube, "DataProcess", "step")["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+
+    job_ran(cluster, "step-dataprocess", "n2", succeeded=False)
+    wait(lambda: status_of(kube, "DataProcess", "step").get("phase") == "Failed", message="step failed")
+    last = wait(lambda: (s := status_of(kube, "DataBackup", "last")).get("phase") == "Failed" and s,
+                message="its successor failed")
+    assert any(c["reason"] == "PredecessorFailed" for c in last["conditions"])
+    assert not exists(kube, "batch/v1", "Job", "last-databackup")
+    for job in (load_job, step_job):
+        for version in ("1.30.0", "1.37.0"):
+            kubernetes_validate.validate({k: v for k, v in job.items() if k != "status"}, version, strict=False)
+
+
+def test_the_sdk_runs_the_same_flow_on_kubernetes(cluster):
+    from fluid_core.sdk import Dataset  # noqa: PLC0415
+
+    bind(cluster, "sdkflow")
+    flow = (Dataset("sdkflow", namespace=NS, backend=cluster.kube)
+            .preload("/in/raw.parquet", name="load")
+            .process("mine:features", inputs=["raw"], name="features"))
+    handle = flow.run("r1")
+    wait = cluster.wait_for
+    wait(lambda: exists(cluster.kube, "batch/v1", "Job", "load-dataload"), message="first step's Job")
+    steps = cluster.kube.get(Ref(API, "DataProcess", NS, "features"))["spec"]
+    assert steps["runAfter"] == {"kind": "DataLoad", "name": "load", "affinityStrategy": {"policy": "Require"}}
+    job_ran(cluster, "load-dataload", "n1", succeeded=True)
+    wait(lambda: exists(cluster.kube, "batch/v1", "Job", "features-dataprocess"), message="second Job")
+    job_ran(cluster, "features-dataprocess", "n1", succeeded=True)
+    final = handle.wait(timeout=30, poll=0.1)
+    assert [(s["name"], s["phase"], s["node"]) for s in final] == [("load", "Complete", "n1"),
+                                                                    ("features", "Complete", "n1")]

@@ -6,6 +6,7 @@ import click
 
 from fluid_core.cli.cluster import cluster
 from fluid_core.cli.demo import demo
+from fluid_core.cli.op import op
 from fluid_core.cli.operator import operator, webhook
 from fluid_core.cli.resources import crds, render, validate
 from fluid_core.cli.run import run
@@ -18,7 +19,7 @@ def cli() -> None:
 
 cli.add_command(cluster)
 cli.add_command(demo)
-for command in (crds, validate, render, operator, webhook, run):
+for command in (crds, validate, render, operator, webhook, run, op):
     cli.add_command(command)
 
 

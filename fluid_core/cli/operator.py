@@ -47,6 +47,7 @@ def operator(namespaces: tuple[str, ...], liveness: str, webhook_port: int, webh
     import kopf  # noqa: PLC0415
 
     import fluid_core.operator.handlers  # noqa: F401,PLC0415 - registers the handlers
+    import fluid_core.operator.operations  # noqa: F401,PLC0415 - and those of the data operations
     from fluid_core.operator import placement_feed  # noqa: PLC0415
 
     if webhook_port:

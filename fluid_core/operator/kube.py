@@ -25,6 +25,8 @@ _BUILTIN: dict[tuple[str, str], tuple[str, bool]] = {
     ("apps/v1", "StatefulSet"): ("statefulsets", True),
     ("apps/v1", "DaemonSet"): ("daemonsets", True),
     ("networking.k8s.io/v1", "NetworkPolicy"): ("networkpolicies", True),
+    ("batch/v1", "Job"): ("jobs", True),
+    ("batch/v1", "CronJob"): ("cronjobs", True),
 }
 for _kind, _cls in KINDS.items():
     _BUILTIN[("data.fluid.io/v1alpha1", _kind)] = (_cls.CRD.plural, True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -25,13 +26,18 @@ def _emulator_class(counts: Counter[tuple[str, str]]) -> type:
     kmock keeps every request for test assertions and scans them all on each new
     request, so with an unbounded history every call is slower than the one before
     (10 ms after 200 requests, 120 ms after 1500). Only requests in flight are kept;
-    ``counts`` tallies (METHOD, path) of every request instead.
+    ``counts`` tallies (METHOD, path) of every request instead. Created objects get a
+    uid and a resourceVersion as a real API server gives them (kmock's patches need both).
     """
     import kmock  # noqa: PLC0415
 
     class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         async def _handle(self, request: Any) -> Any:
-            counts[(str(request.method).upper().rsplit(".", 1)[-1], request.url.path)] += 1
+            method = str(request.method).upper().rsplit(".", 1)[-1]
+            counts[(method, request.url.path)] += 1
+            if method == "POST" and isinstance(request.data, dict) and isinstance(request.data.get("metadata"), dict):
+                request.data["metadata"].setdefault("uid", str(uuid.uuid4()))
+                request.data["metadata"].setdefault("resourceVersion", "1")
             try:
                 return await super()._handle(request)
             finally:
@@ -113,7 +119,7 @@ class EmulatedCluster:
         """Run the operator (the handlers of ``fluid_core.operator.handlers``) in a thread."""
         import kopf  # noqa: PLC0415
 
-        from fluid_core.operator import handlers, placement_feed  # noqa: F401,PLC0415 - registers handlers
+        from fluid_core.operator import handlers, operations, placement_feed  # noqa: F401,PLC0415 - registers handlers
 
         assert self.kube is not None, "enter the context first"
         handlers.use_client(self.kube)

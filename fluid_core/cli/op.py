@@ -1,0 +1,39 @@
+"""``fluidv op run KIND NAME``: execute one data operation inside its Job's pod."""
+
+from __future__ import annotations
+
+import click
+
+from fluid_core.cli.errors import CommandError, reported
+
+
+@click.group()
+def op() -> None:
+    """Data operations, as their Jobs run them."""
+
+
+@op.command("run")
+@click.argument("kind", type=click.Choice(["DataLoad", "DataProcess", "DataMigrate", "DataBackup"]))
+@click.argument("name")
+@click.option("--namespace", default="default", show_default=True)
+def run_operation(kind: str, name: str, namespace: str) -> None:
+    """Read the operation from the API server and run it against the dataset mounted in
+    this pod (the store is found through $VINEYARD_CONFIG)."""
+    import objects  # noqa: PLC0415
+    from fluid_core.flow.context import StepContext  # noqa: PLC0415
+    from fluid_core.flow.ops import execute  # noqa: PLC0415
+    from fluid_core.models import API_VERSION, parse  # noqa: PLC0415
+    from fluid_core.operator.kube import KubeClient, Ref  # noqa: PLC0415
+
+    with reported():
+        body = KubeClient.from_environment().get(Ref(API_VERSION, kind, namespace, name))
+        if body is None:
+            raise CommandError(f"no {kind} {namespace}/{name}")
+        resource = parse(body)
+        spec = resource.spec
+        with objects.connect() as store:
+            ctx = StepContext(store, spec.dataset.namespace or namespace, spec.dataset.name,
+                              run_id=f"{kind}-{name}", operation=name)
+            click.echo(execute(kind, spec, ctx))
+            click.echo(f"read {ctx.stats.bytes_read} B ({ctx.stats.remote_reads} remote reads), "
+                       f"wrote {ctx.stats.bytes_written} B on {ctx.node}")

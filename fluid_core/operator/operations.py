@@ -1,0 +1,129 @@
+"""kopf handlers of the data operations (DataLoad, DataProcess, DataMigrate, DataBackup).
+
+Each handler observes (dataset, predecessor, Job), calls ``reconcile_operation`` and
+applies what it returns. Job events re-sync their operation at once; an operation
+that changes phase re-syncs the operations that run after it; a dataset that binds
+re-syncs its waiting operations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from fluid_core.models import GROUP, VERSION
+from fluid_core.operator.handlers import API, _changed, _live, _lock_of, _now, _parse_live, client
+from fluid_core.operator.kube import KubeClient, Ref
+from fluid_core.reconcilers.operation import JobObserved, OperationObserved, job_name, reconcile_operation
+from vineyard_runtime.kube.manifests import MANAGED_BY
+
+KINDS = {"DataLoad": "dataloads", "DataProcess": "dataprocesses", "DataMigrate": "datamigrates",
+         "DataBackup": "databackups"}
+
+
+def _job(kube: KubeClient, op: Any) -> JobObserved | None:
+    kind = "CronJob" if str(getattr(op.spec, "policy", "Once")) == "Cron" else "Job"
+    body = kube.get(Ref("batch/v1", kind, op.namespace, job_name(op)))
+    if body is None:
+        return None
+    status = body.get("status") or {}
+    if kind == "CronJob":
+        done = status.get("lastSuccessfulTime")
+        return JobObserved(active=len(status.get("active") or []), succeeded=1 if done else 0,
+                           start_time=status.get("lastScheduleTime"), completion_time=done)
+    pods = kube.list(Ref("v1", "Pod", op.namespace), {"job-name": job_name(op)})
+    nodes = [p["spec"]["nodeName"] for p in pods if (p.get("spec") or {}).get("nodeName")]
+    return JobObserved(active=int(status.get("active") or 0), succeeded=int(status.get("succeeded") or 0),
+                       failed=int(status.get("failed") or 0), node=nodes[-1] if nodes else None,
+                       start_time=status.get("startTime"), completion_time=status.get("completionTime"))
+
+
+def observe_operation(kube: KubeClient, op: Any) -> OperationObserved:
+    dataset = kube.get(Ref(API, "Dataset", op.spec.dataset.namespace or op.namespace, op.spec.dataset.name))
+    bound = ((dataset or {}).get("status") or {}).get("phase") == "Bound"
+    phase = node = None
+    after = op.spec.run_after
+    if after is not None:
+        body = kube.get(Ref(API, after.kind, after.namespace or op.namespace, after.name))
+        phase = ((body or {}).get("status") or {}).get("phase", "Pending") if body is not None else ""
+        node = ((body or {}).get("status") or {}).get("node")
+    return OperationObserved(dataset_bound=bound, predecessor_phase=phase, predecessor_node=node,
+                             job=_job(kube, op))
+
+
+def resync_operation(kube: KubeClient, kind: str, namespace: str, name: str, logger: Any) -> None:
+    """Apply the operation's Job and patch what changed in its status."""
+    ref = Ref(API, kind, namespace, name)
+    with _lock_of(kind, namespace, name):
+        live = _live(kube, ref)
+        if live is None:
+            return
+        body, op = live
+        previous = body.get("status") or {}
+        outcome = reconcile_operation(op, observe_operation(kube, op), previous, now=_now())
+        for manifest in outcome.desired:
+            if kube.apply(manifest) == "created":
+                logger.info("created %s/%s", manifest["kind"], manifest["metadata"]["name"])
+        for event_type, reason, message in outcome.events:
+            kopf.event(body, type=event_type, reason=reason, message=message)
+        changes = {k: v for k, v in outcome.status.items() if previous.get(k) != v}
+        if changes:
+            kube.patch_status(ref, changes)
+
+
+def _register(kind: str, plural: str) -> None:
+    def reconcile(body: Any, patch: kopf.Patch, logger: Any, **_: Any) -> None:
+        if _parse_live(body, patch, logger) is not None:
+            resync_operation(client(), kind, body["metadata"]["namespace"], body["metadata"]["name"], logger)
+
+    def changed(body: Any, type: str | None, logger: Any, **_: Any) -> None:  # noqa: A002
+        """An operation changed phase: re-sync the operations that run after it."""
+        status = body.get("status") or {}
+        if not _changed(body, (status.get("phase"), status.get("node")), type == "DELETED"):
+            return
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        kube = client()
+        for other_kind in KINDS:
+            for item in kube.list(Ref(API, other_kind, namespace)):
+                after = (item.get("spec") or {}).get("runAfter") or {}
+                if after.get("kind") == kind and after.get("name") == name:
+                    resync_operation(kube, other_kind, namespace, item["metadata"]["name"], logger)
+
+    reconcile.__name__ = reconcile.__qualname__ = f"reconcile_{plural}"
+    changed.__name__ = changed.__qualname__ = f"{plural}_changed"
+    for decorate in (kopf.on.resume(GROUP, VERSION, plural), kopf.on.create(GROUP, VERSION, plural),
+                     kopf.on.update(GROUP, VERSION, plural, field="spec"),
+                     kopf.timer(GROUP, VERSION, plural, interval=30, initial_delay=30)):
+        decorate(reconcile)
+    kopf.on.event(GROUP, VERSION, plural)(changed)
+
+
+for _kind, _plural in KINDS.items():
+    _register(_kind, _plural)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
+@kopf.on.event("batch", "v1", "cronjobs", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
+def job_changed(body: Any, type: str | None, logger: Any, **_: Any) -> None:  # noqa: A002
+    """A Job of an operation progressed: re-sync the operation now."""
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    state = (status.get("active"), status.get("succeeded"), status.get("failed"), status.get("lastSuccessfulTime"))
+    owner = next((o for o in meta.get("ownerReferences") or [] if o.get("kind") in KINDS), None)
+    if owner is not None and _changed(body, state, type == "DELETED"):
+        resync_operation(client(), owner["kind"], meta["namespace"], owner["name"], logger)
+
+
+@kopf.on.event(GROUP, VERSION, "datasets")
+def dataset_changed(body: Any, type: str | None, logger: Any, **_: Any) -> None:  # noqa: A002
+    """A dataset bound (or unbound): re-sync the operations on it."""
+    status = body.get("status") or {}
+    if not _changed(body, (status.get("phase"),), type == "DELETED"):
+        return
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    kube = client()
+    for kind in KINDS:
+        for item in kube.list(Ref(API, kind, namespace)):
+            if ((item.get("spec") or {}).get("dataset") or {}).get("name") == name:
+                resync_operation(kube, kind, namespace, item["metadata"]["name"], logger)

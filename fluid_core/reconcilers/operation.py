@@ -1,0 +1,186 @@
+"""The data-operation reconciler: one Job (or CronJob) per operation, in DataFlow order.
+
+Plain function of (operation, what was observed, previous status) -> (desired objects,
+status). A step waits ``Pending`` for its dataset to be bound and its ``runAfter``
+predecessor to be ``Complete``; a failed predecessor fails it without a Job; with an
+``affinityStrategy`` its pod follows the node its predecessor's pod ran on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fluid_core.models.runtime import DEFAULT_IMAGE, DEFAULT_TAG
+from fluid_core.placement.flow import follow
+from fluid_core.placement.mutate import CONFIG_FILE
+from fluid_core.placement.view import ClusterView
+from fluid_core.reconcilers.conditions import set_condition
+from vineyard_runtime.kube.labels import safe_value
+from vineyard_runtime.kube.manifests import MANAGED_BY
+
+PENDING, EXECUTING, COMPLETE, FAILED = "Pending", "Executing", "Complete", "Failed"
+PROJECT_IMAGE = f"{DEFAULT_IMAGE}:{DEFAULT_TAG}"
+BACKOFF_LIMIT = 2
+OPERATION_LABEL = "data.fluid.io/operation"
+
+
+@dataclass(frozen=True)
+class JobObserved:
+    """A Job's counters and the node its pod ran on."""
+
+    active: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    node: str | None = None
+    start_time: str | None = None
+    completion_time: str | None = None
+
+
+@dataclass(frozen=True)
+class OperationObserved:
+    dataset_bound: bool
+    predecessor_phase: str | None = None  # None: no runAfter; "" : runAfter names a missing op
+    predecessor_node: str | None = None
+    job: JobObserved | None = None
+
+
+@dataclass
+class OperationOutcome:
+    desired: list[dict[str, Any]] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=dict)
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def job_name(op: Any) -> str:
+    """``<name>-<kind>``, at most 52 characters (a CronJob appends 11)."""
+    return safe_value(f"{op.name}-{op.kind.lower()}")[:52].rstrip("-.")
+
+
+def _volume(op: Any) -> tuple[dict[str, Any], str]:
+    spec = op.spec
+    mount = getattr(spec.dataset, "mount_path", None) or "/data"
+    return {"name": "dataset", "persistentVolumeClaim": {"claimName": spec.dataset.name}}, mount
+
+
+def pod_spec(op: Any, affinity: dict[str, Any] | None) -> dict[str, Any]:
+    """The pod of the operation's Job: the dataset mounted, ``VINEYARD_CONFIG`` set."""
+    volume, mount = _volume(op)
+    env = [{"name": "VINEYARD_CONFIG", "value": f"{mount}/{CONFIG_FILE}"}]
+    processor = getattr(op.spec, "processor", None)
+    if processor is not None and processor.job is not None:
+        pod = dict(processor.job.pod_spec)
+        containers = []
+        for container in pod.get("containers") or []:
+            container = dict(container)
+            container["volumeMounts"] = list(container.get("volumeMounts") or []) + [
+                {"name": "dataset", "mountPath": mount}]
+            container["env"] = list(container.get("env") or []) + env
+            containers.append(container)
+        pod["containers"] = containers
+        pod["volumes"] = list(pod.get("volumes") or []) + [volume]
+    elif processor is not None and processor.script is not None:
+        script = processor.script
+        image = f"{script.image}:{script.image_tag or 'latest'}" if script.image else PROJECT_IMAGE
+        pod = {"containers": [{
+            "name": "script", "image": image,
+            "command": list(script.command) + ([script.source] if script.source else []),
+            "env": env + list(script.env),
+            "volumeMounts": [{"name": "dataset", "mountPath": mount}] + list(script.volume_mounts)}],
+            "volumes": [volume]}
+    else:  # DataLoad, DataMigrate, DataBackup and function processors: the project image
+        pod = {"containers": [{
+            "name": op.kind.lower(), "image": PROJECT_IMAGE,
+            "command": ["fluidv", "op", "run", op.kind, op.name, "--namespace", op.namespace],
+            "env": env, "volumeMounts": [{"name": "dataset", "mountPath": mount}]}],
+            "volumes": [volume]}
+    pod.setdefault("restartPolicy", "Never")
+    if affinity:
+        pod["affinity"] = {**(pod.get("affinity") or {}), "nodeAffinity": affinity}
+    return pod
+
+
+def job_manifest(op: Any, affinity: dict[str, Any] | None) -> dict[str, Any]:
+    """The Job (CronJob for ``policy: Cron``) running the operation."""
+    labels = {"app.kubernetes.io/managed-by": MANAGED_BY, OPERATION_LABEL: safe_value(f"{op.kind}-{op.name}"),
+              "fluid.io/dataset": safe_value(f"{op.namespace}-{op.spec.dataset.name}")}
+    owner = None
+    if op.metadata.uid:
+        owner = [{"apiVersion": op.api_version, "kind": op.kind, "name": op.name, "uid": op.metadata.uid,
+                  "controller": True, "blockOwnerDeletion": True}]
+    job_spec: dict[str, Any] = {"backoffLimit": BACKOFF_LIMIT, "template": {
+        "metadata": {"labels": labels}, "spec": pod_spec(op, affinity)}}
+    if op.spec.ttl_seconds_after_finished is not None:
+        job_spec["ttlSecondsAfterFinished"] = op.spec.ttl_seconds_after_finished
+    metadata = {"name": job_name(op), "namespace": op.namespace, "labels": labels}
+    if owner:
+        metadata["ownerReferences"] = owner
+    if str(getattr(op.spec, "policy", "Once")) == "Cron":
+        return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": metadata,
+                "spec": {"schedule": op.spec.schedule, "concurrencyPolicy": "Forbid",
+                         "jobTemplate": {"metadata": {"labels": labels}, "spec": job_spec}}}
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
+
+
+def reconcile_operation(op: Any, observed: OperationObserved, previous_status: dict[str, Any] | None,
+                        *, now: str) -> OperationOutcome:
+    """Desired Job and status of one data operation."""
+    out = OperationOutcome()
+    previous = dict(previous_status or {})
+    conditions = list(previous.get("conditions", []))
+    status: dict[str, Any] = {**previous}
+    after = op.spec.run_after
+
+    def finish(phase: str, reason: str, message: str) -> OperationOutcome:
+        status["phase"] = phase
+        status["conditions"] = set_condition(conditions, phase if phase in (COMPLETE, FAILED) else "Ready",
+                                             phase in (COMPLETE, FAILED), reason, message, now)
+        out.status = status
+        return out
+
+    if str(getattr(op.spec, "policy", "Once")) == "OnEvent":
+        out.events.append(("Warning", "NotSupported", "OnEvent runs with `fluidv run` on the local cluster"))
+        return finish(FAILED, "NotSupported", "policy OnEvent is served by the local runner (`fluidv run`); "
+                                               "on Kubernetes use Once or Cron")
+    if not observed.dataset_bound:
+        status["waitingFor"] = {"datasetBound": True}
+        return finish(PENDING, "DatasetNotBound", f"waiting for Dataset {op.spec.dataset.name} to be Bound")
+    if after is not None:
+        if observed.predecessor_phase == "":
+            return finish(FAILED, "PredecessorNotFound", f"runAfter names {after.kind} {after.name!r}, "
+                                                         "which does not exist; create it or fix runAfter")
+        if observed.predecessor_phase == FAILED:
+            status["waitingFor"] = {"operationComplete": False}
+            return finish(FAILED, "PredecessorFailed", f"{after.kind}/{after.name} failed; nothing was run")
+        if observed.predecessor_phase != COMPLETE:
+            status["waitingFor"] = {"operationComplete": True}
+            return finish(PENDING, "WaitingForPredecessor", f"waiting for {after.kind}/{after.name} to complete")
+    status["waitingFor"] = {"operationComplete": False} if after is not None else {}
+    affinity = None
+    if after is not None and after.affinity_strategy is not None and observed.predecessor_node:
+        affinity = follow(after.affinity_strategy, observed.predecessor_node, ClusterView())
+    if affinity:
+        status["nodeAffinity"] = affinity
+    out.desired.append(job_manifest(op, affinity))
+    job = observed.job
+    if job is not None and job.node:
+        status["node"] = job.node
+    if job is not None and job.start_time:
+        status["lastScheduleTime"] = job.start_time
+    if job is not None and job.succeeded > 0:
+        status["lastSuccessfulTime"] = job.completion_time or now
+        if job.start_time and job.completion_time:
+            status["duration"] = _duration(job.start_time, job.completion_time)
+        return finish(COMPLETE, "JobSucceeded", f"Job {job_name(op)} succeeded")
+    if job is not None and job.failed > BACKOFF_LIMIT:
+        out.events.append(("Warning", "JobFailed", f"Job {job_name(op)} failed {job.failed} times"))
+        return finish(FAILED, "JobFailed", f"Job {job_name(op)} failed {job.failed} times; see its pods' logs")
+    return finish(EXECUTING, "JobRunning", f"Job {job_name(op)} runs")
+
+
+def _duration(start: str, end: str) -> str:
+    import datetime as dt  # noqa: PLC0415
+
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    seconds = (dt.datetime.strptime(end, fmt) - dt.datetime.strptime(start, fmt)).total_seconds()
+    return f"{seconds:.0f}s"
