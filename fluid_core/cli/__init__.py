@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from fluid_core.cli.bridge import bridge
 from fluid_core.cli.cluster import cluster
 from fluid_core.cli.demo import demo
 from fluid_core.cli.op import op
@@ -19,7 +20,7 @@ def cli() -> None:
 
 cli.add_command(cluster)
 cli.add_command(demo)
-for command in (crds, validate, render, operator, webhook, run, op):
+for command in (crds, validate, render, operator, webhook, run, op, bridge):
     cli.add_command(command)
 
 

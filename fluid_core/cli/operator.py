@@ -40,9 +40,11 @@ def _certificates(cert: str | None, key: str | None, host: str) -> tuple[str, st
 @click.option("--webhook-key", type=click.Path(exists=True, dir_okay=False), help="Its private key (PEM).")
 @click.option("--placement-config", type=click.Path(exists=True, dir_okay=False),
               help="YAML with locality tiers and weights (a mounted ConfigMap key).")
+@click.option("--metrics-port", type=int, default=9090, show_default=True,
+              help="Port of /metrics (reconciles, admissions); 0 disables it.")
 @click.option("--verbose", is_flag=True, help="Log every handler call.")
 def operator(namespaces: tuple[str, ...], liveness: str, webhook_port: int, webhook_cert: str | None,
-             webhook_key: str | None, placement_config: str | None, verbose: bool) -> None:
+             webhook_key: str | None, placement_config: str | None, metrics_port: int, verbose: bool) -> None:
     """Reconcile Datasets and VineyardRuntimes; place pods near their data."""
     import kopf  # noqa: PLC0415
 
@@ -55,6 +57,11 @@ def operator(namespaces: tuple[str, ...], liveness: str, webhook_port: int, webh
             cert, key = _certificates(webhook_cert, webhook_key, "localhost")
             placement_feed.configure_webhook(placement_feed.WebhookSettings(
                 port=webhook_port, certfile=cert, keyfile=key, config=_placement_config(placement_config)))
+    if metrics_port:
+        from fluid_core.metrics import MetricsServer  # noqa: PLC0415
+
+        with reported():
+            MetricsServer("0.0.0.0", metrics_port).start()  # noqa: S104 - scraped in-cluster
     kopf.configure(verbose=verbose)
     kopf.run(
         clusterwide=not namespaces,

@@ -16,6 +16,7 @@ from typing import Any
 import kopf
 
 from fluid_core.errors import InvalidResource
+from fluid_core.metrics import reconciling
 from fluid_core.models import GROUP, VERSION, Dataset, VineyardRuntime, parse
 from fluid_core.operator.kube import KubeClient, KubeError, Ref
 from fluid_core.reconcilers.dataset import deletion_blockers, reconcile_dataset
@@ -183,7 +184,7 @@ def _live(kube: KubeClient, ref: Ref) -> tuple[dict[str, Any], Any] | None:
 def resync_runtime(kube: KubeClient, namespace: str, name: str, logger: Any) -> None:
     """Apply the runtime's objects and node labels, post its events, patch what changed in its status."""
     ref = Ref(API, "VineyardRuntime", namespace, name)
-    with _lock_of("VineyardRuntime", namespace, name):
+    with _lock_of("VineyardRuntime", namespace, name), reconciling("VineyardRuntime"):
         live = _live(kube, ref)
         if live is None:
             return
@@ -300,7 +301,7 @@ def observe_dataset(kube: KubeClient, namespace: str, name: str) -> DatasetObser
 def resync_dataset(kube: KubeClient, namespace: str, name: str) -> None:
     """Patch what changed in the dataset's status."""
     ref = Ref(API, "Dataset", namespace, name)
-    with _lock_of("Dataset", namespace, name):
+    with _lock_of("Dataset", namespace, name), reconciling("Dataset"):
         live = _live(kube, ref)
         if live is None:
             return

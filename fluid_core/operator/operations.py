@@ -12,6 +12,7 @@ from typing import Any
 
 import kopf
 
+from fluid_core.metrics import reconciling
 from fluid_core.models import GROUP, VERSION
 from fluid_core.operator.handlers import API, _changed, _live, _lock_of, _now, _parse_live, client
 from fluid_core.operator.kube import KubeClient, Ref
@@ -55,7 +56,7 @@ def observe_operation(kube: KubeClient, op: Any) -> OperationObserved:
 def resync_operation(kube: KubeClient, kind: str, namespace: str, name: str, logger: Any) -> None:
     """Apply the operation's Job and patch what changed in its status."""
     ref = Ref(API, kind, namespace, name)
-    with _lock_of(kind, namespace, name):
+    with _lock_of(kind, namespace, name), reconciling(kind):
         live = _live(kube, ref)
         if live is None:
             return

@@ -91,8 +91,10 @@ async def serve_webhook(logger: Any, **_: Any) -> None:
     from fluid_core.operator.webhook import WebhookServer  # noqa: PLC0415
 
     stop = threading.Event()
+    from fluid_core.metrics import observe_admission  # noqa: PLC0415
+
     server = WebhookServer(CACHE.view, _settings.config, host=_settings.host, port=_settings.port,
-                           certfile=_settings.certfile, keyfile=_settings.keyfile).start()
+                           certfile=_settings.certfile, keyfile=_settings.keyfile, observe=observe_admission).start()
     threading.Thread(target=refresh_locations, args=(CACHE, stop, _settings.refresh_seconds, logger),
                      name="locations", daemon=True).start()
     _running.append((server, stop))

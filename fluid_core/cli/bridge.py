@@ -1,0 +1,59 @@
+"""``fluidv bridge``: publish the node's Vineyard worker into a dataset mount."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from fluid_core.cli.errors import reported
+
+
+@click.command()
+@click.option("--socket", required=True, help="The worker's IPC socket on this node.")
+@click.option("--publish-dir", required=True, help="Directory (in the dataset mount) to publish into.")
+@click.option("--rpc-endpoint", "rpc_endpoints", multiple=True,
+              help="RPC endpoints for clients without the socket [$VINEYARD_RPC_ENDPOINT, comma-separated].")
+@click.option("--runtime", help="The VineyardRuntime served (for logs).")
+@click.option("--namespace", default="default", show_default=True)
+@click.option("--option", "options", multiple=True, help="key=value options of the runtime's fuse section.")
+@click.option("--metrics-host", default="0.0.0.0", show_default=True)  # noqa: S104 - scraped in-cluster
+@click.option("--metrics-port", type=int, default=9145, show_default=True, help="0 picks a free port.")
+def bridge(socket: str, publish_dir: str, rpc_endpoints: tuple[str, ...], runtime: str | None, namespace: str,
+           options: tuple[str, ...], metrics_host: str, metrics_port: int) -> None:
+    """Keep vineyard-config.yaml and a socket link current; serve /healthz and /metrics."""
+    import signal  # noqa: PLC0415
+
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily  # noqa: PLC0415
+
+    from fluid_core.metrics import REGISTRY, MetricsServer  # noqa: PLC0415
+    from vineyard_runtime.bridge import Bridge  # noqa: PLC0415
+
+    endpoints = [e for value in (rpc_endpoints or (os.environ.get("VINEYARD_RPC_ENDPOINT", ""),))
+                 for e in value.split(",") if e]
+    unknown = [o for o in options if "=" not in o]
+    if unknown:
+        raise click.UsageError(f"--option takes key=value, got {unknown[0]!r}")
+    worker = Bridge(socket, publish_dir, endpoints)
+
+    class Collector:
+        def collect(self):  # noqa: ANN202 - prometheus_client's protocol
+            relinks = CounterMetricFamily("fluidv_bridge_relinks", "Socket links renewed after a worker restart")
+            relinks.add_metric([], worker.state.relinks)
+            yield relinks
+            linked = GaugeMetricFamily("fluidv_bridge_linked", "1 while the worker's socket is linked")
+            linked.add_metric([], 1 if worker.state.linked else 0)
+            yield linked
+
+    REGISTRY.register(Collector())
+    with reported():
+        server = MetricsServer(metrics_host, metrics_port, healthy=lambda: worker.state.linked).start()
+    click.echo(f"bridge for {namespace}/{runtime or '-'}: {publish_dir} -> {socket}; "
+               f"metrics on {metrics_host}:{server.port}", err=True)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    try:
+        worker.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()

@@ -1,0 +1,111 @@
+"""The client bridge: publishes how to reach the node's Vineyard worker.
+
+Into a dataset's mount directory it writes ``vineyard-config.yaml`` (``Vineyard:
+{IPCSocket, RPCEndpoint}``) and a link ``vineyard.sock`` to the worker's socket, so a
+client connects with ``objects.connect()`` and ``$VINEYARD_CONFIG`` alone. It checks the
+socket ten times a second: a worker that restarts (a new socket) is relinked within a
+second, and a vanished worker removes the link (clients then fall back to RPC).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+CONFIG_FILE = "vineyard-config.yaml"
+LINK = "vineyard.sock"
+
+
+@dataclass
+class BridgeState:
+    """What the bridge did, for its health endpoint and metrics."""
+
+    relinks: int = 0  # links renewed after the first (a worker restarted)
+    linked: bool = False
+    last_change: float = 0.0
+    socket_identity: tuple[int, int] | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    import stat  # noqa: PLC0415
+
+    return (info.st_dev, info.st_ino) if stat.S_ISSOCK(info.st_mode) else None
+
+
+def _atomic_write(path: str, text: str) -> None:
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w") as out:
+        out.write(text)
+    os.replace(temporary, path)
+
+
+class Bridge:
+    """Keeps ``publish_dir`` pointing at ``socket`` (and the RPC endpoints)."""
+
+    def __init__(self, socket: str, publish_dir: str, rpc_endpoints: list[str] | None = None) -> None:
+        self.socket = os.path.abspath(socket)
+        self.publish_dir = os.path.abspath(publish_dir)
+        self.rpc_endpoints = [e for e in (rpc_endpoints or []) if e]
+        self.state = BridgeState()
+        self._stop = threading.Event()
+
+    @property
+    def link(self) -> str:
+        return os.path.join(self.publish_dir, LINK)
+
+    @property
+    def config_path(self) -> str:
+        return os.path.join(self.publish_dir, CONFIG_FILE)
+
+    def publish_config(self) -> None:
+        """Write the client configuration (the link as IPC socket, RPC as fallback)."""
+        os.makedirs(self.publish_dir, exist_ok=True)
+        lines = ["Vineyard:", f"  IPCSocket: {self.link}"]
+        if self.rpc_endpoints:
+            lines.append(f"  RPCEndpoint: {','.join(self.rpc_endpoints)}")
+        _atomic_write(self.config_path, "\n".join(lines) + "\n")
+
+    def sync(self) -> bool:
+        """Link the current socket (or drop the link when there is none); True on a change."""
+        identity = _identity(self.socket)
+        linked = os.path.islink(self.link) and os.readlink(self.link) == self.socket
+        if identity is not None and identity == self.state.socket_identity and linked:
+            return False
+        if identity is None and self.state.socket_identity is None and not os.path.lexists(self.link):
+            return False
+        if identity is None:
+            if os.path.lexists(self.link):
+                os.unlink(self.link)
+            self.state.linked = False
+        else:
+            temporary = f"{self.link}.{os.getpid()}.tmp"
+            if os.path.lexists(temporary):
+                os.unlink(temporary)
+            os.symlink(self.socket, temporary)
+            os.replace(temporary, self.link)
+            if self.state.last_change:
+                self.state.relinks += 1
+            self.state.linked = True
+        self.state.socket_identity = identity
+        self.state.last_change = time.time()
+        return True
+
+    def run(self, interval: float = 0.1) -> None:
+        """Publish, then keep the link current until ``stop()``."""
+        self.publish_config()
+        while not self._stop.is_set():
+            try:
+                self.sync()
+            except OSError as exc:  # a full or read-only disk: report, keep trying
+                self.state.errors = (self.state.errors + [str(exc)])[-5:]
+            self._stop.wait(interval)
+
+    def stop(self) -> None:
+        self._stop.set()
