@@ -7,6 +7,7 @@ import click
 from fluid_core.cli.bridge import bridge
 from fluid_core.cli.cluster import cluster
 from fluid_core.cli.demo import demo
+from fluid_core.cli.mount import mount
 from fluid_core.cli.op import op
 from fluid_core.cli.operator import operator, webhook
 from fluid_core.cli.resources import crds, render, validate
@@ -20,7 +21,7 @@ def cli() -> None:
 
 cli.add_command(cluster)
 cli.add_command(demo)
-for command in (crds, validate, render, operator, webhook, run, op, bridge):
+for command in (crds, validate, render, operator, webhook, run, op, bridge, mount):
     cli.add_command(command)
 
 

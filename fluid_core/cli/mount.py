@@ -1,0 +1,37 @@
+"""``fluidv mount DATASET MOUNTPOINT``: the dataset's objects as files (FUSE)."""
+
+from __future__ import annotations
+
+import click
+
+from fluid_core.cli.errors import reported
+
+
+@click.command()
+@click.argument("dataset")
+@click.argument("mountpoint", type=click.Path(file_okay=False))
+@click.option("--namespace", default="default", show_default=True)
+@click.option("--socket", help="A node's IPC socket [$VINEYARD_IPC_SOCKET / $VINEYARD_CONFIG].")
+@click.option("--config", help="A vineyard-config.yaml (as the bridge publishes).")
+@click.option("--writable", is_flag=True, help="Writing .npy/.arrow/.parquet files creates objects; rm deletes.")
+def mount(dataset: str, mountpoint: str, namespace: str, socket: str | None, config: str | None,
+          writable: bool) -> None:
+    """Mount the dataset read-only (or --writable) until interrupted; remount if the
+    FUSE process dies; unmount on exit and on SIGTERM."""
+    import signal  # noqa: PLC0415
+
+    from objects.fusemount import MountSupervisor  # noqa: PLC0415
+
+    supervisor = MountSupervisor(mountpoint, f"{namespace}/{dataset}/", socket=socket, config=config,
+                                 writable=writable)
+    with reported():
+        supervisor.start()
+    click.echo(f"{namespace}/{dataset} mounted at {supervisor.mountpoint}"
+               f"{' (writable)' if writable else ' (read-only)'}", err=True)
+    signal.signal(signal.SIGTERM, lambda *_: supervisor.interrupt())
+    try:
+        supervisor.watch()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        supervisor.stop()

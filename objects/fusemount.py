@@ -1,0 +1,107 @@
+"""Keep a FUSE view mounted: restart the FUSE process when it dies, unmount on exit."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from objects.errors import ObjectsError
+from vineyard_runtime.local.processes import log_tail, spawn, terminate
+
+MOUNT_TIMEOUT = 30.0
+
+
+def is_mounted(path: str) -> bool:
+    return os.path.ismount(path)
+
+
+def is_dead(path: str) -> bool:
+    """A mount whose FUSE process is gone answers ENOTCONN."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+    return False
+
+
+def unmount(path: str) -> None:
+    """Unmount ``path`` (lazily when busy); quiet when it is not mounted."""
+    for flags in (["-u"], ["-u", "-z"]):
+        if not (is_mounted(path) or is_dead(path)):
+            return
+        subprocess.run(["fusermount3", *flags, path], capture_output=True, timeout=30, check=False)
+
+
+class MountSupervisor:
+    """Serves ``prefix`` at ``mountpoint`` through a child FUSE process and remounts it
+    within a second of the child dying; ``stop()`` unmounts."""
+
+    def __init__(self, mountpoint: str, prefix: str, *, socket: str | None = None, config: str | None = None,
+                 writable: bool = False, log_path: str | None = None) -> None:
+        self.mountpoint = os.path.abspath(mountpoint)
+        self.prefix = prefix if prefix.endswith("/") else prefix + "/"
+        self.socket, self.config, self.writable = socket, config, writable
+        self.log_path = log_path or os.path.join(os.path.dirname(self.mountpoint),
+                                                 f".{os.path.basename(self.mountpoint)}.fuse.log")
+        self.restarts = 0
+        self.child: subprocess.Popen | None = None
+        self._stop = threading.Event()
+
+    def _check_mountpoint(self) -> None:
+        unmount(self.mountpoint)  # a dead mount left by an earlier run
+        if not os.path.isdir(self.mountpoint):
+            raise ObjectsError(f"mount point {self.mountpoint} is not a directory; create it first")
+        if os.listdir(self.mountpoint):
+            raise ObjectsError(f"mount point {self.mountpoint} is not empty; use an empty directory")
+
+    def _start_child(self) -> None:
+        argv = [sys.executable, "-m", "objects.fuseview", self.mountpoint, "--prefix", self.prefix]
+        if self.socket:
+            argv += ["--socket", self.socket]
+        if self.config:
+            argv += ["--config", self.config]
+        if self.writable:
+            argv.append("--writable")
+        self.child = spawn(argv, log_path=self.log_path)
+        deadline = time.monotonic() + MOUNT_TIMEOUT
+        while not is_mounted(self.mountpoint):
+            if self.child.poll() is not None or time.monotonic() > deadline:
+                terminate([self.child.pid])
+                raise ObjectsError(f"the FUSE view did not mount at {self.mountpoint}: "
+                                   f"{log_tail(self.log_path, 4)}")
+            time.sleep(0.05)
+
+    def start(self) -> "MountSupervisor":
+        self._check_mountpoint()
+        self._start_child()
+        return self
+
+    def watch(self, interval: float = 0.2) -> None:
+        """Remount whenever the FUSE process dies, until ``stop()``."""
+        while not self._stop.wait(interval):
+            assert self.child is not None
+            if self.child.poll() is None and not is_dead(self.mountpoint):
+                continue
+            terminate([self.child.pid], timeout=5)
+            unmount(self.mountpoint)
+            self.restarts += 1
+            try:
+                self._start_child()
+            except ObjectsError:
+                time.sleep(1.0)  # the store may be restarting too: try again
+
+    def interrupt(self) -> None:
+        """End ``watch()`` (safe from a signal handler)."""
+        self._stop.set()
+
+    def stop(self) -> None:
+        """End watching, stop the FUSE process and unmount."""
+        self._stop.set()
+        if self.child is not None:
+            unmount(self.mountpoint)
+            terminate([self.child.pid], timeout=10)
+            unmount(self.mountpoint)
