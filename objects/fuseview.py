@@ -44,25 +44,50 @@ class Node:
     item: tuple[Any, ...] = ()  # the path inside a nested object
 
 
+class _Span:
+    """``size`` bytes at ``address`` inside a buffer kept alive by ``owner``: mfusepy
+    copies it straight into the kernel's buffer (``ctypes.memmove`` takes the address),
+    so a read is one copy out of shared memory."""
+
+    __slots__ = ("_as_parameter_", "owner", "size")
+
+    def __init__(self, address: int, size: int, owner: Any) -> None:
+        import ctypes  # noqa: PLC0415
+
+        self._as_parameter_, self.size, self.owner = ctypes.c_void_p(address), size, owner
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __bool__(self) -> bool:
+        return self.size > 0
+
+
 class Content:
     """The bytes of one file, served by slices."""
 
     def __init__(self, parts: list[Any]) -> None:
-        self.parts = [memoryview(p).cast("B") for p in parts]
+        import numpy as np  # noqa: PLC0415
+
+        self.parts = [np.frombuffer(p, dtype=np.uint8) for p in parts if len(memoryview(p).cast("B"))]
         self.size = sum(p.nbytes for p in self.parts)
 
-    def read(self, size: int, offset: int) -> bytes:
-        out, position = [], 0
+    def read(self, size: int, offset: int) -> Any:
+        """The bytes at ``offset``: a span of one part, or a copy when a read crosses parts."""
+        position, pieces = 0, []
         for part in self.parts:
             end = position + part.nbytes
             if offset < end and size > 0:
                 start = max(offset - position, 0)
-                chunk = part[start:start + size]
-                out.append(chunk)
-                size -= chunk.nbytes
-                offset += chunk.nbytes
+                length = min(size, part.nbytes - start)
+                pieces.append((part, start, length))
+                size -= length
+                offset += length
             position = end
-        return b"".join(out)
+        if len(pieces) == 1:
+            part, start, length = pieces[0]
+            return _Span(part.ctypes.data + start, length, part)
+        return b"".join(part[start:start + length].tobytes() for part, start, length in pieces)
 
 
 def npy_content(array: Any) -> Content:
@@ -339,7 +364,7 @@ def operations(view: DatasetView) -> Any:
                 raise mfusepy.FuseOSError(errno.ENOENT)
             data = view.content(node).read(size, offset)
             view.served(len(data))
-            return data
+            return data  # type: ignore[no-any-return]
 
         @guarded
         def create(self, path: str, mode: int, fi: Any = None) -> int:
