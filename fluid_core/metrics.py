@@ -1,5 +1,5 @@
-"""Prometheus metrics of the operator, the webhook, the bridge and the FUSE view, and a
-small HTTP server for ``/metrics`` and ``/healthz``."""
+"""Prometheus metrics of the operator and the webhook (the bridge and the FUSE view add
+their own), and a small HTTP server for ``/metrics`` and ``/healthz``."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ ADMISSIONS = Counter("fluidv_webhook_admissions", "Admissions answered, by wheth
                      ["patched"], registry=REGISTRY)
 ADMISSION_SECONDS = Histogram("fluidv_webhook_admission_seconds", "Admission latency", registry=REGISTRY,
                               buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
-FUSE_BYTES = Counter("fluidv_fuse_bytes_served", "Bytes read through the FUSE view", registry=REGISTRY)
 
 
 @contextlib.contextmanager

@@ -41,10 +41,11 @@ class MountSupervisor:
     within a second of the child dying; ``stop()`` unmounts."""
 
     def __init__(self, mountpoint: str, prefix: str, *, socket: str | None = None, config: str | None = None,
-                 writable: bool = False, log_path: str | None = None) -> None:
+                 writable: bool = False, log_path: str | None = None, metrics_port: int | None = None) -> None:
         self.mountpoint = os.path.abspath(mountpoint)
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
         self.socket, self.config, self.writable = socket, config, writable
+        self.metrics_port = metrics_port
         self.log_path = log_path or os.path.join(os.path.dirname(self.mountpoint),
                                                  f".{os.path.basename(self.mountpoint)}.fuse.log")
         self.restarts = 0
@@ -66,6 +67,8 @@ class MountSupervisor:
             argv += ["--config", self.config]
         if self.writable:
             argv.append("--writable")
+        if self.metrics_port is not None:
+            argv += ["--metrics-port", str(self.metrics_port)]
         self.child = spawn(argv, log_path=self.log_path)
         deadline = time.monotonic() + MOUNT_TIMEOUT
         while not is_mounted(self.mountpoint):

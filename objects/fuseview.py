@@ -423,11 +423,12 @@ def operations(view: DatasetView) -> Any:
     return Ops()
 
 
-def serve(mountpoint: str, store: Any, prefix: str, *, writable: bool = False) -> None:
+def serve(mountpoint: str, store: Any, prefix: str, *, writable: bool = False,
+          on_bytes: Callable[[int], None] | None = None) -> None:
     """Mount and serve until unmounted or signalled (runs in the foreground)."""
     import mfusepy  # noqa: PLC0415
 
-    view = DatasetView(store, prefix, writable=writable)
+    view = DatasetView(store, prefix, writable=writable, on_bytes=on_bytes)
     mfusepy.FUSE(operations(view), mountpoint, foreground=True, ro=not writable, nothreads=False,
                  fsname=f"fluidv:{prefix.rstrip('/')}", default_permissions=True)
 
@@ -439,12 +440,20 @@ def main(argv: list[str] | None = None) -> None:  # pragma: no cover - the mount
     parser.add_argument("--socket")
     parser.add_argument("--config")
     parser.add_argument("--writable", action="store_true")
+    parser.add_argument("--metrics-port", type=int, help="serve fluidv_fuse_bytes_served on this port")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from objects import connect  # noqa: PLC0415
 
+    on_bytes = None
+    if args.metrics_port is not None:
+        from prometheus_client import Counter, start_http_server  # noqa: PLC0415
+
+        served = Counter("fluidv_fuse_bytes_served", "Bytes read through the FUSE view")
+        start_http_server(args.metrics_port, addr="0.0.0.0")  # noqa: S104 - scraped in-cluster
+        on_bytes = served.inc
     with connect(args.socket, config=args.config) as store:
-        serve(args.mountpoint, store, args.prefix, writable=args.writable)
+        serve(args.mountpoint, store, args.prefix, writable=args.writable, on_bytes=on_bytes)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import numpy as np
 import pandas as pd
@@ -41,11 +44,13 @@ def mounted(shared_cluster, tmp_path):
     """``mount(dataset, writable=False)`` -> (mountpoint, process); all unmounted after."""
     started = []
 
-    def mount(dataset: str, writable: bool = False):  # noqa: ANN202
+    def mount(dataset: str, writable: bool = False, metrics_port: int | None = None):  # noqa: ANN202
         point = tmp_path / f"mnt-{dataset}-{len(started)}"
         point.mkdir()
         argv = [sys.executable, "-m", "fluid_core.cli", "mount", dataset, str(point), "--socket",
                 shared_cluster.nodes[0].socket] + (["--writable"] if writable else [])
+        if metrics_port is not None:
+            argv += ["--metrics-port", str(metrics_port)]
         proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
         started.append((point, proc))
         wait(lambda: is_mounted(str(point)), message="mounted")
@@ -78,7 +83,10 @@ def test_reads_through_the_mount_equal_the_objects(mounted, store):
     store.put(np.asfortranarray(np.arange(6).reshape(2, 3)), name="default/view/deep/er/f", replace=True)
     store.put(frame, name="default/view/table", replace=True)
     store.put({"weights": np.ones(3), "meta": {"bias": np.zeros(2)}}, name="default/view/model", replace=True)
-    point, _ = mounted("view")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    point, _ = mounted("view", metrics_port=port)
     assert sorted(os.listdir(point)) == ["deep", "features.npy", "model", "table.arrow", "table.parquet"]
     np.testing.assert_array_equal(np.load(point / "features.npy"), array)
     fortran = np.load(point / "deep" / "er" / "f.npy")
@@ -88,6 +96,9 @@ def test_reads_through_the_mount_equal_the_objects(mounted, store):
     np.testing.assert_array_equal(np.load(point / "model" / "meta" / "bias.npy"), np.zeros(2))
     for name in ("features.npy", "table.arrow", "table.parquet"):
         assert os.stat(point / name).st_size == len((point / name).read_bytes())
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        served = float(re.search(r"^fluidv_fuse_bytes_served_total (\S+)$", reply.read().decode(), re.M).group(1))
+    assert served >= array.nbytes
     with pytest.raises(OSError) as denied:
         (point / "new.npy").write_bytes(b"x")
     assert denied.value.errno in (errno.EROFS, errno.EACCES)
