@@ -105,3 +105,33 @@ def test_bridge_without_a_worker_is_unhealthy_and_links_nothing(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
+
+
+def test_a_node_without_a_worker_gets_a_local_one_joined_to_the_cluster(make_cluster, tmp_path):
+    from vineyard_runtime.local.processes import cmdline  # noqa: PLC0415
+    from vineyard_runtime.ports import free_ports  # noqa: PLC0415
+
+    local = make_cluster(nodes=1, size="64Mi")
+    with objects.connect(local.nodes[0].socket) as store:
+        store.put(np.arange(3), name="bridge/shared")
+    publish = tmp_path / "pub"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fluid_core.cli", "bridge", "--socket", str(tmp_path / "absent.sock"),
+         "--publish-dir", str(publish), "--option", "size=64Mi", "--option", f"rpc_port={free_ports(1)[0]}",
+         "--etcd-endpoint", local.etcd_endpoint, "--node-name", "edge-node", "--metrics-host", "127.0.0.1",
+         "--metrics-port", "0"], stderr=subprocess.PIPE, text=True)
+    worker_pid = None
+    try:
+        port = int(re.search(r"metrics on 127.0.0.1:(\d+)", proc.stderr.readline()).group(1))
+        wait(lambda: scrape(port, "/healthz")[0] == 200, timeout=60, message="local worker linked")
+        with objects.connect(config=str(publish / "vineyard-config.yaml")) as store:
+            assert store.node == "edge-node"
+            np.testing.assert_array_equal(store.get("bridge/shared"), np.arange(3))  # joined: sees the cluster
+        found = subprocess.run(["pgrep", "-f", str(publish / "local-vineyardd.sock")], capture_output=True, text=True)
+        worker_pid = int(found.stdout.split()[0])
+        assert "vineyardd" in cmdline(worker_pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert worker_pid is not None
+    wait(lambda: not is_alive(worker_pid), timeout=30, message="the local worker stops with the bridge")

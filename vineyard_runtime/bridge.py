@@ -5,6 +5,9 @@ Into a dataset's mount directory it writes ``vineyard-config.yaml`` (``Vineyard:
 client connects with ``objects.connect()`` and ``$VINEYARD_CONFIG`` alone. It checks the
 socket ten times a second: a worker that restarts (a new socket) is relinked within a
 second, and a vanished worker removes the link (clients then fall back to RPC).
+
+On a node without a worker, ``LocalWorker`` runs a small vineyardd joined to the
+cluster's etcd (``fuse.options.size``), and the bridge links that one instead.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 CONFIG_FILE = "vineyard-config.yaml"
 LINK = "vineyard.sock"
@@ -46,13 +50,51 @@ def _atomic_write(path: str, text: str) -> None:
     os.replace(temporary, path)
 
 
+class LocalWorker:
+    """A vineyardd of ``size`` on this node, joined to the cluster through its etcd,
+    restarted when it dies; it lives as long as the bridge."""
+
+    def __init__(self, size: str, socket: str, etcd_endpoint: str, rpc_port: int, node_name: str | None,
+                 log_path: str) -> None:
+        from vineyard_runtime.spec import WorkerSpec  # noqa: PLC0415
+
+        self.spec = WorkerSpec(size=size, socket=socket, etcd_endpoint=etcd_endpoint, rpc_port=rpc_port,
+                               node_name=node_name, host_name=node_name)
+        self.log_path = log_path
+        self.process: Any = None
+        self.restarts = 0
+
+    def ensure(self) -> None:
+        """Start the worker, or start it again when it has died."""
+        from vineyard_runtime.binaries import vineyardd_binary  # noqa: PLC0415
+        from vineyard_runtime.daemons import vineyardd_command  # noqa: PLC0415
+        from vineyard_runtime.local.processes import spawn  # noqa: PLC0415
+
+        if self.process is not None and self.process.poll() is None:
+            return
+        if self.process is not None:
+            self.restarts += 1
+        command = vineyardd_command(self.spec, binary=vineyardd_binary())
+        self.process = spawn(command.argv, env=command.env, log_path=self.log_path)
+
+    def stop(self) -> None:
+        from vineyard_runtime.local.processes import terminate  # noqa: PLC0415
+
+        if self.process is not None:
+            terminate([self.process.pid])
+            self.process.wait()
+
+
 class Bridge:
     """Keeps ``publish_dir`` pointing at ``socket`` (and the RPC endpoints)."""
 
-    def __init__(self, socket: str, publish_dir: str, rpc_endpoints: list[str] | None = None) -> None:
+    def __init__(self, socket: str, publish_dir: str, rpc_endpoints: list[str] | None = None,
+                 local_worker: LocalWorker | None = None) -> None:
         self.socket = os.path.abspath(socket)
         self.publish_dir = os.path.abspath(publish_dir)
         self.rpc_endpoints = [e for e in (rpc_endpoints or []) if e]
+        #: Started when the node has no worker of its own (its socket is then linked).
+        self.local_worker = local_worker
         self.state = BridgeState()
         self._stop = threading.Event()
 
@@ -100,12 +142,22 @@ class Bridge:
     def run(self, interval: float = 0.1) -> None:
         """Publish, then keep the link current until ``stop()``."""
         self.publish_config()
-        while not self._stop.is_set():
-            try:
-                self.sync()
-            except OSError as exc:  # a full or read-only disk: report, keep trying
-                self.state.errors = (self.state.errors + [str(exc)])[-5:]
-            self._stop.wait(interval)
+        if self.local_worker is not None and _identity(self.socket) is None:
+            self.socket = os.path.abspath(self.local_worker.spec.socket)
+        else:
+            self.local_worker = None  # the node has a worker: nothing to run
+        try:
+            while not self._stop.is_set():
+                try:
+                    if self.local_worker is not None:
+                        self.local_worker.ensure()
+                    self.sync()
+                except OSError as exc:  # a full or read-only disk: report, keep trying
+                    self.state.errors = (self.state.errors + [str(exc)])[-5:]
+                self._stop.wait(interval)
+        finally:
+            if self.local_worker is not None:
+                self.local_worker.stop()
 
     def stop(self) -> None:
         self._stop.set()

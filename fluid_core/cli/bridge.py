@@ -16,25 +16,39 @@ from fluid_core.cli.errors import reported
               help="RPC endpoints for clients without the socket [$VINEYARD_RPC_ENDPOINT, comma-separated].")
 @click.option("--runtime", help="The VineyardRuntime served (for logs).")
 @click.option("--namespace", default="default", show_default=True)
-@click.option("--option", "options", multiple=True, help="key=value options of the runtime's fuse section.")
+@click.option("--option", "options", multiple=True,
+              help="key=value options of the runtime's fuse section: size (a local worker on nodes "
+                   "without one; 0 = none), rpc_port.")
+@click.option("--etcd-endpoint", help="The cluster's etcd, for a local worker.")
+@click.option("--node-name", envvar="MY_NODE_NAME", help="This node's name [$MY_NODE_NAME].")
 @click.option("--metrics-host", default="0.0.0.0", show_default=True)  # noqa: S104 - scraped in-cluster
 @click.option("--metrics-port", type=int, default=9145, show_default=True, help="0 picks a free port.")
 def bridge(socket: str, publish_dir: str, rpc_endpoints: tuple[str, ...], runtime: str | None, namespace: str,
-           options: tuple[str, ...], metrics_host: str, metrics_port: int) -> None:
+           options: tuple[str, ...], etcd_endpoint: str | None, node_name: str | None, metrics_host: str,
+           metrics_port: int) -> None:
     """Keep vineyard-config.yaml and a socket link current; serve /healthz and /metrics."""
     import signal  # noqa: PLC0415
 
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily  # noqa: PLC0415
 
     from fluid_core.metrics import REGISTRY, MetricsServer  # noqa: PLC0415
-    from vineyard_runtime.bridge import Bridge  # noqa: PLC0415
+    from vineyard_runtime.bridge import Bridge, LocalWorker  # noqa: PLC0415
 
     endpoints = [e for value in (rpc_endpoints or (os.environ.get("VINEYARD_RPC_ENDPOINT", ""),))
                  for e in value.split(",") if e]
     unknown = [o for o in options if "=" not in o]
     if unknown:
         raise click.UsageError(f"--option takes key=value, got {unknown[0]!r}")
-    worker = Bridge(socket, publish_dir, endpoints)
+    settings = dict(o.split("=", 1) for o in options)
+    local = None
+    if settings.get("size", "0") not in ("", "0"):
+        if not etcd_endpoint:
+            raise click.UsageError("--option size=... runs a local worker: give --etcd-endpoint too")
+        with reported():
+            local = LocalWorker(settings["size"], os.path.join(publish_dir, "local-vineyardd.sock"), etcd_endpoint,
+                                int(settings.get("rpc_port", "9600")), node_name,
+                                os.path.join(publish_dir, "local-vineyardd.log"))
+    worker = Bridge(socket, publish_dir, endpoints, local_worker=local)
 
     class Collector:
         def collect(self):  # noqa: ANN202 - prometheus_client's protocol

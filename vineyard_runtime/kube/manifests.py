@@ -343,6 +343,7 @@ def bridge_objects(rt: KubeRuntime) -> list[dict[str, Any]]:
         "--namespace", rt.namespace,
         "--socket", SOCKET,
         "--publish-dir", f"{SOCKET_DIR}/fuse",
+        "--etcd-endpoint", rt.etcd_endpoint,
     ]
     for key, value in sorted(rt.bridge_options.items()):
         command += ["--option", f"{key}={value}"]
