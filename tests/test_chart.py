@@ -56,7 +56,7 @@ def test_chart_crds_are_the_generated_ones():
     names = sorted(os.listdir(root))
     assert sorted(os.listdir(os.path.join(CHART, "crds"))) == names
     _, mismatch, errors = filecmp.cmpfiles(root, os.path.join(CHART, "crds"), names, shallow=False)
-    assert not mismatch and not errors, f"copy crds/ into the chart again: {mismatch or errors}"
+    assert not mismatch and not errors, f"run `fluidv crds` (it writes both copies): {mismatch or errors}"
 
 
 def test_values_schema_rejects_bad_values():

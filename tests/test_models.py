@@ -86,10 +86,10 @@ def test_wrong_api_version_and_kind():
 def test_crds_in_the_repository_are_current():
     for filename, generated in all_crds().items():
         path = os.path.join(ROOT, "crds", filename)
-        assert os.path.exists(path), f"{path} missing: run `fluidv crds --out crds/`"
+        assert os.path.exists(path), f"{path} missing: run `fluidv crds`"
         with open(path) as handle:
             committed = yaml.safe_load(handle)
-        assert committed == generated, f"{filename} is stale: run `fluidv crds --out crds/`"
+        assert committed == generated, f"{filename} is stale: run `fluidv crds`"
 
 
 def test_crd_names_columns_and_status_subresource():

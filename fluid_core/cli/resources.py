@@ -8,13 +8,15 @@ from fluid_core.cli.errors import CommandError
 
 
 @click.command()
-@click.option("--out", "out_dir", default="crds", show_default=True, help="Directory to write to.")
-def crds(out_dir: str) -> None:
+@click.option("--out", "out_dirs", multiple=True, default=("crds", "charts/fluid-vineyard/crds"), show_default=True,
+              help="Directory to write to (repeatable).")
+def crds(out_dirs: tuple[str, ...]) -> None:
     """Write the CustomResourceDefinitions generated from the models."""
     from fluid_core.crds import write_crds  # noqa: PLC0415
 
-    for path in write_crds(out_dir):
-        click.echo(path)
+    for out_dir in out_dirs:
+        for path in write_crds(out_dir):
+            click.echo(path)
 
 
 @click.command()
