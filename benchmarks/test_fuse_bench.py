@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import objects
 from conftest import stop_for_sure
 from objects.fusemount import is_mounted, unmount
 from vineyard_runtime.local import LocalCluster
+from vineyard_runtime.local.processes import terminate
 
 SIZE = int(os.environ.get("FLUIDV_BENCH_FUSE_BYTES", str(1 << 30)))
 CHUNK = 1 << 20
@@ -46,12 +46,8 @@ def mounted(tmp_path_factory):
         yield local, point
     finally:
         if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            terminate([proc.pid], timeout=30)
+            proc.wait()
         unmount(str(point))
         stop_for_sure(local)
 

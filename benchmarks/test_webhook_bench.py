@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import random
-import signal
 import ssl
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import time
 import pytest
 
 from fluid_core.operator.certs import self_signed
+from vineyard_runtime.local.processes import terminate
 
 NODES, DATASETS, OBJECTS = 1000, 200, 10000
 CONNECTIONS = int(os.environ.get("FLUIDV_BENCH_CONNECTIONS", "32"))
@@ -65,12 +65,8 @@ def server(tmp_path_factory):
         assert line.startswith("serving "), line
         yield line.split()[1], ssl.create_default_context(cafile=cert)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate([proc.pid])
+        proc.wait()
 
 
 async def hammer(url: str, context: ssl.SSLContext, placed: bool) -> list[float]:

@@ -7,14 +7,14 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
 import numpy as np
 import pytest
 
 import objects
-from vineyard_runtime.local.processes import is_alive
+from conftest import wait_for as wait
+from vineyard_runtime.local.processes import is_alive, terminate
 
 
 def scrape(port: int, path: str = "/metrics") -> tuple[int, str]:
@@ -28,16 +28,6 @@ def scrape(port: int, path: str = "/metrics") -> tuple[int, str]:
 def metric(port: int, name: str) -> float:
     match = re.search(rf"^{name}(?:_total)? (\S+)$", scrape(port)[1], re.M)
     return float(match.group(1)) if match else -1.0
-
-
-def wait(predicate, timeout: float = 30.0, message: str = ""):  # noqa: ANN001, ANN201
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out: {message}")
 
 
 @pytest.fixture
@@ -54,12 +44,8 @@ def bridged(make_cluster, tmp_path):
         port = int(re.search(r"metrics on 127.0.0.1:(\d+)", line).group(1))
         yield local, node, publish, port
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate([proc.pid])
+        proc.wait()
 
 
 def test_bridge_publishes_config_and_relinks_a_restarted_worker(bridged):
@@ -103,8 +89,8 @@ def test_bridge_without_a_worker_is_unhealthy_and_links_nothing(tmp_path):
         assert scrape(port, "/healthz")[0] == 503
         assert not os.path.lexists(tmp_path / "pub" / "vineyard.sock")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
+        terminate([proc.pid])
+        proc.wait()
 
 
 def test_a_node_without_a_worker_gets_a_local_one_joined_to_the_cluster(make_cluster, tmp_path):
@@ -131,7 +117,7 @@ def test_a_node_without_a_worker_gets_a_local_one_joined_to_the_cluster(make_clu
         worker_pid = int(found.stdout.split()[0])
         assert "vineyardd" in cmdline(worker_pid)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        terminate([proc.pid], timeout=30)
+        proc.wait()
     assert worker_pid is not None
     wait(lambda: not is_alive(worker_pid), timeout=30, message="the local worker stops with the bridge")

@@ -20,23 +20,12 @@ import pyarrow.parquet as pq
 import pytest
 
 import objects
+from conftest import wait_for as wait
 from objects.fusemount import is_mounted, unmount
+from vineyard_runtime.local.processes import terminate
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None,
                                 reason="needs /dev/fuse and fusermount3 (Debian package fuse3)")
-
-
-def wait(predicate, timeout: float = 30.0, message: str = ""):  # noqa: ANN001, ANN201
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except (OSError, ValueError):  # a dead mount, or a file read while it comes back
-            value = None
-        if value is not None and value is not False:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out: {message}")
 
 
 @pytest.fixture
@@ -60,12 +49,8 @@ def mounted(shared_cluster, tmp_path):
         yield mount
     finally:
         for point, proc in started:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            terminate([proc.pid], timeout=15)
+            proc.wait()
             unmount(str(point))
             subprocess.run(["pkill", "-9", "-f", f"objects.fuseview {point}"], check=False)
 
@@ -134,8 +119,8 @@ def test_a_killed_fuse_process_is_remounted_and_sigterm_unmounts(mounted, store)
     child = int(found.stdout.split()[0])
     os.kill(child, signal.SIGKILL)
     began = time.monotonic()
-    data = wait(lambda: np.load(point / "a.npy"), timeout=10, message="usable again within 10 s")
-    np.testing.assert_array_equal(data, np.arange(10))
+    wait(lambda: np.array_equal(np.load(point / "a.npy"), np.arange(10)), timeout=10, interval=0.05,
+         message="usable again within 10 s")
     assert time.monotonic() - began < 10
     proc.send_signal(signal.SIGTERM)
     proc.wait(15)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import signal
 import socket
 import ssl
 import subprocess
@@ -18,6 +17,7 @@ import pytest
 from fluid_core.operator.certs import self_signed
 from fluid_core.operator.webhook import WebhookError, WebhookServer
 from fluid_core.placement.cache import ViewCache
+from vineyard_runtime.local.processes import terminate
 
 ZONE = "topology.kubernetes.io/zone"
 
@@ -122,12 +122,8 @@ def test_fluidv_webhook_serves_a_view_file(tmp_path, tls):
         status, raw = post(url, json.dumps(admission(POD)).encode(), context)
         assert status == 200 and "patch" in json.loads(raw)["response"]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate([proc.pid])
+        proc.wait()
     assert proc.returncode == 0
 
 

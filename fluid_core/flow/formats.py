@@ -6,13 +6,12 @@ structures as directories. Works on any pyarrow filesystem (``file://`` and path
 
 from __future__ import annotations
 
-import base64
-import math
 import posixpath
 import sys
 from typing import Any
 
 from fluid_core.errors import FluidError
+from objects.codecs import dict_key, from_inline, inline
 
 #: File extensions DataLoad understands, and the format each means.
 EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".arrow": "arrow",
@@ -37,33 +36,14 @@ def filesystem(uri: str) -> tuple[Any, str]:
         raise FormatError(f"cannot open {uri!r}: {exc}") from None
 
 
-def _inline(value: Any) -> dict[str, Any] | None:
-    if value is None or isinstance(value, (bool, str, int)):
-        return {"kind": "inline", "value": value}
-    if isinstance(value, float):
-        return {"kind": "float", "value": repr(value)} if not math.isfinite(value) else {"kind": "inline", "value": value}
-    if isinstance(value, bytes):
-        return {"kind": "bytes", "value": base64.b64encode(value).decode()}
-    return None
-
-
-def _key(key: Any) -> list[Any]:
-    for kind, cls in (("b", bool), ("i", int), ("s", str), ("f", float)):
-        if type(key) is cls:
-            return [kind, key]
-    if key is None:
-        return ["n", None]
-    raise FormatError(f"dict keys must be str, int, float, bool or None, got {type(key).__name__}")
-
-
 def write_value(value: Any, fs: Any, base: str, *, table_format: str = "parquet") -> dict[str, Any]:
     """Write ``value`` at ``base`` (+ extension) on ``fs``; the entry to read it back.
     Data frames and tables go to Parquet (``table_format="arrow"``: Arrow IPC files)."""
     import numpy as np  # noqa: PLC0415
 
-    inline = _inline(value)
-    if inline is not None:
-        return inline
+    scalar = inline(value)
+    if scalar is not None:
+        return {"kind": "inline", "node": scalar}
     if isinstance(value, np.generic):
         value = np.asarray(value)
     if isinstance(value, np.ndarray):
@@ -105,7 +85,7 @@ def write_value(value: Any, fs: Any, base: str, *, table_format: str = "parquet"
         entry: dict[str, Any] = {"kind": "dict" if isinstance(value, dict) else
                                  "tuple" if isinstance(value, tuple) else "list", "dir": base, "items": children}
         if isinstance(value, dict):
-            entry["keys"] = [_key(k) for k in value]
+            entry["keys"] = [dict_key(k) for k in value]
         return entry
     raise FormatError(f"a {type(value).__name__} has no file form; use numpy, Arrow, pandas, torch, "
                       "or dict/list/tuple of them")
@@ -149,15 +129,11 @@ def read_value(entry: dict[str, Any], fs: Any) -> Any:
     """The value ``write_value`` wrote, of the same type."""
     kind = entry["kind"]
     if kind == "inline":
-        return entry["value"]
-    if kind == "float":
-        return float(entry["value"])
-    if kind == "bytes":
-        return base64.b64decode(entry["value"])
+        return from_inline(entry["node"])
     if kind in ("dict", "list", "tuple"):
         items = [read_value(child, fs) for child in entry["items"]]
         if kind == "dict":
-            return {_unkey(k): v for k, v in zip(entry["keys"], items)}
+            return {k[1]: v for k, v in zip(entry["keys"], items)}
         return tuple(items) if kind == "tuple" else items
     if kind in ("npy", "torch"):
         array = read_file(entry["file"], fs, "npy")
@@ -188,11 +164,6 @@ def _empty_batch(table: Any) -> Any:
     import pyarrow as pa  # noqa: PLC0415
 
     return pa.RecordBatch.from_arrays([pa.array([], type=f.type) for f in table.schema], schema=table.schema)
-
-
-def _unkey(key: list[Any]) -> Any:
-    kind, value = key
-    return {"b": bool, "i": int, "s": str, "f": float}.get(kind, lambda v: v)(value) if kind != "n" else None
 
 
 def read_file(path: str, fs: Any, fmt: str) -> Any:

@@ -35,8 +35,9 @@ def _is_pandas(value: Any) -> bool:
     return pd is not None and isinstance(value, (pd.DataFrame, pd.Series))
 
 
-def _inline(value: Any) -> dict[str, Any] | None:
-    """JSON form of a plain scalar, or None when ``value`` is not one."""
+def inline(value: Any) -> dict[str, Any] | None:
+    """JSON form of a plain scalar (None, bool, str, int, float, bytes), or None when
+    ``value`` is not one; ``from_inline`` restores it."""
     if value is None or isinstance(value, (bool, str)):
         return {"t": "v", "v": value}
     if isinstance(value, int):
@@ -48,7 +49,17 @@ def _inline(value: Any) -> dict[str, Any] | None:
     return None
 
 
-def _key(key: Any) -> list[Any]:
+def from_inline(node: dict[str, Any]) -> Any:
+    """The scalar whose JSON form ``inline`` made."""
+    if node["t"] == "f":
+        return float(node["v"])
+    if node["t"] == "b":
+        return base64.b64decode(node["v"])
+    return node["v"]
+
+
+def dict_key(key: Any) -> list[Any]:
+    """JSON form ``[type, key]`` of a dict key (its type survives JSON); ``key[1]`` restores it."""
     for kind, cls in (("b", bool), ("i", int), ("s", str), ("f", float)):
         if type(key) is cls:
             return [kind, key]
@@ -75,7 +86,7 @@ def encode(ctx: Context, value: Any) -> Any:
         return frames.encode(ctx, value)
     if tensors.is_tensor(value):
         return tensors.encode(ctx, value)
-    if isinstance(value, (dict, list, tuple)) or _inline(value) is not None:
+    if isinstance(value, (dict, list, tuple)) or inline(value) is not None:
         return _encode_nested(ctx, value)
     if ctx.allow_pickle:
         payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
@@ -98,11 +109,11 @@ def _encode_nested(ctx: Context, value: Any) -> Any:
         nonlocal total
         if depth > MAX_DEPTH:
             raise UnsupportedType(f"structure nested deeper than {MAX_DEPTH} levels (a cycle?)")
-        inline = _inline(item)
-        if inline is not None:
-            return inline
+        scalar = inline(item)
+        if scalar is not None:
+            return scalar
         if isinstance(item, dict):
-            return {"t": "d", "k": [_key(k) for k in item], "v": [walk(v, depth + 1) for v in item.values()]}
+            return {"t": "d", "k": [dict_key(k) for k in item], "v": [walk(v, depth + 1) for v in item.values()]}
         if isinstance(item, list):
             return {"t": "l", "v": [walk(v, depth + 1) for v in item]}
         if isinstance(item, tuple) and type(item) is tuple:
@@ -152,12 +163,8 @@ def decode(client: Any, meta: Any, *, allow_pickle: bool = False) -> Any:
 def _decode_nested(client: Any, meta: Any, structure: dict[str, Any], allow_pickle: bool) -> Any:
     def build(node: dict[str, Any]) -> Any:
         tag = node["t"]
-        if tag == "v":
-            return node["v"]
-        if tag == "f":
-            return float(node["v"])
-        if tag == "b":
-            return base64.b64decode(node["v"])
+        if tag in ("v", "f", "b"):
+            return from_inline(node)
         if tag == "d":
             return {k[1]: build(v) for k, v in zip(node["k"], node["v"])}
         if tag == "l":
@@ -169,4 +176,4 @@ def _decode_nested(client: Any, meta: Any, structure: dict[str, Any], allow_pick
     return build(structure)
 
 
-__all__ = ["Context", "decode", "encode", "registry"]
+__all__ = ["Context", "decode", "dict_key", "encode", "from_inline", "inline", "registry"]
