@@ -24,7 +24,7 @@ from fluid_core.operator.certs import self_signed
 from vineyard_runtime.local.processes import terminate
 
 NODES, DATASETS, OBJECTS = 1000, 200, 10000
-CONNECTIONS = int(os.environ.get("FLUIDV_BENCH_CONNECTIONS", "32"))
+CONNECTIONS = int(os.environ.get("FLUIDV_BENCH_CONNECTIONS", "16"))
 REQUESTS = int(os.environ.get("FLUIDV_BENCH_ADMISSIONS", "6000"))
 ZONE, REGION = "topology.kubernetes.io/zone", "topology.kubernetes.io/region"
 
