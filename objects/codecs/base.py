@@ -18,6 +18,32 @@ LABELS_KEY = "labels"
 TYPENAME_PREFIX = "fluidv::"
 
 
+#: Blobs at least this large have their pages mapped in one call before they are written.
+PREFAULT_MIN = 1 << 20
+_PAGE = 4096
+_MADV_POPULATE_WRITE = 23  # Linux 5.14+
+_madvise: Any = None
+
+
+def prefault(view: memoryview) -> None:
+    """Map the pages of ``view`` into this process in one system call
+    (``MADV_POPULATE_WRITE``): about 3x faster than faulting them in one by one while
+    writing. Does nothing where the kernel lacks it."""
+    import ctypes  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415
+
+    global _madvise
+    if _madvise is None:
+        _madvise = ctypes.CDLL(None, use_errno=True).madvise
+        _madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    if view.nbytes == 0:
+        return
+    address = np.frombuffer(view, dtype=np.uint8).ctypes.data
+    start = address & ~(_PAGE - 1)
+    _madvise(start, address + view.nbytes - start, _MADV_POPULATE_WRITE)  # an error leaves faults to writes
+
+
 @dataclass
 class Context:
     """A connected client plus the things codecs need to report errors well."""
@@ -36,7 +62,7 @@ class Context:
         import vineyard  # noqa: PLC0415
 
         try:
-            return self.ipc.create_blob(nbytes)
+            builder = self.ipc.create_blob(nbytes)
         except vineyard.NotEnoughMemoryException:
             status = self.ipc.status
             free = int(status.memory_limit) - int(status.memory_usage)
@@ -46,6 +72,9 @@ class Context:
                 "(store.delete / store.delete_many) or give the node more memory (--size); "
                 "nothing was written to another node"
             ) from None
+        if nbytes >= PREFAULT_MIN:
+            prefault(memoryview(builder))
+        return builder
 
     def seal(self, builder: Any) -> Any:
         return builder.seal(self.client)
