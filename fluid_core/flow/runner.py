@@ -34,6 +34,8 @@ from vineyard_runtime.kube.labels import safe_value
 from vineyard_runtime.local.processes import is_alive, terminate
 
 PENDING, EXECUTING, COMPLETE, FAILED = "Pending", "Executing", "Complete", "Failed"
+#: How often OnEvent operations read the dataset's object names from etcd.
+EVENT_POLL_SECONDS = 0.2
 
 
 def _stamp() -> str:
@@ -65,6 +67,7 @@ class OperationRun:
     _next_fire: float | None = None
     _event_at: float | None = None
     _baseline: dict[str, str] | None = None
+    _polled: float = 0.0
 
     @property
     def kind(self) -> str:
@@ -210,6 +213,9 @@ class LocalRunner:
 
     def _on_event(self, run: OperationRun, predecessor: OperationRun | None, now: float) -> None:
         spec = run.resource.spec
+        if run._event_at is None and now - run._polled < EVENT_POLL_SECONDS:
+            return
+        run._polled = now
         pattern = object_name(run.resource.namespace if spec.dataset.namespace is None else spec.dataset.namespace,
                               spec.dataset.name, spec.on_event.object_pattern)
         ids = named_ids(self.cluster.etcd_endpoint)

@@ -53,7 +53,7 @@ def use_client(kube: KubeClient | None) -> None:
         _client = kube
 
 
-def _changes(previous: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+def status_changes(previous: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
     """The status fields that differ from ``previous``: a patch sends only those."""
     return {k: v for k, v in status.items() if previous.get(k) != v}
 
@@ -65,7 +65,7 @@ def _older_than(stamp: str | None, seconds: float) -> bool:
     return (dt.datetime.now(dt.timezone.utc) - when).total_seconds() > seconds
 
 
-def _now() -> str:
+def now_stamp() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -101,13 +101,13 @@ def _invalid(body: Any, patch: kopf.Patch, error: InvalidResource, logger: Any) 
     message = "; ".join(f"{path}: {msg}" for path, msg in error.problems)
     conditions = [c for c in (body.get("status") or {}).get("conditions", []) if c.get("type") != "Ready"]
     conditions.append({"type": "Ready", "status": "False", "reason": "InvalidSpec",
-                       "message": message, "lastTransitionTime": _now()})
+                       "message": message, "lastTransitionTime": now_stamp()})
     patch.status["conditions"] = conditions
     kopf.warn(body, reason="InvalidSpec", message=message)
     logger.warning("invalid %s: %s", body.get("kind"), message)
 
 
-def _parse_live(body: Any, patch: kopf.Patch, logger: Any) -> Any:
+def parse_live(body: Any, patch: kopf.Patch, logger: Any) -> Any:
     """The typed resource, or None when it is being deleted or invalid (then reported)."""
     if body.get("metadata", {}).get("deletionTimestamp"):
         return None
@@ -162,14 +162,14 @@ _object_locks: dict[tuple[str, str, str], threading.Lock] = {}
 _object_locks_guard = threading.Lock()
 
 
-def _lock_of(kind: str, namespace: str, name: str) -> threading.Lock:
+def lock_of(kind: str, namespace: str, name: str) -> threading.Lock:
     """One lock per resource: kopf's handlers and the event paths never interleave a
     read-observe-patch cycle, so a stale observation never overwrites a fresher one."""
     with _object_locks_guard:
         return _object_locks.setdefault((kind, namespace, name), threading.Lock())
 
 
-def _live(kube: KubeClient, ref: Ref) -> tuple[dict[str, Any], Any] | None:
+def live_resource(kube: KubeClient, ref: Ref) -> tuple[dict[str, Any], Any] | None:
     """The current body and typed resource; None when gone, being deleted or invalid
     (an invalid one is reported by its own handler)."""
     body = kube.get(ref)
@@ -184,8 +184,8 @@ def _live(kube: KubeClient, ref: Ref) -> tuple[dict[str, Any], Any] | None:
 def resync_runtime(kube: KubeClient, namespace: str, name: str, logger: Any) -> None:
     """Apply the runtime's objects and node labels, post its events, patch what changed in its status."""
     ref = Ref(API, "VineyardRuntime", namespace, name)
-    with _lock_of("VineyardRuntime", namespace, name), reconciling("VineyardRuntime"):
-        live = _live(kube, ref)
+    with lock_of("VineyardRuntime", namespace, name), reconciling("VineyardRuntime"):
+        live = live_resource(kube, ref)
         if live is None:
             return
         body, runtime = live
@@ -193,7 +193,7 @@ def resync_runtime(kube: KubeClient, namespace: str, name: str, logger: Any) -> 
         engine = VineyardEngine(kube_runtime(runtime, dataset))
         observed = observe_runtime(kube, runtime, engine, exists)
         previous = body.get("status") or {}
-        outcome = reconcile_runtime(engine, observed, dict(previous), now=_now())
+        outcome = reconcile_runtime(engine, observed, dict(previous), now=now_stamp())
         digest = hashlib.sha256(json.dumps(outcome.desired, sort_keys=True).encode()).hexdigest()[:16]
         workloads_present = observed.workers is not None or not any(
             m["kind"] == "StatefulSet" and m["metadata"]["name"].endswith("-worker") for m in outcome.desired)
@@ -205,12 +205,12 @@ def resync_runtime(kube: KubeClient, namespace: str, name: str, logger: Any) -> 
                 result = kube.apply(manifest)
                 if result != "unchanged":
                     logger.info("%s %s/%s", result, manifest["kind"], manifest["metadata"]["name"])
-            outcome.status["appliedDigest"], outcome.status["appliedAt"] = digest, _now()
+            outcome.status["appliedDigest"], outcome.status["appliedAt"] = digest, now_stamp()
         for node, labels in outcome.label_nodes.items():
             kube.patch(Ref("v1", "Node", None, node), {"metadata": {"labels": labels}})
         for kind, reason, message in outcome.events:
             kopf.event(body, type=kind, reason=reason, message=message)
-        changes = _changes(previous, outcome.status)
+        changes = status_changes(previous, outcome.status)
         if changes:
             kube.patch_status(ref, changes)
 
@@ -221,7 +221,7 @@ def resync_runtime(kube: KubeClient, namespace: str, name: str, logger: Any) -> 
 @kopf.timer(GROUP, VERSION, "vineyardruntimes", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
 def reconcile_runtime_handler(body: Any, patch: kopf.Patch, logger: Any, **_: Any) -> None:
     """Bring the runtime's objects, node labels and status in line with its spec."""
-    if isinstance(_parse_live(body, patch, logger), VineyardRuntime):
+    if isinstance(parse_live(body, patch, logger), VineyardRuntime):
         resync_runtime(client(), body["metadata"]["namespace"], body["metadata"]["name"], logger)
 
 
@@ -230,7 +230,7 @@ _seen: dict[str, Any] = {}
 _seen_lock = threading.Lock()
 
 
-def _changed(body: Any, state: tuple[Any, ...], gone: bool) -> bool:
+def state_changed(body: Any, state: tuple[Any, ...], gone: bool) -> bool:
     """Whether this event is worth a re-sync: the object is gone, or its ``state``
     differs from the last one seen. On first sight only a non-empty state counts: the
     handler that created the object has already synced what an empty one implies."""
@@ -257,7 +257,7 @@ def workload_changed(body: Any, type: str | None, logger: Any, **_: Any) -> None
     status = body.get("status") or {}
     state = (status.get("readyReplicas"), status.get("numberReady"))
     owner = next((o["name"] for o in meta.get("ownerReferences") or [] if o.get("kind") == "VineyardRuntime"), None)
-    if owner is not None and _changed(body, state, type == "DELETED"):
+    if owner is not None and state_changed(body, state, type == "DELETED"):
         resync_runtime(client(), meta.get("namespace"), owner, logger)
 
 
@@ -301,15 +301,15 @@ def observe_dataset(kube: KubeClient, namespace: str, name: str) -> DatasetObser
 def resync_dataset(kube: KubeClient, namespace: str, name: str) -> None:
     """Patch what changed in the dataset's status."""
     ref = Ref(API, "Dataset", namespace, name)
-    with _lock_of("Dataset", namespace, name), reconciling("Dataset"):
-        live = _live(kube, ref)
+    with lock_of("Dataset", namespace, name), reconciling("Dataset"):
+        live = live_resource(kube, ref)
         if live is None:
             return
         body, _dataset = live
         observed = observe_dataset(kube, namespace, name)
         previous = body.get("status") or {}
-        outcome = reconcile_dataset(name, namespace, observed, dict(previous), now=_now())
-        changes = _changes(previous, outcome.status)
+        outcome = reconcile_dataset(name, namespace, observed, dict(previous), now=now_stamp())
+        changes = status_changes(previous, outcome.status)
         if changes:
             kube.patch_status(ref, changes)
 
@@ -320,7 +320,7 @@ def resync_dataset(kube: KubeClient, namespace: str, name: str) -> None:
 @kopf.timer(GROUP, VERSION, "datasets", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
 def reconcile_dataset_handler(body: Any, patch: kopf.Patch, logger: Any, **_: Any) -> None:
     """``NotBound`` until the same-named runtime is ready, then ``Bound``."""
-    if isinstance(_parse_live(body, patch, logger), Dataset):
+    if isinstance(parse_live(body, patch, logger), Dataset):
         resync_dataset(client(), body["metadata"]["namespace"], body["metadata"]["name"])
 
 
@@ -330,7 +330,7 @@ def runtime_changed(body: Any, type: str | None, **_: Any) -> None:  # noqa: A00
     meta = body.get("metadata") or {}
     status = body.get("status") or {}
     ready = status.get("masterPhase") == "Ready" and status.get("workerPhase") == "Ready"
-    if _changed(body, (ready,), type == "DELETED"):
+    if state_changed(body, (ready,), type == "DELETED"):
         resync_dataset(client(), meta.get("namespace"), meta.get("name"))
 
 

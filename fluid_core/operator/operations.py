@@ -14,7 +14,16 @@ import kopf
 
 from fluid_core.metrics import reconciling
 from fluid_core.models import GROUP, VERSION
-from fluid_core.operator.handlers import API, _changed, _live, _lock_of, _now, _parse_live, client
+from fluid_core.operator.handlers import (
+    API,
+    client,
+    live_resource,
+    lock_of,
+    now_stamp,
+    parse_live,
+    state_changed,
+    status_changes,
+)
 from fluid_core.operator.kube import KubeClient, Ref
 from fluid_core.reconcilers.operation import JobObserved, OperationObserved, job_name, reconcile_operation
 from vineyard_runtime.kube.manifests import MANAGED_BY
@@ -56,32 +65,32 @@ def observe_operation(kube: KubeClient, op: Any) -> OperationObserved:
 def resync_operation(kube: KubeClient, kind: str, namespace: str, name: str, logger: Any) -> None:
     """Apply the operation's Job and patch what changed in its status."""
     ref = Ref(API, kind, namespace, name)
-    with _lock_of(kind, namespace, name), reconciling(kind):
-        live = _live(kube, ref)
+    with lock_of(kind, namespace, name), reconciling(kind):
+        live = live_resource(kube, ref)
         if live is None:
             return
         body, op = live
         previous = body.get("status") or {}
-        outcome = reconcile_operation(op, observe_operation(kube, op), previous, now=_now())
+        outcome = reconcile_operation(op, observe_operation(kube, op), previous, now=now_stamp())
         for manifest in outcome.desired:
             if kube.apply(manifest) == "created":
                 logger.info("created %s/%s", manifest["kind"], manifest["metadata"]["name"])
         for event_type, reason, message in outcome.events:
             kopf.event(body, type=event_type, reason=reason, message=message)
-        changes = {k: v for k, v in outcome.status.items() if previous.get(k) != v}
+        changes = status_changes(previous, outcome.status)
         if changes:
             kube.patch_status(ref, changes)
 
 
 def _register(kind: str, plural: str) -> None:
     def reconcile(body: Any, patch: kopf.Patch, logger: Any, **_: Any) -> None:
-        if _parse_live(body, patch, logger) is not None:
+        if parse_live(body, patch, logger) is not None:
             resync_operation(client(), kind, body["metadata"]["namespace"], body["metadata"]["name"], logger)
 
     def changed(body: Any, type: str | None, logger: Any, **_: Any) -> None:  # noqa: A002
         """An operation changed phase: re-sync the operations that run after it."""
         status = body.get("status") or {}
-        if not _changed(body, (status.get("phase"), status.get("node")), type == "DELETED"):
+        if not state_changed(body, (status.get("phase"), status.get("node")), type == "DELETED"):
             return
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         kube = client()
@@ -112,7 +121,7 @@ def job_changed(body: Any, type: str | None, logger: Any, **_: Any) -> None:  # 
     status = body.get("status") or {}
     state = (status.get("active"), status.get("succeeded"), status.get("failed"), status.get("lastSuccessfulTime"))
     owner = next((o for o in meta.get("ownerReferences") or [] if o.get("kind") in KINDS), None)
-    if owner is not None and _changed(body, state, type == "DELETED"):
+    if owner is not None and state_changed(body, state, type == "DELETED"):
         resync_operation(client(), owner["kind"], meta["namespace"], owner["name"], logger)
 
 
@@ -120,7 +129,7 @@ def job_changed(body: Any, type: str | None, logger: Any, **_: Any) -> None:  # 
 def dataset_changed(body: Any, type: str | None, logger: Any, **_: Any) -> None:  # noqa: A002
     """A dataset bound (or unbound): re-sync the operations on it."""
     status = body.get("status") or {}
-    if not _changed(body, (status.get("phase"),), type == "DELETED"):
+    if not state_changed(body, (status.get("phase"),), type == "DELETED"):
         return
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     kube = client()
