@@ -277,3 +277,20 @@ def test_fluidv_run_json_and_rejection(tmp_path):
     assert not os.path.exists(tmp_path / "wd" / "supervisor.lock") or "rejected" in rejected.stderr
 
 
+
+
+def test_the_example_flow_runs_and_keeps_only_its_outputs(shared_cluster, store):
+    import yaml  # noqa: PLC0415
+
+    with open(os.path.join(os.path.dirname(__file__), "..", "examples", "pipeline-flow.yaml")) as handle:
+        documents = [d for d in yaml.safe_load_all(handle) if d]
+    documents[1]["spec"]["processor"]["params"]["rows"] = "5000"
+    runs = run(shared_cluster, documents, run_id="example")
+    assert [r.phase for r in runs.values()] == ["Complete"] * 4, [r.message for r in runs.values()]
+    assert len({r.node for r in runs.values()}) == 1
+    assert sum(r.stats["remote_reads"] for r in runs.values()) == 0
+    metrics = store.get("default/transactions/metrics")
+    assert metrics["rows"] == 5000 and 0.5 < metrics["accuracy"] <= 1.0
+    kept = sorted(r.name for r in store.list(prefix="default/transactions/"))
+    assert kept == ["default/transactions/metrics", "default/transactions/model"]  # intermediates removed
+    store.delete_many(prefix="default/transactions/")

@@ -127,6 +127,10 @@ def test_examples_validate_against_the_crds_and_the_models():
     for document in documents:
         _validate_with_crd(document)
         parse(document)
+    with open(os.path.join(ROOT, "examples", "pipeline-flow.yaml")) as handle:
+        for document in (d for d in yaml.safe_load_all(handle) if d):
+            _validate_with_crd(document)
+            parse(document)
 
 
 def test_crd_schema_rejects_what_the_models_reject():

@@ -63,6 +63,7 @@ def run(path: str, as_json: bool, workdir: str | None, nodes: int, size: str, ru
                 click.echo(f"{problem.kind}/{problem.name}: {field}: {message}", err=True)
         raise CommandError(f"{len(invalid)} invalid resource(s) in {path}; nothing was run")
     console = Console(stderr=as_json)
+    console.width = max(console.width, 100)
     started_here = not is_running(workdir)
     with reported():
         local = LocalCluster(nodes=nodes, size=size, workdir=workdir) if started_here else LocalCluster.attach(workdir)
