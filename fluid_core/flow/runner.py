@@ -146,9 +146,9 @@ class LocalRunner:
         """Run until every ``Once`` operation has finished; repeating operations fire
         until ``until`` seconds have passed (or ``stop()``). ``timeout`` fails what still
         runs after that many seconds."""
-        began = time.monotonic()
         self._changed()
         self._spawner = Spawner(os.path.join(self.workdir, "steps.log")).start()
+        began = time.monotonic()  # the clock starts once steps can start
         try:
             while True:
                 now = time.monotonic()
