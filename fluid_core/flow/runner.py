@@ -126,7 +126,11 @@ class LocalRunner:
         check(self.datasets, operations)
         self.operations = [OperationRun(op) for op in order(operations)]
         self._by_key = {key_of(run.resource): run for run in self.operations}
-        self.workdir = workdir or tempfile.mkdtemp(prefix=f"fluidv-{self.run_id}-")
+        if workdir is None:  # logs and results next to the cluster's own, one folder per run
+            base = getattr(cluster, "workdir", None)
+            workdir = (os.path.join(base, "runs", f"{self.run_id}-{uuid.uuid4().hex[:6]}") if base
+                       else tempfile.mkdtemp(prefix=f"fluidv-{self.run_id}-"))
+        self.workdir = workdir
         os.makedirs(self.workdir, exist_ok=True)
         self._on_change = on_change
         self._poll = poll_seconds
