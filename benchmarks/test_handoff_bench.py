@@ -105,18 +105,27 @@ def test_0_memcpy_reference(benchmark, size):
     record(benchmark, size)
 
 
+class RoundNames:
+    """A fresh object name per round; the previous round's object is deleted first."""
+
+    def __init__(self, store) -> None:  # noqa: ANN001
+        self.store, self.current = store, None
+
+    def next(self) -> str:
+        if self.current is not None:
+            self.store.delete(self.current)
+        self.current = f"h/{uuid.uuid4().hex}"
+        return self.current
+
+
 @pytest.mark.parametrize("size", list(SIZES))
 def test_objects_put_named(benchmark, size, store, consumer, node):
     data = data_of(SIZES[size])
     expected = float(data.sum())
-    names: list[str] = []
+    names = RoundNames(store)
 
     def setup():
-        for name in names:
-            store.delete(name)
-        names.clear()
-        names.append(f"h/{uuid.uuid4().hex}")
-        return (names[0],), {}
+        return (names.next(),), {}
 
     def handoff(name):
         store.put(data, name)
@@ -125,24 +134,20 @@ def test_objects_put_named(benchmark, size, store, consumer, node):
     total = benchmark.pedantic(handoff, setup=setup, rounds=rounds_for(SIZES[size]), warmup_rounds=1)
     assert total == pytest.approx(expected)
     record(benchmark, size)
-    for name in names:
-        store.delete(name)
+    names.next()  # deletes the last round's object
 
 
 @pytest.mark.parametrize("size", list(SIZES))
 def test_objects_allocate_named(benchmark, size, store, consumer, node):
     data = data_of(SIZES[size])
     expected = float(data.sum())
-    names: list[str] = []
+    names = RoundNames(store)
 
     def setup():
-        for name in names:
-            store.delete(name)
-        names.clear()
-        names.append(f"h/{uuid.uuid4().hex}")
-        allocation = store.allocate(data.shape, data.dtype, names[0])
+        name = names.next()
+        allocation = store.allocate(data.shape, data.dtype, name)
         np.copyto(allocation.__enter__(), data)  # the producer's own work: not timed
-        return (allocation, names[0]), {}
+        return (allocation, name), {}
 
     def handoff(allocation, name):
         allocation.__exit__(None, None, None)
@@ -151,8 +156,7 @@ def test_objects_allocate_named(benchmark, size, store, consumer, node):
     total = benchmark.pedantic(handoff, setup=setup, rounds=rounds_for(SIZES[size]), warmup_rounds=1)
     assert total == pytest.approx(expected)
     record(benchmark, size)
-    for name in names:
-        store.delete(name)
+    names.next()  # deletes the last round's object
 
 
 @pytest.mark.parametrize("size", list(SIZES))

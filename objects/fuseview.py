@@ -106,12 +106,10 @@ def npy_content(array: Any) -> Content:
 def table_of(value: Any) -> Any:
     import pyarrow as pa  # noqa: PLC0415
 
-    if isinstance(value, pa.Table):
-        return value
-    if isinstance(value, pa.RecordBatch):
-        return pa.Table.from_batches([value])
-    if isinstance(value, (pa.Array, pa.ChunkedArray)):
-        return pa.table({"values": value})
+    from objects.codecs.arrow import as_table  # noqa: PLC0415
+
+    if isinstance(value, (pa.Table, pa.RecordBatch, pa.Array, pa.ChunkedArray)):
+        return as_table(value)[0]
     import pandas as pd  # noqa: PLC0415
 
     if isinstance(value, pd.Series):
@@ -157,6 +155,7 @@ class DatasetView:
         self._refs: dict[str, Any] = {}
         self._listed = 0.0
         self._contents: OrderedDict[tuple[str, str, tuple[Any, ...]], Content] = OrderedDict()
+        self._structures: dict[tuple[str, str], dict[str, Node]] = {}
 
     # -- the tree --------------------------------------------------------------------
 
@@ -183,7 +182,9 @@ class DatasetView:
                     tree[f"/{key}.arrow"] = Node(False, ref.name, "arrow")
                     tree[f"/{key}.parquet"] = Node(False, ref.name, "parquet")
                 elif kind == "Nested":
-                    self._nested(tree, "/" + key, ref.name)
+                    tree.update(self._nested("/" + key, ref))
+            live = {ref.id for ref in refs.values()}
+            self._structures = {k: v for k, v in self._structures.items() if k[1] in live}
             self._tree, self._refs, self._listed = tree, refs, time.monotonic()
             return tree
 
@@ -193,8 +194,13 @@ class DatasetView:
         for depth in range(1, len(parts) + 1):
             tree.setdefault("/" + "/".join(parts[:depth]), Node(True))
 
-    def _nested(self, tree: dict[str, Node], path: str, name: str) -> None:
-        tree[path] = Node(True, name)
+    def _nested(self, path: str, ref: Any) -> dict[str, Node]:
+        """The paths of a nested object, read once per object version."""
+        key = (path, ref.id)
+        if key in self._structures:
+            return self._structures[key]
+        name = ref.name
+        tree = {path: Node(True, name)}
 
         def walk(value: Any, at: str, item: tuple[Any, ...]) -> None:
             entries = value.items() if isinstance(value, dict) else enumerate(value)
@@ -206,7 +212,9 @@ class DatasetView:
                 for fmt in _format_of(child):
                     tree[f"{child_path}.{fmt}"] = Node(False, name, fmt, child_item)
 
-        walk(self.store.get(name), path, ())
+        walk(self.store.get(ref), path, ())
+        self._structures[key] = tree
+        return tree
 
     def lookup(self, path: str) -> Node | None:
         return self.tree().get(path)

@@ -12,12 +12,14 @@ cluster's etcd (``fuse.options.size``), and the bridge links that one instead.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+log = logging.getLogger("fluidv.bridge")
 CONFIG_FILE = "vineyard-config.yaml"
 LINK = "vineyard.sock"
 
@@ -27,20 +29,23 @@ class BridgeState:
     """What the bridge did, for its health endpoint and metrics."""
 
     relinks: int = 0  # links renewed after the first (a worker restarted)
-    linked: bool = False
     last_change: float = 0.0
-    socket_identity: tuple[int, int] | None = None
-    errors: list[str] = field(default_factory=list)
+    socket_identity: tuple[int, int, int] | None = None  # (device, inode, ctime) of the linked socket
+
+    @property
+    def linked(self) -> bool:
+        return self.socket_identity is not None
 
 
-def _identity(path: str) -> tuple[int, int] | None:
+def _identity(path: str) -> tuple[int, int, int] | None:
     try:
         info = os.stat(path)
     except OSError:
         return None
     import stat  # noqa: PLC0415
 
-    return (info.st_dev, info.st_ino) if stat.S_ISSOCK(info.st_mode) else None
+    # a restarted worker's socket may reuse the old inode number: its change time differs
+    return (info.st_dev, info.st_ino, info.st_ctime_ns) if stat.S_ISSOCK(info.st_mode) else None
 
 
 def _atomic_write(path: str, text: str) -> None:
@@ -125,7 +130,6 @@ class Bridge:
         if identity is None:
             if os.path.lexists(self.link):
                 os.unlink(self.link)
-            self.state.linked = False
         else:
             temporary = f"{self.link}.{os.getpid()}.tmp"
             if os.path.lexists(temporary):
@@ -134,7 +138,6 @@ class Bridge:
             os.replace(temporary, self.link)
             if self.state.last_change:
                 self.state.relinks += 1
-            self.state.linked = True
         self.state.socket_identity = identity
         self.state.last_change = time.time()
         return True
@@ -153,7 +156,7 @@ class Bridge:
                         self.local_worker.ensure()
                     self.sync()
                 except OSError as exc:  # a full or read-only disk: report, keep trying
-                    self.state.errors = (self.state.errors + [str(exc)])[-5:]
+                    log.warning("cannot publish into %s: %s", self.publish_dir, exc)
                 self._stop.wait(interval)
         finally:
             if self.local_worker is not None:

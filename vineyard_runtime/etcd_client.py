@@ -43,9 +43,11 @@ class EtcdClient:
         except (OSError, ValueError, urllib.error.URLError):
             return False
 
-    def keys(self, prefix: str) -> list[str]:
-        """Every key under ``prefix``."""
-        body = {"key": _b64(prefix), "range_end": _prefix_end(prefix), "keys_only": True}
+    def keys(self, prefix: str, limit: int | None = None) -> list[str]:
+        """The keys under ``prefix`` (the first ``limit`` of them, in key order)."""
+        body: dict = {"key": _b64(prefix), "range_end": _prefix_end(prefix), "keys_only": True}
+        if limit:
+            body["limit"] = limit
         reply = self._post("/v3/kv/range", body)
         return [base64.b64decode(kv["key"]).decode() for kv in reply.get("kvs", [])]
 

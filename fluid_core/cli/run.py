@@ -67,20 +67,19 @@ def run(path: str, as_json: bool, workdir: str | None, nodes: int, size: str, ru
     started_here = not is_running(workdir)
     with reported():
         local = LocalCluster(nodes=nodes, size=size, workdir=workdir) if started_here else LocalCluster.attach(workdir)
-        if started_here:
-            console.print(f"starting a {nodes}-node local cluster ({size} per node) ...")
+    try:  # checked before a cluster is started for it
+        runner = LocalRunner(local, resources, run_id=run_id)
+    except FlowInvalid as exc:
+        for where, message in exc.problems:
+            click.echo(f"{where}: {message}", err=True)
+        raise CommandError("the flow was rejected before anything ran") from None
+    if started_here:
+        console.print(f"starting a {nodes}-node local cluster ({size} per node) ...")
+        with reported():
             local.start()
     try:
         with Live(console=console, auto_refresh=False, transient=as_json) as live:
-            def show(runs: list) -> None:
-                live.update(operations_table(runs), refresh=True)
-
-            try:
-                runner = LocalRunner(local, resources, run_id=run_id, on_change=show)
-            except FlowInvalid as exc:
-                for where, message in exc.problems:
-                    click.echo(f"{where}: {message}", err=True)
-                raise CommandError("the flow was rejected before anything ran") from None
+            runner.on_change = lambda runs: live.update(operations_table(runs), refresh=True)
             runs = runner.run(until=until, timeout=timeout)
     finally:
         if started_here:

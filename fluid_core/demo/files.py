@@ -51,6 +51,15 @@ class FileContext:
         return value
 
 
+def run_file_step(request: dict[str, Any], result_path: str, log_path: str) -> None:
+    """A step process handing over through files in ``request["files"]``."""
+    import contextlib  # noqa: PLC0415
+
+    from fluid_core.flow.worker import run_step  # noqa: PLC0415
+
+    run_step(request, result_path, log_path, lambda r: contextlib.nullcontext(FileContext(r["files"])))
+
+
 def run_with_files(steps: list[dict[str, Any]], directory: str, workdir: str,
                    timeout: float = 3600.0) -> list[dict[str, Any]]:
     """Run DataProcess ``steps`` one after the other, each in its own process, handing
@@ -64,7 +73,7 @@ def run_with_files(steps: list[dict[str, Any]], directory: str, workdir: str,
             base = os.path.join(workdir, f"files-{index}-{step['metadata']['name']}")
             request = {"resource": step, "files": directory}
             started = time.perf_counter()
-            pid = spawner.spawn(request, base + ".json", base + ".log")
+            pid = spawner.spawn(request, base + ".json", base + ".log", target=f"{__name__}:run_file_step")
             deadline = time.monotonic() + timeout
             while not os.path.exists(base + ".json") and is_alive(pid):
                 if time.monotonic() > deadline:

@@ -64,7 +64,3 @@ def evaluate(ctx: Any) -> None:
     predicted = (x @ model["weights"] + model["bias"]) > 0
     ctx.put("metrics", {"accuracy": float((predicted == (y > 0.5)).mean()), "rows": int(len(y)),
                         "final_loss": model["loss"][-1]})
-
-
-STAGES = (("generate", generate, ()), ("features", features, ("raw",)),
-          ("train", train, ("features", "labels")), ("evaluate", evaluate, ("features", "labels", "model")))

@@ -61,14 +61,11 @@ def write_value(value: Any, fs: Any, base: str, *, table_format: str = "parquet"
         entry.update(kind="series" if series else "frame", name_is_none=series and value.name is None)
         return entry
     if pa is not None and isinstance(value, (pa.Table, pa.RecordBatch, pa.Array, pa.ChunkedArray)):
-        kind = {pa.Table: "table", pa.RecordBatch: "batch"}.get(type(value))
-        if kind is None:
-            kind = "chunked" if isinstance(value, pa.ChunkedArray) else "array"
-            value = pa.table({"values": value})
-        elif kind == "batch":
-            value = pa.Table.from_batches([value])
-        entry = _table(value, fs, base, "arrow" if kind != "table" else table_format)
-        entry["kind"] = kind
+        from objects.codecs.arrow import as_table  # noqa: PLC0415
+
+        table, shape = as_table(value)  # the shape to restore: table, record_batch, chunked_array, array
+        entry = _table(table, fs, base, table_format if shape == "table" else "arrow")
+        entry["kind"] = shape
         return entry
     if torch is not None and isinstance(value, torch.Tensor):
         if value.dtype == torch.bfloat16:
@@ -146,13 +143,13 @@ def read_value(entry: dict[str, Any], fs: Any) -> Any:
     table = read_file(entry["file"], fs, "parquet" if entry["file"].endswith(".parquet") else "arrow")
     if kind == "table":
         return table
-    if kind == "batch":
+    if kind == "record_batch":
         batches = table.combine_chunks().to_batches()
         return batches[0] if batches else _empty_batch(table)
-    if kind == "chunked":
-        return table.column("values")
+    if kind == "chunked_array":
+        return table.column(0)
     if kind == "array":
-        return table.column("values").combine_chunks()
+        return table.column(0).combine_chunks()
     frame = table.to_pandas()
     if kind == "series":
         series = frame.iloc[:, 0]

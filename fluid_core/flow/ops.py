@@ -6,13 +6,13 @@ import importlib
 import importlib.util
 import json
 import posixpath
-import time
 from collections.abc import Callable
 from typing import Any
 
 from fluid_core.errors import FluidError
 from fluid_core.flow.context import StepContext
 from fluid_core.flow.formats import EXTENSIONS, FormatError, filesystem, read_file, read_value, write_value
+from fluid_core.stamps import now_stamp
 
 #: The file that makes a directory a backup (DataBackup writes it; DataLoad restores it).
 MANIFEST = "fluidv-backup.json"
@@ -127,7 +127,7 @@ def backup(ctx: StepContext, location: str) -> int:
         objects.append({"key": key, "typename": ref.typename, "nbytes": ref.nbytes, "labels": dict(ref.labels),
                         "entry": _rebase(entry, root + "/", "")})
     manifest = {"format": BACKUP_FORMAT, "dataset": f"{ctx.namespace}/{ctx.dataset}",
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "objects": objects}
+                "created": now_stamp(), "objects": objects}
     with fs.open_output_stream(posixpath.join(root, MANIFEST)) as out:
         out.write(json.dumps(manifest, indent=1).encode())
     return len(objects)

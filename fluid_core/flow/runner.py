@@ -24,22 +24,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fluid_core.flow.context import OP_LABEL, RUN_LABEL, object_name
-from fluid_core.flow.validate import check, key_of, order
 from fluid_core.flow.spawner import Spawner
+from fluid_core.flow.validate import check, key_of, order
+from fluid_core.models.operations import OperationKind
 from fluid_core.placement import PlacementRequest, rank_nodes
 from fluid_core.placement.flow import follow
 from fluid_core.placement.local import local_view
 from fluid_core.placement.locations import named_ids
+from fluid_core.stamps import now_stamp
 from vineyard_runtime.kube.labels import safe_value
 from vineyard_runtime.local.processes import is_alive, terminate
 
+OPERATION_KINDS = {kind.value for kind in OperationKind}
 PENDING, EXECUTING, COMPLETE, FAILED = "Pending", "Executing", "Complete", "Failed"
 #: How often OnEvent operations read the dataset's object names from etcd.
 EVENT_POLL_SECONDS = 0.2
-
-
-def _stamp() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -122,7 +121,7 @@ class LocalRunner:
         self.cluster = cluster
         self.run_id = run_id or f"run-{uuid.uuid4().hex[:8]}"
         self.datasets = {f"{r.namespace}/{r.name}" for r in resources if r.kind == "Dataset"}
-        operations = [r for r in resources if r.kind in ("DataLoad", "DataProcess", "DataMigrate", "DataBackup")]
+        operations = [r for r in resources if r.kind in OPERATION_KINDS]
         check(self.datasets, operations)
         self.operations = [OperationRun(op) for op in order(operations)]
         self._by_key = {key_of(run.resource): run for run in self.operations}
@@ -132,7 +131,8 @@ class LocalRunner:
                        else tempfile.mkdtemp(prefix=f"fluidv-{self.run_id}-"))
         self.workdir = workdir
         os.makedirs(self.workdir, exist_ok=True)
-        self._on_change = on_change
+        #: Called (from the runner's thread) with the operations whenever one changes.
+        self.on_change = on_change
         self._poll = poll_seconds
         self._stopping = False
         self._placed: dict[str, int] = {}
@@ -273,7 +273,7 @@ class LocalRunner:
         run.log, run._result = base + ".log", base + ".json"
         run.phase, run.message, run.stats, run.written = EXECUTING, "", {}, []
         run.started, run.finished, run.step_seconds = time.monotonic(), None, None
-        run.last_schedule_time = _stamp()
+        run.last_schedule_time = now_stamp()
         namespace = spec.dataset.namespace or run.resource.namespace
         script = getattr(getattr(spec, "processor", None), "script", None)
         if script is not None:
@@ -330,7 +330,7 @@ class LocalRunner:
         if run.started is None:
             run.started = run.finished
         if phase == COMPLETE:
-            run.last_successful_time = _stamp()
+            run.last_successful_time = now_stamp()
         if run.policy == "OnEvent":
             run._baseline = None  # re-read: what the operation itself wrote does not fire it again
         self._changed()
@@ -384,5 +384,5 @@ class LocalRunner:
                 self._changed()
 
     def _changed(self) -> None:
-        if self._on_change is not None:
-            self._on_change(self.operations)
+        if self.on_change is not None:
+            self.on_change(self.operations)

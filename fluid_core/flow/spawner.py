@@ -18,6 +18,7 @@ from typing import Any
 
 from fluid_core.errors import FluidError
 
+RUN_STEP = "fluid_core.flow.worker:run_step"
 PRELOAD = ("numpy", "pyarrow", "pyarrow.parquet", "pandas", "vineyard", "objects",
            "fluid_core.flow.ops", "fluid_core.flow.worker", "fluid_core.models")
 
@@ -49,12 +50,13 @@ class Spawner:
         assert self._proc is not None and self._proc.stdout is not None
         return self._proc.stdout.readline().decode().strip()
 
-    def spawn(self, request: dict[str, Any], result_path: str, log_path: str) -> int:
-        """Fork a step running ``request``; its pid."""
+    def spawn(self, request: dict[str, Any], result_path: str, log_path: str, target: str = RUN_STEP) -> int:
+        """Fork a step running ``target(request, result_path, log_path)`` (a
+        ``module:function``, by default the operation runner); its pid."""
         if self._proc is None or self._proc.poll() is not None:
             raise SpawnerError(f"the step helper is not running; see {self._log_path}")
         assert self._proc.stdin is not None
-        job = {"request": request, "result": result_path, "log": log_path}
+        job = {"target": target, "request": request, "result": result_path, "log": log_path}
         self._proc.stdin.write((json.dumps(job) + "\n").encode())
         self._proc.stdin.flush()
         answer = self._readline()
@@ -88,8 +90,6 @@ def main() -> None:  # pragma: no cover - runs in the helper process
 
     for module in PRELOAD:
         importlib.import_module(module)
-    from fluid_core.flow.worker import run_step  # noqa: PLC0415
-
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps finished steps
     print("ready", flush=True)
     for line in sys.stdin:
@@ -102,7 +102,8 @@ def main() -> None:  # pragma: no cover - runs in the helper process
                 _die_with_parent()
                 devnull = os.open(os.devnull, os.O_RDONLY)
                 os.dup2(devnull, 0)
-                run_step(job["request"], job["result"], job["log"])
+                module, _, function = job["target"].partition(":")
+                getattr(importlib.import_module(module), function)(job["request"], job["result"], job["log"])
             finally:
                 os._exit(0)
         print(pid, flush=True)

@@ -11,8 +11,6 @@ from fluid_core.errors import FluidError
 from fluid_core.flow.formats import FormatError, filesystem
 from fluid_core.flow.ops import OperationFailed, load_function
 
-OPERATION_KINDS = ("DataLoad", "DataProcess", "DataMigrate", "DataBackup")
-
 
 class FlowInvalid(FluidError, ValueError):
     """A flow that must not start; ``problems`` lists (where, what and how to fix)."""

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
-def run_step(request: dict[str, Any], result_path: str, log_path: str) -> None:
-    """Entry point of a step process (``request`` says what, where and for which run)."""
+@contextlib.contextmanager
+def store_context(request: dict[str, Any]) -> Iterator[Any]:
+    """The step's context: its dataset on the node whose socket the request names."""
+    import objects  # noqa: PLC0415
+    from fluid_core.flow.context import StepContext  # noqa: PLC0415
+
+    with objects.connect(request["socket"]) as store:
+        yield StepContext(store, request["namespace"], request["dataset"],
+                          run_id=request["run_id"], operation=request["operation"])
+
+
+def run_step(request: dict[str, Any], result_path: str, log_path: str,
+             open_context: Callable[[dict[str, Any]], Any] = store_context) -> None:
+    """Entry point of a step process (``request`` says what, where and for which run);
+    ``open_context`` makes the context the step gets and puts through."""
     log = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
@@ -20,22 +35,12 @@ def run_step(request: dict[str, Any], result_path: str, log_path: str) -> None:
     result: dict[str, Any] = {"ok": False}
     ctx = None
     try:
-        import objects  # noqa: PLC0415
-        from fluid_core.flow.context import StepContext  # noqa: PLC0415
         from fluid_core.flow.ops import execute  # noqa: PLC0415
         from fluid_core.models import parse  # noqa: PLC0415
 
         resource = parse(request["resource"])
-        if request.get("files"):  # the hand-over baseline: the same step through files
-            from fluid_core.demo.files import FileContext  # noqa: PLC0415
-
-            ctx = FileContext(request["files"])
+        with open_context(request) as ctx:
             summary = execute(resource.kind, resource.spec, ctx)
-        else:
-            with objects.connect(request["socket"]) as store:
-                ctx = StepContext(store, request["namespace"], request["dataset"],
-                                  run_id=request["run_id"], operation=request["operation"])
-                summary = execute(resource.kind, resource.spec, ctx)
         result = {"ok": True, "summary": summary}
     except BaseException as exc:  # noqa: BLE001 - everything is reported to the runner
         traceback.print_exc()

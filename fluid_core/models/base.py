@@ -102,13 +102,6 @@ class Condition(Model):
     last_update_time: str | None = None
 
 
-class ObjectReference(Model):
-    """A reference to a namespaced object by name."""
-
-    name: Name1035
-    namespace: Namespace | None = None
-
-
 @dataclass(frozen=True)
 class CrdInfo:
     """How a resource appears in its CustomResourceDefinition."""

@@ -6,11 +6,11 @@ Importing this module registers the handlers with kopf's default registry
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -24,6 +24,7 @@ from fluid_core.reconcilers.engine import VineyardEngine
 from fluid_core.reconcilers.observed import DatasetObserved, RuntimeObserved, Workload
 from fluid_core.reconcilers.runtime import reconcile_runtime
 from fluid_core.reconcilers.translate import kube_runtime
+from fluid_core.stamps import now_stamp, seconds_between
 from vineyard_runtime.kube.manifests import MANAGED_BY, selector
 
 #: Seconds between re-syncs of readiness from the workloads' status.
@@ -59,14 +60,7 @@ def status_changes(previous: dict[str, Any], status: dict[str, Any]) -> dict[str
 
 
 def _older_than(stamp: str | None, seconds: float) -> bool:
-    if not stamp:
-        return True
-    when = dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
-    return (dt.datetime.now(dt.timezone.utc) - when).total_seconds() > seconds
-
-
-def now_stamp() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return not stamp or seconds_between(stamp, now_stamp()) > seconds
 
 
 @kopf.on.login()
@@ -181,18 +175,42 @@ def live_resource(kube: KubeClient, ref: Ref) -> tuple[dict[str, Any], Any] | No
         return None
 
 
-def resync_runtime(kube: KubeClient, namespace: str, name: str, logger: Any) -> None:
-    """Apply the runtime's objects and node labels, post its events, patch what changed in its status."""
-    ref = Ref(API, "VineyardRuntime", namespace, name)
-    with lock_of("VineyardRuntime", namespace, name), reconciling("VineyardRuntime"):
+def resync(kube: KubeClient, kind: str, namespace: str, name: str,
+           sync: Callable[[dict[str, Any], Any, dict[str, Any]], dict[str, Any]]) -> None:
+    """The cycle every reconcile shares: under the resource's lock, read it live, let
+    ``sync(body, resource, previous status)`` act and return the new status, patch what changed."""
+    ref = Ref(API, kind, namespace, name)
+    with lock_of(kind, namespace, name), reconciling(kind):
         live = live_resource(kube, ref)
         if live is None:
             return
-        body, runtime = live
+        body, resource = live
+        previous = body.get("status") or {}
+        changes = status_changes(previous, sync(body, resource, previous))
+        if changes:
+            kube.patch_status(ref, changes)
+
+
+def apply_all(kube: KubeClient, manifests: list[dict[str, Any]], logger: Any) -> None:
+    """Create or update ``manifests``, logging what changed."""
+    for manifest in manifests:
+        result = kube.apply(manifest)
+        if result != "unchanged":
+            logger.info("%s %s/%s", result, manifest["kind"], manifest["metadata"]["name"])
+
+
+def post_events(body: Any, events: list[tuple[str, str, str]]) -> None:
+    for kind, reason, message in events:
+        kopf.event(body, type=kind, reason=reason, message=message)
+
+
+def resync_runtime(kube: KubeClient, namespace: str, name: str, logger: Any) -> None:
+    """Apply the runtime's objects and node labels, post its events, patch what changed in its status."""
+
+    def sync(body: dict[str, Any], runtime: Any, previous: dict[str, Any]) -> dict[str, Any]:
         exists, dataset = _dataset_of(kube, namespace, name)
         engine = VineyardEngine(kube_runtime(runtime, dataset))
         observed = observe_runtime(kube, runtime, engine, exists)
-        previous = body.get("status") or {}
         outcome = reconcile_runtime(engine, observed, dict(previous), now=now_stamp())
         digest = hashlib.sha256(json.dumps(outcome.desired, sort_keys=True).encode()).hexdigest()[:16]
         workloads_present = observed.workers is not None or not any(
@@ -201,18 +219,14 @@ def resync_runtime(kube: KubeClient, namespace: str, name: str, logger: Any) -> 
                 previous.get("appliedAt"), FULL_APPLY_SECONDS):
             outcome.status["appliedDigest"], outcome.status["appliedAt"] = digest, previous.get("appliedAt")
         else:
-            for manifest in outcome.desired:
-                result = kube.apply(manifest)
-                if result != "unchanged":
-                    logger.info("%s %s/%s", result, manifest["kind"], manifest["metadata"]["name"])
+            apply_all(kube, outcome.desired, logger)
             outcome.status["appliedDigest"], outcome.status["appliedAt"] = digest, now_stamp()
         for node, labels in outcome.label_nodes.items():
             kube.patch(Ref("v1", "Node", None, node), {"metadata": {"labels": labels}})
-        for kind, reason, message in outcome.events:
-            kopf.event(body, type=kind, reason=reason, message=message)
-        changes = status_changes(previous, outcome.status)
-        if changes:
-            kube.patch_status(ref, changes)
+        post_events(body, outcome.events)
+        return outcome.status
+
+    resync(kube, "VineyardRuntime", namespace, name, sync)
 
 
 @kopf.on.resume(GROUP, VERSION, "vineyardruntimes")
@@ -300,18 +314,12 @@ def observe_dataset(kube: KubeClient, namespace: str, name: str) -> DatasetObser
 
 def resync_dataset(kube: KubeClient, namespace: str, name: str) -> None:
     """Patch what changed in the dataset's status."""
-    ref = Ref(API, "Dataset", namespace, name)
-    with lock_of("Dataset", namespace, name), reconciling("Dataset"):
-        live = live_resource(kube, ref)
-        if live is None:
-            return
-        body, _dataset = live
+
+    def sync(_body: dict[str, Any], _dataset: Any, previous: dict[str, Any]) -> dict[str, Any]:
         observed = observe_dataset(kube, namespace, name)
-        previous = body.get("status") or {}
-        outcome = reconcile_dataset(name, namespace, observed, dict(previous), now=now_stamp())
-        changes = status_changes(previous, outcome.status)
-        if changes:
-            kube.patch_status(ref, changes)
+        return reconcile_dataset(name, namespace, observed, dict(previous), now=now_stamp()).status
+
+    resync(kube, "Dataset", namespace, name, sync)
 
 
 @kopf.on.resume(GROUP, VERSION, "datasets")

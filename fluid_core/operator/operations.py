@@ -12,24 +12,25 @@ from typing import Any
 
 import kopf
 
-from fluid_core.metrics import reconciling
 from fluid_core.models import GROUP, VERSION
+from fluid_core.models import KINDS as MODELS
+from fluid_core.models.operations import OperationKind
 from fluid_core.operator.handlers import (
     API,
+    apply_all,
     client,
-    live_resource,
-    lock_of,
     now_stamp,
     parse_live,
+    post_events,
+    resync,
     state_changed,
-    status_changes,
 )
 from fluid_core.operator.kube import KubeClient, Ref
 from fluid_core.reconcilers.operation import JobObserved, OperationObserved, job_name, reconcile_operation
 from vineyard_runtime.kube.manifests import MANAGED_BY
 
-KINDS = {"DataLoad": "dataloads", "DataProcess": "dataprocesses", "DataMigrate": "datamigrates",
-         "DataBackup": "databackups"}
+#: Each operation kind and its plural (the resource kopf watches).
+KINDS = {kind.value: MODELS[kind.value].CRD.plural for kind in OperationKind}
 
 
 def _job(kube: KubeClient, op: Any) -> JobObserved | None:
@@ -64,22 +65,14 @@ def observe_operation(kube: KubeClient, op: Any) -> OperationObserved:
 
 def resync_operation(kube: KubeClient, kind: str, namespace: str, name: str, logger: Any) -> None:
     """Apply the operation's Job and patch what changed in its status."""
-    ref = Ref(API, kind, namespace, name)
-    with lock_of(kind, namespace, name), reconciling(kind):
-        live = live_resource(kube, ref)
-        if live is None:
-            return
-        body, op = live
-        previous = body.get("status") or {}
+
+    def sync(body: dict[str, Any], op: Any, previous: dict[str, Any]) -> dict[str, Any]:
         outcome = reconcile_operation(op, observe_operation(kube, op), previous, now=now_stamp())
-        for manifest in outcome.desired:
-            if kube.apply(manifest) == "created":
-                logger.info("created %s/%s", manifest["kind"], manifest["metadata"]["name"])
-        for event_type, reason, message in outcome.events:
-            kopf.event(body, type=event_type, reason=reason, message=message)
-        changes = status_changes(previous, outcome.status)
-        if changes:
-            kube.patch_status(ref, changes)
+        apply_all(kube, outcome.desired, logger)
+        post_events(body, outcome.events)
+        return outcome.status
+
+    resync(kube, kind, namespace, name, sync)
 
 
 def _register(kind: str, plural: str) -> None:

@@ -70,12 +70,11 @@ def named_ids(etcd_endpoint: str, timeout: float = 2.0) -> dict[str, str]:
     from vineyard_runtime.etcd_client import EtcdClient  # noqa: PLC0415
 
     client = EtcdClient(etcd_endpoint, timeout=timeout)
-    sessions = {"/".join(k.split("/")[:3]) for k in client.keys(PREFIX) if k.count("/") >= 3}
-    ids = {}
-    for session in sessions:
-        for key, raw in client.get_prefix(f"{session}/names/").items():
-            ids[_unescape(key.rsplit("/", 1)[-1])] = raw
-    return ids
+    first = client.keys(PREFIX, limit=1)  # the session folder (one per cluster), without listing every key
+    if not first or first[0].count("/") < 3:
+        return {}
+    session = "/".join(first[0].split("/")[:3])
+    return {_unescape(key.rsplit("/", 1)[-1]): raw for key, raw in client.get_prefix(f"{session}/names/").items()}
 
 
 def read_locations(etcd_endpoint: str, timeout: float = 2.0) -> dict[str, dict[str, int]]:

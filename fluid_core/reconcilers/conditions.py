@@ -18,7 +18,3 @@ def set_condition(
         "lastTransitionTime": since or now,
     })
     return sorted(result, key=lambda c: c["type"])
-
-
-def condition(conditions: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
-    return next((c for c in conditions if c.get("type") == kind), None)

@@ -16,6 +16,7 @@ from fluid_core.placement.flow import follow
 from fluid_core.placement.mutate import CONFIG_FILE
 from fluid_core.placement.view import ClusterView
 from fluid_core.reconcilers.conditions import set_condition
+from fluid_core.stamps import seconds_between
 from vineyard_runtime.kube.labels import safe_value
 from vineyard_runtime.kube.manifests import MANAGED_BY
 
@@ -170,17 +171,9 @@ def reconcile_operation(op: Any, observed: OperationObserved, previous_status: d
     if job is not None and job.succeeded > 0:
         status["lastSuccessfulTime"] = job.completion_time or now
         if job.start_time and job.completion_time:
-            status["duration"] = _duration(job.start_time, job.completion_time)
+            status["duration"] = f"{seconds_between(job.start_time, job.completion_time):.0f}s"
         return finish(COMPLETE, "JobSucceeded", f"Job {job_name(op)} succeeded")
     if job is not None and job.failed > BACKOFF_LIMIT:
         out.events.append(("Warning", "JobFailed", f"Job {job_name(op)} failed {job.failed} times"))
         return finish(FAILED, "JobFailed", f"Job {job_name(op)} failed {job.failed} times; see its pods' logs")
     return finish(EXECUTING, "JobRunning", f"Job {job_name(op)} runs")
-
-
-def _duration(start: str, end: str) -> str:
-    import datetime as dt  # noqa: PLC0415
-
-    fmt = "%Y-%m-%dT%H:%M:%SZ"
-    seconds = (dt.datetime.strptime(end, fmt) - dt.datetime.strptime(start, fmt)).total_seconds()
-    return f"{seconds:.0f}s"
