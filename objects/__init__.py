@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from objects.codecs.registry import register, unregister
 from objects.connection import candidate_targets, connect_first
+from objects.directory import open_directory
 from objects.errors import (
     ObjectExists,
     ObjectNotFound,
@@ -33,7 +34,7 @@ def connect(
     spawns a daemon.
     """
     client, target = connect_first(candidate_targets(socket, endpoint, config))
-    return ObjectStore(client, target)
+    return ObjectStore(client, target, open_directory(target))
 
 
 __all__ = [

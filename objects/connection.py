@@ -2,29 +2,57 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import socket as _socket
+import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from objects.errors import StoreUnavailable
+from vineyard_runtime import node_config
 from vineyard_runtime.local.probe import socket_accepts
+from vineyard_runtime.spec import DEFAULT_ETCD_PREFIX
 
 IPC_ENV = "VINEYARD_IPC_SOCKET"
 CONFIG_ENV = "VINEYARD_CONFIG"
 RPC_ENV = "VINEYARD_RPC_ENDPOINT"
 
 
+ETCD_ENV = "FLUIDV_ETCD_ENDPOINT"
+ETCD_PREFIX_ENV = "FLUIDV_ETCD_PREFIX"
+
+
 @dataclass(frozen=True)
 class Target:
-    """Where to connect: a Unix socket (IPC, zero copy) or host:port (RPC)."""
+    """Where to connect: a Unix socket (IPC, zero copy) or host:port (RPC), and the
+    cluster's etcd when the config that named it says (the object directory)."""
 
     kind: str  # "ipc" | "rpc"
     address: str
     source: str  # what named it: "argument", "$VINEYARD_IPC_SOCKET", ...
+    etcd_endpoint: str | None = None
+    etcd_prefix: str = DEFAULT_ETCD_PREFIX
+
+    def directory_settings(self) -> tuple[str, str] | None:
+        """(etcd endpoint, prefix) of the object directory: ``$FLUIDV_ETCD_ENDPOINT``,
+        else the config that named this target, else the config published beside the
+        socket; None when nothing says."""
+        if os.environ.get(ETCD_ENV):
+            return os.environ[ETCD_ENV], os.environ.get(ETCD_PREFIX_ENV) or DEFAULT_ETCD_PREFIX
+        if self.etcd_endpoint:
+            return self.etcd_endpoint, self.etcd_prefix
+        if self.kind == "ipc":
+            for socket in dict.fromkeys((self.address, os.path.realpath(self.address))):  # a link, then its worker
+                published = node_config.for_socket(socket)
+                if published is not None and published.etcd_endpoint:
+                    return published.etcd_endpoint, published.etcd_prefix
+        return None
 
     def describe(self) -> str:
         return f"{self.kind.upper()} {self.address} (from {self.source})"
@@ -38,16 +66,14 @@ def _config_targets(path: str, source: str) -> list[Target]:
         raise StoreUnavailable(f"cannot read Vineyard config {path} ({source}): {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise StoreUnavailable(f"Vineyard config {path} ({source}) is not valid YAML: {exc}") from None
-    section = data.get("Vineyard", data) if isinstance(data, dict) else {}
-    targets = []
-    if section.get("IPCSocket"):
-        targets.append(Target("ipc", str(section["IPCSocket"]), f"{source} {path}"))
-    for endpoint in str(section.get("RPCEndpoint") or "").split(","):
-        if endpoint.strip():
-            targets.append(Target("rpc", endpoint.strip(), f"{source} {path}"))
+    config = node_config.NodeConfig.from_mapping(data)
+    where = f"{source} {path}"
+    targets = [Target("ipc", config.socket, where)] if config.socket else []
+    targets += [Target("rpc", endpoint, where) for endpoint in config.rpc_endpoints]
     if not targets:
         raise StoreUnavailable(f"Vineyard config {path} ({source}) names neither IPCSocket nor RPCEndpoint")
-    return targets
+    return [dataclasses.replace(t, etcd_endpoint=config.etcd_endpoint, etcd_prefix=config.etcd_prefix)
+            for t in targets]
 
 
 def candidate_targets(socket: str | None, endpoint: str | None, config: str | None) -> list[Target]:
@@ -111,6 +137,21 @@ def release(target: Target, client: Any) -> None:
     client.close()
 
 
+@contextlib.contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """Point file descriptor 1 at /dev/null for the duration (C++ code writes there)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 def open_client(target: Target) -> Any:
     """A vineyard client for a reachable target (vineyard is imported here, lazily)."""
     os.environ["VINEYARD_IPC_SKIP_RETRY"] = "1"
@@ -121,7 +162,8 @@ def open_client(target: Target) -> Any:
         client = vineyard.connect(target.address)
     else:
         host, port = _split_endpoint(target.address)
-        client = vineyard.connect(host, port)
+        with quiet_stdout():  # vineyard prints a line about RDMA on the process's stdout
+            client = vineyard.connect(host, port)
     with _open_lock:
         _open[(target.kind, target.address)] = _open.get((target.kind, target.address), 0) + 1
     return client

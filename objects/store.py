@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -11,14 +12,22 @@ import numpy as np
 from objects import codecs
 from objects.allocation import Allocation
 from objects.codecs.base import Context, labels_of
-from objects.connection import Target, release
-from objects.errors import ObjectExists, ObjectNotFound, ObjectsError, StoreFull
+from objects.connection import Target, quiet_stdout, release
+from objects.directory import Directory, Entry, EtcdUnavailable
+from objects.errors import ObjectExists, ObjectNotFound, ObjectsError, StoreFull, StoreUnavailable
+from objects.layout import InlineContext, LayoutMeta, TooLarge
 from objects.refs import ObjectRef
 from objects.streams import StreamReader, StreamWriter, delete_stream
 
 _OBJECT_ID = re.compile(r"^o[0-9a-f]{16}$")
-_NAME_LIMIT = 1_000_000
+_INLINE_ID = re.compile(r"^i[0-9a-f]{16}$")
 RESERVED_PREFIX = "__fluidv"
+#: How often a replace retries when other writers keep changing the name meanwhile.
+_REPLACE_TRIES = 50
+
+
+class _Vanished(ObjectNotFound):
+    """The object an entry pointed at was deleted meanwhile."""
 
 
 def _check_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
@@ -34,18 +43,25 @@ def _check_name(name: str) -> str:
         raise ObjectsError(f"object name {name!r} must be a non-empty string without outer spaces")
     if name.startswith(RESERVED_PREFIX):
         raise ObjectsError(f"names starting with {RESERVED_PREFIX!r} are reserved")
-    if _OBJECT_ID.match(name):
+    if _OBJECT_ID.match(name) or _INLINE_ID.match(name):
         raise ObjectsError(f"name {name!r} looks like an object id; choose another name")
     return name
 
 
 class ObjectStore:
-    """A connection to one Vineyard node (made by :func:`objects.connect`)."""
+    """A connection to one Vineyard node (made by :func:`objects.connect`).
 
-    def __init__(self, client: Any, target: Target) -> None:
+    Names live in the cluster's object directory (:mod:`objects.directory`): a named
+    put is one etcd transaction, a small value is kept whole in its entry, and a large
+    one stays a private Vineyard object of this node until another node reads it.
+    """
+
+    def __init__(self, client: Any, target: Target, directory: Directory | None = None) -> None:
         self._client = client
         self.target = target
+        self._directory = directory
         self._nodes: dict[int, str] = {}
+        self._rpc: dict[str, Any] = {}
         self._closed = False
 
     # -- connection ----------------------------------------------------------------
@@ -54,6 +70,17 @@ class ObjectStore:
     def client(self) -> Any:
         """The underlying vineyard client, for what this API does not cover."""
         return self._client
+
+    @property
+    def directory(self) -> Directory:
+        """The cluster's object directory; StoreUnavailable when this node has none."""
+        if self._directory is None:
+            raise StoreUnavailable(
+                f"{self.target.describe()} publishes no object directory, so names and streams "
+                "cannot be used: connect through the node's vineyard-config.yaml (it names "
+                "EtcdEndpoint) or set $FLUIDV_ETCD_ENDPOINT to the cluster's etcd"
+            )
+        return self._directory
 
     @property
     def instance_id(self) -> int:
@@ -74,6 +101,11 @@ class ObjectStore:
         if self._closed:
             return
         self._closed = True
+        for rpc in self._rpc.values():
+            try:
+                rpc.close()
+            except Exception:  # noqa: BLE001 - closing a dead connection is harmless
+                pass
         try:
             release(self.target, self._client)
         except Exception:  # noqa: BLE001 - closing a dead connection is harmless
@@ -105,32 +137,150 @@ class ObjectStore:
             )
         return Context(self._client, self.node, allow_pickle=allow_pickle, labels=labels)
 
+    def _etcd(self, what: str) -> Any:
+        """Run ``what`` against the directory, reporting a lost etcd as StoreUnavailable."""
+        try:
+            return what()
+        except EtcdUnavailable as exc:
+            raise StoreUnavailable(f"the object directory of {self.node} is unreachable: {exc}") from None
+
+    # -- entries: how a value is written, found and dropped --------------------------
+
+    def encode_entry(self, value: Any, labels: Mapping[str, str] | None = None, *,
+                     allow_pickle: bool = False) -> Entry:
+        """Write ``value`` for the directory: inline when small, else a private Vineyard
+        object of this node. Nothing is named yet (``drop_entry`` undoes it)."""
+        labels = _check_labels(labels)
+        ctx = self._context(labels, allow_pickle)
+        try:
+            inline = codecs.encode(InlineContext(self.node, labels, allow_pickle=allow_pickle), value)
+        except TooLarge:
+            return self._entry_of(codecs.encode(ctx, value), labels)
+        return Entry(id=f"i{secrets.token_hex(8)}", typename=inline.typename, nbytes=inline.nbytes,
+                     instance_id=self.instance_id, node=self.node, labels=labels, layout=inline.to_json())
+
+    def _entry_of(self, meta: Any, labels: dict[str, str]) -> Entry:
+        return Entry(id=f"o{int(meta.id):016x}", typename=str(meta.typename), nbytes=int(meta.nbytes),
+                     instance_id=int(meta.instance_id), node=self._node_name(int(meta.instance_id)),
+                     labels=labels)
+
+    def load_entry(self, entry: Entry, *, allow_pickle: bool = False) -> Any:
+        """The value an entry describes (raises _Vanished when its object is gone)."""
+        if entry.layout is not None:
+            return codecs.decode(None, LayoutMeta.from_json(entry.layout), allow_pickle=allow_pickle)
+        import vineyard  # noqa: PLC0415
+
+        object_id = vineyard.ObjectID(entry.id)
+        try:
+            if not self.is_ipc:
+                meta = self._client.rpc_client.get_object(object_id).meta  # copies the blobs over RPC
+            elif entry.instance_id == self.instance_id:
+                meta = self._client.get_meta(object_id)
+            else:
+                meta = self._fetch(entry, object_id)
+            return codecs.decode(self._client, meta, allow_pickle=allow_pickle)
+        except (vineyard.ObjectNotExistsException, vineyard.MetaTreeSubtreeNotExistsException):
+            raise _Vanished(entry.id) from None
+        except RuntimeError:  # vineyard's report of a blob deleted between metadata and data
+            if self.is_ipc and not self._client.ipc_client.exists(object_id):
+                raise _Vanished(entry.id) from None
+            raise
+
+    def _owner(self, entry: Entry) -> Any:
+        """The registered instance holding ``entry``; ObjectNotFound when its node is gone."""
+        owner = self._etcd(self.directory.instances).get(entry.instance_id)
+        if owner is None:
+            raise ObjectNotFound(
+                f"object {entry.id} was held by node {entry.node}, which is gone (its vineyardd "
+                "stopped or restarted, and its memory with it); put the value again"
+            )
+        return owner
+
+    def _rpc_client(self, endpoint: str) -> Any:
+        if endpoint not in self._rpc:
+            import vineyard  # noqa: PLC0415
+
+            host, _, port = endpoint.rpartition(":")
+            with quiet_stdout():  # vineyard prints a line about RDMA on the process's stdout
+                self._rpc[endpoint] = vineyard.connect(host, int(port))
+        return self._rpc[endpoint]
+
+    def _fetch(self, entry: Entry, object_id: Any) -> Any:
+        """Move an object of another node here: its node publishes it to the cluster's
+        metadata (only now that someone asks), then Vineyard migrates it."""
+        owner = self._owner(entry)
+        try:
+            self._rpc_client(owner.rpc_endpoint).rpc_client.persist(object_id)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise ObjectNotFound(f"node {entry.node} holding {entry.id} does not answer: {exc}") from None
+        return self._migrate(self._client.get_meta(object_id, sync_remote=True))
+
+    def drop_entry(self, entry: Entry) -> None:
+        """Free what ``entry`` holds (nothing for inline values; best effort on other nodes)."""
+        if entry.layout is not None:
+            return
+        import vineyard  # noqa: PLC0415
+
+        object_id = vineyard.ObjectID(entry.id)
+        try:
+            if entry.instance_id == self.instance_id:
+                self._delete_id(object_id)
+            else:
+                owner = self._etcd(self.directory.instances).get(entry.instance_id)
+                if owner is not None:
+                    self._rpc_client(owner.rpc_endpoint).delete(object_id, force=False, deep=True)
+        except (vineyard.ObjectNotExistsException, ObjectsError, OSError, RuntimeError):
+            pass
+
+    def _ref_of(self, entry: Entry, name: str | None) -> ObjectRef:
+        return ObjectRef(id=entry.id, name=name, typename=entry.typename, nbytes=entry.nbytes,
+                         node=entry.node, instance_id=entry.instance_id, labels=dict(entry.labels))
+
+    def _alive(self, entry: Entry, instances: Mapping[int, Any] | None = None) -> bool:
+        if entry.layout is not None or entry.instance_id == self.instance_id:
+            return True
+        if instances is None:
+            instances = self._etcd(self.directory.instances)
+        return entry.instance_id in instances
+
     # -- resolution ----------------------------------------------------------------
 
-    def _resolve(self, target: ObjectRef | str | int | Any) -> tuple[Any, str | None]:
-        """(ObjectID, name or None) of ``target``; ObjectNotFound when unknown."""
+    def _find(self, target: ObjectRef | str | int | Any) -> tuple[str | None, Entry | None, Any]:
+        """(name, directory entry, vineyard id) of ``target``: a name gives its entry; an
+        id gives a vineyard id; ObjectNotFound when the name is unknown."""
         import vineyard  # noqa: PLC0415
 
         if isinstance(target, ObjectRef):
-            return vineyard.ObjectID(target.id), target.name
+            if target.name is not None:
+                return self._find(target.name)
+            return None, None, vineyard.ObjectID(target.id)
         if isinstance(target, vineyard.ObjectID):
-            return target, None
+            return None, None, target
         if isinstance(target, int) and not isinstance(target, bool):
-            return vineyard.ObjectID(target), None
+            return None, None, vineyard.ObjectID(target)
         if isinstance(target, str):
+            if _INLINE_ID.match(target):
+                return self._named_by_id(target)
             if _OBJECT_ID.match(target):
-                return vineyard.ObjectID(target), None
-            try:
-                return self._client.get_name(target), target
-            except vineyard.ObjectNotExistsException:
-                raise ObjectNotFound(f"no object named {target!r} in the cluster of {self.node}") from None
+                return None, None, vineyard.ObjectID(target)
+            entry = self._etcd(lambda: self.directory.get(target))
+            if entry is None:
+                raise ObjectNotFound(f"no object named {target!r} in the cluster of {self.node}")
+            return target, entry, None
         raise ObjectsError(f"cannot find an object by a {type(target).__name__}; give a name, id or ObjectRef")
+
+    def _named_by_id(self, object_id: str) -> tuple[str, Entry, None]:
+        """The name and entry of a named object given by id (one read of the directory)."""
+        for name, entry in self._etcd(lambda: self.directory.entries()):
+            if entry.id == object_id:
+                return name, entry, None
+        raise ObjectNotFound(f"no object {object_id} in the cluster of {self.node}")
 
     def _meta(self, object_id: Any, what: Any) -> Any:
         import vineyard  # noqa: PLC0415
 
         try:
-            return self._client.get_meta(object_id, sync_remote=True)
+            return self._client.get_meta(object_id)
         except (vineyard.ObjectNotExistsException, vineyard.MetaTreeSubtreeNotExistsException):
             hint = ""
             if isinstance(what, ObjectRef) and what.name is None and what.instance_id != self.instance_id:
@@ -162,24 +312,40 @@ class ObjectStore:
     ) -> ObjectRef:
         """Store ``value`` on this node (one copy into shared memory) and return its ref.
 
-        A named object is persisted, so every node of the cluster sees it. Naming an
+        A named object is visible from every node as soon as this returns. Naming an
         existing object raises ObjectExists unless ``replace=True`` (the old object is
         then deleted). A full node raises StoreFull; nothing moves to another node.
         """
-        if name is not None:
-            _check_name(name)
-        return self._put(value, name, _check_labels(labels), replace, allow_pickle)
+        if name is None:
+            meta = codecs.encode(self._context(_check_labels(labels), allow_pickle), value)
+            return self._ref(meta, None)
+        _check_name(name)
+        entry = self.encode_entry(value, labels, allow_pickle=allow_pickle)
+        return self._ref_of(self._name(name, entry, replace), name)
 
-    def _put(self, value: Any, name: str | None, labels: dict[str, str], replace: bool,
-             allow_pickle: bool) -> ObjectRef:
-        if name is not None:
-            self._check_free(name, replace)
-        meta = codecs.encode(self._context(labels, allow_pickle), value)
-        return self._publish(meta, name, replace)
-
-    def _put_internal(self, value: Any, name: str, labels: dict[str, str]) -> ObjectRef:
-        """``put`` under a reserved name (streams and other bookkeeping)."""
-        return self._put(value, name, labels, replace=False, allow_pickle=False)
+    def _name(self, name: str, entry: Entry, replace: bool) -> Entry:
+        """Give ``entry`` the name ``name`` (one transaction); on failure free the entry."""
+        directory = self.directory
+        try:
+            if not replace:
+                stored = self._etcd(lambda: directory.create(name, entry))
+                if stored is None:
+                    raise ObjectExists(
+                        f"an object named {name!r} already exists; pass replace=True to replace it "
+                        "or delete it first"
+                    )
+                return stored
+            for _ in range(_REPLACE_TRIES):
+                old = self._etcd(lambda: directory.get(name))
+                stored = self._etcd(lambda: directory.swap(name, entry, old))
+                if stored is not None:
+                    if old is not None and old.id != entry.id:
+                        self.drop_entry(old)
+                    return stored
+            raise ObjectsError(f"name {name!r} kept changing under {_REPLACE_TRIES} replace attempts; try again")
+        except BaseException:
+            self.drop_entry(entry)
+            raise
 
     def _check_free(self, name: str, replace: bool) -> None:
         if not replace and self.exists(name):
@@ -187,21 +353,6 @@ class ObjectStore:
                 f"an object named {name!r} already exists; pass replace=True to replace it "
                 "or delete it first"
             )
-
-    def _publish(self, meta: Any, name: str | None, replace: bool) -> ObjectRef:
-        if name is None:
-            return self._ref(meta, None)
-        old = None
-        if replace:
-            try:
-                old, _ = self._resolve(name)
-            except ObjectNotFound:
-                old = None
-        self._client.persist(meta.id)
-        self._client.put_name(meta.id, name)
-        if old is not None and old != meta.id:
-            self._delete_id(old)
-        return self._ref(meta, name)
 
     def allocate(
         self,
@@ -223,10 +374,13 @@ class ObjectStore:
             _check_name(name)
             self._check_free(name, replace)
         ctx = self._context(labels, allow_pickle=False)
-        return Allocation(
-            ctx, shape, np.dtype(dtype), order,
-            publish=lambda meta: self._publish(meta, name, replace),
-        )
+
+        def publish(meta: Any) -> ObjectRef:
+            if name is None:
+                return self._ref(meta, None)
+            return self._ref_of(self._name(name, self._entry_of(meta, labels), replace), name)
+
+        return Allocation(ctx, shape, np.dtype(dtype), order, publish=publish)
 
     # -- reading -------------------------------------------------------------------
 
@@ -237,13 +391,25 @@ class ObjectStore:
         another node is first migrated to this node (one transfer, then zero copy). Over
         an RPC connection the data is copied to this process instead.
         """
-        object_id, _ = self._resolve(target)
-        meta = self._meta(object_id, target)
-        if not self.is_ipc:
-            meta = self._client.rpc_client.get_object(object_id).meta  # copies the blobs over RPC
-        elif int(meta.instance_id) != self.instance_id:
-            meta = self._migrate(meta)
-        return codecs.decode(self._client, meta, allow_pickle=allow_pickle)
+        name, entry, object_id = self._find(target)
+        if entry is None:
+            meta = self._meta(object_id, target)
+            if not self.is_ipc:
+                meta = self._client.rpc_client.get_object(object_id).meta  # copies the blobs over RPC
+            elif int(meta.instance_id) != self.instance_id:
+                meta = self._migrate(meta)
+            return codecs.decode(self._client, meta, allow_pickle=allow_pickle)
+        try:
+            return self.load_entry(entry, allow_pickle=allow_pickle)
+        except _Vanished:
+            pass
+        again = self._etcd(lambda: self.directory.get(name))  # replaced or deleted meanwhile?
+        if again is not None and again.revision != entry.revision:
+            try:
+                return self.load_entry(again, allow_pickle=allow_pickle)
+            except _Vanished:
+                pass
+        raise ObjectNotFound(f"object {name!r} was deleted while it was being read")
 
     def _migrate(self, meta: Any) -> Any:
         import vineyard  # noqa: PLC0415
@@ -259,44 +425,37 @@ class ObjectStore:
 
     def info(self, target: ObjectRef | str | int | Any) -> ObjectRef:
         """Id, name, type, size, node and labels of an object."""
-        object_id, name = self._resolve(target)
-        return self._ref(self._meta(object_id, target), name)
+        name, entry, object_id = self._find(target)
+        if entry is None:
+            return self._ref(self._meta(object_id, target), None)
+        if not self._alive(entry):
+            self._owner(entry)  # raises ObjectNotFound naming the lost node
+        return self._ref_of(entry, name)
 
     def exists(self, target: ObjectRef | str | int | Any) -> bool:
-        """True when the object is known to the cluster."""
+        """True when the object is known to the cluster (and its node is up)."""
         try:
-            object_id, _ = self._resolve(target)
-            self._meta(object_id, target)
+            self.info(target)
         except ObjectNotFound:
             return False
         return True
 
-    def _names(self, prefix: str | None, *, internal: bool = False) -> dict[str, Any]:
-        plain = prefix and not any(c in prefix for c in "*?[")
-        pattern = prefix + "*" if plain else "*"
-        names = self._client.list_names(pattern, limit=_NAME_LIMIT)
-        return {
-            str(k): v for k, v in names.items()
-            if internal == str(k).startswith(RESERVED_PREFIX) and (not prefix or str(k).startswith(prefix))
-        }
-
     def list(self, prefix: str | None = None, labels: Mapping[str, str] | None = None) -> list[ObjectRef]:
         """Named objects, optionally those whose name starts with ``prefix`` and that carry
-        every label in ``labels``; sorted by name."""
-        return self._list(prefix, _check_labels(labels), internal=False)
+        every label in ``labels``; sorted by name. Objects of nodes that are gone are left out.
 
-    def _list_internal(self, prefix: str) -> list[ObjectRef]:
-        return self._list(prefix, {}, internal=True)
-
-    def _list(self, prefix: str | None, wanted: dict[str, str], internal: bool) -> list[ObjectRef]:
+        One read of the directory, whatever the number of objects."""
+        wanted = _check_labels(labels)
+        found = self._etcd(lambda: self.directory.entries(prefix or ""))
+        instances = None
         refs = []
-        for name, object_id in sorted(self._names(prefix, internal=internal).items()):
-            try:
-                ref = self._ref(self._client.get_meta(object_id, sync_remote=True), name)
-            except Exception:  # noqa: BLE001 - deleted meanwhile
+        for name, entry in found:
+            if name.startswith(RESERVED_PREFIX) or any(entry.labels.get(k) != v for k, v in wanted.items()):
                 continue
-            if all(ref.labels.get(k) == v for k, v in wanted.items()):
-                refs.append(ref)
+            if entry.layout is None and entry.instance_id != self.instance_id and instances is None:
+                instances = self._etcd(self.directory.instances)
+            if self._alive(entry, instances or {}):
+                refs.append(self._ref_of(entry, name))
         return refs
 
     def __iter__(self) -> Iterator[ObjectRef]:
@@ -314,18 +473,18 @@ class ObjectStore:
 
     def delete(self, target: ObjectRef | str | int | Any) -> None:
         """Delete an object (and its name); ObjectNotFound when unknown."""
-        self._delete_internal(target)
-
-    def _delete_internal(self, target: ObjectRef | str | int | Any) -> None:
-        object_id, name = self._resolve(target)
-        self._meta(object_id, target)
-        names = [name] if name else [n for n, i in self._names(None).items() if i == object_id]
-        for each in names:
-            try:
-                self._client.drop_name(each)
-            except Exception:  # noqa: BLE001 - already dropped
-                pass
-        self._delete_id(object_id)
+        name, entry, object_id = self._find(target)
+        if entry is None:
+            entry_id = f"o{int(self._meta(object_id, target).id):016x}"
+            for each, named in self._etcd(lambda: self.directory.entries()):
+                if named.id == entry_id:
+                    self._etcd(lambda: self.directory.remove(each, named))
+            self._delete_id(object_id)
+            return
+        assert name is not None
+        if not self._etcd(lambda: self.directory.remove(name, entry)):
+            raise ObjectNotFound(f"object {name!r} was replaced or deleted meanwhile; nothing was deleted")
+        self.drop_entry(entry)
 
     def delete_many(self, *, labels: Mapping[str, str] | None = None, prefix: str | None = None) -> int:
         """Delete the named objects matching ``labels`` and ``prefix``; return how many.
@@ -360,5 +519,5 @@ class ObjectStore:
         return StreamReader(self, name, timeout=timeout, idle_timeout=idle_timeout)
 
     def delete_stream(self, name: str) -> int:
-        """Delete every chunk and marker of stream ``name``; return how many objects."""
+        """Delete every chunk and marker of stream ``name``; return how many records."""
         return delete_stream(self, name)

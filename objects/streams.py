@@ -1,37 +1,45 @@
 """Streams of Arrow record batches or numpy chunks between a producer and consumers.
 
-A stream ``s`` is a set of named objects: ``__fluidv/stream/s/header`` (who writes
-it), one object per chunk, and an end marker saying whether the producer finished or
-failed. Chunks are ordinary objects, so a consumer on any node reads them as soon as
-they are published, zero copy on the producer's node.
+A stream ``s`` is a few records in the object directory, under
+``<prefix>/fluidv/streams/s/``: ``h`` (who writes it), one entry per chunk (``c<n>``,
+the chunk inline when small, else an unnamed object of the producer's node) and ``e``,
+the end marker saying whether the producer finished or failed. Readers watch that
+prefix, so they wake when a chunk is committed instead of polling. The writer commits
+whatever chunks are waiting in one transaction, so a fast producer is not held to one
+etcd round trip per chunk.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from objects.errors import ObjectExists, ObjectNotFound, ObjectsError, StreamFailed
+from objects.directory import Entry, EtcdUnavailable
+from objects.errors import ObjectExists, ObjectNotFound, ObjectsError, StoreUnavailable, StreamFailed
+from vineyard_runtime.etcd_client import absent, delete_op, put_op
 from vineyard_runtime.local.processes import is_alive
 
 if TYPE_CHECKING:
     from objects.store import ObjectStore
 
-PREFIX = "__fluidv/stream/"
-POLL_MIN, POLL_MAX = 0.0005, 0.05
+HEADER, END, CHUNK = "h", "e", "c"
+#: Limits of one commit of chunks (etcd allows 128 operations and 1.5 MiB per request).
+BATCH_OPS, BATCH_BYTES = 100, 1 << 20
+#: Chunks a writer may have waiting for their commit before ``write`` blocks.
+MAX_PENDING = 1000
+#: How often a waiting reader checks that the producer still lives.
+LIVENESS_EVERY = 0.5
 
 
-def _key(name: str, part: str) -> str:
-    return f"{PREFIX}{name}/{part}"
-
-
-def _chunk(name: str, index: int) -> str:
-    return _key(name, f"chunk/{index:010d}")
+def _chunk(index: int) -> str:
+    return f"{CHUNK}{index:010d}"
 
 
 class StreamWriter:
@@ -39,16 +47,21 @@ class StreamWriter:
 
     def __init__(self, store: "ObjectStore", name: str, labels: dict[str, str]) -> None:
         self._store, self.name, self._labels = store, name, labels
+        self._directory = store.directory
         self.count = 0
         self.closed = False
-        header = {"pid": os.getpid(), "host": socket.gethostname(), "node": store.node}
-        try:
-            store._put_internal(header, _key(name, "header"), labels)
-        except ObjectExists:
+        self._pending: list[tuple[str, Entry]] = []
+        self._error: BaseException | None = None
+        self._changed = threading.Condition()
+        header = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "node": store.node})
+        key = self._directory.stream_key(name, HEADER)
+        if not store._etcd(lambda: self._directory.etcd.txn([absent(key)], [put_op(key, header)])[0]):
             raise ObjectExists(
                 f"a stream named {name!r} already exists; delete it with "
                 "store.delete_stream() or choose another name"
-            ) from None
+            )
+        self._flusher = threading.Thread(target=self._flush_loop, name=f"stream-{name}", daemon=True)
+        self._flusher.start()
 
     def write(self, chunk: Any) -> None:
         """Publish one chunk: a pyarrow RecordBatch or Table, or a numpy array."""
@@ -58,8 +71,44 @@ class StreamWriter:
             raise ObjectsError(
                 f"stream chunks are Arrow record batches/tables or numpy arrays, got {type(chunk).__name__}"
             )
-        self._store._put_internal(chunk, _chunk(self.name, self.count), self._labels)
-        self.count += 1
+        entry = self._store.encode_entry(chunk, self._labels)
+        with self._changed:
+            while len(self._pending) >= MAX_PENDING and self._error is None:
+                self._changed.wait()
+            self._raise_error()
+            self._pending.append((self._directory.stream_key(self.name, _chunk(self.count)), entry))
+            self.count += 1
+            self._changed.notify_all()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise StoreUnavailable(f"stream {self.name!r} could not publish chunks: {self._error}")
+
+    def _flush_loop(self) -> None:
+        while True:
+            with self._changed:
+                while not self._pending and not self.closed:
+                    self._changed.wait()
+                if not self._pending:
+                    return
+                batch, size = [], 0
+                for key, entry in self._pending:
+                    body = entry.to_json()
+                    if batch and (len(batch) >= BATCH_OPS or size + len(body) > BATCH_BYTES):
+                        break
+                    batch.append(put_op(key, body))
+                    size += len(body)
+            try:
+                self._directory.etcd.txn([], batch)
+            except EtcdUnavailable as exc:
+                with self._changed:
+                    self._error = exc
+                    self._pending.clear()
+                    self._changed.notify_all()
+                return
+            with self._changed:
+                del self._pending[:len(batch)]
+                self._changed.notify_all()
 
     def close(self) -> None:
         """End the stream: readers stop after the last chunk."""
@@ -70,9 +119,17 @@ class StreamWriter:
         self._finish({"status": "failed", "count": self.count, "error": message})
 
     def _finish(self, marker: dict[str, Any]) -> None:
-        if not self.closed:
-            self._store._put_internal(marker, _key(self.name, "end"), self._labels)
+        if self.closed:
+            return
+        with self._changed:
             self.closed = True
+            self._changed.notify_all()
+        self._flusher.join()
+        if self._error is not None and marker["status"] == "done":
+            marker = {"status": "failed", "count": self.count, "error": f"chunks were lost: {self._error}"}
+        key = self._directory.stream_key(self.name, END)
+        self._store._etcd(lambda: self._directory.etcd.put(key, json.dumps(marker)))
+        self._raise_error()
 
     def __enter__(self) -> "StreamWriter":
         return self
@@ -85,7 +142,7 @@ class StreamWriter:
 
 
 class StreamReader:
-    """Iterates over a stream's chunks as they arrive.
+    """Iterates over a stream's chunks as they are committed.
 
     Raises StreamFailed when the producer failed, or when it exited without closing
     the stream (detected for producers on this host, or by ``idle_timeout``).
@@ -94,52 +151,90 @@ class StreamReader:
     def __init__(self, store: "ObjectStore", name: str, *, timeout: float | None = None,
                  idle_timeout: float | None = None) -> None:
         self._store, self.name = store, name
+        self._directory = store.directory
+        self._prefix = self._directory.stream_key(name)
         self.idle_timeout = idle_timeout
-        self.header = self._wait_for(_key(name, "header"), timeout, what="to be opened")
-
-    def _wait_for(self, key: str, timeout: float | None, what: str) -> Any:
+        self._chunks: dict[int, Entry] = {}
+        self._end: dict[str, Any] | None = None
+        self._revision = 0
+        self._tick = LIVENESS_EVERY if idle_timeout is None else max(0.01, min(LIVENESS_EVERY, idle_timeout))
+        if timeout is not None:
+            self._tick = max(0.01, min(self._tick, timeout))
+        self._watch: Iterator[list[Any]] | None = None
+        self.header: dict[str, Any] = {}
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = POLL_MIN
-        while True:
-            try:
-                return self._store.get(key)
-            except ObjectNotFound:
-                pass
-            if deadline is not None and time.monotonic() > deadline:
-                raise ObjectNotFound(f"stream {self.name!r} did not start {what} within {timeout}s")
-            time.sleep(delay)
-            delay = min(POLL_MAX, delay * 2)
+        self._refresh()
+        while not self.header:
+            if deadline is not None and time.monotonic() >= deadline:
+                self._stop_watching()
+                raise ObjectNotFound(f"stream {self.name!r} did not start to be opened within {timeout}s")
+            self._wait()
+
+    def _apply(self, key: str, value: bytes, revision: int) -> None:
+        part = key[len(self._prefix):]
+        self._revision = max(self._revision, revision)
+        if not value:
+            return
+        if part == HEADER:
+            self.header = json.loads(value)
+        elif part == END:
+            self._end = json.loads(value)
+        elif part.startswith(CHUNK):
+            self._chunks[int(part[len(CHUNK):])] = Entry.from_json(value, revision)
+
+    def _refresh(self) -> None:
+        kvs, revision = self._store._etcd(lambda: self._directory.etcd.range(self._prefix))
+        for kv in kvs:
+            self._apply(kv.key, kv.value, kv.mod_revision)
+        self._revision = max(self._revision, revision)
+
+    def _wait(self) -> None:
+        """Block until records arrive (applying them) or a liveness tick passes."""
+        if self._watch is None:
+            self._watch = self._directory.etcd.watch(self._prefix, self._revision + 1, timeout=self._tick)
+        try:
+            batch = next(self._watch)
+        except (EtcdUnavailable, StopIteration):
+            self._stop_watching()  # a quiet tick, a compacted or a broken watch: read what is there
+            self._refresh()
+            return
+        for kv in batch:
+            self._apply(kv.key, kv.value, kv.mod_revision)
+
+    def _stop_watching(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.close()  # type: ignore[attr-defined]
 
     def _writer_gone(self) -> bool:
         header = self.header
         return header.get("host") == socket.gethostname() and not is_alive(int(header["pid"]))
 
     def __iter__(self) -> Iterator[Any]:
+        try:
+            yield from self._chunks_in_order()
+        finally:
+            self._stop_watching()
+
+    def _chunks_in_order(self) -> Iterator[Any]:
         index = 0
-        delay = POLL_MIN
         last_progress = time.monotonic()
         while True:
-            key = _chunk(self.name, index)
-            try:
-                chunk = self._store.get(key)
-            except ObjectNotFound:
-                chunk = None
-            if chunk is not None:
-                yield chunk
+            if index in self._chunks:
+                entry = self._chunks.pop(index)
+                yield self._store.load_entry(entry)
                 index += 1
-                delay, last_progress = POLL_MIN, time.monotonic()
+                last_progress = time.monotonic()
                 continue
-            try:
-                end = self._store.get(_key(self.name, "end"))
-            except ObjectNotFound:
-                end = None
-            if end is not None:
-                if end["count"] > index:
-                    continue  # the last chunks were published before the marker
+            end = self._end
+            if end is not None and end["count"] <= index:
                 if end["status"] == "failed":
                     raise StreamFailed(f"the producer of stream {self.name!r} failed: {end['error']}")
                 return
-            if self._writer_gone():
+            if end is None and self._writer_gone():
+                self._refresh()
+                if index in self._chunks or self._end is not None:
+                    continue
                 raise StreamFailed(
                     f"the producer of stream {self.name!r} (pid {self.header['pid']} on "
                     f"{self.header['host']}) exited without closing it after {index} chunk(s)"
@@ -149,15 +244,18 @@ class StreamReader:
                     f"no chunk of stream {self.name!r} arrived for {self.idle_timeout}s "
                     f"(after {index} chunk(s)); is its producer on {self.header['node']} alive?"
                 )
-            time.sleep(delay)
-            delay = min(POLL_MAX, delay * 2)
+            self._wait()
 
 
 def delete_stream(store: "ObjectStore", name: str) -> int:
-    """Delete every object of stream ``name``; return how many were deleted."""
-    refs = store._list_internal(_key(name, ""))
-    if not refs:
+    """Delete every record of stream ``name`` and the chunks it holds; return how many records."""
+    directory = store.directory
+    prefix = directory.stream_key(name)
+    kvs, _ = store._etcd(lambda: directory.etcd.range(prefix))
+    if not kvs:
         raise ObjectNotFound(f"no stream named {name!r}")
-    for ref in refs:
-        store._delete_internal(ref)
-    return len(refs)
+    store._etcd(lambda: directory.etcd.txn([], [delete_op(prefix, prefix=True)]))
+    for kv in kvs:
+        if kv.key[len(prefix):].startswith(CHUNK):
+            store.drop_entry(Entry.from_json(kv.value, kv.mod_revision))
+    return len(kvs)

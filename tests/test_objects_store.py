@@ -42,12 +42,12 @@ def test_numpy_reads_are_read_only_views_of_shared_memory(stores):
 
 def test_arrow_and_pandas_numeric_buffers_alias_shared_memory(stores):
     store = stores["node-1"]
-    table = store.get(store.put(pa.table({"x": np.arange(1000.0), "s": ["a"] * 1000}), "zc/table"))
+    table = store.get(store.put(pa.table({"x": np.arange(10000.0), "s": ["a"] * 10000}), "zc/table"))
     for column in table.columns:
         for buffer in column.chunk(0).buffers():
             if buffer is not None and buffer.size:
                 assert in_shared_memory(store, buffer.address)
-    frame = store.get(store.put(pd.DataFrame({"x": np.arange(1000.0), "y": np.arange(1000)}), "zc/df"))
+    frame = store.get(store.put(pd.DataFrame({"x": np.arange(10000.0), "y": np.arange(10000)}), "zc/df"))
     assert in_shared_memory(store, frame["x"].to_numpy().ctypes.data)
     assert in_shared_memory(store, frame["y"].to_numpy().ctypes.data)
 
@@ -67,7 +67,7 @@ def test_refs_describe_objects(stores):
     ref = stores["node-1"].put(np.zeros((4, 4), np.float32), "refs/a", labels={"run": "r1"})
     assert ref.name == "refs/a" and ref.node == "node-1" and ref.nbytes == 64
     assert ref.typename == "fluidv::NDArray" and ref.labels == {"run": "r1"}
-    assert ref.id.startswith("o") and len(ref.id) == 17
+    assert ref.id.startswith("i") and len(ref.id) == 17  # small: held inline by the directory
     for key in (ref, "refs/a", ref.id):
         info = stores["node-2"].info(key)
         assert info.id == ref.id and info.labels == {"run": "r1"} and info.node == "node-1"
@@ -187,7 +187,7 @@ def test_allocate_then_crash_publishes_nothing(stores, shared_cluster):
 
 
 def test_another_process_reads_what_this_one_wrote_and_back(stores, shared_cluster):
-    stores["node-0"].put({"x": np.arange(5.0), "t": pa.table({"a": [1, 2]})}, "proc/in")
+    stores["node-0"].put({"x": np.arange(1 << 12, dtype=np.float64), "t": pa.table({"a": [1, 2]})}, "proc/in")
     result = run_python("""
         import numpy as np, objects
         store = objects.connect()
@@ -198,7 +198,7 @@ def test_another_process_reads_what_this_one_wrote_and_back(stores, shared_clust
     """, shared_cluster.node("node-2").socket)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "2"
-    np.testing.assert_array_equal(stores["node-0"].get("proc/out"), np.arange(5.0) * 2)
+    np.testing.assert_array_equal(stores["node-0"].get("proc/out"), np.arange(1 << 12) * 2.0)
 
 
 def test_full_node_raises_store_full_and_moves_nothing(make_cluster):
@@ -256,9 +256,12 @@ class TestConnect:
         with objects.connect(config=str(fallback)) as store:
             assert not store.is_ipc and store.node == "node-2"
 
-    def test_rpc_store_reads_and_refuses_writes_clearly(self, stores, shared_cluster):
+    def test_rpc_store_reads_and_refuses_writes_clearly(self, stores, shared_cluster, tmp_path):
         stores["node-0"].put(np.arange(6.0), "rpc/a")
-        with objects.connect(endpoint=shared_cluster.node("node-0").rpc_endpoint) as store:
+        config = tmp_path / "vineyard-config.yaml"  # what a bridge on a node without a worker writes
+        config.write_text(f"Vineyard:\n  RPCEndpoint: {shared_cluster.node('node-0').rpc_endpoint}\n"
+                          f"  EtcdEndpoint: {shared_cluster.etcd_endpoint}\n")
+        with objects.connect(config=str(config)) as store:
             np.testing.assert_array_equal(store.get("rpc/a"), np.arange(6.0))
             with pytest.raises(objects.ObjectsError, match="writing needs an IPC connection"):
                 store.put(np.ones(1), "rpc/b")

@@ -195,7 +195,7 @@ def test_registered_custom_type(stores):
     objects.register(Point, lambda p: {"xy": p.xy, "tags": p.tags},
                      lambda parts: Point(parts["xy"], parts["tags"]), name="tests.Point")
     try:
-        value = Point(np.arange(6.0).reshape(3, 2), pa.array(["a", "b", "c"]))
+        value = Point(np.arange(6000.0).reshape(3000, 2), pa.array(["a", "b", "c"] * 1000))
         for got, reader in zip(both_ways(stores, value), ("node-0", "node-2")):
             assert isinstance(got, Point)
             assert_same_array(got.xy, value.xy)

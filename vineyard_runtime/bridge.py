@@ -19,8 +19,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from vineyard_runtime.node_config import CONFIG_FILE, NodeConfig
+from vineyard_runtime.spec import DEFAULT_ETCD_PREFIX
+
 log = logging.getLogger("fluidv.bridge")
-CONFIG_FILE = "vineyard-config.yaml"
 LINK = "vineyard.sock"
 
 
@@ -94,8 +96,11 @@ class Bridge:
     """Keeps ``publish_dir`` pointing at ``socket`` (and the RPC endpoints)."""
 
     def __init__(self, socket: str, publish_dir: str, rpc_endpoints: list[str] | None = None,
-                 local_worker: LocalWorker | None = None) -> None:
+                 local_worker: LocalWorker | None = None, etcd_endpoint: str | None = None,
+                 etcd_prefix: str = DEFAULT_ETCD_PREFIX) -> None:
         self.socket = os.path.abspath(socket)
+        #: The cluster's etcd, published so that clients find the object directory.
+        self.etcd_endpoint, self.etcd_prefix = etcd_endpoint, etcd_prefix
         self.publish_dir = os.path.abspath(publish_dir)
         self.rpc_endpoints = [e for e in (rpc_endpoints or []) if e]
         #: Started when the node has no worker of its own (its socket is then linked).
@@ -112,12 +117,12 @@ class Bridge:
         return os.path.join(self.publish_dir, CONFIG_FILE)
 
     def publish_config(self) -> None:
-        """Write the client configuration (the link as IPC socket, RPC as fallback)."""
+        """Write the client configuration (the link as IPC socket, RPC as fallback, and
+        the cluster's etcd for the object directory)."""
         os.makedirs(self.publish_dir, exist_ok=True)
-        lines = ["Vineyard:", f"  IPCSocket: {self.link}"]
-        if self.rpc_endpoints:
-            lines.append(f"  RPCEndpoint: {','.join(self.rpc_endpoints)}")
-        _atomic_write(self.config_path, "\n".join(lines) + "\n")
+        config = NodeConfig(socket=self.link, rpc_endpoints=tuple(self.rpc_endpoints),
+                            etcd_endpoint=self.etcd_endpoint, etcd_prefix=self.etcd_prefix)
+        _atomic_write(self.config_path, config.to_yaml())
 
     def sync(self) -> bool:
         """Link the current socket (or drop the link when there is none); True on a change."""

@@ -68,5 +68,9 @@ def etcd_command(spec: EtcdSpec, binary: str = "etcd") -> Command:
         "--initial-cluster", spec.initial_cluster or f"{spec.name}={spec.peer_url}",
         "--initial-cluster-state", "new",
         "--log-level", "warn",
+        "--auto-compaction-mode", "revision",
+        "--auto-compaction-retention", str(spec.compaction_retention),
     ]
+    if spec.no_fsync:
+        argv.append("--unsafe-no-fsync")
     return Command(argv=argv, env={})

@@ -11,6 +11,8 @@ from vineyard_runtime.quantity import parse_quantity
 MIN_WORKER_SIZE = 16 * 2**20
 #: Prefix under which every worker of a runtime registers in etcd.
 DEFAULT_ETCD_PREFIX = "/vineyard"
+#: The session under which every instance of a cluster registers in etcd.
+ROOT_SESSION = "S0000000000000000"
 #: Unix sockets cannot have longer paths (sun_path is 108 bytes with its NUL).
 MAX_SOCKET_PATH = 107
 
@@ -74,6 +76,12 @@ class EtcdSpec:
     listen_peer_url: str | None = None
     #: ``name=peer_url,...`` of every member; a single-member cluster when None
     initial_cluster: str | None = None
+    #: Skip fsync of etcd's log. Right where the data it indexes lives in shared memory
+    #: on the same machine (the local cluster): what a machine crash would lose from
+    #: etcd is lost from the workers anyway, while a restarted etcd keeps every write.
+    no_fsync: bool = False
+    #: Keep this many past revisions; older ones are compacted (directory churn).
+    compaction_retention: int = 10000
 
     def __post_init__(self) -> None:
         for label, url in (("client", self.client_url), ("peer", self.peer_url)):

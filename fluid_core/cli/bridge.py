@@ -19,7 +19,8 @@ from fluid_core.cli.errors import reported
 @click.option("--option", "options", multiple=True,
               help="key=value options of the runtime's fuse section: size (a local worker on nodes "
                    "without one; 0 = none), rpc_port.")
-@click.option("--etcd-endpoint", help="The cluster's etcd, for a local worker.")
+@click.option("--etcd-endpoint", help="The cluster's etcd: published for the object directory, and "
+              "joined by a local worker.")
 @click.option("--node-name", envvar="MY_NODE_NAME", help="This node's name [$MY_NODE_NAME].")
 @click.option("--metrics-host", default="0.0.0.0", show_default=True)  # noqa: S104 - scraped in-cluster
 @click.option("--metrics-port", type=int, default=9145, show_default=True, help="0 picks a free port.")
@@ -48,7 +49,7 @@ def bridge(socket: str, publish_dir: str, rpc_endpoints: tuple[str, ...], runtim
             local = LocalWorker(settings["size"], os.path.join(publish_dir, "local-vineyardd.sock"), etcd_endpoint,
                                 int(settings.get("rpc_port", "9600")), node_name,
                                 os.path.join(publish_dir, "local-vineyardd.log"))
-    worker = Bridge(socket, publish_dir, endpoints, local_worker=local)
+    worker = Bridge(socket, publish_dir, endpoints, local_worker=local, etcd_endpoint=etcd_endpoint)
 
     class Collector:
         def collect(self):  # noqa: ANN202 - prometheus_client's protocol

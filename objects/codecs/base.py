@@ -105,14 +105,22 @@ class Context:
         import vineyard  # noqa: PLC0415
 
         meta = vineyard.ObjectMeta()
-        meta["typename"] = TYPENAME_PREFIX + kind
-        meta["nbytes"] = int(nbytes)
-        meta[HEADER_KEY] = json.dumps(dict(header, kind=kind))
-        meta[LABELS_KEY] = json.dumps(self.labels)
+        for key, value in meta_fields(kind, header, nbytes, self.labels).items():
+            meta[key] = value
         return meta
 
     def create(self, meta: Any) -> Any:
         return self.ipc.create_metadata(meta)
+
+
+def meta_fields(kind: str, header: dict[str, Any], nbytes: int, labels: dict[str, str]) -> dict[str, Any]:
+    """The fields of every object this package writes (see the module doc)."""
+    return {
+        "typename": TYPENAME_PREFIX + kind,
+        "nbytes": int(nbytes),
+        HEADER_KEY: json.dumps(dict(header, kind=kind)),
+        LABELS_KEY: json.dumps(labels),
+    }
 
 
 def header_of(meta: Any) -> dict[str, Any] | None:

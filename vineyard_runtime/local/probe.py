@@ -9,9 +9,8 @@ from typing import Any
 
 from vineyard_runtime.errors import NodeUnavailable
 from vineyard_runtime.etcd_client import EtcdClient
+from vineyard_runtime.spec import ROOT_SESSION
 
-#: The session every instance of a cluster registers under in etcd.
-ROOT_SESSION = "S0000000000000000"
 _INSTANCE_KEY = re.compile(r"/instances/i(\d+)/")
 
 

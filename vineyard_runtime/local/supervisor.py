@@ -24,6 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from vineyard_runtime import node_config
 from vineyard_runtime.binaries import etcd_binary, vineyardd_binary
 from vineyard_runtime.daemons import etcd_command, vineyardd_command
 from vineyard_runtime.errors import ClusterAlreadyRunning, ClusterStartError, VineyardRuntimeError
@@ -252,6 +253,7 @@ class Supervisor:
             data_dir=etcd.data_dir,
             client_url=etcd.endpoint,
             peer_url=f"http://{LOOPBACK}:{etcd.peer_port}",
+            no_fsync=True,
         )
         command = etcd_command(spec, binary=etcd_binary())
         self.etcd.proc = spawn(command.argv, env=command.env, log_path=etcd.log)
@@ -327,6 +329,10 @@ class Supervisor:
                 except OSError:
                     pass
             time.sleep(0.05)
+        node_config.write(node_config.sidecar_path(node.socket), node_config.NodeConfig(
+            socket=node.socket, rpc_endpoints=(f"{LOOPBACK}:{node.rpc_port}",),
+            etcd_endpoint=self.state.etcd.endpoint, etcd_prefix=self.state.etcd_prefix,
+        ))
         self._save()
 
     def _wait_all_see_all(self, deadline: float) -> None:
@@ -493,8 +499,9 @@ class Supervisor:
             _stop_all([self.etcd.proc])
         if self.state is not None:
             for node in self.state.nodes:
-                if os.path.lexists(node.socket):
-                    os.unlink(node.socket)
+                for path in (node.socket, node_config.sidecar_path(node.socket)):
+                    if os.path.lexists(path):
+                        os.unlink(path)
         socket_dir = self.layout.socket_dir
         if os.path.isdir(socket_dir) and not os.listdir(socket_dir):
             os.rmdir(socket_dir)

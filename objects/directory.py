@@ -1,0 +1,141 @@
+"""The object directory: names of objects, kept in the cluster's etcd by this package.
+
+One key per named object, ``<etcd prefix>/fluidv/names/<name>``, whose value (an
+:class:`Entry`) says everything a reader needs: the object's id and the node holding
+it, or, for a small value, the value's whole layout inline. Creating a name is one
+etcd transaction that succeeds only if the key is absent, so exactly one of two
+writers wins, on one node or across nodes; replacing and deleting compare the
+revision they read. Vineyard itself is not told about names at all: its objects stay
+private to their node until another node asks for one (see ``ObjectStore.get``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from vineyard_runtime.spec import ROOT_SESSION
+from vineyard_runtime.etcd_client import EtcdClient, EtcdUnavailable, absent, delete_op, put_op, unchanged
+
+NAMES = "fluidv/names/"
+STREAMS = "fluidv/streams/"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What the directory holds for one object."""
+
+    id: str
+    typename: str
+    nbytes: int
+    instance_id: int
+    node: str
+    labels: dict[str, str] = field(default_factory=dict)
+    layout: dict[str, Any] | None = None  # the whole value, when it is small
+    revision: int = 0
+
+    @property
+    def inline(self) -> bool:
+        return self.layout is not None
+
+    def to_json(self) -> str:
+        body: dict[str, Any] = {"id": self.id, "typename": self.typename, "nbytes": self.nbytes,
+                                "instance": self.instance_id, "node": self.node, "labels": self.labels}
+        if self.layout is not None:
+            body["layout"] = self.layout
+        return json.dumps(body, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: bytes, revision: int) -> "Entry":
+        body = json.loads(raw)
+        return cls(id=body["id"], typename=body["typename"], nbytes=int(body["nbytes"]),
+                   instance_id=int(body["instance"]), node=body["node"], labels=body.get("labels") or {},
+                   layout=body.get("layout"), revision=revision)
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A vineyardd registered in the cluster."""
+
+    instance_id: int
+    node: str
+    rpc_endpoint: str
+
+
+class Directory:
+    """Names and stream records of one cluster, under ``prefix`` in its etcd."""
+
+    def __init__(self, etcd: EtcdClient, prefix: str) -> None:
+        self.etcd = etcd
+        self.prefix = prefix.rstrip("/") + "/"
+
+    def key(self, name: str) -> str:
+        return self.prefix + NAMES + name
+
+    def stream_key(self, name: str, part: str = "") -> str:
+        return f"{self.prefix}{STREAMS}{name}/{part}"
+
+    # -- names ---------------------------------------------------------------------
+
+    def get(self, name: str) -> Entry | None:
+        """The entry named ``name``, or None."""
+        kv = self.etcd.get(self.key(name))
+        return None if kv is None else Entry.from_json(kv.value, kv.mod_revision)
+
+    def create(self, name: str, entry: Entry) -> Entry | None:
+        """Name ``entry`` if the name is free: the stored entry, or None when taken."""
+        key = self.key(name)
+        won, revision = self.etcd.txn([absent(key)], [put_op(key, entry.to_json())])
+        return replace(entry, revision=revision) if won else None
+
+    def swap(self, name: str, entry: Entry, old: Entry | None) -> Entry | None:
+        """Point ``name`` at ``entry`` if it still holds ``old`` (None: is still free)."""
+        key = self.key(name)
+        compare = absent(key) if old is None else unchanged(key, old.revision)
+        won, revision = self.etcd.txn([compare], [put_op(key, entry.to_json())])
+        return replace(entry, revision=revision) if won else None
+
+    def remove(self, name: str, old: Entry) -> bool:
+        """Drop ``name`` if it still holds ``old``."""
+        key = self.key(name)
+        return self.etcd.txn([unchanged(key, old.revision)], [delete_op(key)])[0]
+
+    def entries(self, prefix: str = "") -> list[tuple[str, Entry]]:
+        """(name, entry) of every name starting with ``prefix``, sorted by name."""
+        base = self.key("")
+        kvs, _ = self.etcd.range(base + prefix) if prefix else self.etcd.range(base)
+        return [(kv.key[len(base):], Entry.from_json(kv.value, kv.mod_revision)) for kv in kvs]
+
+    # -- the cluster's nodes --------------------------------------------------------
+
+    def instances(self) -> dict[int, Instance]:
+        """The live vineyardd of each node registered in the cluster, by instance id
+        (of a node's several registrations, the newest)."""
+        base = f"{self.prefix}{ROOT_SESSION}/instances/"
+        fields: dict[int, dict[str, str]] = {}
+        for kv in self.etcd.range(base)[0]:
+            ident, _, what = kv.key[len(base):].partition("/")
+            if ident.startswith("i") and ident[1:].isdigit():
+                try:
+                    fields.setdefault(int(ident[1:]), {})[what] = json.loads(kv.value)
+                except ValueError:
+                    continue
+        newest: dict[str, int] = {}  # a restarted node registers anew; its old record lingers a while
+        for iid, f in fields.items():
+            node = str(f.get("nodename") or f"instance-{iid}")
+            newest[node] = max(newest.get(node, -1), iid)
+        return {iid: Instance(iid, node, str(fields[iid].get("rpc_endpoint") or ""))
+                for node, iid in newest.items()}
+
+
+def open_directory(target: Any) -> Directory | None:
+    """The directory of the cluster ``target`` (a connection Target) belongs to, if known."""
+    settings = target.directory_settings()
+    if settings is None:
+        return None
+    endpoint, prefix = settings
+    return Directory(EtcdClient(endpoint), prefix)
+
+
+__all__ = ["Directory", "EtcdUnavailable", "Entry", "Instance", "open_directory"]
