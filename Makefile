@@ -28,6 +28,7 @@ test: $(STAMP) fuse lint
 	$(BIN)/python -m pytest tests
 
 bench: $(STAMP) fuse
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
 	$(BIN)/python -m pytest benchmarks --benchmark-columns=min,mean,max,rounds \
 		--benchmark-sort=name $(BENCH_ARGS)
 

@@ -40,6 +40,11 @@ def main() -> None:
 
                 store = objects.connect(cmd["socket"])
             total = float(store.get(cmd["name"]).sum())
+        elif op == "stream":
+            import objects
+
+            with objects.connect(cmd["socket"]) as reader_store:
+                total = float(sum(1 for _ in reader_store.open_reader(cmd["name"], timeout=60)))
         elif op == "vineyard":
             if client is None:
                 import vineyard
@@ -60,6 +65,12 @@ def main() -> None:
             payload = bytearray(cmd["nbytes"])
             read_exact(fd, memoryview(payload))
             total = float(pickle.loads(header, buffers=[payload]).sum())
+        elif op == "pickles":
+            for size in cmd["sizes"]:
+                payload = bytearray(size)
+                read_exact(cmd["fd"], memoryview(payload))
+                pickle.loads(payload)
+            total = float(len(cmd["sizes"]))
         elif op == "arrow":
             import pyarrow as pa
 

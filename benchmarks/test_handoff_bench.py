@@ -91,6 +91,8 @@ def data_of(nbytes: int) -> np.ndarray:
 def record(benchmark, size: str) -> None:
     mean = benchmark.stats.stats.mean
     benchmark.extra_info["size"] = size
+    benchmark.extra_info["median_ms"] = round(benchmark.stats.stats.median * 1e3, 3)
+    benchmark.extra_info["per_second"] = round(1 / mean, 1)
     if size in MEMCPY_MEANS:
         benchmark.extra_info["x_memcpy"] = round(mean / MEMCPY_MEANS[size], 3)
 
@@ -319,5 +321,39 @@ def test_cold_handoff(benchmark, size, channel, tmp_path):
         total = benchmark.pedantic(handoff, setup=setup, rounds=2)
     finally:
         teardown()
+    assert total == pytest.approx(expected)
+    record(benchmark, size)
+
+
+@pytest.fixture(scope="module")
+def ray_consumer():
+    """Ray's object store as the channel: this process puts, an actor process sums."""
+    ray = pytest.importorskip("ray", reason="Ray is the bench extra's baseline: pip install -e '.[bench]'")
+    ray.init(num_cpus=1, include_dashboard=False, object_store_memory=3 << 30,
+             _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False)
+    try:
+        @ray.remote
+        class Summer:
+            def sum(self, value) -> float:  # noqa: ANN001
+                return float(value.sum())
+
+        actor = Summer.remote()
+        ray.get(actor.sum.remote(np.zeros(1)))  # the actor's process is up before timing
+        yield ray, actor
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_ray_put_get(benchmark, size, ray_consumer):
+    ray, actor = ray_consumer
+    data = data_of(SIZES[size])
+    expected = float(data.sum())
+
+    def handoff():
+        ref = ray.put(data)
+        return ray.get(actor.sum.remote(ref))
+
+    total = benchmark.pedantic(handoff, rounds=rounds_for(SIZES[size]), warmup_rounds=1)
     assert total == pytest.approx(expected)
     record(benchmark, size)

@@ -47,8 +47,11 @@ class Entry:
         return json.dumps(body, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, raw: bytes, revision: int) -> "Entry":
-        body = json.loads(raw)
+    def from_json(cls, raw: bytes | str, revision: int) -> "Entry":
+        return cls.from_body(json.loads(raw), revision)
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any], revision: int) -> "Entry":
         return cls(id=body["id"], typename=body["typename"], nbytes=int(body["nbytes"]),
                    instance_id=int(body["instance"]), node=body["node"], labels=body.get("labels") or {},
                    layout=body.get("layout"), revision=revision)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 from collections.abc import Iterator, Mapping
@@ -24,6 +25,15 @@ _INLINE_ID = re.compile(r"^i[0-9a-f]{16}$")
 RESERVED_PREFIX = "__fluidv"
 #: How often a replace retries when other writers keep changing the name meanwhile.
 _REPLACE_TRIES = 50
+
+
+_INLINE_IDS = itertools.count()
+_INLINE_ORIGIN = secrets.randbits(32)
+
+
+def _inline_id() -> str:
+    """A cluster-unique id for an inline value: 32 random bits of this process, then a counter."""
+    return f"i{_INLINE_ORIGIN:08x}{next(_INLINE_IDS) & 0xFFFFFFFF:08x}"
 
 
 class _Vanished(ObjectNotFound):
@@ -156,7 +166,7 @@ class ObjectStore:
             inline = codecs.encode(InlineContext(self.node, labels, allow_pickle=allow_pickle), value)
         except TooLarge:
             return self._entry_of(codecs.encode(ctx, value), labels)
-        return Entry(id=f"i{secrets.token_hex(8)}", typename=inline.typename, nbytes=inline.nbytes,
+        return Entry(id=_inline_id(), typename=inline.typename, nbytes=inline.nbytes,
                      instance_id=self.instance_id, node=self.node, labels=labels, layout=inline.to_json())
 
     def _entry_of(self, meta: Any, labels: dict[str, str]) -> Entry:

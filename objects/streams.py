@@ -1,12 +1,13 @@
 """Streams of Arrow record batches or numpy chunks between a producer and consumers.
 
 A stream ``s`` is a few records in the object directory, under
-``<prefix>/fluidv/streams/s/``: ``h`` (who writes it), one entry per chunk (``c<n>``,
-the chunk inline when small, else an unnamed object of the producer's node) and ``e``,
-the end marker saying whether the producer finished or failed. Readers watch that
-prefix, so they wake when a chunk is committed instead of polling. The writer commits
-whatever chunks are waiting in one transaction, so a fast producer is not held to one
-etcd round trip per chunk.
+``<prefix>/fluidv/streams/s/``: ``h`` (who writes it), chunk records ``c<n>`` and ``e``,
+the end marker saying whether the producer finished or failed. A chunk record holds
+the entries of chunks ``n``, ``n+1``, ...: each chunk inline when small, else an
+unnamed object of the producer's node. Readers watch that prefix, so they wake when a
+record is committed instead of polling. The writer puts whatever chunks are waiting
+into one record, so a fast producer is not held to one etcd round trip per chunk and
+a slow one still publishes each chunk at once.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
     from objects.store import ObjectStore
 
 HEADER, END, CHUNK = "h", "e", "c"
-#: Limits of one commit of chunks (etcd allows 128 operations and 1.5 MiB per request).
-BATCH_OPS, BATCH_BYTES = 100, 1 << 20
+#: Limits of one chunk record (etcd takes requests of up to 1.5 MiB).
+BATCH_CHUNKS, BATCH_BYTES = 1000, 256 << 10
 #: Chunks a writer may have waiting for their commit before ``write`` blocks.
 MAX_PENDING = 1000
 #: How often a waiting reader checks that the producer still lives.
@@ -50,7 +51,8 @@ class StreamWriter:
         self._directory = store.directory
         self.count = 0
         self.closed = False
-        self._pending: list[tuple[str, Entry]] = []
+        self._pending: list[tuple[int, str, Entry]] = []  # index, record, entry
+        self._flushed = 0  # chunks committed
         self._error: BaseException | None = None
         self._changed = threading.Condition()
         header = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "node": store.node})
@@ -72,13 +74,15 @@ class StreamWriter:
                 f"stream chunks are Arrow record batches/tables or numpy arrays, got {type(chunk).__name__}"
             )
         entry = self._store.encode_entry(chunk, self._labels)
+        record = (self.count, entry.to_json(), entry)
         with self._changed:
             while len(self._pending) >= MAX_PENDING and self._error is None:
                 self._changed.wait()
             self._raise_error()
-            self._pending.append((self._directory.stream_key(self.name, _chunk(self.count)), entry))
+            self._pending.append(record)
             self.count += 1
-            self._changed.notify_all()
+            if len(self._pending) == 1:
+                self._changed.notify_all()
 
     def _raise_error(self) -> None:
         if self._error is not None:
@@ -91,15 +95,16 @@ class StreamWriter:
                     self._changed.wait()
                 if not self._pending:
                     return
-                batch, size = [], 0
-                for key, entry in self._pending:
-                    body = entry.to_json()
-                    if batch and (len(batch) >= BATCH_OPS or size + len(body) > BATCH_BYTES):
+                first, size, taken = self._flushed, 0, 0
+                for _, body, _ in self._pending:
+                    if taken and (taken >= BATCH_CHUNKS or size + len(body) > BATCH_BYTES):
                         break
-                    batch.append(put_op(key, body))
                     size += len(body)
+                    taken += 1
+                bodies = [body for _, body, _ in self._pending[:taken]]
+            key = self._directory.stream_key(self.name, _chunk(first))
             try:
-                self._directory.etcd.txn([], batch)
+                self._directory.etcd.put(key, "[" + ",".join(bodies) + "]")
             except EtcdUnavailable as exc:
                 with self._changed:
                     self._error = exc
@@ -107,7 +112,8 @@ class StreamWriter:
                     self._changed.notify_all()
                 return
             with self._changed:
-                del self._pending[:len(batch)]
+                del self._pending[:taken]
+                self._flushed += taken
                 self._changed.notify_all()
 
     def close(self) -> None:
@@ -180,7 +186,9 @@ class StreamReader:
         elif part == END:
             self._end = json.loads(value)
         elif part.startswith(CHUNK):
-            self._chunks[int(part[len(CHUNK):])] = Entry.from_json(value, revision)
+            first = int(part[len(CHUNK):])
+            for offset, body in enumerate(json.loads(value)):
+                self._chunks[first + offset] = Entry.from_body(body, revision)
 
     def _refresh(self) -> None:
         kvs, revision = self._store._etcd(lambda: self._directory.etcd.range(self._prefix))
@@ -248,14 +256,19 @@ class StreamReader:
 
 
 def delete_stream(store: "ObjectStore", name: str) -> int:
-    """Delete every record of stream ``name`` and the chunks it holds; return how many records."""
+    """Delete stream ``name`` with the chunks it holds; return how many chunks and markers."""
     directory = store.directory
     prefix = directory.stream_key(name)
     kvs, _ = store._etcd(lambda: directory.etcd.range(prefix))
     if not kvs:
         raise ObjectNotFound(f"no stream named {name!r}")
     store._etcd(lambda: directory.etcd.txn([], [delete_op(prefix, prefix=True)]))
+    count = 0
     for kv in kvs:
-        if kv.key[len(prefix):].startswith(CHUNK):
-            store.drop_entry(Entry.from_json(kv.value, kv.mod_revision))
-    return len(kvs)
+        if not kv.key[len(prefix):].startswith(CHUNK):
+            count += 1
+            continue
+        for body in json.loads(kv.value):
+            store.drop_entry(Entry.from_body(body, kv.mod_revision))
+            count += 1
+    return count
