@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 import secrets
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -23,6 +24,8 @@ from objects.streams import StreamReader, StreamWriter, delete_stream
 _OBJECT_ID = re.compile(r"^o[0-9a-f]{16}$")
 _INLINE_ID = re.compile(r"^i[0-9a-f]{16}$")
 RESERVED_PREFIX = "__fluidv"
+#: How often a reader asks another node to publish an object before giving up.
+_PERSIST_TRIES = 3
 #: How often a replace retries when other writers keep changing the name meanwhile.
 _REPLACE_TRIES = 50
 
@@ -219,10 +222,15 @@ class ObjectStore:
         """Move an object of another node here: its node publishes it to the cluster's
         metadata (only now that someone asks), then Vineyard migrates it."""
         owner = self._owner(entry)
-        try:
-            self._rpc_client(owner.rpc_endpoint).rpc_client.persist(object_id)
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise ObjectNotFound(f"node {entry.node} holding {entry.id} does not answer: {exc}") from None
+        for attempt in range(_PERSIST_TRIES):
+            try:
+                self._rpc_client(owner.rpc_endpoint).rpc_client.persist(object_id)
+                break
+            except (OSError, RuntimeError, ValueError) as exc:
+                # seen once under load: the holder's metadata not yet showing a new object
+                if attempt + 1 == _PERSIST_TRIES:
+                    raise ObjectNotFound(f"node {entry.node} holding {entry.id} could not publish it: {exc}") from None
+                time.sleep(0.02)
         return self._migrate(self._client.get_meta(object_id, sync_remote=True))
 
     def drop_entry(self, entry: Entry) -> None:
