@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from objects.layout import shared_blobs
 from vineyard_runtime.spec import ROOT_SESSION
 from vineyard_runtime.etcd_client import EtcdClient, EtcdUnavailable, absent, delete_op, put_op, unchanged
 
@@ -36,8 +37,14 @@ class Entry:
     revision: int = 0
 
     @property
-    def inline(self) -> bool:
-        return self.layout is not None
+    def blobs(self) -> list[str]:
+        """Ids of the shared-memory blobs its layout refers to (none for inline values)."""
+        return [] if self.layout is None else shared_blobs(self.layout)
+
+    @property
+    def on_node(self) -> bool:
+        """True when the value lives in its node's shared memory (and dies with it)."""
+        return self.layout is None or bool(self.blobs)
 
     def to_json(self) -> str:
         body: dict[str, Any] = {"id": self.id, "typename": self.typename, "nbytes": self.nbytes,

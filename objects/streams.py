@@ -3,8 +3,8 @@
 A stream ``s`` is a few records in the object directory, under
 ``<prefix>/fluidv/streams/s/``: ``h`` (who writes it), chunk records ``c<n>`` and ``e``,
 the end marker saying whether the producer finished or failed. A chunk record holds
-the entries of chunks ``n``, ``n+1``, ...: each chunk inline when small, else an
-unnamed object of the producer's node. Readers watch that prefix, so they wake when a
+the entries of chunks ``n``, ``n+1``, ...: each chunk inline when small, else blobs
+in the producer node's shared memory, with the chunk's layout in its entry. Readers watch that prefix, so they wake when a
 record is committed instead of polling. The writer puts whatever chunks are waiting
 into one record, so a fast producer is not held to one etcd round trip per chunk and
 a slow one still publishes each chunk at once.
@@ -73,7 +73,7 @@ class StreamWriter:
             raise ObjectsError(
                 f"stream chunks are Arrow record batches/tables or numpy arrays, got {type(chunk).__name__}"
             )
-        entry = self._store.encode_entry(chunk, self._labels)
+        entry = self._store.encode_entry(chunk, self._labels, layout_in_entry=True)
         record = (self.count, entry.to_json(), entry)
         with self._changed:
             while len(self._pending) >= MAX_PENDING and self._error is None:

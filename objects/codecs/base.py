@@ -163,6 +163,9 @@ def labels_of(meta: Any) -> dict[str, str]:
 
 def blob_view(blob: Any) -> memoryview:
     """A read-only view of a sealed blob's shared memory (empty for empty blobs)."""
+    shared = getattr(blob, "shared_view", None)  # a blob a directory layout refers to
+    if shared is not None:
+        return shared()
     if blob.is_empty or blob.size == 0:
         return memoryview(b"")
     return memoryview(blob)
