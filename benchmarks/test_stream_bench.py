@@ -21,9 +21,6 @@ from test_handoff_bench import Consumer, _ask_async
 from vineyard_runtime.local import LocalCluster
 
 CHUNKS = 2000
-#: Chunks held in shared memory cross nodes through Vineyard's migration (about 0.1 s
-#: each): fewer of them keep the run short.
-CHUNKS_MIGRATED = 50
 KINDS = {
     "1KiB-numpy": lambda i: np.full(128, i, dtype=np.int64),
     "64KiB-arrow": lambda i: pa.record_batch({"i": np.full(4096, i), "x": np.arange(4096.0)}),
@@ -56,7 +53,7 @@ def test_stream_chunks(benchmark, nodes, reader, kind, where):
     import objects
 
     make = KINDS[kind]
-    count = CHUNKS_MIGRATED if where == "other-node" and kind == "64KiB-arrow" else CHUNKS
+    count = CHUNKS
     chunks = [make(i) for i in range(count)]
     producer_node, reader_node = nodes.nodes[0], nodes.nodes[0 if where == "same-node" else 1]
     store = objects.connect(producer_node.socket)

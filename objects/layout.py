@@ -50,7 +50,7 @@ class SharedBlob:
 
     def shared_view(self) -> memoryview:
         """A read-only view of the blob's memory (what ``blob_view`` returns)."""
-        return memoryview(self.blob) if self.size else memoryview(b"")
+        return memoryview(self.blob).toreadonly() if self.size else memoryview(b"")
 
 
 Member = "LayoutMeta | InlineBlob | SharedBlob"

@@ -207,6 +207,23 @@ def test_names_of_a_killed_node_fail_at_once_and_leave_the_listing(make_cluster)
         doomed.close()
 
 
+def test_a_reader_of_chunks_whose_node_was_killed_fails_at_once(make_cluster):
+    local = make_cluster(nodes=2, size="128Mi")
+    reader, producer = (objects.connect(n.socket) for n in local.nodes)
+    try:
+        with producer.open_writer("gone/s") as writer:
+            for i in range(3):
+                writer.write(np.full(1 << 14, float(i)))  # 128 KiB: blobs of node-1
+        os.kill(local.node("node-1").pid, signal.SIGKILL)
+        started = time.monotonic()
+        with pytest.raises(objects.ObjectNotFound, match="node node-1 .*(does not answer|gone)"):
+            list(reader.open_reader("gone/s", timeout=5))
+        assert time.monotonic() - started < 10
+    finally:
+        reader.close()
+        producer.close()
+
+
 CHUNKY_PRODUCER = """
     import os, sys, numpy as np, objects
     store = objects.connect()

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 
 from vineyard_runtime import node_config
+from vineyard_runtime.blob_server import BlobServer, endpoint_key
 from vineyard_runtime.binaries import etcd_binary, vineyardd_binary
 from vineyard_runtime.daemons import etcd_command, vineyardd_command
 from vineyard_runtime.errors import ClusterAlreadyRunning, ClusterStartError, VineyardRuntimeError
@@ -123,6 +124,8 @@ class Supervisor:
         #: nodes that have not yet reached etcd again since it restarted
         self.reconnecting: set[str] = set()
         self.probes: dict[str, _WriteProbe] = {}
+        #: per node: serves its blobs to readers on other nodes (survives vineyardd restarts)
+        self.blob_servers: dict[str, BlobServer] = {}
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -329,6 +332,10 @@ class Supervisor:
                 except OSError:
                     pass
             time.sleep(0.05)
+        server = self.blob_servers.get(node.name)
+        if server is None:
+            server = self.blob_servers[node.name] = BlobServer(node.socket, host=LOOPBACK).start()
+        self.etcd_client.put(endpoint_key(self.state.etcd_prefix, node.instance_id), server.endpoint)
         node_config.write(node_config.sidecar_path(node.socket), node_config.NodeConfig(
             socket=node.socket, rpc_endpoints=(f"{LOOPBACK}:{node.rpc_port}",),
             etcd_endpoint=self.state.etcd.endpoint, etcd_prefix=self.state.etcd_prefix,
@@ -493,6 +500,9 @@ class Supervisor:
         if self.state is not None:
             self.state.phase = "Stopping"
             self._save()
+        for server in self.blob_servers.values():
+            server.shutdown()
+            server.server_close()
         procs = [d.proc for d in self.nodes.values() if d.proc is not None]
         _stop_all(procs)
         if self.etcd.proc is not None:
