@@ -88,3 +88,35 @@ def test_cross_node_tcp_stream_baseline(benchmark, size):
 
     benchmark.pedantic(receive, setup=setup, rounds=3)
     benchmark.extra_info["GB/s"] = round(nbytes / benchmark.stats.stats.mean / 1e9, 3)
+
+
+FIRST_READ_SIZES = {"1KiB": 1 << 10, **SIZES}
+
+
+@pytest.mark.parametrize("size", list(FIRST_READ_SIZES))
+def test_cross_node_objects_first_read(benchmark, two_nodes, size):
+    """A named object put on node-0, read for the first time on node-1: a small one comes
+    inline from the directory, a large one is published by its node and migrated."""
+    import objects
+
+    nbytes = FIRST_READ_SIZES[size]
+    producer, consumer = (objects.connect(two_nodes.node(n).socket) for n in ("node-0", "node-1"))
+    data = np.random.default_rng(0).random(nbytes // 8)
+    names = iter(range(1_000_000))
+
+    def setup():
+        for store in (producer, consumer):
+            store.client.clear()  # the previous round's source and migrated copy
+        name = f"first-read/{next(names)}"
+        producer.put(data, name)
+        return (name,), {}
+
+    try:
+        result = benchmark.pedantic(consumer.get, setup=setup, rounds=5 if nbytes < 1 << 30 else 3)
+    finally:
+        producer.delete_many(prefix="first-read/")
+        producer.close()
+        consumer.close()
+    assert result.shape == data.shape and result[-1] == data[-1]
+    benchmark.extra_info["GB/s"] = round(nbytes / benchmark.stats.stats.mean / 1e9, 3)
+    benchmark.extra_info["median_ms"] = round(benchmark.stats.stats.median * 1e3, 3)

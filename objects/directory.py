@@ -21,6 +21,7 @@ from vineyard_runtime.etcd_client import EtcdClient, EtcdUnavailable, absent, de
 
 NAMES = "fluidv/names/"
 STREAMS = "fluidv/streams/"
+REPLICAS = "fluidv/replicas/"
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,10 @@ class Directory:
 
     def key(self, name: str) -> str:
         return self.prefix + NAMES + name
+
+    def replica_key(self, entry_id: str, instance_id: int | None = None) -> str:
+        """Where a node records the copy of object ``entry_id`` it received (its layout)."""
+        return f"{self.prefix}{REPLICAS}{entry_id}/" + ("" if instance_id is None else f"i{instance_id}")
 
     def stream_key(self, name: str, part: str = "") -> str:
         return f"{self.prefix}{STREAMS}{name}/{part}"

@@ -116,14 +116,28 @@ class LayoutMeta:
 
 
 def shared_blobs(layout: dict[str, Any]) -> list[str]:
-    """Ids of the shared-memory blobs a layout (``LayoutMeta.to_json``) refers to."""
+    """Ids of the (non-empty) shared-memory blobs a layout (``LayoutMeta.to_json``) refers to."""
     found = []
     for m in layout.get("members", {}).values():
         if "shared" in m:
-            found.append(m["shared"])
+            if m["size"]:
+                found.append(m["shared"])
         elif "members" in m:
             found += shared_blobs(m)
     return found
+
+
+def with_blob_ids(layout: dict[str, Any], renamed: dict[str, str]) -> dict[str, Any]:
+    """``layout`` with its shared blobs' ids replaced as ``renamed`` says."""
+    members = {}
+    for name, m in layout.get("members", {}).items():
+        if "shared" in m:
+            members[name] = dict(m, shared=renamed.get(m["shared"], m["shared"]))
+        elif "members" in m:
+            members[name] = with_blob_ids(m, renamed)
+        else:
+            members[name] = m
+    return {"fields": layout.get("fields", {}), "members": members}
 
 
 class _Builder(bytearray):

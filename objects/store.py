@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import secrets
 import time
@@ -17,9 +18,10 @@ from objects.codecs.base import Context, labels_of
 from objects.connection import Target, quiet_stdout, release
 from objects.directory import Directory, Entry, EtcdUnavailable
 from objects.errors import ObjectExists, ObjectNotFound, ObjectsError, StoreFull, StoreUnavailable
-from objects.layout import BlobContext, InlineContext, LayoutMeta, TooLarge
+from objects.layout import BlobContext, InlineContext, LayoutMeta, TooLarge, shared_blobs, with_blob_ids
 from objects.refs import ObjectRef
 from vineyard_runtime.blob_server import BlobFetcher, BlobFetchError, endpoint_key
+from vineyard_runtime.etcd_client import put_op, unchanged
 from objects.streams import StreamReader, StreamWriter, delete_stream
 
 _OBJECT_ID = re.compile(r"^o[0-9a-f]{16}$")
@@ -186,7 +188,7 @@ class ObjectStore:
                      instance_id=int(meta.instance_id), node=self._node_name(int(meta.instance_id)),
                      labels=labels)
 
-    def load_entry(self, entry: Entry, *, allow_pickle: bool = False) -> Any:
+    def load_entry(self, entry: Entry, *, allow_pickle: bool = False, name: str | None = None) -> Any:
         """The value an entry describes (raises _Vanished when its object is gone)."""
         import vineyard  # noqa: PLC0415
 
@@ -199,6 +201,8 @@ class ObjectStore:
                 meta = self._client.rpc_client.get_object(object_id).meta  # copies the blobs over RPC
             elif entry.instance_id == self.instance_id:
                 meta = self._client.get_meta(object_id)
+            elif name is not None and (endpoint := self._blob_endpoint(entry.instance_id)) is not None:
+                meta = self._replica(entry, name, endpoint)
             else:
                 meta = self._fetch(entry, object_id)
             return codecs.decode(self._client, meta, allow_pickle=allow_pickle)
@@ -233,11 +237,53 @@ class ObjectStore:
         return self._blob_endpoints[instance_id]
 
     def _receive(self, entry: Entry, endpoint: str) -> list[bytearray]:
+        return self._from_server(entry, endpoint, lambda fetcher: fetcher.fetch(entry.blobs))
+
+    def _replica(self, entry: Entry, name: str, endpoint: str) -> LayoutMeta:
+        """This node's copy of an object held by another node: the one received before
+        (recorded in the directory), else received now from the holder's blob server
+        straight into new blobs of this node, and recorded while ``name`` still holds it."""
+        import vineyard  # noqa: PLC0415
+
+        directory, ipc = self.directory, self._client.ipc_client
+        key = directory.replica_key(entry.id, self.instance_id)
+        local = lambda blob_id: ipc.get_blob(vineyard.ObjectID(blob_id))  # noqa: E731
+        kept = self._etcd(lambda: directory.etcd.get(key))
+        if kept is not None:
+            layout = json.loads(kept.value)
+            if all(ipc.exists(vineyard.ObjectID(b)) for b in shared_blobs(layout)):
+                return LayoutMeta.from_json(layout, local)
+        ctx = self._context(dict(entry.labels), allow_pickle=False)
+        received: list[Any] = []
+
+        def receive(fetcher: BlobFetcher) -> dict[str, Any]:
+            layout = fetcher.layout(entry.id)
+            fetcher.fetch_into(shared_blobs(layout), lambda size: received.append(ctx.new_blob(size)) or received[-1])
+            return layout
+
+        try:
+            layout = self._from_server(entry, endpoint, receive)
+        except BaseException:
+            for builder in received:
+                ctx.abort(builder)
+            raise
+        sealed = [ctx.seal(builder) for builder in received]
+        mine = with_blob_ids(layout, {b: f"o{int(s.id):016x}" for b, s in zip(shared_blobs(layout), sealed)})
+        won, _ = self._etcd(lambda: directory.etcd.txn([unchanged(directory.key(name), entry.revision)],
+                                                         [put_op(key, json.dumps(mine))]))
+        if not won:  # replaced or deleted meanwhile: keep nothing
+            self._client.delete([s.id for s in sealed], force=False, deep=True)
+            raise _Vanished(entry.id)
+        return LayoutMeta.from_json(mine, local)
+
+    def _from_server(self, entry: Entry, endpoint: str, ask: Any) -> Any:
+        """``ask(fetcher)`` on the blob server at ``endpoint``; its failures as ours."""
         try:
             fetcher = self._fetchers.get(endpoint) or self._fetchers.setdefault(endpoint, BlobFetcher(endpoint))
-            return fetcher.fetch(entry.blobs)
+            return ask(fetcher)
         except BlobFetchError as exc:
             if "ObjectNotExists" in str(exc):
+                self._owner(entry)  # its node restarted: say so
                 raise _Vanished(entry.id) from None
             problem: OSError = exc
         except OSError as exc:
@@ -288,18 +334,26 @@ class ObjectStore:
             return
         import vineyard  # noqa: PLC0415
 
-        ids = [vineyard.ObjectID(i) for i in (entry.blobs or [entry.id])]
-        try:
-            if entry.instance_id == self.instance_id:
-                client = self._client
-            else:
-                owner = self._etcd(self.directory.instances).get(entry.instance_id)
-                if owner is None:
-                    return  # its node is gone, and the memory with it
-                client = self._rpc_client(owner.rpc_endpoint)
-            client.delete(ids, force=False, deep=True)
-        except (vineyard.ObjectNotExistsException, ObjectsError, OSError, RuntimeError):
-            pass
+        held = [(entry.instance_id, entry.blobs or [entry.id])]
+        if entry.layout is None:  # copies other nodes received of it
+            directory = self.directory
+            kvs, _ = self._etcd(lambda: directory.etcd.range(directory.replica_key(entry.id)))
+            held += [(int(kv.key.rsplit("/i", 1)[1]), shared_blobs(json.loads(kv.value))) for kv in kvs]
+            if kvs:
+                self._etcd(lambda: directory.etcd.delete_prefix(directory.replica_key(entry.id)))
+        instances = None
+        for instance_id, ids in held:
+            try:
+                if instance_id == self.instance_id:
+                    client = self._client
+                else:
+                    instances = instances or self._etcd(self.directory.instances)
+                    if instance_id not in instances:
+                        continue  # its node is gone, and the memory with it
+                    client = self._rpc_client(instances[instance_id].rpc_endpoint)
+                client.delete([vineyard.ObjectID(i) for i in ids], force=False, deep=True)
+            except (vineyard.ObjectNotExistsException, ObjectsError, OSError, RuntimeError):
+                pass
 
     def _ref_of(self, entry: Entry, name: str | None) -> ObjectRef:
         return ObjectRef(id=entry.id, name=name, typename=entry.typename, nbytes=entry.nbytes,
@@ -469,13 +523,13 @@ class ObjectStore:
                 meta = self._migrate(meta)
             return codecs.decode(self._client, meta, allow_pickle=allow_pickle)
         try:
-            return self.load_entry(entry, allow_pickle=allow_pickle)
+            return self.load_entry(entry, allow_pickle=allow_pickle, name=name)
         except _Vanished:
             pass
         again = self._etcd(lambda: self.directory.get(name))  # replaced or deleted meanwhile?
         if again is not None and again.revision != entry.revision:
             try:
-                return self.load_entry(again, allow_pickle=allow_pickle)
+                return self.load_entry(again, allow_pickle=allow_pickle, name=name)
             except _Vanished:
                 pass
         raise ObjectNotFound(f"object {name!r} was deleted while it was being read")

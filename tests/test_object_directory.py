@@ -207,6 +207,23 @@ def test_names_of_a_killed_node_fail_at_once_and_leave_the_listing(make_cluster)
         doomed.close()
 
 
+def test_another_node_receives_a_large_object_once_and_frees_it_with_the_name(stores):
+    writer, reader = stores["node-0"], stores["node-2"]
+    before = memory_used(reader)
+    value = np.random.default_rng(1).random(1 << 18)  # 2 MiB
+    writer.put(value, "moved/once")
+    first = reader.get("moved/once")
+    np.testing.assert_array_equal(first, value)
+    assert reader.client.ipc_client.is_shared_memory(first.ctypes.data), "received into node-2's memory"
+    grown = memory_used(reader)
+    assert grown >= before + value.nbytes
+    second = reader.get("moved/once")
+    assert second.ctypes.data == first.ctypes.data and memory_used(reader) == grown, "the copy is reused"
+    del first, second
+    writer.delete("moved/once")
+    assert memory_used(reader) == before, "deleting the name frees the copy on node-2 too"
+
+
 def test_a_reader_of_chunks_whose_node_was_killed_fails_at_once(make_cluster):
     local = make_cluster(nodes=2, size="128Mi")
     reader, producer = (objects.connect(n.socket) for n in local.nodes)

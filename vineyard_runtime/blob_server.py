@@ -9,6 +9,7 @@ never on every interface, and keeps no state but its connection to the node.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import socketserver
@@ -37,12 +38,17 @@ class _Handler(socketserver.StreamRequestHandler):
             if not line:
                 return
             words = line.decode(errors="replace").split()
-            if not words or words[0] != "GET":
-                self.wfile.write(b"ERR expected GET <blob id>...\n")
+            if not words or words[0] not in ("GET", "LAYOUT"):
+                self.wfile.write(b"ERR expected GET <blob id>... or LAYOUT <object id>\n")
                 return
             try:
                 client = client or self.server.connect()
-                views = [self.server.view(client, word) for word in words[1:]]
+                if words[0] == "LAYOUT":
+                    layout = layout_of(client.get_meta(_object_id(words[1])),
+                                       lambda blob: int(client.ipc_client.get_blob(blob).size))
+                    views = [memoryview(json.dumps(layout).encode())]
+                else:
+                    views = [self.server.view(client, word) for word in words[1:]]
             except Exception as exc:  # noqa: BLE001 - the reader is told why, the server goes on
                 client = None
                 self.wfile.write(f"ERR {type(exc).__name__}: {exc}".replace("\n", " ").encode() + b"\n")
@@ -51,6 +57,33 @@ class _Handler(socketserver.StreamRequestHandler):
             for view in views:
                 self.wfile.write(view)
             self.wfile.flush()
+
+
+_NOT_FIELDS = {"id", "instance_id", "global", "transient", "signature", "__timestamp"}
+
+
+def _object_id(text: str) -> Any:
+    import vineyard  # noqa: PLC0415
+
+    return vineyard.ObjectID(text)
+
+
+def layout_of(meta: Any, blob_size: Any) -> dict[str, Any]:
+    """An object's metadata tree as ``{"fields", "members"}``; blobs as id and size
+    (``blob_size(id)``: a member's own record of it says 0)."""
+    import vineyard  # noqa: PLC0415
+
+    fields: dict[str, Any] = {}
+    members: dict[str, Any] = {}
+    for key, value in meta.items():
+        if isinstance(value, vineyard.ObjectMeta):
+            if str(value.typename) == "vineyard::Blob":
+                members[key] = {"shared": f"o{int(value.id):016x}", "size": blob_size(value.id)}
+            else:
+                members[key] = layout_of(value, blob_size)
+        elif key not in _NOT_FIELDS:
+            fields[key] = value
+    return {"fields": fields, "members": members}
 
 
 class BlobServer(socketserver.ThreadingTCPServer):
@@ -99,17 +132,40 @@ class BlobFetcher:
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._lines = self._sock.makefile("rb")
 
-    def fetch(self, blob_ids: list[str]) -> list[bytearray]:
-        """The bytes of each blob, received straight into buffers of their size."""
-        self._sock.sendall(("GET " + " ".join(blob_ids) + "\n").encode())
+    def _ask(self, request: str) -> list[int]:
+        self._sock.sendall(request.encode() + b"\n")
         head = self._lines.readline().decode(errors="replace").split()
         if not head or head[0] != "OK":
             raise BlobFetchError(" ".join(head[1:]) or "the blob server closed the connection")
-        buffers = [bytearray(int(size)) for size in head[1:]]
+        return [int(size) for size in head[1:]]
+
+    def _receive(self, buffer: Any) -> None:
+        view = memoryview(buffer).cast("B")
+        if view.nbytes and self._lines.readinto(view) != view.nbytes:  # fills it unless the peer closes
+            raise BlobFetchError("the blob server closed the connection mid-transfer")
+
+    def fetch(self, blob_ids: list[str]) -> list[bytearray]:
+        """The bytes of each blob, received straight into buffers of their size."""
+        buffers = [bytearray(size) for size in self._ask("GET " + " ".join(blob_ids))]
         for buffer in buffers:
-            if self._lines.readinto(buffer) != len(buffer):  # fills the buffer unless the peer closes
-                raise BlobFetchError("the blob server closed the connection mid-transfer")
+            self._receive(buffer)
         return buffers
+
+    def fetch_into(self, blob_ids: list[str], allocate: Any) -> list[Any]:
+        """Receive each blob into ``allocate(size)`` (a writable buffer, such as a new blob
+        of this node's): one request, no copy on this side."""
+        targets = []
+        for size in self._ask("GET " + " ".join(blob_ids)):
+            targets.append(allocate(size))
+            self._receive(targets[-1])
+        return targets
+
+    def layout(self, object_id: str) -> dict[str, Any]:
+        """The metadata tree of object ``object_id`` (see ``layout_of``)."""
+        (size,) = self._ask(f"LAYOUT {object_id}")
+        raw = bytearray(size)
+        self._receive(raw)
+        return json.loads(raw)
 
     def close(self) -> None:
         self._lines.close()
