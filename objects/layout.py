@@ -150,7 +150,24 @@ class _Builder(bytearray):
         view[offset:offset + size] = ctypes.string_at(address, size)
 
 
-class InlineContext(Context):
+class BlobContext(Context):
+    """A Context whose blobs are Vineyard's and whose metadata stays a LayoutMeta."""
+
+    def seal(self, builder: Any) -> Any:
+        blob = builder.seal(self.client)
+        return SharedBlob(f"o{int(blob.id):016x}", int(blob.size), blob)
+
+    def empty_blob(self) -> Any:
+        return InlineBlob(b"")
+
+    def new_meta(self, kind: str, header: dict[str, Any], nbytes: int) -> Any:
+        return LayoutMeta(meta_fields(kind, header, nbytes, self.labels))
+
+    def create(self, meta: Any) -> Any:
+        return meta
+
+
+class InlineContext(BlobContext):
     """A Context whose blobs and metadata stay in this process (see the module doc)."""
 
     def __init__(self, node: str, labels: dict[str, str], *, allow_pickle: bool = False,
@@ -169,29 +186,3 @@ class InlineContext(Context):
 
     def abort(self, builder: Any) -> None:
         return None
-
-    def empty_blob(self) -> Any:
-        return InlineBlob(b"")
-
-    def new_meta(self, kind: str, header: dict[str, Any], nbytes: int) -> Any:
-        return LayoutMeta(meta_fields(kind, header, nbytes, self.labels))
-
-    def create(self, meta: Any) -> Any:
-        return meta
-
-
-class BlobContext(Context):
-    """A Context whose blobs are Vineyard's and whose metadata stays a LayoutMeta."""
-
-    def seal(self, builder: Any) -> Any:
-        blob = builder.seal(self.client)
-        return SharedBlob(f"o{int(blob.id):016x}", int(blob.size), blob)
-
-    def empty_blob(self) -> Any:
-        return InlineBlob(b"")
-
-    def new_meta(self, kind: str, header: dict[str, Any], nbytes: int) -> Any:
-        return LayoutMeta(meta_fields(kind, header, nbytes, self.labels))
-
-    def create(self, meta: Any) -> Any:
-        return meta

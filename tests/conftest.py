@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pytest
 
 from vineyard_runtime.local import LocalCluster
@@ -108,3 +112,28 @@ def stores(shared_cluster) -> Iterator[dict]:
     finally:
         for store in opened.values():
             store.close()
+
+
+def assert_same(a, b) -> None:
+    """``b`` (what was read) equals ``a`` (what was written), in type and dtype too."""
+    if isinstance(a, np.ndarray):
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == b.dtype
+    elif isinstance(a, (pa.Table, pa.RecordBatch, pa.Array, pa.ChunkedArray)):
+        assert type(a) is type(b) and a.equals(b)
+    elif isinstance(a, pd.DataFrame):
+        pd.testing.assert_frame_equal(a, b)
+    elif isinstance(a, pd.Series):
+        pd.testing.assert_series_equal(a, b)
+    elif (torch := sys.modules.get("torch")) is not None and isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    elif isinstance(a, dict):
+        assert list(a) == list(b)
+        for k in a:
+            assert_same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same(x, y)
+    else:
+        assert a == b

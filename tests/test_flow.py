@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import objects
+from conftest import assert_same
 from fluid_core.flow import FlowInvalid, LocalRunner
 from fluid_core.models import parse
 from fluid_core.sdk import Dataset, SdkError
@@ -139,30 +140,6 @@ def every_type() -> dict:
         "nested": {"w": np.ones(3), "meta": {"epochs": 3, "tags": ["a", "b"], "pair": (1, "x")}, 7: None},
         "scalar": 42,
     }
-
-
-def assert_same(a, b) -> None:
-    if isinstance(a, np.ndarray):
-        np.testing.assert_array_equal(a, b)
-        assert a.dtype == b.dtype
-    elif isinstance(a, (pa.Table, pa.RecordBatch, pa.Array, pa.ChunkedArray)):
-        assert type(a) is type(b) and a.equals(b)
-    elif isinstance(a, pd.DataFrame):
-        pd.testing.assert_frame_equal(a, b)
-    elif isinstance(a, pd.Series):
-        pd.testing.assert_series_equal(a, b)
-    elif isinstance(a, torch.Tensor):
-        assert a.dtype == b.dtype and torch.equal(a, b)
-    elif isinstance(a, dict):
-        assert list(a) == list(b)
-        for k in a:
-            assert_same(a[k], b[k])
-    elif isinstance(a, (list, tuple)):
-        assert type(a) is type(b) and len(a) == len(b)
-        for x, y in zip(a, b):
-            assert_same(x, y)
-    else:
-        assert a == b
 
 
 def test_backup_then_restore_round_trips_every_type(shared_cluster, tmp_path, store):

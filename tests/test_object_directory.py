@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytest
 
 import objects
-from conftest import wait_for
+from conftest import assert_same, wait_for
 from objects.layout import INLINE_MAX
 
 SMALL_VALUES = {
@@ -35,35 +35,13 @@ SMALL_VALUES = {
 }
 
 
-def assert_equal(got, want):
-    if isinstance(want, np.ndarray) or isinstance(want, np.generic):
-        np.testing.assert_array_equal(got, want)
-        assert got.dtype == want.dtype
-    elif isinstance(want, (pa.Table, pa.RecordBatch, pa.Array)):
-        assert got.equals(want)
-    elif isinstance(want, pd.DataFrame):
-        pd.testing.assert_frame_equal(got, want)
-    elif isinstance(want, pd.Series):
-        pd.testing.assert_series_equal(got, want)
-    elif isinstance(want, dict):
-        assert got.keys() == want.keys()
-        for key in want:
-            assert_equal(got[key], want[key])
-    elif isinstance(want, (list, tuple)):
-        assert type(got) is type(want) and len(got) == len(want)
-        for a, b in zip(got, want):
-            assert_equal(a, b)
-    else:
-        assert got == want
-
-
 @pytest.mark.parametrize("kind", list(SMALL_VALUES))
 def test_small_values_of_every_type_live_inline_and_round_trip_on_every_node(stores, kind):
     value = SMALL_VALUES[kind]
     ref = stores["node-0"].put(value, f"small/{kind}", replace=True)
     assert ref.id.startswith("i"), "a small value is held by its directory entry"
     for node in ("node-0", "node-2"):
-        assert_equal(stores[node].get(f"small/{kind}"), value)
+        assert_same(value, stores[node].get(f"small/{kind}"))
     assert stores["node-1"].info(f"small/{kind}").node == "node-0"
     stores["node-2"].delete(f"small/{kind}")
     assert not stores["node-0"].exists(f"small/{kind}")
