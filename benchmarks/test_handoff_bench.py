@@ -2,7 +2,8 @@
 
 Channels, side by side in one run: this project's ``put`` and ``allocate``, plain
 vineyard put/get, ``multiprocessing.shared_memory``, pickle protocol 5 through a
-pipe, an Arrow IPC file on /dev/shm; single-thread memcpy is the reference.
+pipe, an Arrow IPC file on /dev/shm, and Ray's object store (an actor sums; needs the
+``bench`` extra); single-thread memcpy is the reference.
 ``extra_info["x_memcpy"]`` is each mean divided by memcpy's mean for that size.
 For ``allocate`` the clock starts when A has finished writing in place.
 """

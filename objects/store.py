@@ -6,8 +6,7 @@ import itertools
 import json
 import re
 import secrets
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -15,20 +14,29 @@ import numpy as np
 from objects import codecs
 from objects.allocation import Allocation
 from objects.codecs.base import Context, labels_of
-from objects.connection import Target, quiet_stdout, release
+from objects.connection import Target, release
 from objects.directory import Directory, Entry, EtcdUnavailable
-from objects.errors import ObjectExists, ObjectNotFound, ObjectsError, StoreFull, StoreUnavailable
-from objects.layout import BlobContext, InlineContext, LayoutMeta, TooLarge, shared_blobs, with_blob_ids
+from objects.errors import (
+    ObjectExists,
+    ObjectNotFound,
+    ObjectsError,
+    StoreFull,
+    StoreUnavailable,
+)
+from objects.layout import (
+    BlobContext,
+    InlineContext,
+    LayoutMeta,
+    TooLarge,
+    shared_blobs,
+)
 from objects.refs import ObjectRef
-from vineyard_runtime.blob_server import BlobFetcher, BlobFetchError, endpoint_key
-from vineyard_runtime.etcd_client import put_op, unchanged
+from objects.remote import RemoteReads, Vanished
 from objects.streams import StreamReader, StreamWriter, delete_stream
 
 _OBJECT_ID = re.compile(r"^o[0-9a-f]{16}$")
 _INLINE_ID = re.compile(r"^i[0-9a-f]{16}$")
 RESERVED_PREFIX = "__fluidv"
-#: How often a reader asks another node to publish an object before giving up.
-_PERSIST_TRIES = 3
 #: How often a replace retries when other writers keep changing the name meanwhile.
 _REPLACE_TRIES = 50
 
@@ -40,10 +48,6 @@ _INLINE_ORIGIN = secrets.randbits(32)
 def _inline_id() -> str:
     """A cluster-unique id for an inline value: 32 random bits of this process, then a counter."""
     return f"i{_INLINE_ORIGIN:08x}{next(_INLINE_IDS) & 0xFFFFFFFF:08x}"
-
-
-class _Vanished(ObjectNotFound):
-    """The object an entry pointed at was deleted meanwhile."""
 
 
 def _check_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
@@ -77,9 +81,7 @@ class ObjectStore:
         self.target = target
         self._directory = directory
         self._nodes: dict[int, str] = {}
-        self._rpc: dict[str, Any] = {}
-        self._blob_endpoints: dict[int, str | None] = {}
-        self._fetchers: dict[str, BlobFetcher] = {}
+        self.remote = RemoteReads(self)
         self._closed = False
 
     # -- connection ----------------------------------------------------------------
@@ -119,13 +121,7 @@ class ObjectStore:
         if self._closed:
             return
         self._closed = True
-        for fetcher in self._fetchers.values():
-            fetcher.close()
-        for rpc in self._rpc.values():
-            try:
-                rpc.close()
-            except Exception:  # noqa: BLE001 - closing a dead connection is harmless
-                pass
+        self.remote.close()
         try:
             release(self.target, self._client)
         except Exception:  # noqa: BLE001 - closing a dead connection is harmless
@@ -157,7 +153,7 @@ class ObjectStore:
             )
         return Context(self._client, self.node, allow_pickle=allow_pickle, labels=labels)
 
-    def _etcd(self, what: str) -> Any:
+    def _etcd(self, what: Callable[[], Any]) -> Any:
         """Run ``what`` against the directory, reporting a lost etcd as StoreUnavailable."""
         try:
             return what()
@@ -189,144 +185,31 @@ class ObjectStore:
                      labels=labels)
 
     def load_entry(self, entry: Entry, *, allow_pickle: bool = False, name: str | None = None) -> Any:
-        """The value an entry describes (raises _Vanished when its object is gone)."""
+        """The value an entry describes (raises Vanished when its object is gone)."""
         import vineyard  # noqa: PLC0415
 
         try:
             if entry.layout is not None:
-                layout = LayoutMeta.from_json(entry.layout, self._blob_reader(entry) if entry.blobs else None)
+                layout = LayoutMeta.from_json(entry.layout, self.remote.blob_reader(entry) if entry.blobs else None)
                 return codecs.decode(None, layout, allow_pickle=allow_pickle)
             object_id = vineyard.ObjectID(entry.id)
             if not self.is_ipc:
                 meta = self._client.rpc_client.get_object(object_id).meta  # copies the blobs over RPC
             elif entry.instance_id == self.instance_id:
                 meta = self._client.get_meta(object_id)
-            elif name is not None and (endpoint := self._blob_endpoint(entry.instance_id)) is not None:
-                meta = self._replica(entry, name, endpoint)
+            elif name is not None and (endpoint := self.remote.blob_endpoint(entry.instance_id)) is not None:
+                meta = self.remote.replica(entry, name, endpoint)
             else:
-                meta = self._fetch(entry, object_id)
+                meta = self.remote.migrate_in(entry, object_id)
             return codecs.decode(self._client, meta, allow_pickle=allow_pickle)
         except (vineyard.ObjectNotExistsException, vineyard.MetaTreeSubtreeNotExistsException):
-            raise _Vanished(entry.id) from None
+            raise Vanished(entry.id) from None
         except RuntimeError:  # vineyard's report of a blob deleted between metadata and data
             ids = entry.blobs or ([] if entry.layout is not None else [entry.id])
             if self.is_ipc and entry.instance_id == self.instance_id and not all(
                     self._client.ipc_client.exists(vineyard.ObjectID(i)) for i in ids):
-                raise _Vanished(entry.id) from None
+                raise Vanished(entry.id) from None
             raise
-
-    def _blob_reader(self, entry: Entry) -> Any:
-        """How to read the blobs of ``entry``: in place on their node; else received in
-        one request from the blob server of the node holding them; else (no server
-        published) copied over Vineyard's RPC."""
-        import vineyard  # noqa: PLC0415
-
-        if self.is_ipc and entry.instance_id == self.instance_id:
-            ipc = self._client.ipc_client
-            return lambda blob_id: ipc.get_blob(vineyard.ObjectID(blob_id))
-        endpoint = self._blob_endpoint(entry.instance_id)
-        if endpoint is not None:
-            return dict(zip(entry.blobs, self._receive(entry, endpoint))).__getitem__
-        rpc = self._client if not self.is_ipc else self._rpc_client(self._owner(entry).rpc_endpoint)
-        return lambda blob_id: rpc.rpc_client.get_remote_blob(vineyard.ObjectID(blob_id))
-
-    def _blob_endpoint(self, instance_id: int) -> str | None:
-        if instance_id not in self._blob_endpoints:
-            kv = self._etcd(lambda: self.directory.etcd.get(endpoint_key(self.directory.prefix, instance_id)))
-            self._blob_endpoints[instance_id] = kv.value.decode() if kv is not None else None
-        return self._blob_endpoints[instance_id]
-
-    def _receive(self, entry: Entry, endpoint: str) -> list[bytearray]:
-        return self._from_server(entry, endpoint, lambda fetcher: fetcher.fetch(entry.blobs))
-
-    def _replica(self, entry: Entry, name: str, endpoint: str) -> LayoutMeta:
-        """This node's copy of an object held by another node: the one received before
-        (recorded in the directory), else received now from the holder's blob server
-        straight into new blobs of this node, and recorded while ``name`` still holds it."""
-        import vineyard  # noqa: PLC0415
-
-        directory, ipc = self.directory, self._client.ipc_client
-        key = directory.replica_key(entry.id, self.instance_id)
-        local = lambda blob_id: ipc.get_blob(vineyard.ObjectID(blob_id))  # noqa: E731
-        kept = self._etcd(lambda: directory.etcd.get(key))
-        if kept is not None:
-            layout = json.loads(kept.value)
-            if all(ipc.exists(vineyard.ObjectID(b)) for b in shared_blobs(layout)):
-                return LayoutMeta.from_json(layout, local)
-        ctx = self._context(dict(entry.labels), allow_pickle=False)
-        received: list[Any] = []
-
-        def receive(fetcher: BlobFetcher) -> dict[str, Any]:
-            layout = fetcher.layout(entry.id)
-            fetcher.fetch_into(shared_blobs(layout), lambda size: received.append(ctx.new_blob(size)) or received[-1])
-            return layout
-
-        try:
-            layout = self._from_server(entry, endpoint, receive)
-        except BaseException:
-            for builder in received:
-                ctx.abort(builder)
-            raise
-        sealed = [ctx.seal(builder) for builder in received]
-        mine = with_blob_ids(layout, {b: f"o{int(s.id):016x}" for b, s in zip(shared_blobs(layout), sealed)})
-        won, _ = self._etcd(lambda: directory.etcd.txn([unchanged(directory.key(name), entry.revision)],
-                                                         [put_op(key, json.dumps(mine))]))
-        if not won:  # replaced or deleted meanwhile: keep nothing
-            self._client.delete([s.id for s in sealed], force=False, deep=True)
-            raise _Vanished(entry.id)
-        return LayoutMeta.from_json(mine, local)
-
-    def _from_server(self, entry: Entry, endpoint: str, ask: Any) -> Any:
-        """``ask(fetcher)`` on the blob server at ``endpoint``; its failures as ours."""
-        try:
-            fetcher = self._fetchers.get(endpoint) or self._fetchers.setdefault(endpoint, BlobFetcher(endpoint))
-            return ask(fetcher)
-        except BlobFetchError as exc:
-            if "ObjectNotExists" in str(exc):
-                self._owner(entry)  # its node restarted: say so
-                raise _Vanished(entry.id) from None
-            problem: OSError = exc
-        except OSError as exc:
-            problem = exc
-        broken = self._fetchers.pop(endpoint, None)
-        if broken is not None:
-            broken.close()
-        self._owner(entry)  # ObjectNotFound naming the node when it is gone
-        raise ObjectNotFound(f"node {entry.node} holding {entry.id} does not answer: {problem}")
-
-    def _owner(self, entry: Entry) -> Any:
-        """The registered instance holding ``entry``; ObjectNotFound when its node is gone."""
-        owner = self._etcd(self.directory.instances).get(entry.instance_id)
-        if owner is None:
-            raise ObjectNotFound(
-                f"object {entry.id} was held by node {entry.node}, which is gone (its vineyardd "
-                "stopped or restarted, and its memory with it); put the value again"
-            )
-        return owner
-
-    def _rpc_client(self, endpoint: str) -> Any:
-        if endpoint not in self._rpc:
-            import vineyard  # noqa: PLC0415
-
-            host, _, port = endpoint.rpartition(":")
-            with quiet_stdout():  # vineyard prints a line about RDMA on the process's stdout
-                self._rpc[endpoint] = vineyard.connect(host, int(port))
-        return self._rpc[endpoint]
-
-    def _fetch(self, entry: Entry, object_id: Any) -> Any:
-        """Move an object of another node here: its node publishes it to the cluster's
-        metadata (only now that someone asks), then Vineyard migrates it."""
-        owner = self._owner(entry)
-        for attempt in range(_PERSIST_TRIES):
-            try:
-                self._rpc_client(owner.rpc_endpoint).rpc_client.persist(object_id)
-                break
-            except (OSError, RuntimeError, ValueError) as exc:
-                # seen once under load: the holder's metadata not yet showing a new object
-                if attempt + 1 == _PERSIST_TRIES:
-                    raise ObjectNotFound(f"node {entry.node} holding {entry.id} could not publish it: {exc}") from None
-                time.sleep(0.02)
-        return self._migrate(self._client.get_meta(object_id, sync_remote=True))
 
     def drop_entry(self, entry: Entry) -> None:
         """Free what ``entry`` holds (nothing for inline values; best effort on other nodes)."""
@@ -350,7 +233,7 @@ class ObjectStore:
                     instances = instances or self._etcd(self.directory.instances)
                     if instance_id not in instances:
                         continue  # its node is gone, and the memory with it
-                    client = self._rpc_client(instances[instance_id].rpc_endpoint)
+                    client = self.remote.rpc_client(instances[instance_id].rpc_endpoint)
                 client.delete([vineyard.ObjectID(i) for i in ids], force=False, deep=True)
             except (vineyard.ObjectNotExistsException, ObjectsError, OSError, RuntimeError):
                 pass
@@ -524,13 +407,13 @@ class ObjectStore:
             return codecs.decode(self._client, meta, allow_pickle=allow_pickle)
         try:
             return self.load_entry(entry, allow_pickle=allow_pickle, name=name)
-        except _Vanished:
+        except Vanished:
             pass
         again = self._etcd(lambda: self.directory.get(name))  # replaced or deleted meanwhile?
         if again is not None and again.revision != entry.revision:
             try:
                 return self.load_entry(again, allow_pickle=allow_pickle, name=name)
-            except _Vanished:
+            except Vanished:
                 pass
         raise ObjectNotFound(f"object {name!r} was deleted while it was being read")
 
@@ -552,7 +435,7 @@ class ObjectStore:
         if entry is None:
             return self._ref(self._meta(object_id, target), None)
         if not self._alive(entry):
-            self._owner(entry)  # raises ObjectNotFound naming the lost node
+            self.remote.owner(entry)  # raises ObjectNotFound naming the lost node
         return self._ref_of(entry, name)
 
     def exists(self, target: ObjectRef | str | int | Any) -> bool:
