@@ -51,7 +51,7 @@ class StreamWriter:
         self._directory = store.directory
         self.count = 0
         self.closed = False
-        self._pending: list[tuple[int, str, Entry]] = []  # index, record, entry
+        self._pending: list[str] = []  # chunk entries waiting for their record
         self._flushed = 0  # chunks committed
         self._error: BaseException | None = None
         self._changed = threading.Condition()
@@ -73,8 +73,7 @@ class StreamWriter:
             raise ObjectsError(
                 f"stream chunks are Arrow record batches/tables or numpy arrays, got {type(chunk).__name__}"
             )
-        entry = self._store.encode_entry(chunk, self._labels, layout_in_entry=True)
-        record = (self.count, entry.to_json(), entry)
+        record = self._store.encode_entry(chunk, self._labels, layout_in_entry=True).to_json()
         with self._changed:
             while len(self._pending) >= MAX_PENDING and self._error is None:
                 self._changed.wait()
@@ -96,12 +95,12 @@ class StreamWriter:
                 if not self._pending:
                     return
                 first, size, taken = self._flushed, 0, 0
-                for _, body, _ in self._pending:
+                for body in self._pending:
                     if taken and (taken >= BATCH_CHUNKS or size + len(body) > BATCH_BYTES):
                         break
                     size += len(body)
                     taken += 1
-                bodies = [body for _, body, _ in self._pending[:taken]]
+                bodies = self._pending[:taken]
             key = self._directory.stream_key(self.name, _chunk(first))
             try:
                 self._directory.etcd.put(key, "[" + ",".join(bodies) + "]")
