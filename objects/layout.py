@@ -53,9 +53,6 @@ class SharedBlob:
         return memoryview(self.blob).toreadonly() if self.size else memoryview(b"")
 
 
-Member = "LayoutMeta | InlineBlob | SharedBlob"
-
-
 class LayoutMeta:
     """A dict-based stand-in for vineyard's ObjectMeta (typename, fields, members)."""
 
