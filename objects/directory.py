@@ -16,10 +16,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from objects.layout import shared_blobs
-from vineyard_runtime.spec import ROOT_SESSION
+from vineyard_runtime.spec import NAMES_PREFIX, ROOT_SESSION
 from vineyard_runtime.etcd_client import EtcdClient, EtcdUnavailable, absent, delete_op, put_op, unchanged
 
-NAMES = "fluidv/names/"
 STREAMS = "fluidv/streams/"
 REPLICAS = "fluidv/replicas/"
 
@@ -82,7 +81,7 @@ class Directory:
         self.prefix = prefix.rstrip("/") + "/"
 
     def key(self, name: str) -> str:
-        return self.prefix + NAMES + name
+        return self.prefix + NAMES_PREFIX + name
 
     def replica_key(self, entry_id: str, instance_id: int | None = None) -> str:
         """Where a node records the copy of object ``entry_id`` it received (its layout)."""

@@ -9,13 +9,14 @@ Vineyard migrates it (about 0.1 s per object), or single blobs are copied over R
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from typing import TYPE_CHECKING, Any
 
 from objects.connection import quiet_stdout
 from objects.directory import Entry
-from objects.errors import ObjectNotFound
+from objects.errors import ObjectNotFound, ObjectsError
 from objects.layout import LayoutMeta, shared_blobs, with_blob_ids
 from vineyard_runtime.blob_server import BlobFetcher, BlobFetchError, endpoint_key
 from vineyard_runtime.etcd_client import put_op, unchanged
@@ -39,6 +40,34 @@ class RemoteReads:
         self._rpc: dict[str, Any] = {}
         self._blob_endpoints: dict[int, str | None] = {}
         self._fetchers: dict[str, BlobFetcher] = {}
+
+    def forget_copies(self, entry: Entry) -> list[tuple[int, list[str]]]:
+        """Drop the records of the copies other nodes received of ``entry``; return what
+        to free: (instance, blob ids) of each copy."""
+        directory = self.store.directory
+        prefix = directory.replica_key(entry.id)
+        kvs, _ = self.store._etcd(lambda: directory.etcd.range(prefix))
+        if kvs:
+            self.store._etcd(lambda: directory.etcd.delete_prefix(prefix))
+        return [(int(kv.key.rsplit("/i", 1)[1]), shared_blobs(json.loads(kv.value))) for kv in kvs]
+
+    def free(self, held: list[tuple[int, list[str]]]) -> None:
+        """Delete the objects or blobs ``(instance, ids)`` on their nodes; best effort, and
+        nothing for nodes that are gone (their memory went with them)."""
+        import vineyard  # noqa: PLC0415
+
+        instances = functools.cache(lambda: self.store._etcd(self.store.directory.instances))
+        for instance_id, ids in held:
+            try:
+                if instance_id == self.store.instance_id:
+                    client = self.store.client
+                elif instance_id in instances():
+                    client = self.rpc_client(instances()[instance_id].rpc_endpoint)
+                else:
+                    continue
+                client.delete([vineyard.ObjectID(i) for i in ids], force=False, deep=True)
+            except (vineyard.ObjectNotExistsException, ObjectsError, OSError, RuntimeError):
+                pass
 
     def close(self) -> None:
         for fetcher in self._fetchers.values():

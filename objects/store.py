@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
-import json
 import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping
@@ -28,7 +28,6 @@ from objects.layout import (
     InlineContext,
     LayoutMeta,
     TooLarge,
-    shared_blobs,
 )
 from objects.refs import ObjectRef
 from objects.remote import RemoteReads, Vanished
@@ -48,6 +47,12 @@ _INLINE_ORIGIN = secrets.randbits(32)
 def _inline_id() -> str:
     """A cluster-unique id for an inline value: 32 random bits of this process, then a counter."""
     return f"i{_INLINE_ORIGIN:08x}{next(_INLINE_IDS) & 0xFFFFFFFF:08x}"
+
+
+def _taken(name: str) -> ObjectExists:
+    return ObjectExists(
+        f"an object named {name!r} already exists; pass replace=True to replace it or delete it first"
+    )
 
 
 def _check_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
@@ -215,39 +220,21 @@ class ObjectStore:
         """Free what ``entry`` holds (nothing for inline values; best effort on other nodes)."""
         if not entry.on_node:
             return
-        import vineyard  # noqa: PLC0415
-
         held = [(entry.instance_id, entry.blobs or [entry.id])]
-        if entry.layout is None:  # copies other nodes received of it
-            directory = self.directory
-            kvs, _ = self._etcd(lambda: directory.etcd.range(directory.replica_key(entry.id)))
-            held += [(int(kv.key.rsplit("/i", 1)[1]), shared_blobs(json.loads(kv.value))) for kv in kvs]
-            if kvs:
-                self._etcd(lambda: directory.etcd.delete_prefix(directory.replica_key(entry.id)))
-        instances = None
-        for instance_id, ids in held:
-            try:
-                if instance_id == self.instance_id:
-                    client = self._client
-                else:
-                    instances = instances or self._etcd(self.directory.instances)
-                    if instance_id not in instances:
-                        continue  # its node is gone, and the memory with it
-                    client = self.remote.rpc_client(instances[instance_id].rpc_endpoint)
-                client.delete([vineyard.ObjectID(i) for i in ids], force=False, deep=True)
-            except (vineyard.ObjectNotExistsException, ObjectsError, OSError, RuntimeError):
-                pass
+        if entry.layout is None:
+            held += self.remote.forget_copies(entry)
+        self.remote.free(held)
 
     def _ref_of(self, entry: Entry, name: str | None) -> ObjectRef:
         return ObjectRef(id=entry.id, name=name, typename=entry.typename, nbytes=entry.nbytes,
                          node=entry.node, instance_id=entry.instance_id, labels=dict(entry.labels))
 
-    def _alive(self, entry: Entry, instances: Mapping[int, Any] | None = None) -> bool:
+    def _alive(self, entry: Entry, instances: Callable[[], Mapping[int, Any]] | None = None) -> bool:
+        """True unless the entry's value lived on a node that is gone (``instances``:
+        where to read the live ones, when several entries are checked)."""
         if not entry.on_node or entry.instance_id == self.instance_id:
             return True
-        if instances is None:
-            instances = self._etcd(self.directory.instances)
-        return entry.instance_id in instances
+        return entry.instance_id in (instances or (lambda: self._etcd(self.directory.instances)))()
 
     # -- resolution ----------------------------------------------------------------
 
@@ -336,10 +323,7 @@ class ObjectStore:
             if not replace:
                 stored = self._etcd(lambda: directory.create(name, entry))
                 if stored is None:
-                    raise ObjectExists(
-                        f"an object named {name!r} already exists; pass replace=True to replace it "
-                        "or delete it first"
-                    )
+                    raise _taken(name)
                 return stored
             for _ in range(_REPLACE_TRIES):
                 old = self._etcd(lambda: directory.get(name))
@@ -355,10 +339,7 @@ class ObjectStore:
 
     def _check_free(self, name: str, replace: bool) -> None:
         if not replace and self.exists(name):
-            raise ObjectExists(
-                f"an object named {name!r} already exists; pass replace=True to replace it "
-                "or delete it first"
-            )
+            raise _taken(name)
 
     def allocate(
         self,
@@ -453,16 +434,11 @@ class ObjectStore:
         One read of the directory, whatever the number of objects."""
         wanted = _check_labels(labels)
         found = self._etcd(lambda: self.directory.entries(prefix or ""))
-        instances = None
-        refs = []
-        for name, entry in found:
-            if name.startswith(RESERVED_PREFIX) or any(entry.labels.get(k) != v for k, v in wanted.items()):
-                continue
-            if entry.on_node and entry.instance_id != self.instance_id and instances is None:
-                instances = self._etcd(self.directory.instances)
-            if self._alive(entry, instances or {}):
-                refs.append(self._ref_of(entry, name))
-        return refs
+        instances = functools.cache(lambda: self._etcd(self.directory.instances))  # read once, if at all
+        return [self._ref_of(entry, name) for name, entry in found
+                if not name.startswith(RESERVED_PREFIX)
+                and all(entry.labels.get(k) == v for k, v in wanted.items())
+                and self._alive(entry, instances)]
 
     def __iter__(self) -> Iterator[ObjectRef]:
         return iter(self.list())

@@ -59,7 +59,7 @@ def test_values_past_the_inline_budget_go_to_shared_memory(stores):
     store.delete_many(prefix="edge/")
 
 
-def test_list_filters_by_prefix_and_labels_in_one_read(stores):
+def test_list_filters_by_prefix_and_labels(stores):
     store = stores["node-0"]
     for i in range(300):
         store.put(i, f"many/{i:04d}", labels={"parity": str(i % 2), "run": "r"})

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from vineyard_runtime import node_config
 from vineyard_runtime.node_config import CONFIG_FILE, NodeConfig
 from vineyard_runtime.spec import DEFAULT_ETCD_PREFIX
 
@@ -48,13 +49,6 @@ def _identity(path: str) -> tuple[int, int, int] | None:
 
     # a restarted worker's socket may reuse the old inode number: its change time differs
     return (info.st_dev, info.st_ino, info.st_ctime_ns) if stat.S_ISSOCK(info.st_mode) else None
-
-
-def _atomic_write(path: str, text: str) -> None:
-    temporary = f"{path}.{os.getpid()}.tmp"
-    with open(temporary, "w") as out:
-        out.write(text)
-    os.replace(temporary, path)
 
 
 class LocalWorker:
@@ -122,7 +116,7 @@ class Bridge:
         os.makedirs(self.publish_dir, exist_ok=True)
         config = NodeConfig(socket=self.link, rpc_endpoints=tuple(self.rpc_endpoints),
                             etcd_endpoint=self.etcd_endpoint, etcd_prefix=self.etcd_prefix)
-        _atomic_write(self.config_path, config.to_yaml())
+        node_config.write(self.config_path, config)
 
     def sync(self) -> bool:
         """Link the current socket (or drop the link when there is none); True on a change."""

@@ -13,6 +13,8 @@ MIN_WORKER_SIZE = 16 * 2**20
 DEFAULT_ETCD_PREFIX = "/vineyard"
 #: The session under which every instance of a cluster registers in etcd.
 ROOT_SESSION = "S0000000000000000"
+#: Where, under a cluster's etcd prefix, the object directory keeps one entry per name.
+NAMES_PREFIX = "fluidv/names/"
 #: Unix sockets cannot have longer paths (sun_path is 108 bytes with its NUL).
 MAX_SOCKET_PATH = 107
 

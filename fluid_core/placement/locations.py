@@ -11,13 +11,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from vineyard_runtime.spec import DEFAULT_ETCD_PREFIX
-
-NAMES = "fluidv/names/"
+from vineyard_runtime.spec import DEFAULT_ETCD_PREFIX, NAMES_PREFIX
 
 
 def _names_prefix(etcd_prefix: str) -> str:
-    return f"{etcd_prefix.rstrip('/')}/{NAMES}"
+    return f"{etcd_prefix.rstrip('/')}/{NAMES_PREFIX}"
 
 
 def _entries(kv: Mapping[str, str], etcd_prefix: str) -> dict[str, dict]:
