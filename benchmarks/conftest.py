@@ -11,6 +11,29 @@ from vineyard_runtime.local import LocalCluster
 from vineyard_runtime.local.processes import is_alive
 
 
+#: The main job's figures per channel, (hand-over seconds, stage seconds), filled by
+#: the pipeline benchmark and printed as one table at the end of the run.
+PIPELINE: dict[str, tuple[float, float]] = {}
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's hook
+    """One comparison table of the main job's channels: hand-over against files and
+    Ray, whole stages against files."""
+    if not PIPELINE:
+        return
+    files = PIPELINE.get("files (Parquet, .npy)")
+    ray = PIPELINE.get("Ray object store")
+    write = terminalreporter.write_line
+    write("")
+    write("main job (fluidv demo's four stages), last round of each channel:")
+    write(f"{'channel':<30}{'hand-over s':>13}{'stages s':>10}{'files/this':>12}{'this/Ray':>10}{'files/this, stages':>20}")
+    for channel, (handover, stages) in PIPELINE.items():
+        vs_files = f"{files[0] / handover:.1f}x" if files and handover else "-"
+        vs_ray = f"{handover / ray[0]:.2f}x" if ray and ray[0] else "-"
+        whole = f"{files[1] / stages:.1f}x" if files and stages else "-"
+        write(f"{channel:<30}{handover:>13.3f}{stages:>10.3f}{vs_files:>12}{vs_ray:>10}{whole:>20}")
+
+
 def stop_for_sure(local: LocalCluster) -> None:
     """Stop ``local`` and SIGKILL whatever of it survives."""
     try:
