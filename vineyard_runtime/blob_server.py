@@ -16,6 +16,8 @@ import socketserver
 import threading
 from typing import Any
 
+from vineyard_runtime.pages import populate
+
 log = logging.getLogger("fluidv.blobs")
 
 
@@ -111,7 +113,11 @@ class BlobServer(socketserver.ThreadingTCPServer):
         import vineyard  # noqa: PLC0415
 
         blob = client.ipc_client.get_blob(vineyard.ObjectID(blob_id))
-        return memoryview(blob).cast("B") if blob.size else memoryview(b"")
+        if not blob.size:
+            return memoryview(b"")
+        view = memoryview(blob).cast("B")
+        populate(view, write=False)  # one call maps what sending would fault in page by page
+        return view
 
     def start(self) -> "BlobServer":
         threading.Thread(target=self.serve_forever, name=f"blobs-{self.endpoint}", daemon=True).start()

@@ -7,65 +7,16 @@ data-bearing kinds, one blob member ``buffer``.
 
 from __future__ import annotations
 
-import bisect
 import json
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from objects.errors import StoreFull
+from vineyard_runtime.pages import populate
 
 HEADER_KEY = "fluidv"
 LABELS_KEY = "labels"
 TYPENAME_PREFIX = "fluidv::"
-
-
-#: Blobs at least this large have their pages mapped in one call before they are written.
-PREFAULT_MIN = 1 << 20
-_PAGE = 4096
-_MADV_POPULATE_WRITE = 23  # Linux 5.14+
-_madvise: Any = None
-
-
-#: Page ranges this process has populated already, merged and sorted: [start, end).
-_populated: list[tuple[int, int]] = []
-
-
-def _covered(start: int, end: int) -> bool:
-    index = bisect.bisect_right(_populated, (start, sys.maxsize)) - 1
-    return index >= 0 and _populated[index][0] <= start and end <= _populated[index][1]
-
-
-def _remember(start: int, end: int) -> None:
-    kept = [(s, e) for s, e in _populated if e < start or s > end]
-    merged = [(s, e) for s, e in _populated if not (e < start or s > end)]
-    low = min([start] + [s for s, _ in merged])
-    high = max([end] + [e for _, e in merged])
-    _populated[:] = sorted(kept + [(low, high)])
-
-
-def prefault(view: memoryview) -> None:
-    """Map the pages of ``view`` into this process in one system call
-    (``MADV_POPULATE_WRITE``): about 3x faster than faulting them in one by one while
-    writing. Pages this process populated before (Vineyard reuses freed memory) are not
-    walked again: that costs about 50 ms per GiB. Does nothing where the kernel lacks it."""
-    import ctypes  # noqa: PLC0415
-
-    import numpy as np  # noqa: PLC0415
-
-    global _madvise
-    if _madvise is None:
-        _madvise = ctypes.CDLL(None, use_errno=True).madvise
-        _madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    if view.nbytes == 0:
-        return
-    address = np.frombuffer(view, dtype=np.uint8).ctypes.data
-    start = address & ~(_PAGE - 1)
-    end = address + view.nbytes
-    if _covered(start, end):
-        return
-    if _madvise(start, end - start, _MADV_POPULATE_WRITE) == 0:  # an error leaves faults to writes
-        _remember(start, end)
 
 
 @dataclass
@@ -96,8 +47,7 @@ class Context:
                 "(store.delete / store.delete_many) or give the node more memory (--size); "
                 "nothing was written to another node"
             ) from None
-        if nbytes >= PREFAULT_MIN:
-            prefault(memoryview(builder))
+        populate(memoryview(builder), write=True)
         return builder
 
     def seal(self, builder: Any) -> Any:
