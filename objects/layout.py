@@ -22,6 +22,13 @@ from objects.codecs.base import Context, meta_fields
 INLINE_MAX = 16 << 10
 
 
+def surely_too_large(value: Any) -> bool:
+    """True when ``value`` reports more data bytes (``nbytes``: numpy, Arrow, torch) than
+    can be inline, so writing it is not first tried inline."""
+    nbytes = getattr(value, "nbytes", None)
+    return isinstance(nbytes, int) and nbytes > INLINE_MAX
+
+
 class TooLarge(Exception):
     """The value does not fit the inline budget."""
 

@@ -28,6 +28,7 @@ from objects.layout import (
     InlineContext,
     LayoutMeta,
     TooLarge,
+    surely_too_large,
 )
 from objects.refs import ObjectRef
 from objects.remote import RemoteReads, Vanished
@@ -176,6 +177,8 @@ class ObjectStore:
         labels = _check_labels(labels)
         ctx = self._context(labels, allow_pickle)
         try:
+            if surely_too_large(value):
+                raise TooLarge(value.nbytes)
             meta = codecs.encode(InlineContext(self.node, labels, allow_pickle=allow_pickle), value)
         except TooLarge:
             if not layout_in_entry:
@@ -189,13 +192,17 @@ class ObjectStore:
                      instance_id=int(meta.instance_id), node=self._node_name(int(meta.instance_id)),
                      labels=labels)
 
-    def load_entry(self, entry: Entry, *, allow_pickle: bool = False, name: str | None = None) -> Any:
-        """The value an entry describes (raises Vanished when its object is gone)."""
+    def load_entry(self, entry: Entry, *, allow_pickle: bool = False, name: str | None = None,
+                   blobs: Callable[[str], Any] | None = None) -> Any:
+        """The value an entry describes (raises Vanished when its object is gone);
+        ``blobs``: where to take the blobs of a layout entry, when already fetched."""
         import vineyard  # noqa: PLC0415
 
         try:
             if entry.layout is not None:
-                layout = LayoutMeta.from_json(entry.layout, self.remote.blob_reader(entry) if entry.blobs else None)
+                if entry.blobs and blobs is None:
+                    blobs = self.remote.blob_reader(entry)
+                layout = LayoutMeta.from_json(entry.layout, blobs)
                 return codecs.decode(None, layout, allow_pickle=allow_pickle)
             object_id = vineyard.ObjectID(entry.id)
             if not self.is_ipc:
