@@ -23,9 +23,12 @@ INLINE_MAX = 16 << 10
 
 
 def surely_too_large(value: Any) -> bool:
-    """True when ``value`` reports more data bytes (``nbytes``: numpy, Arrow, torch) than
-    can be inline, so writing it is not first tried inline."""
+    """True when ``value`` reports more data bytes than can be inline (``nbytes`` of
+    numpy, Arrow, torch and pandas Series; a DataFrame's ``memory_usage``), so writing
+    it is not first tried inline."""
     nbytes = getattr(value, "nbytes", None)
+    if nbytes is None and callable(getattr(value, "memory_usage", None)) and hasattr(value, "columns"):
+        nbytes = int(value.memory_usage(index=False, deep=False).sum())
     return isinstance(nbytes, int) and nbytes > INLINE_MAX
 
 

@@ -176,11 +176,13 @@ class ObjectStore:
         and read on this node). Nothing is named yet (``drop_entry`` undoes it)."""
         labels = _check_labels(labels)
         ctx = self._context(labels, allow_pickle)
-        try:
-            if surely_too_large(value):
-                raise TooLarge(value.nbytes)
-            meta = codecs.encode(InlineContext(self.node, labels, allow_pickle=allow_pickle), value)
-        except TooLarge:
+        meta = None
+        if not surely_too_large(value):
+            try:
+                meta = codecs.encode(InlineContext(self.node, labels, allow_pickle=allow_pickle), value)
+            except TooLarge:
+                pass
+        if meta is None:
             if not layout_in_entry:
                 return self._entry_of(codecs.encode(ctx, value), labels)
             meta = codecs.encode(BlobContext(self._client, self.node, allow_pickle, labels), value)

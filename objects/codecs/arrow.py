@@ -11,7 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from objects.codecs.base import Context, blob_view
+from objects.codecs.base import Context, blob_view, blob_writer
 
 KIND = "Arrow"
 _COLUMN = "data"
@@ -38,8 +38,7 @@ def write_table(ctx: Context, table: pa.Table, kind: str, head: dict[str, Any]) 
     size = sink.size()
     builder = ctx.new_blob(size)
     try:
-        out = pa.FixedSizeBufferWriter(pa.py_buffer(memoryview(builder)))
-        with pa.ipc.new_stream(out, table.schema) as writer:
+        with pa.ipc.new_stream(blob_writer(builder), table.schema) as writer:
             writer.write_table(table)
     except BaseException:
         ctx.abort(builder)

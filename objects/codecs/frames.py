@@ -8,6 +8,7 @@ nulls come back as views of shared memory.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -27,30 +28,33 @@ def _object_columns(frame: pd.DataFrame) -> list[int]:
 
 
 def _columns_as_table(frame: pd.DataFrame) -> pa.Table | None:
-    """The frame as a table whose numeric columns alias the frame's own arrays, or None
-    when it has more than numeric and categorical columns under a RangeIndex.
+    """The frame as a table whose columns alias the frame's own arrays, or None when it
+    has more than numeric and categorical columns under a RangeIndex.
 
     ``Table.from_pandas`` copies every column once more before the table is written into
     shared memory (about 50 ms for 256 MiB); numeric numpy arrays convert without a copy.
-    The schema (with pandas' metadata for reading back) comes from an empty slice.
+    The schema (with pandas' metadata for reading back) comes from an empty slice, and
+    the RangeIndex stays metadata (its stop fixed to the frame's length), not a column.
     """
-    if not isinstance(frame.index, pd.RangeIndex):
+    index = frame.index
+    if not isinstance(index, pd.RangeIndex):
         return None
     kinds = [isinstance(d, pd.CategoricalDtype) or (isinstance(d, np.dtype) and d.kind in "biuf")
              for d in frame.dtypes]
     if not all(kinds):
         return None
-    schema = pa.Schema.from_pandas(frame.iloc[:0], preserve_index=True)
-    if len(schema) != frame.shape[1] + 1:
+    schema = pa.Schema.from_pandas(frame.iloc[:0], preserve_index=None)
+    pandas_meta = schema.pandas_metadata
+    ranges = pandas_meta.get("index_columns") if pandas_meta else None
+    if len(schema) != frame.shape[1] or not ranges or ranges[0].get("kind") != "range":
         return None
+    ranges[0]["stop"] = index.stop
+    schema = schema.with_metadata({**schema.metadata, b"pandas": json.dumps(pandas_meta).encode()})
     arrays = []
     for position, field in enumerate(schema):
-        if position == frame.shape[1]:  # the index, stored as the last column
-            array = pa.array(frame.index.to_numpy())
-        else:
-            column = frame.iloc[:, position]
-            categorical = isinstance(column.dtype, pd.CategoricalDtype)
-            array = pa.array(column.array) if categorical else pa.array(column.to_numpy())
+        column = frame.iloc[:, position]
+        categorical = isinstance(column.dtype, pd.CategoricalDtype)
+        array = pa.array(column.array) if categorical else pa.array(column.to_numpy())
         if array.type != field.type:
             return None
         arrays.append(array)
