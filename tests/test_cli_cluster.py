@@ -1,4 +1,4 @@
-"""``fluidv cluster`` as users run it, in a subprocess."""
+"""``fluidv`` as users run it: the console script in a subprocess, exit codes included."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from vineyard_runtime.local.layout import Layout
 from vineyard_runtime.local.processes import is_alive
 from vineyard_runtime.local.state import read_state
 
-FLUIDV = [sys.executable, "-m", "fluid_core.cli"]
+#: The console script pip installed next to this interpreter.
+FLUIDV = [os.path.join(os.path.dirname(sys.executable), "fluidv")]
 
 
 def fluidv(*args: str, home: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -95,3 +96,43 @@ def test_bad_input_gets_one_line(home, args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
     assert not os.path.exists(os.path.join(home, "cluster.yaml"))
+
+
+def test_status_exits_2_when_a_node_is_down(home):
+    up = fluidv("cluster", "up", "--nodes", "2", "--size", "64Mi", home=home)
+    assert up.returncode == 0, up.stderr
+    state = read_state(Layout(home))
+    os.unlink(state.nodes[1].socket)  # vineyardd runs on, unreachable: nobody restarts it
+
+    table = fluidv("cluster", "status", home=home)
+    assert table.returncode == 2, (table.stdout, table.stderr)
+    assert "node-1" in table.stdout and "healthy" in table.stdout  # node-0 still is
+    listed = fluidv("cluster", "status", "--json", home=home)
+    assert listed.returncode == 2
+    health = {n["name"]: n["health"] for n in json.loads(listed.stdout)}
+    assert health["node-0"] == "healthy" and health["node-1"] != "healthy"
+
+
+VALID = """\
+apiVersion: data.fluid.io/v1alpha1
+kind: Dataset
+metadata: {name: ok}
+spec: {}
+"""
+
+
+def test_validate_exits_1_on_an_invalid_document(tmp_path, home):
+    good = tmp_path / "good.yaml"
+    good.write_text(VALID)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(VALID + "---\n" + VALID.replace("name: ok", "name: bad").replace("spec: {}", "spec: {bogus: 1}"))
+
+    passed = fluidv("validate", str(good), home=home)
+    assert passed.returncode == 0, passed.stderr
+    assert "ok      Dataset/ok" in passed.stdout
+    failed = fluidv("validate", str(bad), home=home)
+    assert failed.returncode == 1
+    assert "ok      Dataset/ok" in failed.stdout
+    assert "invalid Dataset/bad: spec.bogus:" in failed.stderr
+    missing = fluidv("validate", str(tmp_path / "nothing.yaml"), home=home)
+    assert missing.returncode != 0 and missing.stderr.strip()

@@ -28,7 +28,9 @@ for command in (crds, validate, render, operator, webhook, run, op, bridge, moun
 def main(argv: list[str] | None = None) -> int:
     """Console entry point."""
     try:
-        cli.main(args=argv, prog_name="fluidv", standalone_mode=False)
+        # without standalone mode click returns (not raises) the code of a command that
+        # ended with click.exceptions.Exit, and the command's return value otherwise
+        code = cli.main(args=argv, prog_name="fluidv", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
@@ -37,5 +39,5 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    return 0
+    return code if isinstance(code, int) else 0
 

@@ -59,17 +59,18 @@ def up(nodes: int, size: str, zones: str | None, workdir: str | None, spill_path
 @click.option("--workdir", help="The cluster's working directory [$FLUIDV_HOME or ./.fluidv].")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable list of nodes.")
 def status(workdir: str | None, as_json: bool) -> None:
-    """Show each node: labels, instance, pid, socket, memory, objects, health."""
+    """Show each node: labels, instance, pid, socket, memory, objects, health. Exits 2
+    when a node is not healthy."""
     from vineyard_runtime.local import LocalCluster  # noqa: PLC0415
 
     with reported():
         nodes = LocalCluster.attach(workdir).status()
     if as_json:
         click.echo(json.dumps([n.to_dict() for n in nodes], indent=2))
-        return
-    from fluid_core.cli.tables import status_table  # noqa: PLC0415
+    else:
+        from fluid_core.cli.tables import status_table  # noqa: PLC0415
 
-    status_table(nodes)
+        status_table(nodes)
     if any(n.health != "healthy" for n in nodes):
         raise click.exceptions.Exit(2)
 
