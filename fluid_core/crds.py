@@ -9,8 +9,9 @@ from typing import Any
 import yaml
 
 from fluid_core.models import GROUP, KINDS, VERSION, Resource
+from fluid_core.models.base import NOT_APPLIED
 
-_DROP = {"title", "$defs", "discriminator"}
+_DROP = {"title", "$defs", "discriminator", NOT_APPLIED}
 
 
 def _structural(node: Any, defs: dict[str, Any]) -> Any:

@@ -51,7 +51,10 @@ class Flow:
 
     def _then(self, kind: str, spec: dict[str, Any], name: str | None, affinity: str | None) -> "Flow":
         name = name or f"{self.dataset.name}-{len(self.steps) + 1}-{kind.lower()}"
-        spec = {"dataset": {"name": self.dataset.name, "namespace": self.dataset.namespace}, **spec}
+        dataset: Any = {"name": self.dataset.name, "namespace": self.dataset.namespace}
+        if kind == "DataBackup":
+            dataset = self.dataset.name  # Fluid's shape: a dataset of the backup's namespace
+        spec = {"dataset": dataset, **spec}
         if self.steps:
             previous = self.steps[-1]
             spec["runAfter"] = {"kind": previous["kind"], "name": previous["metadata"]["name"]}

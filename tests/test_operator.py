@@ -142,6 +142,17 @@ def test_invalid_runtime_gets_a_condition_and_nothing_is_created(cluster):
     assert any(e.get("reason") == "InvalidSpec" for e in kube.list(Ref("v1", "Event", NS)))
 
 
+def test_invalid_operation_fails_with_its_reason_and_runs_nothing(cluster):
+    kube = cluster.kube
+    cluster.create(resource("DataLoad", "bad-load", {"dataset": {"name": "nowhere"}, "policy": "Sometimes"}))
+    status = cluster.wait_for(lambda: (s := status_of(kube, "DataLoad", "bad-load")).get("phase") and s,
+                              message="phase written")
+    assert status["phase"] == "Failed" and status["duration"]
+    failed = {c["type"]: c for c in status["conditions"]}["Failed"]
+    assert failed["reason"] == "InvalidSpec" and "spec.policy" in failed["message"]
+    assert not exists(kube, "batch/v1", "Job", "bad-load-dataload")
+
+
 def test_runtime_without_dataset_waits_and_creates_nothing(cluster):
     kube = cluster.kube
     cluster.create(resource("VineyardRuntime", "orphan", {}))

@@ -73,6 +73,49 @@ Namespace = Annotated[
 Passthrough = Annotated[dict[str, Any], Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})]
 
 
+#: Marks a field accepted for Fluid's sake whose setting this project does not act on
+#: in some mode: ``{"mode": "local" | "all", "what": ...}``.
+NOT_APPLIED = "x-fluidv-not-applied"
+
+
+def _not_applied(mode: str, what: str, default_factory: Any = None) -> Any:
+    extra = {NOT_APPLIED: {"mode": mode, "what": what}}
+    if default_factory is not None:
+        return Field(default_factory=default_factory, json_schema_extra=extra)
+    return Field(None, json_schema_extra=extra)
+
+
+def not_applied_locally(what: str, default_factory: Any = None) -> Any:
+    """A field applied on Kubernetes (to a Job's pod) that the local runner cannot honour."""
+    return _not_applied("local", what, default_factory)
+
+
+def not_applied(what: str, default_factory: Any = None) -> Any:
+    """A field of Fluid's that means nothing for a Vineyard object cache."""
+    return _not_applied("all", what, default_factory)
+
+
+def unapplied_fields(model: BaseModel, mode: str, path: str = "") -> list[tuple[str, str]]:
+    """(field path, what it asks for) of every field set in ``model`` (recursively) that
+    is not acted on in ``mode`` (``"local"`` or ``"kubernetes"``)."""
+    found: list[tuple[str, str]] = []
+    for name in sorted(model.model_fields_set):
+        info = type(model).model_fields.get(name)
+        if info is None:
+            continue
+        where = f"{path}.{info.alias or name}" if path else (info.alias or name)
+        value = getattr(model, name)
+        marker = (info.json_schema_extra or {}).get(NOT_APPLIED) if isinstance(info.json_schema_extra, dict) else None
+        if marker and value not in (None, [], {}) and (marker["mode"] == "all" or mode == marker["mode"]):
+            found.append((where, marker["what"]))
+            continue
+        children = value if isinstance(value, list) else [value]
+        for index, child in enumerate(children):
+            if isinstance(child, BaseModel):
+                found += unapplied_fields(child, mode, f"{where}[{index}]" if isinstance(value, list) else where)
+    return found
+
+
 class Metadata(BaseModel):
     """The parts of ObjectMeta the operator reads; the rest is kept as given."""
 

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, WithJsonSchema, field_validator, model_validator
 
-from fluid_core.models.base import Condition, CrdInfo, Model, Name1035, Namespace, Passthrough, Resource
+from fluid_core.models.base import (
+    Condition,
+    CrdInfo,
+    Model,
+    Name1035,
+    Namespace,
+    Passthrough,
+    Resource,
+    not_applied,
+    not_applied_locally,
+)
+from fluid_core.models.scheduling import PodMetadata, PodOptions
 
 
 class OperationPhase(str, Enum):
@@ -45,18 +56,26 @@ class Require(Model):
     name: str = "kubernetes.io/hostname"
 
 
+class OperationRef(Model):
+    """Another data operation, by kind and name."""
+
+    api_version: str | None = None
+    kind: OperationKind
+    name: Name1035
+    namespace: Namespace | None = None
+
+
 class AffinityStrategy(Model):
     policy: AffinityPolicy = AffinityPolicy.PREFER
     prefers: list[Prefer] = Field(default_factory=list)
     requires: list[Require] = Field(default_factory=list)
+    #: The operation whose node to follow (default: the one in ``runAfter``).
+    depend_on: OperationRef | None = None
 
 
-class RunAfter(Model):
+class RunAfter(OperationRef):
     """The operation this one follows in a DataFlow."""
 
-    kind: OperationKind
-    name: Name1035
-    namespace: Namespace | None = None
     affinity_strategy: AffinityStrategy | None = None
 
 
@@ -128,12 +147,16 @@ _OP_COLUMNS = (
 
 class LoadTarget(Model):
     path: str = Field(min_length=1)
+    #: Cache copies Fluid keeps of the path (this cache keeps one copy per node that reads it).
+    replicas: int | None = not_applied("a number of cache replicas")
+    #: Extensions: the key to load into, and the file format.
     name: str | None = None
     format: Literal["parquet", "csv", "arrow", "feather", "npy", "backup"] | None = None
 
 
-class DataLoadSpec(ScheduledSpec):
-    target: list[LoadTarget] = Field(min_length=1)
+class DataLoadSpec(ScheduledSpec, PodOptions):
+    #: Paths to load; empty means the whole dataset, as in Fluid.
+    target: list[LoadTarget] = Field(default_factory=list)
     load_metadata: bool = False
     options: dict[str, str] = Field(default_factory=dict)
 
@@ -148,6 +171,7 @@ class DataLoad(Resource):
 class ExternalStorage(Model):
     uri: str = Field(min_length=1)
     options: dict[str, str] = Field(default_factory=dict)
+    encrypt_options: list[Passthrough] = not_applied("encrypted storage options (secrets)", list)
 
 
 class DatasetPath(Model):
@@ -167,16 +191,33 @@ class MigrateEnd(Model):
         return self
 
 
-class DataMigrateSpec(ScheduledSpec):
+class DataMigrateSpec(ScheduledSpec, PodOptions):
+    """Fluid's shape: the dataset is the ``from`` or the ``to`` side. ``spec.dataset``
+    (this project's older shape) may be given too; it must name the same dataset."""
+
+    dataset: DatasetRef | None = None  # type: ignore[assignment]
     from_: MigrateEnd = Field(alias="from")
     to: MigrateEnd
     parallelism: int = Field(1, ge=1, le=64)
+    parallel_options: dict[str, str] = not_applied("parallel migration options (one process migrates)", dict)
+    options: dict[str, str] = Field(default_factory=dict)
+    block: bool | None = not_applied("a blocking migration")
+    runtime_type: str | None = not_applied("a runtime type (the runtime is Vineyard)")
+    image: str | None = not_applied_locally("a migration image")
+    image_tag: str | None = not_applied_locally("a migration image tag")
+    image_pull_policy: str | None = not_applied_locally("an image pull policy")
 
     @model_validator(mode="after")
     def _one_dataset(self) -> "DataMigrateSpec":
         if (self.from_.dataset is None) == (self.to.dataset is None):
             raise ValueError("a migration goes between the dataset and external storage: "
                              "exactly one of from/to must be a dataset")
+        side = self.from_.dataset or self.to.dataset
+        assert side is not None
+        if self.dataset is None:
+            self.dataset = DatasetRef(name=side.name, namespace=side.namespace)
+        elif (self.dataset.name, self.dataset.namespace or side.namespace) != (side.name, side.namespace or self.dataset.namespace):
+            raise ValueError(f"spec.dataset ({self.dataset.name}) is not the dataset in from/to ({side.name})")
         return self
 
 
@@ -187,8 +228,25 @@ class DataMigrate(Resource):
     status: OperationStatus | None = None
 
 
+class RunAs(Model):
+    uid: int
+    gid: int
+    user: str
+    group: str
+
+
 class DataBackupSpec(OperationSpec):
+    """Fluid's shape: ``dataset`` is the name of a dataset in the backup's namespace
+    (the object form of the other operations is accepted too, outside Kubernetes)."""
+
+    dataset: Annotated[DatasetRef, WithJsonSchema({"type": "string", "minLength": 1})]
     backup_path: str = Field(min_length=1)
+    run_as: RunAs | None = not_applied_locally("a user and group to write the backup as")
+
+    @field_validator("dataset", mode="before")
+    @classmethod
+    def _dataset_by_name(cls, value: object) -> object:
+        return {"name": value} if isinstance(value, str) else value  # Fluid's shape: a name
 
 
 class DataBackup(Resource):
@@ -200,15 +258,29 @@ class DataBackup(Resource):
 
 class ProcessDataset(DatasetRef):
     mount_path: str = "/data"
+    sub_path: str | None = None
 
 
 class Script(Model):
+    """Fluid's script processor: ``source`` is written to a file, run as ``command``
+    (or the image's entrypoint) followed by that file."""
+
     image: str | None = None
     image_tag: str | None = None
-    command: list[str] = Field(min_length=1)
+    image_pull_policy: str | None = not_applied_locally("an image pull policy")
+    command: list[str] = Field(default_factory=list)
     source: str = ""
     env: list[Passthrough] = Field(default_factory=list)
-    volume_mounts: list[Passthrough] = Field(default_factory=list)
+    volume_mounts: list[Passthrough] = not_applied_locally("volume mounts", list)
+    volumes: list[Passthrough] = not_applied_locally("volumes", list)
+    resources: Passthrough | None = not_applied_locally("resource requests and limits")
+    restart_policy: str | None = not_applied_locally("a restart policy")
+
+    @model_validator(mode="after")
+    def _something_to_run(self) -> "Script":
+        if not self.command and not self.source:
+            raise ValueError("give script.source (run by script.command, or by the image's entrypoint)")
+        return self
 
 
 class JobProcessor(Model):
@@ -224,6 +296,8 @@ class Processor(Model):
     function: str | None = Field(None, pattern=r"^[^:\s]+:[A-Za-z_][A-Za-z0-9_.]*$")
     #: Parameters handed to the function as ``ctx.params``.
     params: dict[str, str] = Field(default_factory=dict)
+    pod_metadata: PodMetadata | None = not_applied_locally("pod labels and annotations")
+    service_account_name: str | None = not_applied_locally("a service account")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "Processor":

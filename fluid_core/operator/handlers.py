@@ -21,7 +21,9 @@ from fluid_core.models import GROUP, VERSION, Dataset, VineyardRuntime, parse
 from fluid_core.operator.kube import KubeClient, KubeError, Ref
 from fluid_core.reconcilers.dataset import deletion_blockers, reconcile_dataset
 from fluid_core.reconcilers.engine import VineyardEngine
+from fluid_core.models.operations import OperationKind
 from fluid_core.reconcilers.observed import DatasetObserved, RuntimeObserved, Workload
+from fluid_core.reconcilers.operation import invalid_operation_status
 from fluid_core.reconcilers.runtime import reconcile_runtime
 from fluid_core.reconcilers.translate import kube_runtime
 from fluid_core.stamps import now_stamp, seconds_between
@@ -90,13 +92,19 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 # -- VineyardRuntime ------------------------------------------------------------------
 
+OPERATION_KINDS = frozenset(kind.value for kind in OperationKind)
+
+
 def _invalid(body: Any, patch: kopf.Patch, error: InvalidResource, logger: Any) -> None:
     """Record a bad resource in its status and an event; create nothing, do not retry."""
     message = "; ".join(f"{path}: {msg}" for path, msg in error.problems)
-    conditions = [c for c in (body.get("status") or {}).get("conditions", []) if c.get("type") != "Ready"]
-    conditions.append({"type": "Ready", "status": "False", "reason": "InvalidSpec",
-                       "message": message, "lastTransitionTime": now_stamp()})
-    patch.status["conditions"] = conditions
+    if body.get("kind") in OPERATION_KINDS:  # an operation ends Failed: waiters stop at once
+        patch.status.update(invalid_operation_status(dict(body), message, now_stamp()))
+    else:
+        conditions = [c for c in (body.get("status") or {}).get("conditions", []) if c.get("type") != "Ready"]
+        conditions.append({"type": "Ready", "status": "False", "reason": "InvalidSpec",
+                           "message": message, "lastTransitionTime": now_stamp()})
+        patch.status["conditions"] = conditions
     kopf.warn(body, reason="InvalidSpec", message=message)
     logger.warning("invalid %s: %s", body.get("kind"), message)
 

@@ -31,3 +31,18 @@ def follow(strategy: Any, node: str, view: ClusterView) -> dict[str, Any] | None
         {"key": p.get("name", HOSTNAME), "operator": "In", "values": [labels[p.get("name", HOSTNAME)]]}]}}
         for p in prefers if p.get("name", HOSTNAME) in labels]
     return {"preferredDuringSchedulingIgnoredDuringExecution": terms} if terms else None
+
+
+def with_node_selector(affinity: dict[str, Any] | None, selector: dict[str, str]) -> dict[str, Any] | None:
+    """``affinity`` (a nodeAffinity, or None) also requiring the labels of a pod's
+    ``nodeSelector``: each label is added to every required term (terms are ORed, the
+    expressions of one term ANDed)."""
+    if not selector:
+        return affinity
+    expressions = [{"key": k, "operator": "In", "values": [v]} for k, v in sorted(selector.items())]
+    out = dict(affinity or {})
+    required = out.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
+    terms = required.get("nodeSelectorTerms") or [{"matchExpressions": []}]
+    out["requiredDuringSchedulingIgnoredDuringExecution"] = {"nodeSelectorTerms": [
+        {**term, "matchExpressions": list(term.get("matchExpressions") or []) + expressions} for term in terms]}
+    return out

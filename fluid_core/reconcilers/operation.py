@@ -123,6 +123,32 @@ def job_manifest(op: Any, affinity: dict[str, Any] | None) -> dict[str, Any]:
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
 
 
+#: Fluid's duration of an operation that has not finished.
+UNFINISHED = "Unfinished"
+
+
+def operation_duration(op: Any, status: dict[str, Any], phase: str, now: str) -> str:
+    """Fluid's ``status.duration`` (required by its schema): ``Unfinished`` until the
+    operation ends; then the time it ran, or since it was created when no Job ran."""
+    if phase not in (COMPLETE, FAILED):
+        return UNFINISHED
+    kept = status.get("duration")
+    if kept and kept != UNFINISHED:
+        return str(kept)
+    created = (op.metadata.model_extra or {}).get("creationTimestamp")
+    return f"{seconds_between(created, now):.0f}s" if created else "0s"
+
+
+def invalid_operation_status(op_body: dict[str, Any], message: str, now: str) -> dict[str, Any]:
+    """The status of an operation whose spec is invalid: ``Failed`` with the reason, so
+    that whoever waits for it (Fluid's SDK ``wait()``) stops at once."""
+    previous = dict(op_body.get("status") or {})
+    conditions = set_condition(list(previous.get("conditions") or []), FAILED, True, "InvalidSpec", message, now)
+    created = (op_body.get("metadata") or {}).get("creationTimestamp")
+    duration = f"{seconds_between(created, now):.0f}s" if created else "0s"
+    return {"phase": FAILED, "conditions": conditions, "duration": duration}
+
+
 def reconcile_operation(op: Any, observed: OperationObserved, previous_status: dict[str, Any] | None,
                         *, now: str) -> OperationOutcome:
     """Desired Job and status of one data operation."""
@@ -136,6 +162,7 @@ def reconcile_operation(op: Any, observed: OperationObserved, previous_status: d
         status["phase"] = phase
         status["conditions"] = set_condition(conditions, phase if phase in (COMPLETE, FAILED) else "Ready",
                                              phase in (COMPLETE, FAILED), reason, message, now)
+        status["duration"] = operation_duration(op, status, phase, now)
         out.status = status
         return out
 

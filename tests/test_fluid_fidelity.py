@@ -1,0 +1,174 @@
+"""Fluid's own schemas against the models: every field Fluid's CRDs have is accepted
+(documents generated from the CRDs in ``fixtures/fluid-crds``), fields that are accepted
+but not acted on are reported, and the statuses the reconcilers write validate against
+Fluid's status schemas."""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from crd_schema import as_jsonschema
+from fluid_core.models import parse
+from fluid_core.models.base import unapplied_fields
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "fluid-crds")
+OPERATIONS = {"DataLoad": "dataloads", "DataMigrate": "datamigrates", "DataBackup": "databackups",
+              "DataProcess": "dataprocesses"}
+
+#: Values for string fields where "x" is not valid, by the end of their path.
+STRINGS = {
+    "namespace": "default", "path": "/x", "mountPath": "/data", "subPath": "sub", "uri": "local:///tmp/x",
+    "schedule": "*/5 * * * *", "apiVersion": "data.fluid.io/v1alpha1", "backupPath": "local:///tmp/backup",
+    "affinityStrategy.policy": "Require", "source": "echo hello", "command[]": "bash", "runtimeType": "vineyard",
+}
+
+
+def fluid_schema(plural: str) -> dict[str, Any]:
+    with open(os.path.join(FIXTURES, f"data.fluid.io_{plural}.yaml")) as handle:
+        crd = yaml.safe_load(handle)
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+def example(schema: dict[str, Any], path: str = "") -> Any:
+    """A value for ``schema`` with every property filled, one item per array."""
+    if "enum" in schema:
+        return schema["enum"][0]
+    if schema.get("x-kubernetes-int-or-string"):
+        return "1"
+    kind = schema.get("type")
+    if kind == "object" or "properties" in schema:
+        if "properties" in schema:
+            return {name: example(sub, f"{path}.{name}" if path else name)
+                    for name, sub in schema["properties"].items()}
+        if isinstance(schema.get("additionalProperties"), dict):
+            return {"key": example(schema["additionalProperties"], path + "{}")}
+        return {}
+    if kind == "array":
+        return [example(schema.get("items", {}), path + "[]")]
+    if kind == "integer":
+        return 1
+    if kind == "boolean":
+        return True
+    if kind == "number":
+        return 1.5
+    for suffix, value in STRINGS.items():
+        if path.endswith(suffix):
+            return value
+    return "x"
+
+
+def fluid_document(kind: str) -> dict[str, Any]:
+    """A document of ``kind`` using every field of Fluid's spec schema."""
+    spec = example(fluid_schema(OPERATIONS[kind])["properties"]["spec"], "")
+    spec["runAfter"]["kind"] = "DataLoad"
+    spec["runAfter"]["affinityStrategy"]["dependOn"]["kind"] = "DataLoad"
+    return {"apiVersion": "data.fluid.io/v1alpha1", "kind": kind, "metadata": {"name": "every-field"},
+            "spec": spec}
+
+
+def variants(kind: str) -> list[dict[str, Any]]:
+    """Fluid's every-field document, split where Fluid itself wants one of two sides."""
+    whole = fluid_document(kind)
+    if kind == "DataMigrate":
+        out = []
+        for dataset_side, storage_side in (("from", "to"), ("to", "from")):
+            one = copy.deepcopy(whole)
+            del one["spec"][dataset_side]["externalStorage"]
+            del one["spec"][storage_side]["dataset"]
+            out.append(one)
+        return out
+    if kind == "DataProcess":
+        script, job = copy.deepcopy(whole), copy.deepcopy(whole)
+        del script["spec"]["processor"]["job"]
+        del job["spec"]["processor"]["script"]
+        return [script, job]
+    return [whole]
+
+
+@pytest.mark.parametrize("kind", list(OPERATIONS))
+def test_every_field_of_fluids_operations_is_accepted(kind):
+    for document in variants(kind):
+        resource = parse(document)
+        kept = resource.model_dump(by_alias=True, exclude_none=True, mode="json")["spec"]
+        for field in document["spec"]:
+            assert field in kept, f"{kind}: spec.{field} was dropped"
+
+
+@pytest.mark.parametrize("kind", list(OPERATIONS))
+def test_fluids_documents_validate_against_fluids_crds(kind):
+    """The generator itself makes documents Fluid accepts (else the test above proves little)."""
+    schema = as_jsonschema(fluid_schema(OPERATIONS[kind]))
+    for document in variants(kind):
+        jsonschema.validate(document, schema)
+
+
+def test_fields_not_acted_on_are_reported_with_their_paths():
+    load = parse(fluid_document("DataLoad"))
+    local = dict(unapplied_fields(load.spec, "local", "spec"))
+    assert {"spec.tolerations", "spec.schedulerName", "spec.affinity", "spec.resources",
+            "spec.podMetadata", "spec.target[0].replicas"} <= set(local)
+    on_kubernetes = dict(unapplied_fields(load.spec, "kubernetes", "spec"))
+    assert set(on_kubernetes) == {"spec.target[0].replicas"}
+    migrate = parse(variants("DataMigrate")[0])
+    assert {"spec.parallelOptions", "spec.block", "spec.runtimeType", "spec.to.externalStorage.encryptOptions"} <= {
+        p for p, _ in unapplied_fields(migrate.spec, "kubernetes", "spec")}
+    plain = parse({"apiVersion": "data.fluid.io/v1alpha1", "kind": "DataLoad", "metadata": {"name": "plain"},
+                   "spec": {"dataset": {"name": "d"}}})
+    assert unapplied_fields(plain.spec, "local", "spec") == []
+
+
+def test_fluids_shapes_mean_the_same():
+    migrate = parse(variants("DataMigrate")[1])  # the dataset is the "to" side
+    assert migrate.spec.dataset.name == "x"
+    backup = parse({"apiVersion": "data.fluid.io/v1alpha1", "kind": "DataBackup", "metadata": {"name": "b"},
+                    "spec": {"dataset": "imagenet", "backupPath": "local:///tmp/b"}})
+    assert backup.spec.dataset.name == "imagenet"
+    load = parse({"apiVersion": "data.fluid.io/v1alpha1", "kind": "DataLoad", "metadata": {"name": "all"},
+                  "spec": {"dataset": {"name": "d"}}})
+    assert load.spec.target == []  # Fluid: no target means the whole dataset
+    with pytest.raises(Exception, match="not the dataset in from/to"):
+        parse({**variants("DataMigrate")[0], "spec": {**variants("DataMigrate")[0]["spec"],
+                                                      "dataset": {"name": "other"}}})
+
+
+def _status_schema(kind: str) -> dict[str, Any]:
+    return as_jsonschema(fluid_schema(OPERATIONS[kind])["properties"]["status"])
+
+
+def test_operation_statuses_validate_against_fluids_status_schema():
+    from fluid_core.reconcilers.operation import (
+        JobObserved,
+        OperationObserved,
+        invalid_operation_status,
+        reconcile_operation,
+    )
+
+    now = "2026-01-01T00:01:00Z"
+    load = parse({"apiVersion": "data.fluid.io/v1alpha1", "kind": "DataLoad",
+                  "metadata": {"name": "l", "creationTimestamp": "2026-01-01T00:00:00Z"},
+                  "spec": {"dataset": {"name": "d"}, "runAfter": {"kind": "DataProcess", "name": "p"}}})
+    cases = {
+        "Pending": OperationObserved(dataset_bound=False),
+        "Executing": OperationObserved(dataset_bound=True, predecessor_phase="Complete", job=JobObserved(active=1)),
+        "Complete": OperationObserved(dataset_bound=True, predecessor_phase="Complete", job=JobObserved(
+            succeeded=1, start_time="2026-01-01T00:00:10Z", completion_time="2026-01-01T00:00:40Z")),
+        "Failed": OperationObserved(dataset_bound=True, predecessor_phase="Failed"),
+    }
+    schema = _status_schema("DataLoad")
+    for phase, observed in cases.items():
+        status = reconcile_operation(load, observed, None, now=now).status
+        assert status["phase"] == phase
+        jsonschema.validate(status, schema)
+    assert reconcile_operation(load, cases["Executing"], None, now=now).status["duration"] == "Unfinished"
+    assert reconcile_operation(load, cases["Complete"], None, now=now).status["duration"] == "30s"
+    invalid = invalid_operation_status({"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}},
+                                       "spec.policy: bad", now)
+    assert invalid["phase"] == "Failed" and invalid["duration"] == "60s"
+    for kind in OPERATIONS:
+        jsonschema.validate(invalid, _status_schema(kind))
