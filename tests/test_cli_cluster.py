@@ -134,5 +134,11 @@ def test_validate_exits_1_on_an_invalid_document(tmp_path, home):
     assert failed.returncode == 1
     assert "ok      Dataset/ok" in failed.stdout
     assert "invalid Dataset/bad: spec.bogus:" in failed.stderr
+    warned = tmp_path / "warned.yaml"
+    warned.write_text("apiVersion: data.fluid.io/v1alpha1\nkind: DataLoad\nmetadata: {name: warm}\n"
+                      "spec: {dataset: {name: d}, tolerations: [{key: a, operator: Exists}]}\n")
+    accepted = fluidv("validate", str(warned), home=home)
+    assert accepted.returncode == 0 and "ok      DataLoad/warm" in accepted.stdout
+    assert "warning DataLoad/warm: spec.tolerations:" in accepted.stderr and "local cluster" in accepted.stderr
     missing = fluidv("validate", str(tmp_path / "nothing.yaml"), home=home)
     assert missing.returncode != 0 and missing.stderr.strip()

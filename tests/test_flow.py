@@ -272,3 +272,29 @@ def test_the_example_flow_runs_and_keeps_only_its_outputs(shared_cluster, store)
     kept = sorted(r.name for r in store.list(prefix="default/transactions/"))
     assert kept == ["default/transactions/metrics", "default/transactions/model"]  # intermediates removed
     store.delete_many(prefix="default/transactions/")
+
+
+def test_fluid_script_processor_runs_its_command_on_a_file_of_its_source(shared_cluster, tmp_path):
+    out = tmp_path / "script.out"
+    source = f'echo "dataset=$FLUID_DATASET" > {out}\necho second line >> {out}\n'
+    runs = run(shared_cluster, [dataset("scripted"), op("DataProcess", "sh", "scripted", processor={
+        "script": {"command": ["bash"], "source": source}})])
+    assert runs["sh"].phase == "Complete", runs["sh"].message
+    assert out.read_text() == "dataset=default/scripted\nsecond line\n"
+    plain = run(shared_cluster, [dataset("scripted"), op("DataProcess", "sh2", "scripted", processor={
+        "script": {"source": f"echo no command >> {out}"}})])  # no command: the file is run by sh
+    assert plain["sh2"].phase == "Complete" and out.read_text().endswith("no command\n")
+
+
+def test_node_selector_picks_the_node_locally(shared_cluster, tmp_path):
+    np.save(tmp_path / "few.npy", np.arange(10))
+    runs = run(shared_cluster, [dataset("zoned"), op(
+        "DataLoad", "in-b", "zoned", target=[{"path": str(tmp_path / "few.npy")}],
+        nodeSelector={"topology.kubernetes.io/zone": "b"})])
+    assert runs["in-b"].phase == "Complete" and runs["in-b"].node == shared_cluster.nodes[2].name
+    nowhere = run(shared_cluster, [dataset("zoned"), op(
+        "DataLoad", "in-z", "zoned", target=[{"path": str(tmp_path / "few.npy")}],
+        nodeSelector={"topology.kubernetes.io/zone": "z"})])
+    assert nowhere["in-z"].phase == "Failed" and "nodeSelector" in nowhere["in-z"].message
+    with objects.connect(shared_cluster.nodes[0].socket) as cleanup:
+        cleanup.delete_many(prefix="default/zoned/")

@@ -172,3 +172,18 @@ def test_operation_statuses_validate_against_fluids_status_schema():
     assert invalid["phase"] == "Failed" and invalid["duration"] == "60s"
     for kind in OPERATIONS:
         jsonschema.validate(invalid, _status_schema(kind))
+
+
+def test_the_operator_and_the_local_runner_say_what_they_do_not_apply():
+    from fluid_core.reconcilers.operation import OperationObserved, reconcile_operation
+
+    load = parse({"apiVersion": "data.fluid.io/v1alpha1", "kind": "DataLoad", "metadata": {"name": "l"},
+                  "spec": {"dataset": {"name": "d"}, "target": [{"path": "/x", "replicas": 3}],
+                           "tolerations": [{"key": "k", "operator": "Exists"}]}})
+    out = reconcile_operation(load, OperationObserved(dataset_bound=False), None, now="2026-01-01T00:00:00Z")
+    assert "spec.target[0].replicas" in out.status["infos"]["notApplied"]
+    assert "tolerations" not in out.status["infos"]["notApplied"]  # a Job's pod carries them
+    assert [e[1] for e in out.events] == ["NotApplied"]
+    again = reconcile_operation(load, OperationObserved(dataset_bound=False), out.status, now="2026-01-01T00:00:01Z")
+    assert again.events == []  # said once
+    jsonschema.validate(out.status, _status_schema("DataLoad"))

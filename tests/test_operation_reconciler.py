@@ -19,12 +19,36 @@ def op(kind: str, spec: dict, name: str = "op") -> object:
 OPS = [
     op("DataLoad", {"dataset": {"name": "d"}, "target": [{"path": "/x"}]}),
     op("DataProcess", {"dataset": {"name": "d"}, "processor": {"script": {
-        "image": "python", "imageTag": "3.12", "command": ["python", "-c"], "source": "print(1)"}}}),
+        "image": "python", "imageTag": "3.12", "command": ["python"], "source": "print(1)"}}}),
     op("DataProcess", {"dataset": {"name": "d"}, "processor": {"job": {"podSpec": {
         "containers": [{"name": "mine", "image": "busybox", "command": ["true"]}]}}}}),
     op("DataMigrate", {"dataset": {"name": "d"}, "policy": "Cron", "schedule": "0 * * * *",
                        "ttlSecondsAfterFinished": 60, "from": {"dataset": {"name": "d"}},
                        "to": {"externalStorage": {"uri": "s3://bucket/x"}}}),
+]
+#: Fluid's pod fields, as Fluid's samples write them.
+POD_FIELDS = {
+    "nodeSelector": {"disk": "ssd"},
+    "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    "schedulerName": "volcano",
+    "podMetadata": {"labels": {"team": "ml"}, "annotations": {"note": "x"}},
+    "resources": {"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}},
+    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 10, "podAffinityTerm": {
+        "topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "x"}}}}]}},
+}
+FLUID_OPS = [
+    op("DataLoad", {"dataset": {"name": "d"}, **POD_FIELDS}),
+    op("DataMigrate", {"from": {"dataset": {"name": "d", "namespace": "ns", "path": "/"}},
+                       "to": {"externalStorage": {"uri": "local:///mnt/out"}},
+                       "image": "registry/migrate", "imageTag": "v1", "imagePullPolicy": "IfNotPresent",
+                       **POD_FIELDS}),
+    op("DataProcess", {"dataset": {"name": "d", "mountPath": "/mnt/data", "subPath": "part"}, "processor": {
+        "serviceAccountName": "runner", "podMetadata": {"labels": {"team": "ml"}},
+        "script": {"image": "bash", "imageTag": "5", "imagePullPolicy": "Always", "restartPolicy": "OnFailure",
+                   "command": ["bash"], "source": "ls /mnt/data\n",
+                   "resources": {"limits": {"cpu": "500m"}},
+                   "volumes": [{"name": "extra", "emptyDir": {}}],
+                   "volumeMounts": [{"name": "extra", "mountPath": "/extra"}]}}}),
 ]
 
 
@@ -36,6 +60,44 @@ def test_jobs_validate_strictly(operation, version):
     manifest = job_manifest(operation, affinity)
     kubernetes_validate.validate(manifest, version, strict=True)
     assert manifest["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+
+
+@pytest.mark.parametrize("operation", FLUID_OPS, ids=["load", "migrate", "script"])
+def test_fluids_pod_fields_reach_the_job(operation):
+    affinity = {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": {
+        "matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["n1"]}]}}]}
+    out = reconcile_operation(operation, OperationObserved(dataset_bound=True), None, now=NOW)
+    for manifest in out.desired:
+        kubernetes_validate.validate(manifest, "1.33.0", strict=True)
+    job = out.desired[-1]
+    template = job["spec"]["template"]
+    pod, container = template["spec"], template["spec"]["containers"][0]
+    assert template["metadata"]["labels"]["team"] == "ml"
+    if operation.kind == "DataProcess":
+        config_map = out.desired[0]
+        assert config_map["kind"] == "ConfigMap" and config_map["data"] == {"preprocess.sh": "ls /mnt/data\n"}
+        assert container["command"] == ["bash"] and container["args"] == ["/fluid-scripts/preprocess.sh"]
+        assert container["image"] == "bash:5" and container["imagePullPolicy"] == "Always"
+        assert {"name": "dataset", "mountPath": "/mnt/data", "subPath": "part"} in container["volumeMounts"]
+        assert {"name": "extra", "emptyDir": {}} in pod["volumes"]
+        assert pod["restartPolicy"] == "OnFailure" and pod["serviceAccountName"] == "runner"
+        assert container["resources"] == {"limits": {"cpu": "500m"}}
+        return
+    assert pod["nodeSelector"] == {"disk": "ssd"} and pod["schedulerName"] == "volcano"
+    assert pod["tolerations"] == POD_FIELDS["tolerations"]
+    assert template["metadata"]["annotations"] == {"note": "x"}
+    assert container["resources"] == POD_FIELDS["resources"]
+    merged = job_manifest(operation, affinity)["spec"]["template"]["spec"]["affinity"]
+    assert merged["podAntiAffinity"] == POD_FIELDS["affinity"]["podAntiAffinity"]  # the user's stays
+    assert merged["nodeAffinity"] == affinity  # the step's placement is added
+    if operation.kind == "DataMigrate":
+        assert container["image"] == "registry/migrate:v1" and container["imagePullPolicy"] == "IfNotPresent"
+
+
+def test_a_script_without_command_runs_the_images_entrypoint_on_the_source():
+    script = op("DataProcess", {"dataset": {"name": "d"}, "processor": {"script": {"image": "tool", "source": "x"}}})
+    container = job_manifest(script, None)["spec"]["template"]["spec"]["containers"][0]
+    assert "command" not in container and container["args"] == ["/fluid-scripts/preprocess.sh"]
 
 
 def phase(operation, observed) -> tuple[str, str]:

@@ -32,11 +32,20 @@ def validate(path: str) -> None:
         raise CommandError(str(exc)) from None
     for resource in resources:
         click.echo(f"ok      {resource.kind}/{resource.name}")
+        for warning in _not_applied(resource):
+            click.echo(f"warning {resource.kind}/{resource.name}: {warning}", err=True)
     for problem in problems:
         for field, message in problem.problems:
             click.echo(f"invalid {problem.kind}/{problem.name}: {field}: {message}", err=True)
     if problems:
         raise click.exceptions.Exit(1)
+
+
+def _not_applied(resource: object) -> list[str]:
+    from fluid_core.models.base import not_applied_warnings  # noqa: PLC0415
+
+    spec = getattr(resource, "spec", None)
+    return not_applied_warnings(spec, "local") if spec is not None else []
 
 
 @click.command()

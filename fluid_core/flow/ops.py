@@ -23,6 +23,14 @@ class OperationFailed(FluidError):
     """An operation could not do its work; the message says what and how to fix it."""
 
 
+def script_argv(script: Any, source_file: str) -> list[str]:
+    """How a script processor runs on the local cluster, as Fluid's chart runs it: its
+    ``command`` followed by the file holding its ``source``. Without a command (on
+    Kubernetes: the image's entrypoint) the file is run by ``sh``."""
+    command = list(script.command) or ["sh"]
+    return command + ([source_file] if script.source else [])
+
+
 def load_function(reference: str) -> Callable[..., Any]:
     """``module:function`` or ``path/to/file.py:function`` -> the function."""
     module_name, _, attribute = reference.rpartition(":")

@@ -24,11 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fluid_core.flow.context import OP_LABEL, RUN_LABEL, object_name
+from fluid_core.flow.ops import script_argv
+from fluid_core.models.base import not_applied_warnings
+from fluid_core.reconcilers.operation import UNFINISHED
 from fluid_core.flow.spawner import Spawner
 from fluid_core.flow.validate import check, key_of, order
 from fluid_core.models.operations import OperationKind
 from fluid_core.placement import PlacementRequest, rank_nodes
-from fluid_core.placement.flow import follow
+from fluid_core.placement.flow import follow, with_node_selector
 from fluid_core.placement.local import local_view
 from fluid_core.placement.locations import named_ids
 from fluid_core.stamps import now_stamp
@@ -92,11 +95,14 @@ class OperationRun:
         if self.phase in (COMPLETE, FAILED):
             conditions.append({"type": self.phase, "status": "True", "reason": self.phase,
                                "message": self.message, "lastTransitionTime": self.last_schedule_time or ""})
-        status = {"phase": self.phase, "duration": f"{self.seconds:.2f}s" if self.seconds is not None else None,
-                  "conditions": conditions, "waitingFor": self.waiting_for, "nodeAffinity": self.node_affinity,
+        duration = f"{self.seconds:.2f}s" if self.seconds is not None else UNFINISHED
+        warnings = not_applied_warnings(self.resource.spec, "local")
+        status = {"phase": self.phase, "duration": duration, "conditions": conditions,
+                  "waitingFor": self.waiting_for, "nodeAffinity": self.node_affinity,
                   "node": self.node, "lastScheduleTime": self.last_schedule_time,
-                  "lastSuccessfulTime": self.last_successful_time}
-        return {k: v for k, v in status.items() if v not in (None, {}, [])}
+                  "lastSuccessfulTime": self.last_successful_time,
+                  "infos": {"notApplied": "; ".join(warnings)} if warnings else None}
+        return {k: v for k, v in status.items() if v not in (None, {}) and (k == "conditions" or v != [])}
 
     def summary(self) -> dict[str, Any]:
         """What ``fluidv run --json`` prints for the operation."""
@@ -244,6 +250,7 @@ class LocalRunner:
         affinity = None
         if after is not None and after.affinity_strategy is not None and predecessor and predecessor.node:
             affinity = follow(after.affinity_strategy, predecessor.node, view)
+        affinity = with_node_selector(affinity, getattr(spec, "node_selector", None) or {})
         consumes = tuple(getattr(spec, "inputs", ()) or ())
         reads_all = run.kind == "DataBackup" or (run.kind == "DataMigrate" and spec.to.external_storage is not None)
         if reads_all:  # it reads every object of the dataset: go where most of the bytes are
@@ -253,7 +260,8 @@ class LocalRunner:
                                    consumes=consumes, affinity=affinity)
         ranked = rank_nodes(request, view)
         if not ranked:
-            raise RuntimeError("no node meets the operation's affinity")
+            raise RuntimeError("no node meets the operation's affinity or nodeSelector "
+                               "(node labels: see `fluidv cluster status`)")
         best = ranked[0][1]
         node = min((n for n, score in ranked if score == best), key=lambda n: (self._placed.get(n, 0), n))
         run.node_affinity = affinity
@@ -280,8 +288,11 @@ class LocalRunner:
             env = {**os.environ, **{e["name"]: str(e.get("value", "")) for e in script.env if "name" in e},
                    "VINEYARD_IPC_SOCKET": socket, "FLUID_DATASET": f"{namespace}/{spec.dataset.name}",
                    "FLUID_RUN_ID": self.run_id, "FLUID_NODE": run.node}
+            source_file = base + ".script"
+            with open(source_file, "w") as handle:
+                handle.write(script.source)
             with open(run.log, "ab") as log:
-                run._process = subprocess.Popen(list(script.command) + ([script.source] if script.source else []),
+                run._process = subprocess.Popen(script_argv(script, source_file),
                                                 env=env, stdout=log, stderr=subprocess.STDOUT,
                                                 stdin=subprocess.DEVNULL, start_new_session=True)
         else:

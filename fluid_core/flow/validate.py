@@ -9,7 +9,7 @@ from typing import Any
 
 from fluid_core.errors import FluidError
 from fluid_core.flow.formats import FormatError, filesystem
-from fluid_core.flow.ops import OperationFailed, load_function
+from fluid_core.flow.ops import OperationFailed, load_function, script_argv
 
 
 class FlowInvalid(FluidError, ValueError):
@@ -92,9 +92,9 @@ def check(datasets: set[str], operations: list[Any], *, local: bool = True) -> N
                     load_function(processor.function)
                 except OperationFailed as exc:
                     problems.append((_where(op, "spec.processor.function"), str(exc).split(": ", 1)[-1]))
-            elif processor.script and local and shutil.which(processor.script.command[0]) is None:
+            elif processor.script and local and shutil.which(script_argv(processor.script, "")[0]) is None:
                 problems.append((_where(op, "spec.processor.script.command"),
-                                 f"{processor.script.command[0]!r} is not on PATH"))
+                                 f"{script_argv(processor.script, '')[0]!r} is not on PATH"))
             elif processor.job and local:
                 problems.append((_where(op, "spec.processor.job"),
                                  "a Job's podSpec runs on Kubernetes only; use processor.script or "

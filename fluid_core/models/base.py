@@ -116,6 +116,14 @@ def unapplied_fields(model: BaseModel, mode: str, path: str = "") -> list[tuple[
     return found
 
 
+def not_applied_warnings(model: BaseModel, mode: str, path: str = "spec") -> list[str]:
+    """A line per field of ``model`` that is set but not acted on in ``mode``."""
+    everywhere = {p for p, _ in unapplied_fields(model, "kubernetes", path)}
+    return [f"{p}: {what} is accepted for Fluid's sake and not applied"
+            + ("" if p in everywhere else " on the local cluster (it is on Kubernetes)")
+            for p, what in unapplied_fields(model, mode, path)]
+
+
 class Metadata(BaseModel):
     """The parts of ObjectMeta the operator reads; the rest is kept as given."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fluid_core.models.base import not_applied_warnings
 from fluid_core.models.runtime import DEFAULT_IMAGE, DEFAULT_TAG
 from fluid_core.placement.flow import follow
 from fluid_core.placement.mutate import CONFIG_FILE
@@ -58,59 +59,149 @@ def job_name(op: Any) -> str:
     return safe_value(f"{op.name}-{op.kind.lower()}")[:52].rstrip("-.")
 
 
-def _volume(op: Any) -> tuple[dict[str, Any], str]:
-    spec = op.spec
-    mount = getattr(spec.dataset, "mount_path", None) or "/data"
-    return {"name": "dataset", "persistentVolumeClaim": {"claimName": spec.dataset.name}}, mount
+def _volume(op: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The dataset's volume and its mount (Fluid's ``dataset.mountPath``/``subPath``)."""
+    dataset = op.spec.dataset
+    mount = {"name": "dataset", "mountPath": getattr(dataset, "mount_path", None) or "/data"}
+    if getattr(dataset, "sub_path", None):
+        mount["subPath"] = dataset.sub_path
+    return {"name": "dataset", "persistentVolumeClaim": {"claimName": dataset.name}}, mount
+
+
+#: Where a script processor's ``source`` appears in its container, as in Fluid's chart.
+SCRIPTS_DIR, SCRIPT_FILE = "/fluid-scripts", "preprocess.sh"
+
+
+def script_config_map_name(op: Any) -> str:
+    return f"{job_name(op)}-scripts"
+
+
+def script_config_map(op: Any, owner: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """The ConfigMap holding a script processor's ``source`` (None for other operations)."""
+    processor = getattr(op.spec, "processor", None)
+    script = getattr(processor, "script", None)
+    if script is None or not script.source:
+        return None
+    metadata: dict[str, Any] = {"name": script_config_map_name(op), "namespace": op.namespace,
+                                "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}}
+    if owner:
+        metadata["ownerReferences"] = owner
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {SCRIPT_FILE: script.source}}
+
+
+def _script_container(op: Any, script: Any, env: list[dict[str, Any]], mount: dict[str, Any]) -> dict[str, Any]:
+    """Fluid's script processor: ``command`` (or the image's entrypoint) run on the
+    file holding ``source``."""
+    container: dict[str, Any] = {
+        "name": "script",
+        "image": f"{script.image}:{script.image_tag or 'latest'}" if script.image else PROJECT_IMAGE,
+        "env": env + list(script.env), "volumeMounts": [mount] + list(script.volume_mounts)}
+    if script.command:
+        container["command"] = list(script.command)
+    if script.source:
+        container["args"] = [f"{SCRIPTS_DIR}/{SCRIPT_FILE}"]
+        container["volumeMounts"].append({"name": "fluid-scripts", "mountPath": SCRIPTS_DIR, "readOnly": True})
+    if script.image_pull_policy:
+        container["imagePullPolicy"] = script.image_pull_policy
+    if script.resources:
+        container["resources"] = dict(script.resources)
+    return container
+
+
+def _merge_node_affinity(user: dict[str, Any] | None, follow_node: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The user's ``affinity`` with the node affinity of a DataFlow step: the user's
+    required terms stand; the step's preferences are added; its requirement is used
+    when the user has none."""
+    if not follow_node:
+        return user
+    affinity = dict(user or {})
+    node = dict(affinity.get("nodeAffinity") or {})
+    key = "requiredDuringSchedulingIgnoredDuringExecution"
+    if follow_node.get(key) and not node.get(key):
+        node[key] = follow_node[key]
+    preferred = "preferredDuringSchedulingIgnoredDuringExecution"
+    if follow_node.get(preferred):
+        node[preferred] = list(node.get(preferred) or []) + list(follow_node[preferred])
+    affinity["nodeAffinity"] = node
+    return affinity
 
 
 def pod_spec(op: Any, affinity: dict[str, Any] | None) -> dict[str, Any]:
-    """The pod of the operation's Job: the dataset mounted, ``VINEYARD_CONFIG`` set."""
+    """The pod of the operation's Job: the dataset mounted, ``VINEYARD_CONFIG`` set, and
+    Fluid's pod fields of the operation applied."""
     volume, mount = _volume(op)
-    env = [{"name": "VINEYARD_CONFIG", "value": f"{mount}/{CONFIG_FILE}"}]
-    processor = getattr(op.spec, "processor", None)
+    env = [{"name": "VINEYARD_CONFIG", "value": f"{mount['mountPath']}/{CONFIG_FILE}"}]
+    spec = op.spec
+    processor = getattr(spec, "processor", None)
     if processor is not None and processor.job is not None:
         pod = dict(processor.job.pod_spec)
         containers = []
         for container in pod.get("containers") or []:
             container = dict(container)
-            container["volumeMounts"] = list(container.get("volumeMounts") or []) + [
-                {"name": "dataset", "mountPath": mount}]
+            container["volumeMounts"] = list(container.get("volumeMounts") or []) + [mount]
             container["env"] = list(container.get("env") or []) + env
             containers.append(container)
         pod["containers"] = containers
         pod["volumes"] = list(pod.get("volumes") or []) + [volume]
     elif processor is not None and processor.script is not None:
         script = processor.script
-        image = f"{script.image}:{script.image_tag or 'latest'}" if script.image else PROJECT_IMAGE
-        pod = {"containers": [{
-            "name": "script", "image": image,
-            "command": list(script.command) + ([script.source] if script.source else []),
-            "env": env + list(script.env),
-            "volumeMounts": [{"name": "dataset", "mountPath": mount}] + list(script.volume_mounts)}],
-            "volumes": [volume]}
+        pod = {"containers": [_script_container(op, script, env, mount)], "volumes": [volume] + list(script.volumes)}
+        if script.source:
+            pod["volumes"].append({"name": "fluid-scripts", "configMap": {"name": script_config_map_name(op)}})
+        if script.restart_policy:
+            pod["restartPolicy"] = script.restart_policy
     else:  # DataLoad, DataMigrate, DataBackup and function processors: the project image
-        pod = {"containers": [{
+        container: dict[str, Any] = {
             "name": op.kind.lower(), "image": PROJECT_IMAGE,
             "command": ["fluidv", "op", "run", op.kind, op.name, "--namespace", op.namespace],
-            "env": env, "volumeMounts": [{"name": "dataset", "mountPath": mount}]}],
-            "volumes": [volume]}
+            "env": env, "volumeMounts": [mount]}
+        if getattr(spec, "image", None):
+            container["image"] = f"{spec.image}:{spec.image_tag or 'latest'}"
+        if getattr(spec, "image_pull_policy", None):
+            container["imagePullPolicy"] = spec.image_pull_policy
+        if getattr(spec, "resources", None):
+            container["resources"] = dict(spec.resources)
+        pod = {"containers": [container], "volumes": [volume]}
     pod.setdefault("restartPolicy", "Never")
-    if affinity:
-        pod["affinity"] = {**(pod.get("affinity") or {}), "nodeAffinity": affinity}
+    if processor is not None and processor.service_account_name:
+        pod["serviceAccountName"] = processor.service_account_name
+    if getattr(spec, "node_selector", None):
+        pod["nodeSelector"] = {**(pod.get("nodeSelector") or {}), **spec.node_selector}
+    if getattr(spec, "tolerations", None):
+        pod["tolerations"] = list(pod.get("tolerations") or []) + [t.to_dict() for t in spec.tolerations]
+    if getattr(spec, "scheduler_name", None):
+        pod["schedulerName"] = spec.scheduler_name
+    merged = _merge_node_affinity(getattr(spec, "affinity", None) or pod.get("affinity"), affinity)
+    if merged:
+        pod["affinity"] = merged
     return pod
+
+
+def _pod_metadata(op: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """Labels and annotations Fluid's ``podMetadata`` puts on the operation's pods."""
+    meta = getattr(op.spec, "pod_metadata", None) or getattr(getattr(op.spec, "processor", None), "pod_metadata", None)
+    return (dict(meta.labels), dict(meta.annotations)) if meta is not None else ({}, {})
+
+
+def owner_references(op: Any) -> list[dict[str, Any]] | None:
+    """The operation as the controlling owner of what is made for it (None before it has a uid)."""
+    if not op.metadata.uid:
+        return None
+    return [{"apiVersion": op.api_version, "kind": op.kind, "name": op.name, "uid": op.metadata.uid,
+             "controller": True, "blockOwnerDeletion": True}]
 
 
 def job_manifest(op: Any, affinity: dict[str, Any] | None) -> dict[str, Any]:
     """The Job (CronJob for ``policy: Cron``) running the operation."""
     labels = {"app.kubernetes.io/managed-by": MANAGED_BY, OPERATION_LABEL: safe_value(f"{op.kind}-{op.name}"),
               "fluid.io/dataset": safe_value(f"{op.namespace}-{op.spec.dataset.name}")}
-    owner = None
-    if op.metadata.uid:
-        owner = [{"apiVersion": op.api_version, "kind": op.kind, "name": op.name, "uid": op.metadata.uid,
-                  "controller": True, "blockOwnerDeletion": True}]
+    owner = owner_references(op)
+    pod_labels, pod_annotations = _pod_metadata(op)
+    template_meta: dict[str, Any] = {"labels": {**pod_labels, **labels}}
+    if pod_annotations:
+        template_meta["annotations"] = pod_annotations
     job_spec: dict[str, Any] = {"backoffLimit": BACKOFF_LIMIT, "template": {
-        "metadata": {"labels": labels}, "spec": pod_spec(op, affinity)}}
+        "metadata": template_meta, "spec": pod_spec(op, affinity)}}
     if op.spec.ttl_seconds_after_finished is not None:
         job_spec["ttlSecondsAfterFinished"] = op.spec.ttl_seconds_after_finished
     metadata = {"name": job_name(op), "namespace": op.namespace, "labels": labels}
@@ -166,6 +257,11 @@ def reconcile_operation(op: Any, observed: OperationObserved, previous_status: d
         out.status = status
         return out
 
+    warnings = not_applied_warnings(op.spec, "kubernetes")
+    if warnings:
+        status["infos"] = {**(status.get("infos") or {}), "notApplied": "; ".join(warnings)}
+        if not previous.get("phase"):
+            out.events.append(("Warning", "NotApplied", "; ".join(warnings)))
     if str(getattr(op.spec, "policy", "Once")) == "OnEvent":
         out.events.append(("Warning", "NotSupported", "OnEvent runs with `fluidv run` on the local cluster"))
         return finish(FAILED, "NotSupported", "policy OnEvent is served by the local runner (`fluidv run`); "
@@ -189,6 +285,9 @@ def reconcile_operation(op: Any, observed: OperationObserved, previous_status: d
         affinity = follow(after.affinity_strategy, observed.predecessor_node, ClusterView())
     if affinity:
         status["nodeAffinity"] = affinity
+    scripts = script_config_map(op, owner_references(op))
+    if scripts is not None:
+        out.desired.append(scripts)
     out.desired.append(job_manifest(op, affinity))
     job = observed.job
     if job is not None and job.node:
