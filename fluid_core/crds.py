@@ -113,7 +113,7 @@ def crd(cls: type[Resource]) -> dict[str, Any]:
                 "served": True,
                 "storage": True,
                 "schema": {"openAPIV3Schema": openapi_schema(cls)},
-                "subresources": {"status": {}},
+                "subresources": {"status": {}, **({"scale": dict(info.scale)} if info.scale else {})},
                 "additionalPrinterColumns": columns,
             }],
         },

@@ -187,3 +187,43 @@ def test_the_operator_and_the_local_runner_say_what_they_do_not_apply():
     again = reconcile_operation(load, OperationObserved(dataset_bound=False), out.status, now="2026-01-01T00:00:01Z")
     assert again.events == []  # said once
     jsonschema.validate(out.status, _status_schema("DataLoad"))
+
+
+ALL_KINDS = {**OPERATIONS, "Dataset": "datasets", "VineyardRuntime": "vineyardruntimes"}
+
+
+@pytest.mark.parametrize("kind", list(ALL_KINDS))
+def test_crds_have_fluids_names_columns_and_subresources(kind):
+    from fluid_core.crds import all_crds
+
+    with open(os.path.join(FIXTURES, f"data.fluid.io_{ALL_KINDS[kind]}.yaml")) as handle:
+        fluid = yaml.safe_load(handle)["spec"]
+    ours = all_crds()[f"data.fluid.io_{ALL_KINDS[kind]}.yaml"]["spec"]
+    assert set(fluid["names"].get("shortNames", [])) <= set(ours["names"].get("shortNames", []))
+    assert ours["names"]["plural"] == fluid["names"]["plural"] and ours["names"]["kind"] == kind
+    fluid_version, our_version = fluid["versions"][0], ours["versions"][0]
+    columns = [(c["name"], c["jsonPath"]) for c in our_version["additionalPrinterColumns"]]
+    assert [(c["name"], c["jsonPath"]) for c in fluid_version["additionalPrinterColumns"]] == [
+        c for c in columns if c[0] in {f["name"] for f in fluid_version["additionalPrinterColumns"]}]
+    assert our_version["subresources"] == fluid_version["subresources"]
+
+
+def test_runtime_status_validates_against_fluids_and_scales():
+    from fluid_core.models import parse as parse_resource
+    from fluid_core.reconcilers.engine import VineyardEngine
+    from fluid_core.reconcilers.observed import RuntimeObserved, Workload
+    from fluid_core.reconcilers.runtime import reconcile_runtime
+    from fluid_core.reconcilers.translate import kube_runtime
+
+    runtime = parse_resource({"apiVersion": "data.fluid.io/v1alpha1", "kind": "VineyardRuntime",
+                              "metadata": {"name": "demo", "namespace": "ns"}, "spec": {"replicas": 2}})
+    engine = VineyardEngine(kube_runtime(runtime))
+    schema = as_jsonschema(fluid_schema("vineyardruntimes")["properties"]["status"])
+    for observed in (RuntimeObserved(dataset_exists=False),
+                     RuntimeObserved(dataset_exists=True),
+                     RuntimeObserved(dataset_exists=True, master=Workload(1, 1, 1), workers=Workload(2, 1, 2),
+                                     bridge=Workload(2, 2, 2))):
+        status = reconcile_runtime(engine, observed, None, now="2026-01-01T00:00:00Z").status
+        jsonschema.validate(status, schema)
+    assert status["currentWorkerNumberScheduled"] == 2 and status["workerNumberReady"] == 1
+    assert status["selector"] == "app.kubernetes.io/instance=demo,app.kubernetes.io/component=worker,app.kubernetes.io/name=vineyard"

@@ -99,8 +99,8 @@ def test_crd_names_columns_and_status_subresource():
     runtime = crds["VineyardRuntime"]
     assert runtime["spec"]["names"]["shortNames"] == ["v6d"]
     version = runtime["spec"]["versions"][0]
-    assert version["subresources"] == {"status": {}}
-    assert {"Master Phase", "Worker Phase", "Workers Ready", "Age"} <= {
+    assert version["subresources"]["status"] == {}
+    assert {"Master Phase", "Worker Phase", "Ready Workers", "Age"} <= {
         c["name"] for c in version["additionalPrinterColumns"]}
 
 

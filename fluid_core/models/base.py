@@ -162,6 +162,8 @@ class CrdInfo:
     categories: tuple[str, ...] = ("fluid",)
     #: (name, type, JSONPath, priority)
     columns: tuple[tuple[str, str, str, int], ...] = ()
+    #: the ``scale`` subresource's paths, when the resource has one
+    scale: dict[str, str] | None = None
 
 
 class Resource(Model):

@@ -77,10 +77,16 @@ class Dataset(Resource):
 
     CRD = CrdInfo(
         plural="datasets",
-        columns=(
-            ("Phase", "string", ".status.phase", 0),
+        short_names=("dataset",),
+        columns=(  # Fluid's, in Fluid's order
+            ("Ufs Total Size", "string", ".status.ufsTotal", 0),
             ("Cached", "string", ".status.cacheStates.cached", 0),
             ("Cache Capacity", "string", ".status.cacheStates.cacheCapacity", 0),
+            ("Cached Percentage", "string", ".status.cacheStates.cachedPercentage", 0),
+            ("Phase", "string", ".status.phase", 0),
+            ("HCFS URL", "string", ".status.hcfs.endpoint", 10),
+            ("TOTAL FILES", "string", ".status.fileNum", 11),
+            ("CACHE HIT RATIO", "string", ".status.cacheStates.cacheHitRatio", 10),
             ("Age", "date", ".metadata.creationTimestamp", 0),
         ),
     )

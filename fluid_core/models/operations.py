@@ -136,13 +136,13 @@ class OperationStatus(Model):
     infos: dict[str, str] = Field(default_factory=dict)
 
 
-_OP_COLUMNS = (
-    ("Dataset", "string", ".spec.dataset.name", 0),
-    ("Phase", "string", ".status.phase", 0),
-    ("Node", "string", ".status.node", 1),
-    ("Duration", "string", ".status.duration", 0),
-    ("Age", "date", ".metadata.creationTimestamp", 0),
-)
+def _op_columns(dataset: str | None) -> tuple[tuple[str, str, str, int], ...]:
+    """Fluid's printer columns of an operation, then this project's (at priority 1)."""
+    head = (("Dataset", "string", dataset, 0),) if dataset else ()
+    return head + (("Phase", "string", ".status.phase", 0),
+                   ("Age", "date", ".metadata.creationTimestamp", 0),
+                   ("Duration", "string", ".status.duration", 0),
+                   ("Node", "string", ".status.node", 1))
 
 
 class LoadTarget(Model):
@@ -162,7 +162,7 @@ class DataLoadSpec(ScheduledSpec, PodOptions):
 
 
 class DataLoad(Resource):
-    CRD = CrdInfo(plural="dataloads", columns=_OP_COLUMNS)
+    CRD = CrdInfo(plural="dataloads", short_names=("load",), columns=_op_columns(".spec.dataset.name"))
     kind: Literal["DataLoad"] = "DataLoad"
     spec: DataLoadSpec
     status: OperationStatus | None = None
@@ -222,7 +222,7 @@ class DataMigrateSpec(ScheduledSpec, PodOptions):
 
 
 class DataMigrate(Resource):
-    CRD = CrdInfo(plural="datamigrates", columns=_OP_COLUMNS)
+    CRD = CrdInfo(plural="datamigrates", short_names=("migrate",), columns=_op_columns(None))
     kind: Literal["DataMigrate"] = "DataMigrate"
     spec: DataMigrateSpec
     status: OperationStatus | None = None
@@ -250,7 +250,12 @@ class DataBackupSpec(OperationSpec):
 
 
 class DataBackup(Resource):
-    CRD = CrdInfo(plural="databackups", columns=_OP_COLUMNS)
+    CRD = CrdInfo(plural="databackups", short_names=("backup",), columns=(  # Fluid's order
+        ("Dataset", "string", ".spec.dataset", 0), ("Phase", "string", ".status.phase", 0),
+        ("Path", "string", ".status.infos.BackupLocationPath", 0),
+        ("NodeName", "string", ".status.infos.BackupLocationNodeName", 0),
+        ("Duration", "string", ".status.duration", 0), ("Age", "date", ".metadata.creationTimestamp", 0),
+        ("Node", "string", ".status.node", 1)))
     kind: Literal["DataBackup"] = "DataBackup"
     spec: DataBackupSpec
     status: OperationStatus | None = None
@@ -316,7 +321,7 @@ class DataProcessSpec(ScheduledSpec):
 
 
 class DataProcess(Resource):
-    CRD = CrdInfo(plural="dataprocesses", columns=_OP_COLUMNS)
+    CRD = CrdInfo(plural="dataprocesses", columns=_op_columns(".spec.dataset.name"))
     kind: Literal["DataProcess"] = "DataProcess"
     spec: DataProcessSpec
     status: OperationStatus | None = None

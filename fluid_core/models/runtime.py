@@ -175,6 +175,13 @@ class VineyardRuntimeStatus(Model):
     desired_worker_number_scheduled: int = 0
     fuse_number_ready: int = 0
     desired_fuse_number_scheduled: int = 0
+    current_master_number_scheduled: int = 0
+    current_worker_number_scheduled: int = 0
+    current_fuse_number_scheduled: int = 0
+    #: the ConfigMap holding the runtime's settings (Fluid: its Helm values)
+    value_file: str = ""
+    #: label selector of the worker pods, for the ``scale`` subresource
+    selector: str | None = None
     conditions: list[Condition] = Field(default_factory=list)
     cache_states: dict[str, str] = Field(default_factory=dict)
     master_persistence: str | None = None
@@ -189,14 +196,21 @@ class VineyardRuntime(Resource):
     CRD = CrdInfo(
         plural="vineyardruntimes",
         short_names=("v6d",),
-        columns=(
+        columns=(  # Fluid's, in Fluid's order
+            ("Ready Masters", "integer", ".status.masterNumberReady", 10),
+            ("Desired Masters", "integer", ".status.desiredMasterNumberScheduled", 10),
             ("Master Phase", "string", ".status.masterPhase", 0),
+            ("Ready Workers", "integer", ".status.workerNumberReady", 10),
+            ("Desired Workers", "integer", ".status.desiredWorkerNumberScheduled", 10),
             ("Worker Phase", "string", ".status.workerPhase", 0),
+            ("Ready Fuses", "integer", ".status.fuseNumberReady", 10),
+            ("Desired Fuses", "integer", ".status.desiredFuseNumberScheduled", 10),
             ("Fuse Phase", "string", ".status.fusePhase", 0),
-            ("Workers Ready", "integer", ".status.workerNumberReady", 0),
-            ("Desired Workers", "integer", ".spec.replicas", 1),
+            ("API Gateway", "string", ".status.apiGateway.endpoint", 10),
             ("Age", "date", ".metadata.creationTimestamp", 0),
         ),
+        scale={"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.currentWorkerNumberScheduled",
+               "labelSelectorPath": ".status.selector"},
     )
 
     kind: Literal["VineyardRuntime"] = "VineyardRuntime"

@@ -120,14 +120,15 @@ def parse_live(body: Any, patch: kopf.Patch, logger: Any) -> Any:
         return None
 
 
-def _workload(item: dict[str, Any] | None, desired_key: str, ready_key: str) -> Workload | None:
+def _workload(item: dict[str, Any] | None, desired_key: str, ready_key: str, current_key: str) -> Workload | None:
     if item is None:
         return None
     status = item.get("status") or {}
     desired = status.get(desired_key)
     if desired is None:
         desired = (item.get("spec") or {}).get("replicas", 0)
-    return Workload(desired=int(desired or 0), ready=int(status.get(ready_key) or 0))
+    return Workload(desired=int(desired or 0), ready=int(status.get(ready_key) or 0),
+                    current=int(status.get(current_key) or 0))
 
 
 def observe_runtime(kube: KubeClient, runtime: VineyardRuntime, engine: VineyardEngine,
@@ -135,10 +136,11 @@ def observe_runtime(kube: KubeClient, runtime: VineyardRuntime, engine: Vineyard
     rt = engine.rt
     ns = runtime.namespace
     master = None if rt.external_etcd else _workload(
-        kube.get(Ref("apps/v1", "StatefulSet", ns, rt.master_name)), "replicas", "readyReplicas")
-    workers = _workload(kube.get(Ref("apps/v1", "StatefulSet", ns, rt.worker_name)), "replicas", "readyReplicas")
+        kube.get(Ref("apps/v1", "StatefulSet", ns, rt.master_name)), "replicas", "readyReplicas", "currentReplicas")
+    workers = _workload(kube.get(Ref("apps/v1", "StatefulSet", ns, rt.worker_name)), "replicas", "readyReplicas",
+                        "currentReplicas")
     bridge = _workload(kube.get(Ref("apps/v1", "DaemonSet", ns, rt.bridge_name)),
-                       "desiredNumberScheduled", "numberReady")
+                       "desiredNumberScheduled", "numberReady", "currentNumberScheduled")
     pods = kube.list(Ref("v1", "Pod", ns), selector(rt, "worker"))
     worker_nodes = frozenset(
         p["spec"]["nodeName"] for p in pods

@@ -21,6 +21,8 @@ class Engine(Protocol):
     def bind(self) -> list[dict[str, Any]]: ...
     def node_labels(self) -> dict[str, str]: ...
     def master_persistence(self) -> str: ...
+    def worker_selector(self) -> str: ...
+    def value_file(self) -> str: ...
     def teardown(self) -> list[dict[str, Any]]: ...
 
 
@@ -39,7 +41,7 @@ class VineyardEngine:
 
     def master_ready(self, observed: RuntimeObserved) -> Workload | None:
         if self.external_master:
-            return Workload(desired=1, ready=1)
+            return Workload(desired=1, ready=1, current=1)
         return observed.master
 
     def setup_workers(self) -> list[dict[str, Any]]:
@@ -61,6 +63,14 @@ class VineyardEngine:
             vineyard_cache_node_label(rt.namespace, rt.name): "true",
             fuse_node_label(rt.namespace, rt.name): "true",
         }
+
+    def worker_selector(self) -> str:
+        """The label selector of the worker pods (the ``scale`` subresource reads it)."""
+        return ",".join(f"{k}={v}" for k, v in manifests.selector(self.rt, "worker").items())
+
+    def value_file(self) -> str:
+        """The ConfigMap holding the runtime's settings (Fluid: its Helm values)."""
+        return self.rt.rpc_conf_name
 
     def master_persistence(self) -> str:
         """Where the master keeps metadata, and what that means for the user."""

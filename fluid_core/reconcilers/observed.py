@@ -11,6 +11,8 @@ class Workload:
 
     desired: int
     ready: int
+    #: replicas (pods) there are now, whatever their state
+    current: int = 0
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,8 @@ def reconcile_runtime(
     if not observed.dataset_exists:
         conditions = set_condition(conditions, "Ready", False, "DatasetNotFound",
                                    "no Dataset of the same namespace and name; create it first", now)
-        out.status = {**previous, "conditions": conditions, "masterPhase": NOT_READY,
-                      "workerPhase": NOT_READY, "fusePhase": NOT_READY}
+        out.status = {**_counts_status(engine, None, None, None), **previous, "conditions": conditions,
+                      "masterPhase": NOT_READY, "workerPhase": NOT_READY, "fusePhase": NOT_READY}
         out.events.append(("Warning", "DatasetNotFound",
                            "waiting for a Dataset of the same name; nothing is created until it exists"))
         return out
@@ -94,16 +94,25 @@ def reconcile_runtime(
         "masterPhase": master_phase,
         "workerPhase": worker_phase,
         "fusePhase": fuse_phase,
-        "masterNumberReady": master.ready if master else 0,
-        "desiredMasterNumberScheduled": master.desired if master else 0,
-        "workerNumberReady": workers.ready if workers else 0,
-        "desiredWorkerNumberScheduled": workers.desired if workers else 0,
-        "fuseNumberReady": bridge.ready if bridge else 0,
-        "desiredFuseNumberScheduled": bridge.desired if bridge else 0,
+        **_counts_status(engine, master, workers, bridge),
         "conditions": conditions,
         "masterPersistence": engine.master_persistence(),
     }
     return out
+
+
+def _counts_status(engine: Engine, master: Workload | None, workers: Workload | None,
+                   bridge: Workload | None) -> dict[str, Any]:
+    """Fluid's replica counts of the three parts (all required by its status schema),
+    the settings' ConfigMap and the workers' selector (read by ``kubectl scale``)."""
+    status: dict[str, Any] = {}
+    for part, workload in (("Master", master), ("Worker", workers), ("Fuse", bridge)):
+        status[f"{part.lower()}NumberReady"] = workload.ready if workload else 0
+        status[f"desired{part}NumberScheduled"] = workload.desired if workload else 0
+        status[f"current{part}NumberScheduled"] = workload.current if workload else 0
+    status["valueFile"] = engine.value_file()
+    status["selector"] = engine.worker_selector()
+    return status
 
 
 def _counts(what: str, workload: Workload | None) -> str:
