@@ -153,6 +153,20 @@ def test_invalid_operation_fails_with_its_reason_and_runs_nothing(cluster):
     assert not exists(kube, "batch/v1", "Job", "bad-load-dataload")
 
 
+def test_a_run_after_cycle_fails_every_member(cluster):
+    kube = cluster.kube
+    cluster.create(resource("DataProcess", "ping", {"dataset": {"name": "loop"}, "processor": {"function": "m:f"},
+                                                    "runAfter": {"kind": "DataProcess", "name": "pong"}}))
+    cluster.create(resource("DataProcess", "pong", {"dataset": {"name": "loop"}, "processor": {"function": "m:f"},
+                                                    "runAfter": {"kind": "DataProcess", "name": "ping"}}))
+    for name in ("ping", "pong"):
+        status = cluster.wait_for(lambda n=name: (s := status_of(kube, "DataProcess", n)).get("phase") == "Failed" and s,
+                                  message=f"{name} failed")
+        failed = {c["type"]: c for c in status["conditions"]}["Failed"]
+        assert failed["reason"] == "RunAfterCycle" and "DataProcess/ping" in failed["message"]
+        assert not exists(kube, "batch/v1", "Job", f"{name}-dataprocess")
+
+
 def test_runtime_without_dataset_waits_and_creates_nothing(cluster):
     kube = cluster.kube
     cluster.create(resource("VineyardRuntime", "orphan", {}))

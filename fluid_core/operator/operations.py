@@ -60,7 +60,31 @@ def observe_operation(kube: KubeClient, op: Any) -> OperationObserved:
         phase = ((body or {}).get("status") or {}).get("phase", "Pending") if body is not None else ""
         node = ((body or {}).get("status") or {}).get("node")
     return OperationObserved(dataset_bound=bound, predecessor_phase=phase, predecessor_node=node,
-                             job=_job(kube, op))
+                             job=_job(kube, op), cycle=_run_after_cycle(kube, op))
+
+
+#: How far a runAfter chain is followed looking for a cycle.
+MAX_CHAIN = 100
+
+
+def _run_after_cycle(kube: KubeClient, op: Any) -> tuple[str, ...]:
+    """The operations of a ``runAfter`` cycle through ``op`` (``Kind/name`` each, from
+    ``op`` on), or () when its chain ends."""
+    start = (op.kind, op.namespace, op.name)
+    seen = [start]
+    after = (op.spec.run_after.to_dict() if op.spec.run_after is not None else None)
+    namespace = op.namespace
+    while after is not None and len(seen) <= MAX_CHAIN:
+        key = (after["kind"], after.get("namespace") or namespace, after["name"])
+        if key == start:
+            return tuple(f"{k}/{n}" for k, _, n in seen)
+        if key in seen:
+            return ()  # a cycle further up the chain: its own members report it
+        seen.append(key)
+        body = kube.get(Ref(API, key[0], key[1], key[2]))
+        namespace = key[1]
+        after = ((body or {}).get("spec") or {}).get("runAfter")
+    return ()
 
 
 def resync_operation(kube: KubeClient, kind: str, namespace: str, name: str, logger: Any) -> None:

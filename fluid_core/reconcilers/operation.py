@@ -45,6 +45,8 @@ class OperationObserved:
     predecessor_phase: str | None = None  # None: no runAfter; "" : runAfter names a missing op
     predecessor_node: str | None = None
     job: JobObserved | None = None
+    #: the operations of a runAfter cycle through this one (``Kind/name``), if any
+    cycle: tuple[str, ...] = ()
 
 
 @dataclass
@@ -266,6 +268,10 @@ def reconcile_operation(op: Any, observed: OperationObserved, previous_status: d
         out.events.append(("Warning", "NotSupported", "OnEvent runs with `fluidv run` on the local cluster"))
         return finish(FAILED, "NotSupported", "policy OnEvent is served by the local runner (`fluidv run`); "
                                                "on Kubernetes use Once or Cron")
+    if observed.cycle:
+        out.events.append(("Warning", "RunAfterCycle", " -> ".join(observed.cycle)))
+        return finish(FAILED, "RunAfterCycle", "runAfter makes a cycle: " + " -> ".join(
+            (*observed.cycle, observed.cycle[0])) + "; nothing was run. Break the cycle and recreate them")
     if not observed.dataset_bound:
         status["waitingFor"] = {"datasetBound": True}
         return finish(PENDING, "DatasetNotBound", f"waiting for Dataset {op.spec.dataset.name} to be Bound")
