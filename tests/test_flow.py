@@ -298,3 +298,61 @@ def test_node_selector_picks_the_node_locally(shared_cluster, tmp_path):
     assert nowhere["in-z"].phase == "Failed" and "nodeSelector" in nowhere["in-z"].message
     with objects.connect(shared_cluster.nodes[0].socket) as cleanup:
         cleanup.delete_many(prefix="default/zoned/")
+
+
+def mounted(name: str, *mounts: dict) -> dict:
+    return {"apiVersion": API, "kind": "Dataset", "metadata": {"name": name}, "spec": {"mounts": list(mounts)}}
+
+
+def test_dataload_warms_the_cache_from_the_datasets_mounts(shared_cluster, tmp_path, store):
+    source = tmp_path / "ufs"
+    (source / "dir").mkdir(parents=True)
+    pd.DataFrame({"v": [1, 2, 3]}).to_parquet(source / "a.parquet")
+    np.save(source / "dir" / "b.npy", np.arange(4))
+    ds = mounted("warm", {"mountPoint": f"local://{source}"})
+    first = run(shared_cluster, [ds, op("DataLoad", "all", "warm")])  # no target: the whole dataset
+    assert first["all"].phase == "Complete", first["all"].message
+    assert "loaded 2 object(s); 0 cached" in first["all"].message
+    assert store.get("default/warm/a")["v"].to_pylist() == [1, 2, 3]  # Parquet loads as an Arrow table
+    assert store.get("default/warm/dir/b").tolist() == [0, 1, 2, 3]
+    again = run(shared_cluster, [ds, op("DataLoad", "again", "warm", target=[{"path": "/"}])])
+    assert "loaded 0 object(s); 2 cached already" in again["again"].message
+    store.delete("default/warm/dir/b")
+    part = run(shared_cluster, [ds, op("DataLoad", "part", "warm", target=[{"path": "/dir/b.npy"}])])
+    assert "loaded 1 object(s)" in part["part"].message and store.exists("default/warm/dir/b")
+    with pytest.raises(FlowInvalid, match=r"spec.target\[0\].path"):
+        run(shared_cluster, [ds, op("DataLoad", "missing", "warm", target=[{"path": "/nope"}])])
+    store.delete_many(prefix="default/warm/")
+
+
+def test_dataload_of_named_mounts_and_of_a_dataset_without_mounts(shared_cluster, tmp_path, store):
+    for part in ("one", "two"):
+        (tmp_path / part).mkdir()
+        np.save(tmp_path / part / "x.npy", np.arange(3))
+    ds = mounted("multi", {"name": "one", "mountPoint": f"local://{tmp_path / 'one'}"},
+                 {"name": "two", "mountPoint": f"local://{tmp_path / 'two'}", "path": "/second"})
+    runs = run(shared_cluster, [ds, op("DataLoad", "both", "multi")])
+    assert runs["both"].phase == "Complete", runs["both"].message
+    assert store.exists("default/multi/one/x") and store.exists("default/multi/second/x")
+    store.put(np.arange(2), name="default/bare/kept", replace=True)
+    bare = run(shared_cluster, [dataset("bare"), op("DataLoad", "bare", "bare")])
+    assert bare["bare"].phase == "Complete" and "1 cached already" in bare["bare"].message
+    for prefix in ("default/multi/", "default/bare/"):
+        store.delete_many(prefix=prefix)
+
+
+def test_mount_paths_follow_fluids_rules():
+    from fluid_core.flow.mounts import MountError, resolve, under
+
+    single = [{"mountPoint": "local:///srv/data"}]
+    assert resolve(single, "/a/b.parquet") == ("/srv/data/a/b.parquet", "/a/b.parquet")
+    assert resolve(single, "/") == ("/srv/data", "/")
+    named = [{"name": "imgs", "mountPoint": "s3://bucket/imgs"}, {"name": "meta", "mountPoint": "local:///m",
+                                                                   "path": "/labels"}]
+    assert resolve(named, "/imgs/cat.npy") == ("s3://bucket/imgs/cat.npy", "/imgs/cat.npy")
+    assert resolve(named, "/labels/../labels/x") == ("/m/x", "/labels/x")
+    assert under(named, "/") == ["/imgs", "/labels"]
+    with pytest.raises(MountError, match="appear at: /imgs, /labels"):
+        resolve(named, "/other")
+    with pytest.raises(MountError, match="pvc://"):
+        resolve([{"mountPoint": "pvc://claim/x"}], "/x")

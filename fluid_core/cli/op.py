@@ -26,14 +26,17 @@ def run_operation(kind: str, name: str, namespace: str) -> None:
     from fluid_core.operator.kube import KubeClient, Ref  # noqa: PLC0415
 
     with reported():
-        body = KubeClient.from_environment().get(Ref(API_VERSION, kind, namespace, name))
+        kube = KubeClient.from_environment()
+        body = kube.get(Ref(API_VERSION, kind, namespace, name))
         if body is None:
             raise CommandError(f"no {kind} {namespace}/{name}")
         resource = parse(body)
         spec = resource.spec
+        dataset = kube.get(Ref(API_VERSION, "Dataset", spec.dataset.namespace or namespace, spec.dataset.name)) or {}
         with objects.connect() as store:
             ctx = StepContext(store, spec.dataset.namespace or namespace, spec.dataset.name,
                               run_id=f"{kind}-{name}", operation=name)
+            ctx.mounts = list((dataset.get("spec") or {}).get("mounts") or [])
             click.echo(execute(kind, spec, ctx))
             click.echo(f"read {ctx.stats.bytes_read} B ({ctx.stats.remote_reads} remote reads), "
                        f"wrote {ctx.stats.bytes_written} B on {ctx.node}")

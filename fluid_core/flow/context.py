@@ -45,6 +45,8 @@ class StepContext:
         self.store = store
         self.namespace, self.dataset = namespace, dataset
         self.run_id, self.operation = run_id, operation
+        #: The dataset's ``spec.mounts`` (as dicts): the storage behind it.
+        self.mounts: list[dict[str, Any]] = []
         self.stats = IOStats()
         self.written: list[str] = []
         #: The processor's ``params`` (strings).

@@ -72,24 +72,60 @@ def _paths(fs: Any, root: str) -> list[tuple[str, str]]:
     return sorted(found)
 
 
-def import_files(ctx: StepContext, location: str, *, key: str | None = None, fmt: str | None = None) -> int:
-    """Files (or a backup) at ``location`` into the dataset; returns how many objects."""
+def import_files(ctx: StepContext, location: str, *, key: str | None = None, fmt: str | None = None,
+                 skip: frozenset[str] = frozenset()) -> tuple[int, int]:
+    """Files (or a backup) at ``location`` into the dataset: (objects loaded, files left
+    out because their key is in ``skip``, i.e. cached already)."""
     fs, root = filesystem(location)
     if fmt == "backup" or _is_backup(fs, root):
-        return restore(ctx, fs, root)
-    count = 0
+        return restore(ctx, fs, root), 0
+    loaded = skipped = 0
     single = fs.get_file_info(root).type.name == "File"
     for path, relative in _paths(fs, root):
         kind = fmt or EXTENSIONS.get(posixpath.splitext(path)[1].lower())
         if kind is None:
             raise OperationFailed(f"{path}: unknown format; give target[].format (parquet, csv, arrow, feather, npy)")
         name = (key or relative) if single else (f"{key}/{relative}" if key else relative)
+        if name in skip:
+            skipped += 1
+            continue
         try:
             ctx.put(name, read_file(path, fs, kind))
         except FormatError as exc:
             raise OperationFailed(str(exc)) from None
-        count += 1
-    return count
+        loaded += 1
+    return loaded, skipped
+
+
+def warm(ctx: StepContext, spec: Any) -> str:
+    """Fluid's DataLoad: make the objects under each ``target[].path`` (the whole
+    dataset when there is no target) resident, loading from the dataset's mounts what is
+    not cached yet. A dataset without mounts has no storage behind it: its target paths
+    are then files or directories to import (this project's extension)."""
+    from fluid_core.flow.mounts import MountError, key_prefix, resolve, under  # noqa: PLC0415
+    from fluid_core.models.operations import LoadTarget  # noqa: PLC0415
+
+    mounts = list(ctx.mounts)
+    loaded = cached = 0
+    for target in spec.target or [LoadTarget(path="/")]:
+        if not mounts and key_prefix(target.path) == "" and not target.format:
+            cached += len(ctx.keys())  # nothing behind the dataset: all of it is what is cached
+            continue
+        if not mounts:
+            new, _ = import_files(ctx, target.path, key=target.name, fmt=target.format)
+            loaded += new
+            continue
+        try:
+            places = [resolve(mounts, path) for path in under(mounts, target.path)]
+        except MountError as exc:
+            raise OperationFailed(str(exc)) from None
+        for source, at in places:
+            prefix = key_prefix(at)
+            stem, ext = posixpath.splitext(prefix)
+            key = target.name or (stem if ext.lower() in EXTENSIONS else prefix) or None
+            new, kept = import_files(ctx, source, key=key, fmt=target.format, skip=frozenset(ctx.keys(key or "")))
+            loaded, cached = loaded + new, cached + kept
+    return f"loaded {loaded} object(s); {cached} cached already"
 
 
 def export_objects(ctx: StepContext, location: str, prefix: str = "") -> int:
@@ -156,8 +192,7 @@ def restore(ctx: StepContext, fs: Any, root: str) -> int:
 def execute(kind: str, spec: Any, ctx: StepContext) -> str:
     """Run one operation of ``kind`` with its parsed ``spec``; a one-line summary."""
     if kind == "DataLoad":
-        count = sum(import_files(ctx, t.path, key=t.name, fmt=t.format) for t in spec.target)
-        return f"loaded {count} object(s)"
+        return warm(ctx, spec)
     if kind == "DataBackup":
         return f"backed up {backup(ctx, spec.backup_path)} object(s) to {spec.backup_path}"
     if kind == "DataMigrate":
@@ -167,7 +202,7 @@ def execute(kind: str, spec: Any, ctx: StepContext) -> str:
             return f"wrote {count} object(s) to {spec.to.external_storage.uri}"
         assert spec.from_.external_storage is not None
         base = (spec.to.dataset.path if spec.to.dataset else "/").strip("/") or None
-        count = import_files(ctx, spec.from_.external_storage.uri, key=base)
+        count, _ = import_files(ctx, spec.from_.external_storage.uri, key=base)
         return f"read {count} object(s) from {spec.from_.external_storage.uri}"
     if kind == "DataProcess":
         function = load_function(spec.processor.function)

@@ -127,8 +127,11 @@ class LocalRunner:
         self.cluster = cluster
         self.run_id = run_id or f"run-{uuid.uuid4().hex[:8]}"
         self.datasets = {f"{r.namespace}/{r.name}" for r in resources if r.kind == "Dataset"}
+        #: each dataset's ``spec.mounts``: the storage a DataLoad reads
+        self.mounts = {f"{r.namespace}/{r.name}": [m.to_dict() for m in r.spec.mounts]
+                       for r in resources if r.kind == "Dataset"}
         operations = [r for r in resources if r.kind in OPERATION_KINDS]
-        check(self.datasets, operations)
+        check(self.datasets, operations, mounts=self.mounts)
         self.operations = [OperationRun(op) for op in order(operations)]
         self._by_key = {key_of(run.resource): run for run in self.operations}
         if workdir is None:  # logs and results next to the cluster's own, one folder per run
@@ -297,7 +300,8 @@ class LocalRunner:
                                                 stdin=subprocess.DEVNULL, start_new_session=True)
         else:
             request = {"resource": run.resource.to_dict(), "socket": socket, "namespace": namespace,
-                       "dataset": spec.dataset.name, "run_id": self.run_id, "operation": run.name}
+                       "dataset": spec.dataset.name, "run_id": self.run_id, "operation": run.name,
+                       "mounts": self.mounts.get(f"{namespace}/{spec.dataset.name}", [])}
             assert self._spawner is not None
             run._process = self._spawner.spawn(request, run._result, run.log)
         self._changed()

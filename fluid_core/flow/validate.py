@@ -71,8 +71,27 @@ def _exists(location: str) -> str | None:
     return None
 
 
-def check(datasets: set[str], operations: list[Any], *, local: bool = True) -> None:
-    """Raise ``FlowInvalid`` listing every problem of ``operations`` (datasets: ``ns/name``)."""
+def _load_source_problem(mounts: list[dict[str, Any]], path: str) -> str | None:
+    """What is wrong with a DataLoad target path: through the dataset's mounts, or (no
+    mounts) as a file or directory to import; the dataset's root always warms."""
+    from fluid_core.flow.mounts import MountError, key_prefix, resolve, under  # noqa: PLC0415
+
+    if not mounts:
+        return None if key_prefix(path) == "" else _exists(path)
+    try:
+        for source, _ in (resolve(mounts, p) for p in under(mounts, path)):
+            problem = _exists(source)
+            if problem:
+                return f"{path} is {source} in the dataset's mounts, which does not exist"
+    except MountError as exc:
+        return str(exc)
+    return None
+
+
+def check(datasets: set[str], operations: list[Any], *, local: bool = True,
+          mounts: dict[str, list[dict[str, Any]]] | None = None) -> None:
+    """Raise ``FlowInvalid`` listing every problem of ``operations`` (datasets: ``ns/name``;
+    ``mounts``: each dataset's ``spec.mounts``)."""
     problems: list[tuple[str, str]] = []
     keys = {key_of(op) for op in operations}
     for op in operations:
@@ -100,8 +119,9 @@ def check(datasets: set[str], operations: list[Any], *, local: bool = True) -> N
                                  "a Job's podSpec runs on Kubernetes only; use processor.script or "
                                  "processor.function on the local cluster"))
         elif op.kind == "DataLoad":
+            behind = (mounts or {}).get(dataset) or []
             for index, target in enumerate(spec.target):
-                problem = _exists(target.path)
+                problem = _load_source_problem(behind, target.path)
                 if problem:
                     problems.append((_where(op, f"spec.target[{index}].path"), problem))
         elif op.kind == "DataMigrate":

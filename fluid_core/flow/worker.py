@@ -19,8 +19,10 @@ def store_context(request: dict[str, Any]) -> Iterator[Any]:
     from fluid_core.flow.context import StepContext  # noqa: PLC0415
 
     with objects.connect(request["socket"]) as store:
-        yield StepContext(store, request["namespace"], request["dataset"],
+        ctx = StepContext(store, request["namespace"], request["dataset"],
                           run_id=request["run_id"], operation=request["operation"])
+        ctx.mounts = list(request.get("mounts") or [])
+        yield ctx
 
 
 def run_step(request: dict[str, Any], result_path: str, log_path: str,
