@@ -106,13 +106,16 @@ class Flow:
 class Dataset:
     """A dataset on a backend (a ``LocalCluster``); where flows start."""
 
-    def __init__(self, name: str, namespace: str = "default", backend: Any = None) -> None:
+    def __init__(self, name: str, namespace: str = "default", backend: Any = None,
+                 spec: dict[str, Any] | None = None) -> None:
         self.name, self.namespace, self.backend = name, namespace, backend
+        #: The Dataset's spec (``mounts``: the storage behind it), as Fluid writes it.
+        self.spec = dict(spec or {})
         parse(self.resource())
 
     def resource(self) -> dict[str, Any]:
         return {"apiVersion": API_VERSION, "kind": "Dataset",
-                "metadata": {"name": self.name, "namespace": self.namespace}, "spec": {}}
+                "metadata": {"name": self.name, "namespace": self.namespace}, "spec": dict(self.spec)}
 
     def bind_runtime(self, replicas: int = 3, cache_capacity_GiB: float = 1, cache_medium: str = "MEM") -> "Dataset":  # noqa: N803 - Fluid's spelling
         """Start a local cluster of ``replicas`` nodes when the dataset has no backend."""

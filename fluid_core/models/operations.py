@@ -262,16 +262,17 @@ class DataBackup(Resource):
 
 
 class ProcessDataset(DatasetRef):
-    mount_path: str = "/data"
-    sub_path: str | None = None
+    #: Where the dataset's volume appears in the pod (``/data`` when not given).
+    mount_path: str | None = not_applied_locally("a mount path (local steps reach the dataset by socket)")
+    sub_path: str | None = not_applied_locally("a sub path of the dataset's volume")
 
 
 class Script(Model):
     """Fluid's script processor: ``source`` is written to a file, run as ``command``
     (or the image's entrypoint) followed by that file."""
 
-    image: str | None = None
-    image_tag: str | None = None
+    image: str | None = not_applied_locally("an image (local scripts run on this machine)")
+    image_tag: str | None = not_applied_locally("an image tag")
     image_pull_policy: str | None = not_applied_locally("an image pull policy")
     command: list[str] = Field(default_factory=list)
     source: str = ""
