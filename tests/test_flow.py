@@ -320,8 +320,11 @@ def test_dataload_warms_the_cache_from_the_datasets_mounts(shared_cluster, tmp_p
     store.delete("default/warm/dir/b")
     part = run(shared_cluster, [ds, op("DataLoad", "part", "warm", target=[{"path": "/dir/b.npy"}])])
     assert "loaded 1 object(s)" in part["part"].message and store.exists("default/warm/dir/b")
-    with pytest.raises(FlowInvalid, match=r"spec.target\[0\].path"):
-        run(shared_cluster, [ds, op("DataLoad", "missing", "warm", target=[{"path": "/nope"}])])
+    missing = run(shared_cluster, [ds, op("DataLoad", "missing", "warm", target=[{"path": "/nope"}])])
+    assert missing["missing"].phase == "Failed" and "neither cached nor" in missing["missing"].message
+    unmounted = mounted("warm", {"name": "m", "mountPoint": f"local://{source}", "path": "/m"})
+    with pytest.raises(FlowInvalid, match=r"spec.target\[0\].path: no mount of the dataset holds /elsewhere"):
+        run(shared_cluster, [unmounted, op("DataLoad", "nowhere", "warm", target=[{"path": "/elsewhere"}])])
     store.delete_many(prefix="default/warm/")
 
 

@@ -97,6 +97,11 @@ def import_files(ctx: StepContext, location: str, *, key: str | None = None, fmt
     return loaded, skipped
 
 
+def _exists(location: str) -> bool:
+    fs, root = filesystem(location)
+    return fs.get_file_info(root).type.name != "NotFound"
+
+
 def warm(ctx: StepContext, spec: Any) -> str:
     """Fluid's DataLoad: make the objects under each ``target[].path`` (the whole
     dataset when there is no target) resident, loading from the dataset's mounts what is
@@ -123,7 +128,14 @@ def warm(ctx: StepContext, spec: Any) -> str:
             prefix = key_prefix(at)
             stem, ext = posixpath.splitext(prefix)
             key = target.name or (stem if ext.lower() in EXTENSIONS else prefix) or None
-            new, kept = import_files(ctx, source, key=key, fmt=target.format, skip=frozenset(ctx.keys(key or "")))
+            present = frozenset(ctx.keys(key or ""))
+            if not _exists(source):
+                if not present:
+                    raise OperationFailed(f"{at}: nothing there, neither cached nor at {source} in the "
+                                          "dataset's mounts")
+                cached += len(present)  # put in the cache by an earlier step (a migration in)
+                continue
+            new, kept = import_files(ctx, source, key=key, fmt=target.format, skip=present)
             loaded, cached = loaded + new, cached + kept
     return f"loaded {loaded} object(s); {cached} cached already"
 

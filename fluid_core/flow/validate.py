@@ -72,17 +72,15 @@ def _exists(location: str) -> str | None:
 
 
 def _load_source_problem(mounts: list[dict[str, Any]], path: str) -> str | None:
-    """What is wrong with a DataLoad target path: through the dataset's mounts, or (no
-    mounts) as a file or directory to import; the dataset's root always warms."""
+    """What is wrong with a DataLoad target path: no mount of the dataset holds it, or
+    (no mounts) it is not a file or directory to import; the dataset's root always warms."""
     from fluid_core.flow.mounts import MountError, key_prefix, resolve, under  # noqa: PLC0415
 
     if not mounts:
         return None if key_prefix(path) == "" else _exists(path)
-    try:
-        for source, _ in (resolve(mounts, p) for p in under(mounts, path)):
-            problem = _exists(source)
-            if problem:
-                return f"{path} is {source} in the dataset's mounts, which does not exist"
+    try:  # whether the path exists is known when the load runs: a step before may cache it
+        for dataset_path in under(mounts, path):
+            resolve(mounts, dataset_path)
     except MountError as exc:
         return str(exc)
     return None
