@@ -97,7 +97,7 @@ def import_files(ctx: StepContext, location: str, *, key: str | None = None, fmt
     return loaded, skipped
 
 
-def _exists(location: str) -> bool:
+def _found(location: str) -> bool:
     fs, root = filesystem(location)
     return fs.get_file_info(root).type.name != "NotFound"
 
@@ -113,12 +113,11 @@ def warm(ctx: StepContext, spec: Any) -> str:
     mounts = list(ctx.mounts)
     loaded = cached = 0
     for target in spec.target or [LoadTarget(path="/")]:
-        if not mounts and key_prefix(target.path) == "" and not target.format:
-            cached += len(ctx.keys())  # nothing behind the dataset: all of it is what is cached
-            continue
         if not mounts:
-            new, _ = import_files(ctx, target.path, key=target.name, fmt=target.format)
-            loaded += new
+            if key_prefix(target.path) == "" and not target.format:
+                cached += len(ctx.keys())  # nothing behind the dataset: all of it is what is cached
+            else:
+                loaded += import_files(ctx, target.path, key=target.name, fmt=target.format)[0]
             continue
         try:
             places = [resolve(mounts, path) for path in under(mounts, target.path)]
@@ -129,7 +128,7 @@ def warm(ctx: StepContext, spec: Any) -> str:
             stem, ext = posixpath.splitext(prefix)
             key = target.name or (stem if ext.lower() in EXTENSIONS else prefix) or None
             present = frozenset(ctx.keys(key or ""))
-            if not _exists(source):
+            if not _found(source):
                 if not present:
                     raise OperationFailed(f"{at}: nothing there, neither cached nor at {source} in the "
                                           "dataset's mounts")

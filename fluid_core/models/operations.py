@@ -216,7 +216,8 @@ class DataMigrateSpec(ScheduledSpec, PodOptions):
         assert side is not None
         if self.dataset is None:
             self.dataset = DatasetRef(name=side.name, namespace=side.namespace)
-        elif (self.dataset.name, self.dataset.namespace or side.namespace) != (side.name, side.namespace or self.dataset.namespace):
+        elif self.dataset.name != side.name or None not in (self.dataset.namespace, side.namespace) and \
+                self.dataset.namespace != side.namespace:
             raise ValueError(f"spec.dataset ({self.dataset.name}) is not the dataset in from/to ({side.name})")
         return self
 
