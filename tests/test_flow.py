@@ -359,3 +359,22 @@ def test_mount_paths_follow_fluids_rules():
         resolve(named, "/other")
     with pytest.raises(MountError, match="pvc://"):
         resolve([{"mountPoint": "pvc://claim/x"}], "/x")
+
+
+def test_depend_on_follows_another_operation_than_run_after(shared_cluster, tmp_path):
+    np.save(tmp_path / "n.npy", np.arange(3))
+    load = [{"path": str(tmp_path / "n.npy")}]
+    runs = run(shared_cluster, [
+        dataset("follow"),
+        op("DataLoad", "first", "follow", target=load, nodeSelector={"topology.kubernetes.io/zone": "b"}),
+        op("DataLoad", "second", "follow", after=("DataLoad", "first"), target=load,
+           nodeSelector={"topology.kubernetes.io/zone": "a"}),
+        {**(third := process("third", "follow", "scratch_then_result")), "spec": {**third["spec"], "runAfter": {
+            "kind": "DataLoad", "name": "second", "affinityStrategy": {
+                "policy": "Require", "dependOn": {"kind": "DataLoad", "name": "first"}}}}},
+    ])
+    assert [r.phase for r in runs.values()] == ["Complete"] * 3
+    assert runs["first"].node == shared_cluster.nodes[2].name != runs["second"].node
+    assert runs["third"].node == runs["first"].node
+    with objects.connect(shared_cluster.nodes[0].socket) as cleanup:
+        cleanup.delete_many(prefix="default/follow/")

@@ -251,8 +251,11 @@ class LocalRunner:
         after = spec.run_after
         view = local_view(self.cluster, self.datasets)
         affinity = None
-        if after is not None and after.affinity_strategy is not None and predecessor and predecessor.node:
-            affinity = follow(after.affinity_strategy, predecessor.node, view)
+        strategy = after.affinity_strategy if after is not None else None
+        if strategy is not None and strategy.depend_on is not None:  # follow another operation than runAfter's
+            predecessor = self._by_key.get((strategy.depend_on.kind, strategy.depend_on.name))
+        if strategy is not None and predecessor and predecessor.node:
+            affinity = follow(strategy, predecessor.node, view)
         affinity = with_node_selector(affinity, getattr(spec, "node_selector", None) or {})
         consumes = tuple(getattr(spec, "inputs", ()) or ())
         reads_all = run.kind == "DataBackup" or (run.kind == "DataMigrate" and spec.to.external_storage is not None)

@@ -59,6 +59,10 @@ def observe_operation(kube: KubeClient, op: Any) -> OperationObserved:
         body = kube.get(Ref(API, after.kind, after.namespace or op.namespace, after.name))
         phase = ((body or {}).get("status") or {}).get("phase", "Pending") if body is not None else ""
         node = ((body or {}).get("status") or {}).get("node")
+        depend_on = after.affinity_strategy.depend_on if after.affinity_strategy is not None else None
+        if depend_on is not None:  # the node to follow is another operation's
+            other = kube.get(Ref(API, depend_on.kind, depend_on.namespace or op.namespace, depend_on.name))
+            node = ((other or {}).get("status") or {}).get("node")
     return OperationObserved(dataset_bound=bound, predecessor_phase=phase, predecessor_node=node,
                              job=_job(kube, op), cycle=_run_after_cycle(kube, op))
 
