@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# Fluid's own Python SDK, in a venv of its own: it needs a kubernetes client older than ours.
+PYSDK_VENV  := .venv-fluid-pysdk
+PYSDK_STAMP := $(PYSDK_VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test bench lint fuse clean
@@ -11,6 +14,11 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
+
+$(PYSDK_STAMP):
+	@test -x $(PYSDK_VENV)/bin/python || $(PYTHON) -m venv $(PYSDK_VENV)
+	$(PYSDK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'fluid-pysdk==1.0.4' 'kubernetes<36'
+	@touch $@
 
 # Later features mount FUSE filesystems; the Debian package brings fusermount3 and libfuse3.
 fuse:
@@ -24,7 +32,7 @@ demo: $(STAMP) fuse
 lint: $(STAMP)
 	$(BIN)/lint-imports
 
-test: $(STAMP) fuse lint
+test: $(STAMP) $(PYSDK_STAMP) fuse lint
 	$(BIN)/python -m pytest tests
 
 bench: $(STAMP) fuse
@@ -33,4 +41,4 @@ bench: $(STAMP) fuse
 		--benchmark-sort=name $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .fluidv .benchmarks
+	rm -rf $(VENV) $(PYSDK_VENV) .fluidv .benchmarks

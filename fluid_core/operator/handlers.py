@@ -20,14 +20,16 @@ from fluid_core.metrics import reconciling
 from fluid_core.models import GROUP, VERSION, Dataset, VineyardRuntime, parse
 from fluid_core.operator.kube import KubeClient, KubeError, Ref
 from fluid_core.reconcilers.dataset import deletion_blockers, reconcile_dataset
-from fluid_core.reconcilers.engine import VineyardEngine
 from fluid_core.models.operations import OperationKind
+from fluid_core.reconcilers.engine import VineyardEngine
 from fluid_core.reconcilers.observed import DatasetObserved, RuntimeObserved, Workload
 from fluid_core.reconcilers.operation import invalid_operation_status
 from fluid_core.reconcilers.runtime import reconcile_runtime
 from fluid_core.reconcilers.translate import kube_runtime
 from fluid_core.stamps import now_stamp, seconds_between
+from vineyard_runtime.errors import InvalidSpec
 from vineyard_runtime.kube.manifests import MANAGED_BY, selector
+from vineyard_runtime.quantity import parse_quantity
 
 #: Seconds between re-syncs of readiness from the workloads' status.
 RESYNC_SECONDS = float(os.environ.get("FLUIDV_RESYNC_SECONDS", "10"))
@@ -318,8 +320,15 @@ def observe_dataset(kube: KubeClient, namespace: str, name: str) -> DatasetObser
         if any((v.get("persistentVolumeClaim") or {}).get("claimName") == name
                for v in (p.get("spec") or {}).get("volumes", []))
     )
+    capacity = None
+    if runtime is not None:
+        try:
+            spec = parse(dict(runtime)).spec
+            capacity = int(status.get("workerNumberReady") or 0) * parse_quantity(spec.memory_quota())
+        except (InvalidResource, InvalidSpec):
+            capacity = None  # the runtime's own status says what is wrong with it
     return DatasetObserved(runtime_exists=runtime is not None, runtime_ready=ready,
-                           pods_using=users)
+                           pods_using=users, cache_capacity=capacity)
 
 
 def resync_dataset(kube: KubeClient, namespace: str, name: str) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from fluid_core.reconcilers.conditions import set_condition
 from fluid_core.reconcilers.observed import DatasetObserved
+from vineyard_runtime.quantity import human_bytes
 
 
 @dataclass
@@ -32,6 +33,9 @@ def reconcile_dataset(name: str, namespace: str, observed: DatasetObserved,
         why = "the runtime is not ready yet" if observed.runtime_exists else "no VineyardRuntime of this name yet"
         conditions = set_condition(conditions, "Ready", False, "NotBound", why, now)
         status = {**previous, "phase": "NotBound", "runtimes": [], "conditions": conditions}
+    if observed.cache_capacity is not None:  # Fluid's SDK reads cacheStates (report_status("cache"))
+        status["cacheStates"] = {**(previous.get("cacheStates") or {}),
+                                 "cacheCapacity": human_bytes(observed.cache_capacity)}
     return DatasetOutcome(status=status)
 
 

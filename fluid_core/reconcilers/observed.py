@@ -37,3 +37,5 @@ class DatasetObserved:
     runtime_ready: bool = False
     #: pods (namespace/name) that mount the dataset's PVC
     pods_using: tuple[str, ...] = field(default_factory=tuple)
+    #: bytes of shared memory the runtime's ready workers hold (None: no runtime)
+    cache_capacity: int | None = None
