@@ -94,6 +94,14 @@ def test_fluids_pod_fields_reach_the_job(operation):
         assert container["image"] == "registry/migrate:v1" and container["imagePullPolicy"] == "IfNotPresent"
 
 
+def test_a_backup_runs_as_the_user_it_names():
+    backup = op("DataBackup", {"dataset": "d", "backupPath": "/b", "runAs": {"uid": 1000, "gid": 100,
+                                                                             "user": "me", "group": "us"}})
+    manifest = job_manifest(backup, None)
+    kubernetes_validate.validate(manifest, "1.33.0", strict=True)
+    assert manifest["spec"]["template"]["spec"]["securityContext"] == {"runAsUser": 1000, "runAsGroup": 100}
+
+
 def test_a_script_without_command_runs_the_images_entrypoint_on_the_source():
     script = op("DataProcess", {"dataset": {"name": "d"}, "processor": {"script": {"image": "tool", "source": "x"}}})
     container = job_manifest(script, None)["spec"]["template"]["spec"]["containers"][0]

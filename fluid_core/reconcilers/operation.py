@@ -173,6 +173,9 @@ def pod_spec(op: Any, affinity: dict[str, Any] | None) -> dict[str, Any]:
         pod["tolerations"] = list(pod.get("tolerations") or []) + [t.to_dict() for t in spec.tolerations]
     if getattr(spec, "scheduler_name", None):
         pod["schedulerName"] = spec.scheduler_name
+    if getattr(spec, "run_as", None) is not None:  # DataBackup: who writes the backup
+        pod["securityContext"] = {**(pod.get("securityContext") or {}), "runAsUser": spec.run_as.uid,
+                                  "runAsGroup": spec.run_as.gid}
     merged = _merge_node_affinity(getattr(spec, "affinity", None) or pod.get("affinity"), affinity)
     if merged:
         pod["affinity"] = merged
