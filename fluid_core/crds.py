@@ -25,6 +25,9 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
         merged = {**copy.deepcopy(target), **{k: v for k, v in node.items() if k != "$ref"}}
         return _structural(merged, defs)
     options = node.get("anyOf")
+    if options is not None and node.get("x-kubernetes-int-or-string"):
+        return {k: copy.deepcopy(v) for k, v in node.items()
+                if k not in _DROP and not (k == "default" and v is None)}  # already structural
     if options is not None:
         kept = [o for o in options if o.get("type") != "null"]
         rest = {k: v for k, v in node.items() if k != "anyOf"}

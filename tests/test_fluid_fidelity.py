@@ -26,7 +26,14 @@ STRINGS = {
     "namespace": "default", "path": "/x", "mountPath": "/data", "subPath": "sub", "uri": "local:///tmp/x",
     "schedule": "*/5 * * * *", "apiVersion": "data.fluid.io/v1alpha1", "backupPath": "local:///tmp/backup",
     "affinityStrategy.policy": "Require", "source": "echo hello", "command[]": "bash", "runtimeType": "vineyard",
+    "imagePullPolicy": "IfNotPresent", "accessModes[]": "ReadOnlyMany", "runtimes[].category": "Accelerate",
+    "runtimes[].type": "vineyard", "endpoint.uri": "http://etcd:2379", "levels[].high": "0.9",
+    "levels[].low": "0.5", "cleanPolicy": "OnRuntimeDeleted", "networkMode": "HostNetwork",
+    "levels[].mediumtype": "MEM", "levels[].volumeType": "emptyDir", "quota": "1Gi", "placement": "Exclusive",
+    "mountPoint": "local:///srv/data", "quotaList": "1Gi,2Gi",
 }
+#: Keys of Fluid's port maps (any other key is refused with its path).
+PORTS = {"master.ports": ("client", "peer"), "worker.ports": ("rpc", "exporter")}
 
 
 def fluid_schema(plural: str) -> dict[str, Any]:
@@ -40,14 +47,16 @@ def example(schema: dict[str, Any], path: str = "") -> Any:
     if "enum" in schema:
         return schema["enum"][0]
     if schema.get("x-kubernetes-int-or-string"):
-        return "1"
+        return "1Gi" if path.endswith("quota") else "1"
     kind = schema.get("type")
     if kind == "object" or "properties" in schema:
         if "properties" in schema:
             return {name: example(sub, f"{path}.{name}" if path else name)
                     for name, sub in schema["properties"].items()}
         if isinstance(schema.get("additionalProperties"), dict):
-            return {"key": example(schema["additionalProperties"], path + "{}")}
+            keys = PORTS.get(path, ("key",))
+            return {key: 1000 + index for index, key in enumerate(keys)} if path in PORTS else {
+                "key": example(schema["additionalProperties"], path + "{}")}
         return {}
     if kind == "array":
         return [example(schema.get("items", {}), path + "[]")]
@@ -57,7 +66,7 @@ def example(schema: dict[str, Any], path: str = "") -> Any:
         return True
     if kind == "number":
         return 1.5
-    for suffix, value in STRINGS.items():
+    for suffix, value in sorted(STRINGS.items(), key=lambda item: -len(item[0])):  # the most specific first
         if path.endswith(suffix):
             return value
     return "x"
@@ -132,6 +141,9 @@ def test_fluids_shapes_mean_the_same():
     load = parse({"apiVersion": "data.fluid.io/v1alpha1", "kind": "DataLoad", "metadata": {"name": "all"},
                   "spec": {"dataset": {"name": "d"}}})
     assert load.spec.target == []  # Fluid: no target means the whole dataset
+    runtime = parse({"apiVersion": "data.fluid.io/v1alpha1", "kind": "VineyardRuntime", "metadata": {"name": "r"},
+                     "spec": {"tieredstore": {"levels": [{"mediumtype": "MEM", "quota": 1 << 30}]}}})
+    assert runtime.spec.memory_quota() == str(1 << 30)  # an integer quota is bytes, as in Kubernetes
     with pytest.raises(Exception, match="not the dataset in from/to"):
         parse({**variants("DataMigrate")[0], "spec": {**variants("DataMigrate")[0]["spec"],
                                                       "dataset": {"name": "other"}}})
@@ -227,3 +239,17 @@ def test_runtime_status_validates_against_fluids_and_scales():
         jsonschema.validate(status, schema)
     assert status["currentWorkerNumberScheduled"] == 2 and status["workerNumberReady"] == 1
     assert status["selector"] == "app.kubernetes.io/instance=demo,app.kubernetes.io/component=worker,app.kubernetes.io/name=vineyard"
+
+
+@pytest.mark.parametrize("kind,plural", [("Dataset", "datasets"), ("VineyardRuntime", "vineyardruntimes")])
+def test_every_field_of_fluids_dataset_and_runtime_is_accepted(kind, plural):
+    spec = example(fluid_schema(plural)["properties"]["spec"], "")
+    document = {"apiVersion": "data.fluid.io/v1alpha1", "kind": kind, "metadata": {"name": "every-field"},
+                "spec": spec}
+    jsonschema.validate(document, as_jsonschema(fluid_schema(plural)))
+    resource = parse(document)
+    kept = resource.model_dump(by_alias=True, exclude_none=True, mode="json")["spec"]
+    assert set(spec) <= set(kept)
+    assert unapplied_fields(resource.spec, "kubernetes", "spec")  # what is not used is said
+    if kind == "VineyardRuntime":
+        assert resource.spec.worker.ports.metrics == 1001  # Fluid's "exporter" port is the metrics port

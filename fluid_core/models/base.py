@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 from vineyard_runtime.errors import InvalidSpec
@@ -57,9 +57,15 @@ def _dns1123(value: str) -> str:
 
 
 # The validators give the messages; WithJsonSchema puts the same rule into the CRDs.
+def _int_as_string(value: object) -> object:
+    """Kubernetes quantities may be integers (bytes), as in Fluid's ``quota: 1073741824``."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 Quantity = Annotated[
-    str, AfterValidator(_quantity),
-    WithJsonSchema({"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|K|M|G|T|P|E)?$"}),
+    str, BeforeValidator(_int_as_string), AfterValidator(_quantity),
+    WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": True,
+                    "pattern": r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|K|M|G|T|P|E)?$"}),
 ]
 Name1035 = Annotated[
     str, AfterValidator(_dns1035),

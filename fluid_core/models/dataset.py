@@ -7,7 +7,16 @@ from typing import Literal
 
 from pydantic import Field
 
-from fluid_core.models.base import Condition, CrdInfo, Model, Name1035, Namespace, Passthrough, Resource
+from fluid_core.models.base import (
+    Condition,
+    CrdInfo,
+    Model,
+    Name1035,
+    Namespace,
+    Passthrough,
+    Resource,
+    not_applied,
+)
 
 
 class AccessMode(str, Enum):
@@ -40,6 +49,7 @@ class Mount(Model):
     options: dict[str, str] = Field(default_factory=dict)
     read_only: bool = False
     shared: bool = False
+    encrypt_options: list[Passthrough] = not_applied("credentials of the mount (secrets)", list)
 
 
 class DatasetNodeAffinity(Model):
@@ -51,6 +61,7 @@ class RuntimeRef(Model):
     namespace: Namespace | None = None
     category: Literal["Accelerate"] = "Accelerate"
     type: Literal["vineyard"] = "vineyard"
+    master_replicas: int | None = not_applied("a number of master replicas here (the runtime sets them)")
 
 
 class DatasetSpec(Model):
@@ -61,6 +72,9 @@ class DatasetSpec(Model):
     placement: Placement = Placement.EXCLUSIVE
     runtimes: list[RuntimeRef] = Field(default_factory=list)
     owner: Passthrough | None = None
+    data_restore_location: Passthrough | None = not_applied("a backup to restore when the dataset binds")
+    shared_options: dict[str, str] = not_applied("options shared by all mounts", dict)
+    shared_encrypt_options: list[Passthrough] = not_applied("credentials shared by all mounts", list)
 
 
 class DatasetStatus(Model):

@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from fluid_core.models.base import Condition, CrdInfo, Model, Passthrough, Quantity, Resource
+from fluid_core.models.base import Condition, CrdInfo, Model, Passthrough, Quantity, Resource, not_applied
+from fluid_core.models.scheduling import PodMetadata
 from vineyard_runtime.quantity import parse_quantity
 
 DEFAULT_IMAGE = "ghcr.io/fluid-vineyard/fluid-vineyard"
@@ -33,6 +34,8 @@ class Endpoint(Model):
     """An external etcd used instead of the runtime's own master."""
 
     uri: str = Field(pattern=r"^https?://[^\s]+$")
+    options: dict[str, str] = not_applied("options of the external etcd", dict)
+    encrypt_options: list[Passthrough] = not_applied("credentials of the external etcd", list)
 
 
 class Persistence(Model):
@@ -58,6 +61,11 @@ class Master(Model):
     persistence: Persistence = Field(default_factory=Persistence)
     ports: MasterPorts = Field(default_factory=MasterPorts)
     node_selector: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = not_applied("environment variables of etcd", dict)
+    options: dict[str, str] = not_applied("etcd options", dict)
+    network_mode: str | None = not_applied("a network mode for etcd (it runs in the pod network)")
+    pod_metadata: PodMetadata | None = not_applied("labels and annotations of the master's pods")
+    volume_mounts: list[Passthrough] = not_applied("volume mounts of the master", list)
 
     @model_validator(mode="after")
     def _odd_members(self) -> "Master":
@@ -69,6 +77,14 @@ class Master(Model):
 class WorkerPorts(Model):
     rpc: int = Field(9600, ge=1, le=65535)
     metrics: int = Field(9144, ge=1, le=65535)
+    #: Fluid's name of the metrics port; when given, it is the metrics port.
+    exporter: int | None = Field(None, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _exporter_is_metrics(self) -> "WorkerPorts":
+        if self.exporter is not None:
+            self.metrics = self.exporter
+        return self
 
 
 class NetworkMode(str, Enum):
@@ -91,6 +107,9 @@ class Component(Model):
 class Worker(Component):
     ports: WorkerPorts = Field(default_factory=WorkerPorts)
     network_mode: NetworkMode = NetworkMode.CONTAINER
+    replicas: int | None = not_applied("worker replicas here (spec.replicas sets them)")
+    pod_metadata: PodMetadata | None = not_applied("labels and annotations of the workers' pods")
+    volume_mounts: list[Passthrough] = not_applied("volume mounts of the workers", list)
 
 
 class CleanPolicy(str, Enum):
@@ -102,6 +121,8 @@ class Fuse(Component):
     """The client bridge that publishes vineyard-config.yaml on each node."""
 
     clean_policy: CleanPolicy = CleanPolicy.ON_RUNTIME_DELETED
+    network_mode: str | None = not_applied("a network mode for the bridge")
+    pod_metadata: PodMetadata | None = not_applied("labels and annotations of the bridge's pods")
 
 
 class MediumType(str, Enum):
@@ -117,6 +138,8 @@ class Level(Model):
     high: str | None = Field(None, pattern=r"^(0(\.[0-9]+)?|1(\.0+)?)$")
     low: str | None = Field(None, pattern=r"^(0(\.[0-9]+)?|1(\.0+)?)$")
     volume_type: Literal["hostPath", "emptyDir"] | None = None
+    quota_list: str | None = not_applied("per-path quotas (one quota per level)")
+    volume_source: Passthrough | None = not_applied("a volume source for the level")
 
     @model_validator(mode="after")
     def _watermarks(self) -> "Level":
@@ -144,6 +167,9 @@ class VineyardRuntimeSpec(Model):
     worker: Worker = Field(default_factory=Worker)
     fuse: Fuse = Field(default_factory=Fuse)
     tieredstore: TieredStore = Field(default_factory=TieredStore, alias="tieredstore")
+    disable_prometheus: bool | None = not_applied("turning the metrics exporter off")
+    pod_metadata: PodMetadata | None = not_applied("labels and annotations of the runtime's pods")
+    volumes: list[Passthrough] = not_applied("extra volumes of the runtime's pods", list)
 
     def memory_quota(self) -> str:
         """The MEM level's quota (vineyardd --size), 4Gi when none is given."""
