@@ -26,14 +26,16 @@ def spawn(
     env: dict[str, str] | None = None,
     log_path: str,
     die_with_parent: bool = True,
+    death_signal: int = signal.SIGTERM,
     stdout: int | None = None,
     stdin: int | None = None,
     new_session: bool = False,
 ) -> subprocess.Popen:
     """Start ``argv`` with output appended to ``log_path``.
 
-    With ``die_with_parent`` the kernel sends SIGTERM to the child when the
-    calling thread's process dies, so a killed supervisor leaks no daemon.
+    With ``die_with_parent`` the kernel sends ``death_signal`` (SIGTERM unless told) to
+    the child when the calling thread's process dies, so a killed supervisor leaks no
+    daemon.
     """
     full_env = dict(os.environ)
     full_env.update(env or {})
@@ -46,7 +48,7 @@ def spawn(
             stderr=log,
             close_fds=True,
             start_new_session=new_session,
-            preexec_fn=_die_with_parent(signal.SIGTERM) if die_with_parent else None,
+            preexec_fn=_die_with_parent(death_signal) if die_with_parent else None,
         )
 
 

@@ -306,7 +306,9 @@ class Supervisor:
         if os.path.lexists(node.socket):
             os.unlink(node.socket)
         command = vineyardd_command(self._worker_spec(node), binary=vineyardd_binary())
-        daemon.proc = spawn(command.argv, env=command.env, log_path=node.log)
+        # SIGKILL: a vineyardd told to stop gracefully retries an etcd that is going away
+        # for 11 s or more, and its memory dies with it anyway
+        daemon.proc = spawn(command.argv, env=command.env, log_path=node.log, death_signal=signal.SIGKILL)
         daemon.started = time.monotonic()
         node.pid = daemon.proc.pid
         node.instance_id = None
