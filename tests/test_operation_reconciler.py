@@ -129,3 +129,18 @@ def test_phase_transitions():
     on_event = op("DataProcess", {"dataset": {"name": "d"}, "processor": {"function": "m:f"}, "policy": "OnEvent",
                                   "onEvent": {"objectPattern": "x*"}})
     assert phase(on_event, OperationObserved(True)) == ("Failed", "NotSupported")
+
+
+def test_one_gate_for_both_executors():
+    from fluid_core.models.operations import RunAfter
+    from fluid_core.reconcilers.lifecycle import gate
+
+    after = RunAfter(kind="DataLoad", name="load")
+    assert gate(None, None).go and gate(None, None).waiting_for == {}
+    assert gate(after, "Complete").go and gate(after, "Complete").waiting_for == {"operationComplete": False}
+    assert (gate(after, "Executing").phase, gate(after, "Executing").waiting_for) == (
+        "Pending", {"operationComplete": True})
+    assert gate(after, "Failed").reason == "PredecessorFailed" and gate(after, "").reason == "PredecessorNotFound"
+    assert gate(after, "Complete", dataset="d", dataset_bound=False).message == "waiting for Dataset d to be Bound"
+    assert gate(after, "Complete", cycle=("DataLoad/a", "DataLoad/b")).message.startswith(
+        "runAfter makes a cycle: DataLoad/a -> DataLoad/b -> DataLoad/a")

@@ -26,7 +26,7 @@ from typing import Any
 from fluid_core.flow.context import OP_LABEL, RUN_LABEL, object_name
 from fluid_core.flow.ops import script_argv
 from fluid_core.models.base import not_applied_warnings
-from fluid_core.reconcilers.operation import UNFINISHED
+from fluid_core.reconcilers.lifecycle import COMPLETE, EXECUTING, FAILED, PENDING, UNFINISHED, gate
 from fluid_core.flow.spawner import Spawner
 from fluid_core.flow.validate import check, key_of, order
 from fluid_core.models.operations import OperationKind
@@ -39,7 +39,6 @@ from vineyard_runtime.kube.labels import safe_value
 from vineyard_runtime.local.processes import is_alive, terminate
 
 OPERATION_KINDS = {kind.value for kind in OperationKind}
-PENDING, EXECUTING, COMPLETE, FAILED = "Pending", "Executing", "Complete", "Failed"
 #: How often OnEvent operations read the dataset's object names from etcd.
 EVENT_POLL_SECONDS = 0.2
 
@@ -197,14 +196,17 @@ class LocalRunner:
         after = run.resource.spec.run_after
         predecessor = self._by_key.get((after.kind, after.name)) if after else None
         if run.phase == PENDING and predecessor is not None:
-            done = predecessor.phase == COMPLETE and predecessor.runs > 0
-            if run.waiting_for.get("operationComplete") != (not done):
-                run.waiting_for = {"operationComplete": not done}
+            # a predecessor counts as Complete once it has run (Cron ones run again)
+            ran = COMPLETE if predecessor.phase == COMPLETE and predecessor.runs > 0 else (
+                FAILED if predecessor.phase == FAILED else PENDING)
+            allowed = gate(after, ran)
+            if run.waiting_for != allowed.waiting_for:
+                run.waiting_for = dict(allowed.waiting_for)
                 self._changed()
-            if predecessor.phase == FAILED:
-                self._finish(run, FAILED, f"{predecessor.kind}/{predecessor.name} failed; nothing was run")
+            if allowed.phase == FAILED:
+                self._finish(run, FAILED, allowed.message)
                 return
-            if not done:
+            if not allowed.go:
                 return
         if run.phase == PENDING and run.runs == 0 and run.policy == "Once":
             self._start(run, predecessor)

@@ -17,11 +17,11 @@ from fluid_core.placement.flow import follow
 from fluid_core.placement.mutate import CONFIG_FILE
 from fluid_core.placement.view import ClusterView
 from fluid_core.reconcilers.conditions import set_condition
+from fluid_core.reconcilers.lifecycle import COMPLETE, EXECUTING, FAILED, UNFINISHED, gate
 from fluid_core.stamps import seconds_between
 from vineyard_runtime.kube.labels import safe_value
 from vineyard_runtime.kube.manifests import MANAGED_BY
 
-PENDING, EXECUTING, COMPLETE, FAILED = "Pending", "Executing", "Complete", "Failed"
 PROJECT_IMAGE = f"{DEFAULT_IMAGE}:{DEFAULT_TAG}"
 BACKOFF_LIMIT = 2
 OPERATION_LABEL = "data.fluid.io/operation"
@@ -219,10 +219,6 @@ def job_manifest(op: Any, affinity: dict[str, Any] | None) -> dict[str, Any]:
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
 
 
-#: Fluid's duration of an operation that has not finished.
-UNFINISHED = "Unfinished"
-
-
 def operation_duration(op: Any, status: dict[str, Any], phase: str, now: str) -> str:
     """Fluid's ``status.duration`` (required by its schema): ``Unfinished`` until the
     operation ends; then the time it ran, or since it was created when no Job ran."""
@@ -271,24 +267,13 @@ def reconcile_operation(op: Any, observed: OperationObserved, previous_status: d
         out.events.append(("Warning", "NotSupported", "OnEvent runs with `fluidv run` on the local cluster"))
         return finish(FAILED, "NotSupported", "policy OnEvent is served by the local runner (`fluidv run`); "
                                                "on Kubernetes use Once or Cron")
-    if observed.cycle:
+    allowed = gate(after, observed.predecessor_phase, dataset=op.spec.dataset.name,
+                   dataset_bound=observed.dataset_bound, cycle=observed.cycle)
+    status["waitingFor"] = allowed.waiting_for
+    if allowed.reason == "RunAfterCycle":
         out.events.append(("Warning", "RunAfterCycle", " -> ".join(observed.cycle)))
-        return finish(FAILED, "RunAfterCycle", "runAfter makes a cycle: " + " -> ".join(
-            (*observed.cycle, observed.cycle[0])) + "; nothing was run. Break the cycle and recreate them")
-    if not observed.dataset_bound:
-        status["waitingFor"] = {"datasetBound": True}
-        return finish(PENDING, "DatasetNotBound", f"waiting for Dataset {op.spec.dataset.name} to be Bound")
-    if after is not None:
-        if observed.predecessor_phase == "":
-            return finish(FAILED, "PredecessorNotFound", f"runAfter names {after.kind} {after.name!r}, "
-                                                         "which does not exist; create it or fix runAfter")
-        if observed.predecessor_phase == FAILED:
-            status["waitingFor"] = {"operationComplete": False}
-            return finish(FAILED, "PredecessorFailed", f"{after.kind}/{after.name} failed; nothing was run")
-        if observed.predecessor_phase != COMPLETE:
-            status["waitingFor"] = {"operationComplete": True}
-            return finish(PENDING, "WaitingForPredecessor", f"waiting for {after.kind}/{after.name} to complete")
-    status["waitingFor"] = {"operationComplete": False} if after is not None else {}
+    if not allowed.go:
+        return finish(allowed.phase, allowed.reason, allowed.message)
     affinity = None
     if after is not None and after.affinity_strategy is not None and observed.predecessor_node:
         affinity = follow(after.affinity_strategy, observed.predecessor_node, ClusterView())
