@@ -168,6 +168,21 @@ class LocalCluster:
         """True when this cluster's supervisor is alive."""
         return is_running(self.workdir)
 
+    def _dead_supervisor_lets_go(self, timeout: float = 5.0) -> bool:
+        """True when the lock's holder is a supervisor that died: a killed multi-threaded
+        process shows as a zombie while its last threads still exit holding its files
+        (the lock), for a moment that grows with the machine's load."""
+        state = read_state(self.layout)
+        pid = state.supervisor_pid if state is not None else None
+        if not pid or is_alive(pid):
+            return False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running():
+                return True
+            time.sleep(0.05)
+        return False
+
     def start(self, *, detach: bool = False) -> "LocalCluster":
         """Start the cluster and return once every node is ready.
 
@@ -175,7 +190,7 @@ class LocalCluster:
         otherwise it stops when this process dies. Raises ClusterAlreadyRunning,
         PortInUse, WorkdirError or ClusterStartError; on error nothing is left running.
         """
-        if self.running():
+        if self.running() and not self._dead_supervisor_lets_go():
             raise ClusterAlreadyRunning(
                 f"a cluster already runs in {self.workdir}; stop it with "
                 "`fluidv cluster down` or choose another --workdir"
