@@ -175,6 +175,10 @@ class KubeRun:
                         "node": status.get("node"), "duration": status.get("duration")})
         return out
 
+    def statuses(self) -> dict[str, dict[str, Any]]:
+        """Each step's name and its whole status, as the operator wrote it."""
+        return {ref.name: (self.kube.get(ref) or {}).get("status") or {"phase": "Pending"} for ref in self.refs}
+
     def wait(self, timeout: float | None = None, poll: float = 1.0) -> list[dict[str, Any]]:
         """Poll until every step is Complete or Failed; TimeoutError at ``timeout``."""
         import time  # noqa: PLC0415
@@ -230,6 +234,10 @@ class RunHandle:
     def status(self) -> list[dict[str, Any]]:
         """Each step's phase, node, duration and I/O."""
         return [run.summary() for run in self.runner.operations]
+
+    def statuses(self) -> dict[str, dict[str, Any]]:
+        """Each step's name and its whole status, as its custom resource would carry it."""
+        return {run.name: run.status() for run in self.runner.operations}
 
     def wait(self, timeout: float | None = None) -> list[dict[str, Any]]:
         """Wait until the flow has finished; its final status. TimeoutError at ``timeout``."""

@@ -1,4 +1,5 @@
-"""The real fluid-pysdk (in its own venv, ``make test`` makes it) driving the operator
+"""Fluid's SDK driving the operator: the real fluid-pysdk (in its own venv, ``make test``
+makes it), and this project's ``fluid_core.fluid`` with a Kubernetes backend,
 on the emulated API server; this test plays the kubelet for workloads and Jobs."""
 
 from __future__ import annotations
@@ -90,3 +91,33 @@ def test_fluid_pysdk_flow_reaches_complete(tmp_path):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__]))
+
+
+def test_this_projects_fluid_sdk_on_kubernetes_reaches_complete():
+    """The same flow through ``fluid_core.fluid`` with a Kubernetes backend."""
+    from fluid_core.fluid import ClientConfig, FluidClient, constants, models
+
+    stop = threading.Event()
+    with EmulatedCluster() as cluster:
+        cluster.start_operator(namespaces=("default",))
+        cluster.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1", "labels": {}}})
+        kubelet = threading.Thread(target=play_kubelet, args=(cluster, stop), daemon=True)
+        kubelet.start()
+        try:
+            client = FluidClient(ClientConfig(backend=cluster.kube))
+            client.create_dataset("kdemo")
+            dataset = client.get_dataset("kdemo")
+            dataset.bind_runtime(replicas=2, cache_capacity_GiB=1)
+            processor = models.Processor(script=models.ScriptProcessor(command=["sh"], source="ls /data"))
+            flow = (dataset.preload("/").process(dataset_mountpath="/data", processor=processor)
+                    .migrate("/", constants.DATA_MIGRATE_DIRECTION_TO, models.ExternalStorage(uri="local:///tmp/o"))
+                    .run(run_id="kflow"))
+            flow.wait(timeout_for_each_step=60)
+            statuses = flow.get_current_status()
+            cache = dataset.report_status("cache")
+        finally:
+            stop.set()
+            kubelet.join(5)
+    assert [next(iter(s.values()))["phase"] for s in statuses] == ["Complete"] * 3
+    assert [next(iter(s)) for s in statuses] == ["kflow-step1", "kflow-step2", "kflow-step3"]
+    assert cache["cacheCapacity"] == "2.0 GiB"

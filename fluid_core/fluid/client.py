@@ -27,6 +27,12 @@ class ClientConfig:
         self.backend = backend
 
 
+def _dataset_ref(namespace: str, name: str) -> Any:
+    from fluid_core.operator.kube import Ref  # noqa: PLC0415
+
+    return Ref(constants.API_VERSION, constants.DATASET_KIND, namespace, name)
+
+
 def _kube_backend(config: ClientConfig) -> Any:
     import kubernetes  # noqa: PLC0415
 
@@ -94,9 +100,7 @@ class FluidClient:
             if (namespace, dataset_name) not in self._local:
                 raise SdkError(f"no dataset {namespace}/{dataset_name} in this client; create_dataset() it first")
             return self._local[(namespace, dataset_name)]
-        from fluid_core.operator.kube import Ref  # noqa: PLC0415
-
-        body = self.backend.get(Ref(constants.API_VERSION, "Dataset", namespace, dataset_name))
+        body = self.backend.get(_dataset_ref(namespace, dataset_name))
         if body is None:
             raise SdkError(f"no Dataset {namespace}/{dataset_name} on the cluster")
         return FluidDataset(dataset_name, namespace, Dataset(dataset_name, namespace, self.backend,
@@ -150,9 +154,7 @@ class FluidDataset:
     def _status(self) -> dict[str, Any] | None:
         client = self.fluid_client
         if client.on_kubernetes:
-            from fluid_core.operator.kube import Ref  # noqa: PLC0415
-
-            body = client.backend.get(Ref(constants.API_VERSION, "Dataset", self.namespace, self.name)) or {}
+            body = client.backend.get(_dataset_ref(self.namespace, self.name)) or {}
             return body.get("status")
         if client.backend is None:
             return None
@@ -179,9 +181,7 @@ class FluidDataset:
         """Delete the dataset (and, locally, its objects)."""
         client = self.fluid_client
         if client.on_kubernetes:
-            from fluid_core.operator.kube import Ref  # noqa: PLC0415
-
-            ref = Ref(constants.API_VERSION, "Dataset", self.namespace, self.name)
+            ref = _dataset_ref(self.namespace, self.name)
             client.backend.delete(ref)
             deadline = time.monotonic() + constants.DEFAULT_POLL_TIMEOUT
             while wait and client.backend.get(ref) is not None and time.monotonic() < deadline:

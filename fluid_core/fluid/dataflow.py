@@ -80,17 +80,9 @@ class FlowHandle:
         self.run_id, self.flow_steps = run_id, flow_steps
         self._handle = handle  # sdk.RunHandle (local) or sdk.KubeRun
 
-    def _statuses(self) -> dict[str, dict[str, Any]]:
-        from fluid_core.sdk import KubeRun  # noqa: PLC0415
-
-        if isinstance(self._handle, KubeRun):
-            return {ref.name: (self._handle.kube.get(ref) or {}).get("status") or {"phase": "Pending"}
-                    for ref in self._handle.refs}
-        return {run.name: run.status() for run in self._handle.runner.operations}
-
     def get_current_status(self) -> list[dict[str, Any]]:
         """``[{step name: its status}, ...]`` in flow order, as Fluid's SDK reports it."""
-        statuses = self._statuses()
+        statuses = self._handle.statuses()
         return [{step["metadata"]["name"]: statuses.get(step["metadata"]["name"], {"phase": "Pending"})}
                 for step in self.flow_steps]
 
@@ -101,7 +93,7 @@ class FlowHandle:
             name = step["metadata"]["name"]
             deadline = time.monotonic() + timeout_for_each_step
             while True:
-                status = self._statuses().get(name) or {}
+                status = self._handle.statuses().get(name) or {}
                 phase = status.get("phase")
                 if phase == "Complete":
                     break

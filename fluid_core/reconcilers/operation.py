@@ -227,7 +227,11 @@ def operation_duration(op: Any, status: dict[str, Any], phase: str, now: str) ->
     kept = status.get("duration")
     if kept and kept != UNFINISHED:
         return str(kept)
-    created = (op.metadata.model_extra or {}).get("creationTimestamp")
+    return _age((op.metadata.model_extra or {}).get("creationTimestamp"), now)
+
+
+def _age(created: str | None, now: str) -> str:
+    """Seconds since ``created`` as Fluid writes a duration (``0s`` when unknown)."""
     return f"{seconds_between(created, now):.0f}s" if created else "0s"
 
 
@@ -236,9 +240,8 @@ def invalid_operation_status(op_body: dict[str, Any], message: str, now: str) ->
     that whoever waits for it (Fluid's SDK ``wait()``) stops at once."""
     previous = dict(op_body.get("status") or {})
     conditions = set_condition(list(previous.get("conditions") or []), FAILED, True, "InvalidSpec", message, now)
-    created = (op_body.get("metadata") or {}).get("creationTimestamp")
-    duration = f"{seconds_between(created, now):.0f}s" if created else "0s"
-    return {"phase": FAILED, "conditions": conditions, "duration": duration}
+    return {"phase": FAILED, "conditions": conditions,
+            "duration": _age((op_body.get("metadata") or {}).get("creationTimestamp"), now)}
 
 
 def reconcile_operation(op: Any, observed: OperationObserved, previous_status: dict[str, Any] | None,
