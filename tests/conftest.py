@@ -17,6 +17,10 @@ from vineyard_runtime.local import LocalCluster
 from vineyard_runtime.local.processes import is_alive
 from vineyard_runtime.local.state import ClusterState
 
+# The emulated cluster has no DNS for in-cluster etcd names: the operator reads no
+# object directory unless a test names a real etcd and turns the reading on.
+os.environ.setdefault("FLUIDV_LOCATIONS_SECONDS", "0")
+
 
 def cluster_pids(state: ClusterState) -> list[int]:
     """Every pid a cluster runs: supervisor, etcd and each vineyardd."""

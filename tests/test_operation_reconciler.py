@@ -121,14 +121,60 @@ def test_phase_transitions():
     assert phase(after, OperationObserved(True, predecessor_phase="")) == ("Failed", "PredecessorNotFound")
     assert phase(after, OperationObserved(True, predecessor_phase="Executing")) == ("Pending", "WaitingForPredecessor")
     assert phase(after, OperationObserved(True, predecessor_phase="Failed")) == ("Failed", "PredecessorFailed")
-    assert phase(after, OperationObserved(True, predecessor_phase="Complete")) == ("Executing", "JobRunning")
-    assert phase(after, OperationObserved(True, "Complete", job=JobObserved(succeeded=1))) == ("Complete", "JobSucceeded")
-    assert phase(after, OperationObserved(True, "Complete", job=JobObserved(failed=3))) == ("Failed", "JobFailed")
+    assert phase(after, OperationObserved(True, predecessor_phase="Complete")) == ("Executing", "Launched")
+    assert phase(after, OperationObserved(True, "Complete", job=JobObserved())) == ("Executing", "Running")
+    assert phase(after, OperationObserved(True, "Complete", job=JobObserved(succeeded=1))) == ("Complete", "RunSucceeded")
+    assert phase(after, OperationObserved(True, "Complete", job=JobObserved(failed=3))) == ("Failed", "RunFailed")
     waiting = reconcile_operation(after, OperationObserved(True, predecessor_phase="Executing"), None, now=NOW)
     assert waiting.desired == []  # nothing runs before its predecessor completes
+
+
+def test_a_job_removed_after_it_ended_is_not_run_again():
+    """``ttlSecondsAfterFinished`` deletes the Job; its result stays in the status."""
+    load = op("DataLoad", {"dataset": {"name": "d"}, "ttlSecondsAfterFinished": 0})
+    ran = reconcile_operation(load, OperationObserved(True, job=JobObserved(
+        succeeded=1, start_time=NOW, completion_time=NOW)), None, now=NOW)
+    assert ran.status["phase"] == "Complete"
+    gone = reconcile_operation(load, OperationObserved(True, job=None), ran.status, now=NOW)
+    assert gone.status["phase"] == "Complete" and gone.desired == []
+
+
+def test_each_on_event_run_is_a_job_of_its_own():
     on_event = op("DataProcess", {"dataset": {"name": "d"}, "processor": {"function": "m:f"}, "policy": "OnEvent",
                                   "onEvent": {"objectPattern": "x*"}})
-    assert phase(on_event, OperationObserved(True)) == ("Failed", "NotSupported")
+    idle = reconcile_operation(on_event, OperationObserved(True), None, now=NOW)
+    assert (idle.status["phase"], idle.desired) == ("Pending", [])
+    fired = reconcile_operation(on_event, OperationObserved(True, due=True), idle.status, now=NOW)
+    assert fired.status["phase"] == "Executing" and fired.status["infos"]["runs"] == "1"
+    assert [m["metadata"]["name"] for m in fired.desired] == ["op-dataprocess-1"]
+    done = reconcile_operation(on_event, OperationObserved(True, job=JobObserved(succeeded=1)), fired.status, now=NOW)
+    assert done.status["phase"] == "Complete"
+    again = reconcile_operation(on_event, OperationObserved(True, job=JobObserved(succeeded=1), due=True),
+                                done.status, now=NOW)
+    assert [m["metadata"]["name"] for m in again.desired] == ["op-dataprocess-2"]
+    assert again.status["phase"] == "Executing" and again.status["duration"] == "Unfinished"
+
+
+def test_one_lifecycle_decides_for_both_executors():
+    from fluid_core.reconcilers.lifecycle import EventWatch, Observed, RunState, decide, gate
+
+    go, wait = gate(None, None), gate(None, None, dataset="d", dataset_bound=False)
+    assert (decide("Once", go, Observed()).phase, decide("Once", go, Observed()).launch) == ("Executing", True)
+    assert decide("Once", wait, Observed()).reason == "DatasetNotBound"
+    assert decide("Once", go, Observed(RunState.SUCCEEDED, 1, due=True)).phase == "Complete"  # Once runs once
+    assert decide("Cron", go, Observed()).reason == "WaitingForTrigger"
+    assert decide("Cron", go, Observed(RunState.SUCCEEDED, 1, due=True)).launch
+    assert not decide("Cron", go, Observed(RunState.RUNNING, 1, due=True)).launch  # never two runs at once
+    assert decide("OnEvent", go, Observed(RunState.FAILED, 1, due=True, message="boom")).phase == "Failed"
+    # once it has run, its own runs decide, not the gate
+    assert decide("Cron", wait, Observed(RunState.SUCCEEDED, 1)).phase == "Complete"
+
+    watch = EventWatch("ns/d/x*", debounce=1.0)
+    assert not watch.due({"ns/d/x1": "o1"}, 0.0)  # the baseline
+    assert not watch.due({"ns/d/x1": "o1", "ns/d/y": "o9"}, 0.5)  # not a matching name
+    assert not watch.due({"ns/d/x1": "o2"}, 1.0)  # re-put: waits out the debounce
+    assert watch.due({"ns/d/x1": "o2"}, 2.0)
+    assert not watch.due({}, 3.0)  # a deletion fires nothing
 
 
 def test_one_gate_for_both_executors():

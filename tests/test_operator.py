@@ -250,13 +250,14 @@ def test_operator_webhook_places_pods_from_watched_nodes_and_a_real_etcd(make_cl
         placement_feed.configure_webhook(None)
 
 
-def bind(cluster: EmulatedCluster, name: str) -> None:
+def bind(cluster: EmulatedCluster, name: str, runtime: dict[str, Any] | None = None) -> None:
     """A Dataset + VineyardRuntime brought to Bound (the test plays the kubelet)."""
     kube, wait = cluster.kube, cluster.wait_for
     cluster.create(resource("Dataset", name, {}))
-    cluster.create(resource("VineyardRuntime", name, {"replicas": 1}))
-    wait(lambda: exists(kube, "apps/v1", "StatefulSet", f"{name}-master"), message="master created")
-    play_kubelet(kube, "StatefulSet", f"{name}-master", {"replicas": 1, "readyReplicas": 1})
+    cluster.create(resource("VineyardRuntime", name, {"replicas": 1, **(runtime or {})}))
+    if "master" not in (runtime or {}):  # an external etcd has no master of ours
+        wait(lambda: exists(kube, "apps/v1", "StatefulSet", f"{name}-master"), message="master created")
+        play_kubelet(kube, "StatefulSet", f"{name}-master", {"replicas": 1, "readyReplicas": 1})
     wait(lambda: exists(kube, "apps/v1", "StatefulSet", f"{name}-worker"), message="workers created")
     play_kubelet(kube, "StatefulSet", f"{name}-worker", {"replicas": 1, "readyReplicas": 1})
     play_kubelet(kube, "DaemonSet", f"{name}-fuse", {"desiredNumberScheduled": 1, "numberReady": 1})
@@ -333,3 +334,41 @@ def test_the_sdk_runs_the_same_flow_on_kubernetes(cluster):
     final = handle.wait(timeout=30, poll=0.1)
     assert [(s["name"], s["phase"], s["node"]) for s in final] == [("load", "Complete", "n1"),
                                                                     ("features", "Complete", "n1")]
+
+
+def test_on_event_runs_a_job_each_time_its_objects_change(make_cluster):
+    """The operator reads the runtime's object directory (a real local cluster's etcd,
+    named as the runtime's external etcd): a put under the pattern makes a Job, each
+    run a Job of its own; the Dataset's cacheStates count the objects' bytes."""
+    import numpy as np  # noqa: PLC0415
+
+    import objects  # noqa: PLC0415
+    from fluid_core.operator import placement_feed  # noqa: PLC0415
+
+    local = make_cluster(nodes=1, size="64Mi")
+    before = placement_feed.REFRESH_SECONDS
+    placement_feed.REFRESH_SECONDS = 0.2
+    try:
+        with EmulatedCluster() as emulated, objects.connect(local.nodes[0].socket) as store:
+            emulated.start_operator(namespaces=(NS,))
+            kube, wait = emulated.kube, emulated.wait_for
+            bind(emulated, "events", {"master": {"endpoint": {"uri": local.etcd_endpoint}}})
+            emulated.create(resource("DataProcess", "react", {
+                "dataset": {"name": "events"}, "processor": {"function": "mine:react"}, "policy": "OnEvent",
+                "onEvent": {"objectPattern": "raw/*"}}))
+            wait(lambda: status_of(kube, "DataProcess", "react").get("phase") == "Pending", message="waits")
+            time.sleep(1.0)  # a few reads of the directory: the baseline, and nothing fires
+            assert not exists(kube, "batch/v1", "Job", "react-dataprocess-1")
+            store.put(np.ones(1024), name="default/events/other")  # not matching: fires nothing
+            store.put(np.ones(1024), name="default/events/raw/a")
+            wait(lambda: exists(kube, "batch/v1", "Job", "react-dataprocess-1"), timeout=30, message="first run")
+            assert status_of(kube, "DataProcess", "react")["infos"]["runs"] == "1"
+            job_ran(emulated, "react-dataprocess-1", "n1", succeeded=True)
+            wait(lambda: status_of(kube, "DataProcess", "react").get("phase") == "Complete", message="run done")
+            store.put(np.zeros(1024), name="default/events/raw/a", replace=True)
+            wait(lambda: exists(kube, "batch/v1", "Job", "react-dataprocess-2"), timeout=30, message="second run")
+            cache = wait(lambda: (c := status_of(kube, "Dataset", "events").get("cacheStates", {})).get("cached")
+                         and c, timeout=30, message="cached bytes reported")
+            assert cache["cached"] != "0B" and cache["cachedPercentage"].endswith("%")
+    finally:
+        placement_feed.REFRESH_SECONDS = before

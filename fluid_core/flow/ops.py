@@ -11,7 +11,14 @@ from typing import Any
 
 from fluid_core.errors import FluidError
 from fluid_core.flow.context import StepContext
-from fluid_core.flow.formats import EXTENSIONS, FormatError, filesystem, read_file, read_value, write_value
+from fluid_core.flow.formats import (
+    EXTENSIONS,
+    FormatError,
+    filesystem,
+    read_file,
+    read_value,
+    write_value,
+)
 from fluid_core.stamps import now_stamp
 
 #: The file that makes a directory a backup (DataBackup writes it; DataLoad restores it).

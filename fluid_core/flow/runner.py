@@ -10,7 +10,6 @@ run's intermediate objects once nothing runs any more.
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 import json
 import os
 import signal
@@ -25,15 +24,27 @@ from typing import Any
 
 from fluid_core.flow.context import OP_LABEL, RUN_LABEL, object_name
 from fluid_core.flow.ops import script_argv
-from fluid_core.models.base import not_applied_warnings
-from fluid_core.reconcilers.lifecycle import COMPLETE, EXECUTING, FAILED, PENDING, UNFINISHED, gate
 from fluid_core.flow.spawner import Spawner
 from fluid_core.flow.validate import check, key_of, order
+from fluid_core.models.base import not_applied_warnings
 from fluid_core.models.operations import OperationKind
 from fluid_core.placement import PlacementRequest, rank_nodes
 from fluid_core.placement.flow import follow, with_node_selector
 from fluid_core.placement.local import local_view
 from fluid_core.placement.locations import named_ids
+from fluid_core.reconcilers.lifecycle import (
+    COMPLETE,
+    EXECUTING,
+    FAILED,
+    PENDING,
+    UNFINISHED,
+    Decision,
+    EventWatch,
+    Observed,
+    RunState,
+    decide,
+    gate,
+)
 from fluid_core.stamps import now_stamp
 from vineyard_runtime.kube.labels import safe_value
 from vineyard_runtime.local.processes import is_alive, terminate
@@ -49,6 +60,8 @@ class OperationRun:
 
     resource: Any
     phase: str = PENDING
+    #: the latest run, as the shared lifecycle (``reconcilers.lifecycle``) reads it
+    state: RunState = RunState.NOT_STARTED
     node: str | None = None
     message: str = ""
     started: float | None = None
@@ -66,8 +79,7 @@ class OperationRun:
     _process: Any = None
     _result: str | None = None
     _next_fire: float | None = None
-    _event_at: float | None = None
-    _baseline: dict[str, str] | None = None
+    _watch: EventWatch | None = None
     _polled: float = 0.0
 
     @property
@@ -188,34 +200,48 @@ class LocalRunner:
         return not busy and not waiting and (self._stopping or not repeating)
 
     def _advance(self, run: OperationRun, now: float) -> None:
-        if run.phase == EXECUTING:
+        """Observe the operation's run and do what the shared lifecycle decides."""
+        if run.state is RunState.RUNNING:
             self._collect(run)
-            return
-        if self._stopping:
+        elif self._stopping:
             return
         after = run.resource.spec.run_after
         predecessor = self._by_key.get((after.kind, after.name)) if after else None
-        if run.phase == PENDING and predecessor is not None:
+        allowed = gate(None, None)
+        if predecessor is not None:
             # a predecessor counts as Complete once it has run (Cron ones run again)
             ran = COMPLETE if predecessor.phase == COMPLETE and predecessor.runs > 0 else (
                 FAILED if predecessor.phase == FAILED else PENDING)
             allowed = gate(after, ran)
-            if run.waiting_for != allowed.waiting_for:
-                run.waiting_for = dict(allowed.waiting_for)
-                self._changed()
-            if allowed.phase == FAILED:
-                self._finish(run, FAILED, allowed.message)
-                return
-            if not allowed.go:
-                return
-        if run.phase == PENDING and run.runs == 0 and run.policy == "Once":
+        due = (run.state is not RunState.RUNNING and not self._stopping and (allowed.go or run.runs > 0)
+               and self._due(run, now))
+        decision = decide(run.policy, allowed, Observed(run.state, run.runs, due, run.message))
+        if decision.launch:
             self._start(run, predecessor)
-        elif run.policy == "Cron" and run.phase != EXECUTING and run.phase != FAILED:
-            self._cron(run, predecessor, now)
-        elif run.policy == "OnEvent" and run.phase != EXECUTING and run.phase != FAILED:
-            self._on_event(run, predecessor, now)
+            decision = decide(run.policy, allowed, Observed(run.state, run.runs, False, run.message))
+        self._apply(run, decision)
 
-    def _cron(self, run: OperationRun, predecessor: OperationRun | None, now: float) -> None:
+    def _apply(self, run: OperationRun, decision: Decision) -> None:
+        changed = (run.phase, run.waiting_for) != (decision.phase, decision.waiting_for)
+        if decision.phase in (COMPLETE, FAILED):
+            changed = changed or run.message != decision.message
+            run.message = decision.message
+            if run.finished is None:  # failed before it ran
+                run.finished = time.monotonic()
+                run.started = run.finished if run.started is None else run.started
+        run.phase, run.waiting_for = decision.phase, dict(decision.waiting_for)
+        if changed:
+            self._changed()
+
+    def _due(self, run: OperationRun, now: float) -> bool:
+        """Whether a repeating operation's trigger fired (never for ``Once``)."""
+        if run.policy == "Cron":
+            return self._cron(run, now)
+        if run.policy == "OnEvent":
+            return self._on_event(run, now)
+        return False
+
+    def _cron(self, run: OperationRun, now: float) -> bool:
         from croniter import croniter  # noqa: PLC0415
 
         if run._next_fire is None:
@@ -224,26 +250,19 @@ class LocalRunner:
             run._next_fire = now + (upcoming - base).total_seconds()
         if now >= run._next_fire:
             run._next_fire = None
-            self._start(run, predecessor)
+            return True
+        return False
 
-    def _on_event(self, run: OperationRun, predecessor: OperationRun | None, now: float) -> None:
-        spec = run.resource.spec
-        if run._event_at is None and now - run._polled < EVENT_POLL_SECONDS:
-            return
+    def _on_event(self, run: OperationRun, now: float) -> bool:
+        if run._watch is None:
+            spec = run.resource.spec
+            namespace = run.resource.namespace if spec.dataset.namespace is None else spec.dataset.namespace
+            run._watch = EventWatch(object_name(namespace, spec.dataset.name, spec.on_event.object_pattern),
+                                    spec.on_event.debounce_seconds)
+        if run._watch.changed_at is None and now - run._polled < EVENT_POLL_SECONDS:
+            return False
         run._polled = now
-        pattern = object_name(run.resource.namespace if spec.dataset.namespace is None else spec.dataset.namespace,
-                              spec.dataset.name, spec.on_event.object_pattern)
-        ids = named_ids(self.cluster.etcd_endpoint)
-        current = {k: v for k, v in ids.items() if fnmatch.fnmatchcase(k, pattern)}
-        if run._baseline is None:
-            run._baseline = current
-            return
-        if any(run._baseline.get(k) != v for k, v in current.items()):
-            run._baseline = current
-            run._event_at = now
-        if run._event_at is not None and now - run._event_at >= spec.on_event.debounce_seconds:
-            run._event_at = None
-            self._start(run, predecessor)
+        return run._watch.due(named_ids(self.cluster.etcd_endpoint), now)
 
     # -- one operation ----------------------------------------------------------------
 
@@ -281,13 +300,13 @@ class LocalRunner:
         try:
             run.node = self._place(run, predecessor)
         except RuntimeError as exc:
-            self._finish(run, FAILED, str(exc))
+            self._ended(run, RunState.FAILED, str(exc))
             return
         socket = next(n.socket for n in self.cluster.nodes if n.name == run.node)
         run.runs += 1
         base = os.path.join(self.workdir, f"{run.kind.lower()}-{run.name}-{run.runs}")
         run.log, run._result = base + ".log", base + ".json"
-        run.phase, run.message, run.stats, run.written = EXECUTING, "", {}, []
+        run.state, run.message, run.stats, run.written = RunState.RUNNING, "", {}, []
         run.started, run.finished, run.step_seconds = time.monotonic(), None, None
         run.last_schedule_time = now_stamp()
         namespace = spec.dataset.namespace or run.resource.namespace
@@ -334,7 +353,7 @@ class LocalRunner:
         run.step_seconds = result.get("seconds")
         if not ok:
             message = f"{message}; log {run.log}: {self._tail(run.log)}"
-        self._finish(run, COMPLETE if ok else FAILED, str(message))
+        self._ended(run, RunState.SUCCEEDED if ok else RunState.FAILED, str(message))
 
     @staticmethod
     def _tail(path: str | None, lines: int = 5) -> str:
@@ -344,20 +363,20 @@ class LocalRunner:
         except OSError:
             return "(no log)"
 
-    def _finish(self, run: OperationRun, phase: str, message: str) -> None:
-        run.phase, run.message, run._process = phase, message, None
+    def _ended(self, run: OperationRun, state: RunState, message: str) -> None:
+        """The operation's run ended (or could not start) as ``state``."""
+        run.state, run.message, run._process = state, message, None
         run.finished = time.monotonic()
         if run.started is None:
             run.started = run.finished
-        if phase == COMPLETE:
+        if state is RunState.SUCCEEDED:
             run.last_successful_time = now_stamp()
-        if run.policy == "OnEvent":
-            run._baseline = None  # re-read: what the operation itself wrote does not fire it again
-        self._changed()
+        if run._watch is not None:
+            run._watch.rebase()  # what the operation itself wrote does not fire it again
 
     def _abort(self, reason: str) -> None:
         for run in self.operations:
-            if run.phase == EXECUTING and run._process is not None:
+            if run.state is RunState.RUNNING and run._process is not None:
                 process = run._process
                 if isinstance(process, subprocess.Popen):
                     os.killpg(process.pid, signal.SIGTERM)
@@ -368,7 +387,8 @@ class LocalRunner:
                         process.wait()
                 else:
                     terminate([process], timeout=5)
-                self._finish(run, FAILED, reason)
+                self._ended(run, RunState.FAILED, reason)
+                self._apply(run, decide(run.policy, gate(None, None), Observed(run.state, run.runs)))
 
     # -- clean-up -------------------------------------------------------------------------
 

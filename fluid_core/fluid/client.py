@@ -224,16 +224,12 @@ def local_status(cluster: Any, namespace: str, name: str) -> dict[str, Any]:
     """A local dataset's status as Fluid reports it: Bound, with ``cacheStates`` from the
     nodes' memory and the bytes of the dataset's objects."""
     import objects  # noqa: PLC0415
-
-    from vineyard_runtime.quantity import human_bytes  # noqa: PLC0415
+    from fluid_core.reconcilers.dataset import cache_states  # noqa: PLC0415
 
     capacity = sum(n.memory_limit or 0 for n in cluster.status())
     with objects.connect(cluster.nodes[0].socket) as store:
         refs = store.list(prefix=f"{namespace}/{name}/")
-    cached = sum(r.nbytes for r in refs)
-    percentage = f"{100 * cached / capacity:.1f}%" if capacity else "0.0%"
     return {"phase": "Bound", "runtimes": [{"name": name, "namespace": namespace, "category": "Accelerate",
                                             "type": "vineyard"}],
-            "cacheStates": {"cacheCapacity": human_bytes(capacity), "cached": human_bytes(cached),
-                            "cachedPercentage": percentage},
+            "cacheStates": cache_states(capacity, sum(r.nbytes for r in refs)),
             "fileNum": str(len(refs)), "conditions": []}

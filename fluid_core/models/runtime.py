@@ -7,7 +7,15 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from fluid_core.models.base import Condition, CrdInfo, Model, Passthrough, Quantity, Resource, not_applied
+from fluid_core.models.base import (
+    Condition,
+    CrdInfo,
+    Model,
+    Passthrough,
+    Quantity,
+    Resource,
+    not_applied,
+)
 from fluid_core.models.scheduling import PodMetadata
 from vineyard_runtime.quantity import parse_quantity
 

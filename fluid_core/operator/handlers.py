@@ -18,9 +18,10 @@ import kopf
 from fluid_core.errors import InvalidResource
 from fluid_core.metrics import reconciling
 from fluid_core.models import GROUP, VERSION, Dataset, VineyardRuntime, parse
+from fluid_core.models.operations import OperationKind
+from fluid_core.operator import placement_feed
 from fluid_core.operator.kube import KubeClient, KubeError, Ref
 from fluid_core.reconcilers.dataset import deletion_blockers, reconcile_dataset
-from fluid_core.models.operations import OperationKind
 from fluid_core.reconcilers.engine import VineyardEngine
 from fluid_core.reconcilers.observed import DatasetObserved, RuntimeObserved, Workload
 from fluid_core.reconcilers.operation import invalid_operation_status
@@ -328,7 +329,8 @@ def observe_dataset(kube: KubeClient, namespace: str, name: str) -> DatasetObser
         except (InvalidResource, InvalidSpec):
             capacity = None  # the runtime's own status says what is wrong with it
     return DatasetObserved(runtime_exists=runtime is not None, runtime_ready=ready,
-                           pods_using=users, cache_capacity=capacity)
+                           pods_using=users, cache_capacity=capacity,
+                           cached=placement_feed.CACHE.cached_bytes(f"{namespace}/{name}"))
 
 
 def resync_dataset(kube: KubeClient, namespace: str, name: str) -> None:

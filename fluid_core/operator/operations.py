@@ -3,18 +3,24 @@
 Each handler observes (dataset, predecessor, Job), calls ``reconcile_operation`` and
 applies what it returns. Job events re-sync their operation at once; an operation
 that changes phase re-syncs the operations that run after it; a dataset that binds
-re-syncs its waiting operations.
+re-syncs its waiting operations; an OnEvent operation whose objects changed (seen in
+its runtime's object directory, read by ``placement_feed``) re-syncs as due.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from typing import Any
 
 import kopf
 
+from fluid_core.flow.context import object_name
 from fluid_core.models import GROUP, VERSION
 from fluid_core.models import KINDS as MODELS
 from fluid_core.models.operations import OperationKind
+from fluid_core.operator import placement_feed
 from fluid_core.operator.handlers import (
     API,
     apply_all,
@@ -26,16 +32,26 @@ from fluid_core.operator.handlers import (
     state_changed,
 )
 from fluid_core.operator.kube import KubeClient, Ref
-from fluid_core.reconcilers.operation import JobObserved, OperationObserved, job_name, reconcile_operation
+from fluid_core.reconcilers.lifecycle import COMPLETE, EventWatch
+from fluid_core.reconcilers.operation import (
+    JobObserved,
+    OperationObserved,
+    job_name,
+    reconcile_operation,
+    run_count,
+)
 from vineyard_runtime.kube.manifests import MANAGED_BY
 
 #: Each operation kind and its plural (the resource kopf watches).
 KINDS = {kind.value: MODELS[kind.value].CRD.plural for kind in OperationKind}
 
 
-def _job(kube: KubeClient, op: Any) -> JobObserved | None:
-    kind = "CronJob" if str(getattr(op.spec, "policy", "Once")) == "Cron" else "Job"
-    body = kube.get(Ref("batch/v1", kind, op.namespace, job_name(op)))
+def _job(kube: KubeClient, op: Any, status: dict[str, Any]) -> JobObserved | None:
+    """The operation's latest Job (an OnEvent operation's runs are Jobs of their own)."""
+    policy = str(getattr(op.spec, "policy", "Once"))
+    kind = "CronJob" if policy == "Cron" else "Job"
+    name = job_name(op, run_count(status) if policy == "OnEvent" else 0)
+    body = kube.get(Ref("batch/v1", kind, op.namespace, name))
     if body is None:
         return None
     status = body.get("status") or {}
@@ -43,14 +59,15 @@ def _job(kube: KubeClient, op: Any) -> JobObserved | None:
         done = status.get("lastSuccessfulTime")
         return JobObserved(active=len(status.get("active") or []), succeeded=1 if done else 0,
                            start_time=status.get("lastScheduleTime"), completion_time=done)
-    pods = kube.list(Ref("v1", "Pod", op.namespace), {"job-name": job_name(op)})
+    pods = kube.list(Ref("v1", "Pod", op.namespace), {"job-name": name})
     nodes = [p["spec"]["nodeName"] for p in pods if (p.get("spec") or {}).get("nodeName")]
     return JobObserved(active=int(status.get("active") or 0), succeeded=int(status.get("succeeded") or 0),
                        failed=int(status.get("failed") or 0), node=nodes[-1] if nodes else None,
                        start_time=status.get("startTime"), completion_time=status.get("completionTime"))
 
 
-def observe_operation(kube: KubeClient, op: Any) -> OperationObserved:
+def observe_operation(kube: KubeClient, op: Any, status: dict[str, Any] | None = None, *,
+                      due: bool = False) -> OperationObserved:
     dataset = kube.get(Ref(API, "Dataset", op.spec.dataset.namespace or op.namespace, op.spec.dataset.name))
     bound = ((dataset or {}).get("status") or {}).get("phase") == "Bound"
     phase = node = None
@@ -64,7 +81,7 @@ def observe_operation(kube: KubeClient, op: Any) -> OperationObserved:
             other = kube.get(Ref(API, depend_on.kind, depend_on.namespace or op.namespace, depend_on.name))
             node = ((other or {}).get("status") or {}).get("node")
     return OperationObserved(dataset_bound=bound, predecessor_phase=phase, predecessor_node=node,
-                             job=_job(kube, op), cycle=_run_after_cycle(kube, op))
+                             job=_job(kube, op, status or {}), cycle=_run_after_cycle(kube, op), due=due)
 
 
 #: How far a runAfter chain is followed looking for a cycle.
@@ -91,11 +108,14 @@ def _run_after_cycle(kube: KubeClient, op: Any) -> tuple[str, ...]:
     return ()
 
 
-def resync_operation(kube: KubeClient, kind: str, namespace: str, name: str, logger: Any) -> None:
-    """Apply the operation's Job and patch what changed in its status."""
+def resync_operation(kube: KubeClient, kind: str, namespace: str, name: str, logger: Any, *,
+                     due: bool = False) -> None:
+    """Apply the operation's Job and patch what changed in its status (``due``: an
+    OnEvent operation's objects changed)."""
 
     def sync(body: dict[str, Any], op: Any, previous: dict[str, Any]) -> dict[str, Any]:
-        outcome = reconcile_operation(op, observe_operation(kube, op), previous, now=now_stamp())
+        observed = observe_operation(kube, op, previous, due=due)
+        outcome = reconcile_operation(op, observed, previous, now=now_stamp())
         apply_all(kube, outcome.desired, logger)
         post_events(body, outcome.events)
         return outcome.status
@@ -103,17 +123,77 @@ def resync_operation(kube: KubeClient, kind: str, namespace: str, name: str, log
     resync(kube, kind, namespace, name, sync)
 
 
+class OnEventWatches:
+    """The OnEvent operations the operator watches, with their triggers (one per live
+    operation: added when it is reconciled, dropped when it is deleted)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watches: dict[tuple[str, str, str], tuple[str, EventWatch]] = {}
+
+    def watch(self, op: Any) -> None:
+        key = (op.kind, op.namespace, op.name)
+        namespace = op.spec.dataset.namespace or op.namespace
+        pattern = object_name(namespace, op.spec.dataset.name, op.spec.on_event.object_pattern)
+        with self._lock:
+            known = self._watches.get(key)
+            if known is None or known[1].pattern != pattern:
+                self._watches[key] = (f"{namespace}/{op.spec.dataset.name}",
+                                      EventWatch(pattern, op.spec.on_event.debounce_seconds))
+
+    def drop(self, kind: str, namespace: str, name: str) -> None:
+        with self._lock:
+            self._watches.pop((kind, namespace, name), None)
+
+    def of_dataset(self, dataset: str) -> list[tuple[tuple[str, str, str], EventWatch]]:
+        with self._lock:
+            return [(key, watch) for key, (on, watch) in self._watches.items() if on == dataset]
+
+
+WATCHES = OnEventWatches()
+_log = logging.getLogger(__name__)
+
+
+def _idle(status: dict[str, Any]) -> bool:
+    """Whether an operation waits for its trigger: it has run and succeeded, or its
+    gate let it through and nothing has fired it yet."""
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    return status.get("phase") == COMPLETE or ready.get("reason") == "WaitingForTrigger"
+
+
+def fire_on_events(dataset: str, ids: dict[str, str]) -> None:
+    """Re-sync, as due, each OnEvent operation of ``dataset`` whose objects changed."""
+    kube, now = client(), time.monotonic()
+    for (kind, namespace, name), watch in WATCHES.of_dataset(dataset):
+        body = kube.get(Ref(API, kind, namespace, name))
+        if body is None:
+            WATCHES.drop(kind, namespace, name)
+        elif not _idle(body.get("status") or {}):
+            watch.rebase()  # running (or failed): what it writes itself does not fire it
+        elif watch.due(ids, now):
+            resync_operation(kube, kind, namespace, name, _log, due=True)
+
+
+placement_feed.NAMES_LISTENERS.append(fire_on_events)
+
+
 def _register(kind: str, plural: str) -> None:
     def reconcile(body: Any, patch: kopf.Patch, logger: Any, **_: Any) -> None:
-        if parse_live(body, patch, logger) is not None:
-            resync_operation(client(), kind, body["metadata"]["namespace"], body["metadata"]["name"], logger)
+        op = parse_live(body, patch, logger)
+        if op is None:
+            return
+        if str(getattr(op.spec, "policy", "Once")) == "OnEvent":
+            WATCHES.watch(op)
+        resync_operation(client(), kind, body["metadata"]["namespace"], body["metadata"]["name"], logger)
 
     def changed(body: Any, type: str | None, logger: Any, **_: Any) -> None:  # noqa: A002
         """An operation changed phase: re-sync the operations that run after it."""
         status = body.get("status") or {}
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        if type == "DELETED":
+            WATCHES.drop(kind, namespace, name)
         if not state_changed(body, (status.get("phase"), status.get("node")), type == "DELETED"):
             return
-        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         kube = client()
         for other_kind in KINDS:
             for item in kube.list(Ref(API, other_kind, namespace)):

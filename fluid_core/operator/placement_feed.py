@@ -1,12 +1,16 @@
 """Feed the webhook's ``ViewCache`` from watch events and the runtimes' etcd.
 
 Importing this module registers kopf handlers (nodes, runtimes) and a startup hook that
-serves the webhook when ``configure_webhook`` was called (``fluidv operator`` does).
+reads every runtime's object directory every few seconds (for placement, the datasets'
+``cacheStates`` and the ``NAMES_LISTENERS``, OnEvent among them) and serves the webhook
+when ``configure_webhook`` was called (``fluidv operator`` does).
 """
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,10 +20,14 @@ from fluid_core.errors import InvalidResource
 from fluid_core.models import GROUP, VERSION, VineyardRuntime, parse
 from fluid_core.placement import PlacementConfig
 from fluid_core.placement.cache import ViewCache
-from fluid_core.placement.locations import read_locations
+from fluid_core.placement.locations import read_directory
 from fluid_core.reconcilers.translate import kube_runtime
 
 CACHE = ViewCache()
+#: Called with (dataset ``ns/name``, ``{object name: id}``) after each read of its directory.
+NAMES_LISTENERS: list[Callable[[str, dict[str, str]], None]] = []
+#: Seconds between reads of the runtimes' object directories without the webhook (0: none).
+REFRESH_SECONDS = float(os.environ.get("FLUIDV_LOCATIONS_SECONDS", "2"))
 
 
 @dataclass
@@ -75,35 +83,44 @@ def refresh_locations(cache: ViewCache, stop: threading.Event, every: float, log
             if not endpoint:
                 continue
             try:
-                cache.set_locations(dataset, read_locations(endpoint, timeout=min(every, 2.0)))
+                located, ids = read_directory(endpoint, timeout=min(every, 2.0))
+                cache.set_locations(dataset, located)
                 failing.discard(dataset)
             except (OSError, ValueError) as exc:
                 if dataset not in failing:  # say it once, not every round
                     logger.warning("object locations of %s unavailable from %s: %s", dataset, endpoint, exc)
                     failing.add(dataset)
+                continue
+            for listener in NAMES_LISTENERS:
+                try:
+                    listener(dataset, ids)
+                except Exception:  # one listener's failure must not stop the refresher  # noqa: BLE001
+                    logger.exception("listener of %s's object names failed", dataset)
 
 
 @kopf.on.startup()
 async def serve_webhook(logger: Any, **_: Any) -> None:
-    """Start the webhook server and the location refresher beside kopf's own loop."""
-    if _settings is None:
-        return
-    from fluid_core.operator.webhook import WebhookServer  # noqa: PLC0415
-
+    """Start the location refresher, and the webhook server if configured, beside kopf's own loop."""
     stop = threading.Event()
+    every = _settings.refresh_seconds if _settings is not None else REFRESH_SECONDS
+    if every > 0:
+        threading.Thread(target=refresh_locations, args=(CACHE, stop, every, logger),
+                         name="locations", daemon=True).start()
+    if _settings is None:
+        _running.append((None, stop))
+        return
     from fluid_core.metrics import observe_admission  # noqa: PLC0415
+    from fluid_core.operator.webhook import WebhookServer  # noqa: PLC0415
 
     server = WebhookServer(CACHE.view, _settings.config, host=_settings.host, port=_settings.port,
                            certfile=_settings.certfile, keyfile=_settings.keyfile, observe=observe_admission).start()
-    threading.Thread(target=refresh_locations, args=(CACHE, stop, _settings.refresh_seconds, logger),
-                     name="locations", daemon=True).start()
     _running.append((server, stop))
     logger.info("admission webhook serving on %s", server.url)
 
 
 def webhook_url() -> str | None:
     """Where the running webhook serves (None when it does not run)."""
-    return _running[-1][0].url if _running else None
+    return _running[-1][0].url if _running and _running[-1][0] is not None else None
 
 
 @kopf.on.cleanup()
@@ -111,4 +128,5 @@ async def stop_webhook(**_: Any) -> None:
     while _running:
         server, stop = _running.pop()
         stop.set()
-        server.stop()
+        if server is not None:
+            server.stop()

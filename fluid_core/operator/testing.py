@@ -123,6 +123,7 @@ class EmulatedCluster:
 
         assert self.kube is not None, "enter the context first"
         handlers.use_client(self.kube)
+        placement_feed.CACHE.reset()  # runtimes of an earlier emulated cluster are gone
         settings = kopf.OperatorSettings()
         settings.scanning.disabled = True  # the emulator answers 500 on namespace listings
         settings.watching.client_timeout = 30  # it ignores timeoutSeconds

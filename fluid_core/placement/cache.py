@@ -19,10 +19,15 @@ class ViewCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._nodes: dict[str, dict[str, str]] = {}
-        self._runtimes: dict[str, str | None] = {}
-        self._locations: dict[str, dict[str, dict[str, int]]] = {}
-        self._view: ClusterView | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every node, runtime and location."""
+        with self._lock:
+            self._nodes: dict[str, dict[str, str]] = {}
+            self._runtimes: dict[str, str | None] = {}
+            self._locations: dict[str, dict[str, dict[str, int]]] = {}
+            self._view: ClusterView | None = None
 
     def _changed(self) -> None:
         self._view = None
@@ -62,6 +67,12 @@ class ViewCache:
             if dataset in self._runtimes and self._locations.get(dataset) != mine:
                 self._locations[dataset] = mine
                 self._changed()
+
+    def cached_bytes(self, dataset: str) -> int | None:
+        """Bytes of dataset ``ns/name``'s objects (None before its directory was read)."""
+        with self._lock:
+            located = self._locations.get(dataset)
+        return None if located is None else sum(n for nodes in located.values() for n in nodes.values())
 
     def view(self) -> ClusterView:
         """The current view (the same object until something changes)."""

@@ -44,13 +44,20 @@ def _read(etcd_endpoint: str, etcd_prefix: str, timeout: float) -> dict[str, str
     return EtcdClient(etcd_endpoint, timeout=timeout).get_prefix(_names_prefix(etcd_prefix))
 
 
-def named_ids(etcd_endpoint: str, timeout: float = 2.0, etcd_prefix: str = DEFAULT_ETCD_PREFIX) -> dict[str, str]:
-    """``{name: object id}`` of every named object (a re-put name gets a new id)."""
-    return {name: str(entry.get("id")) for name, entry in
-            _entries(_read(etcd_endpoint, etcd_prefix, timeout), etcd_prefix).items()}
+def read_directory(etcd_endpoint: str, timeout: float = 2.0, etcd_prefix: str = DEFAULT_ETCD_PREFIX,
+                   ) -> tuple[dict[str, dict[str, int]], dict[str, str]]:
+    """``object_locations`` and ``named_ids`` of the cluster at ``etcd_endpoint``, in one read."""
+    kv = _read(etcd_endpoint, etcd_prefix, timeout)
+    return object_locations(kv, etcd_prefix), {name: str(entry.get("id")) for name, entry in
+                                               _entries(kv, etcd_prefix).items()}
 
 
 def read_locations(etcd_endpoint: str, timeout: float = 2.0,
                    etcd_prefix: str = DEFAULT_ETCD_PREFIX) -> dict[str, dict[str, int]]:
     """``object_locations`` of the cluster whose etcd answers at ``etcd_endpoint``."""
-    return object_locations(_read(etcd_endpoint, etcd_prefix, timeout), etcd_prefix)
+    return read_directory(etcd_endpoint, timeout, etcd_prefix)[0]
+
+
+def named_ids(etcd_endpoint: str, timeout: float = 2.0, etcd_prefix: str = DEFAULT_ETCD_PREFIX) -> dict[str, str]:
+    """``{name: object id}`` of every named object (a re-put name gets a new id)."""
+    return read_directory(etcd_endpoint, timeout, etcd_prefix)[1]

@@ -35,8 +35,18 @@ def reconcile_dataset(name: str, namespace: str, observed: DatasetObserved,
         status = {**previous, "phase": "NotBound", "runtimes": [], "conditions": conditions}
     if observed.cache_capacity is not None:  # Fluid's SDK reads cacheStates (report_status("cache"))
         status["cacheStates"] = {**(previous.get("cacheStates") or {}),
-                                 "cacheCapacity": human_bytes(observed.cache_capacity)}
+                                 **cache_states(observed.cache_capacity, observed.cached)}
     return DatasetOutcome(status=status)
+
+
+def cache_states(capacity: int, cached: int | None) -> dict[str, str]:
+    """Fluid's ``cacheStates``: the workers' capacity and, when known, the bytes of the
+    dataset's objects and their share of it."""
+    states = {"cacheCapacity": human_bytes(capacity)}
+    if cached is not None:
+        states["cached"] = human_bytes(cached)
+        states["cachedPercentage"] = f"{100 * cached / capacity:.1f}%" if capacity else "0.0%"
+    return states
 
 
 def deletion_blockers(status: dict[str, Any] | None, observed: DatasetObserved) -> list[str]:

@@ -6,7 +6,11 @@ from typing import Any, Protocol
 
 from fluid_core.reconcilers.observed import RuntimeObserved, Workload
 from vineyard_runtime.kube import manifests
-from vineyard_runtime.kube.labels import cache_node_label, fuse_node_label, vineyard_cache_node_label
+from vineyard_runtime.kube.labels import (
+    cache_node_label,
+    fuse_node_label,
+    vineyard_cache_node_label,
+)
 from vineyard_runtime.kube.manifests import KubeRuntime
 
 

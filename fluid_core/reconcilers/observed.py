@@ -39,3 +39,5 @@ class DatasetObserved:
     pods_using: tuple[str, ...] = field(default_factory=tuple)
     #: bytes of shared memory the runtime's ready workers hold (None: no runtime)
     cache_capacity: int | None = None
+    #: bytes of the dataset's objects, from its runtime's object directory (None: not read yet)
+    cached: int | None = None

@@ -17,7 +17,15 @@ from fluid_core.placement.flow import follow
 from fluid_core.placement.mutate import CONFIG_FILE
 from fluid_core.placement.view import ClusterView
 from fluid_core.reconcilers.conditions import set_condition
-from fluid_core.reconcilers.lifecycle import COMPLETE, EXECUTING, FAILED, UNFINISHED, gate
+from fluid_core.reconcilers.lifecycle import (
+    COMPLETE,
+    FAILED,
+    UNFINISHED,
+    Observed,
+    RunState,
+    decide,
+    gate,
+)
 from fluid_core.stamps import seconds_between
 from vineyard_runtime.kube.labels import safe_value
 from vineyard_runtime.kube.manifests import MANAGED_BY
@@ -47,6 +55,8 @@ class OperationObserved:
     job: JobObserved | None = None
     #: the operations of a runAfter cycle through this one (``Kind/name``), if any
     cycle: tuple[str, ...] = ()
+    #: an OnEvent operation's objects changed (the operator's object watch says so)
+    due: bool = False
 
 
 @dataclass
@@ -56,9 +66,11 @@ class OperationOutcome:
     events: list[tuple[str, str, str]] = field(default_factory=list)
 
 
-def job_name(op: Any) -> str:
-    """``<name>-<kind>``, at most 52 characters (a CronJob appends 11)."""
-    return safe_value(f"{op.name}-{op.kind.lower()}")[:52].rstrip("-.")
+def job_name(op: Any, run: int = 0) -> str:
+    """``<name>-<kind>``, at most 52 characters (a CronJob appends 11); ``-<run>`` added
+    for the runs of an OnEvent operation, each a Job of its own."""
+    suffix = f"-{run}" if run else ""
+    return safe_value(f"{op.name}-{op.kind.lower()}")[:52 - len(suffix)].rstrip("-.") + suffix
 
 
 def _volume(op: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -196,8 +208,9 @@ def owner_references(op: Any) -> list[dict[str, Any]] | None:
              "controller": True, "blockOwnerDeletion": True}]
 
 
-def job_manifest(op: Any, affinity: dict[str, Any] | None) -> dict[str, Any]:
-    """The Job (CronJob for ``policy: Cron``) running the operation."""
+def job_manifest(op: Any, affinity: dict[str, Any] | None, run: int = 0) -> dict[str, Any]:
+    """The Job (CronJob for ``policy: Cron``) running the operation (its ``run``-th
+    run for an OnEvent operation)."""
     labels = {"app.kubernetes.io/managed-by": MANAGED_BY, OPERATION_LABEL: safe_value(f"{op.kind}-{op.name}"),
               "fluid.io/dataset": safe_value(f"{op.namespace}-{op.spec.dataset.name}")}
     owner = owner_references(op)
@@ -209,7 +222,7 @@ def job_manifest(op: Any, affinity: dict[str, Any] | None) -> dict[str, Any]:
         "metadata": template_meta, "spec": pod_spec(op, affinity)}}
     if op.spec.ttl_seconds_after_finished is not None:
         job_spec["ttlSecondsAfterFinished"] = op.spec.ttl_seconds_after_finished
-    metadata = {"name": job_name(op), "namespace": op.namespace, "labels": labels}
+    metadata = {"name": job_name(op, run), "namespace": op.namespace, "labels": labels}
     if owner:
         metadata["ownerReferences"] = owner
     if str(getattr(op.spec, "policy", "Once")) == "Cron":
@@ -266,37 +279,82 @@ def reconcile_operation(op: Any, observed: OperationObserved, previous_status: d
         status["infos"] = {**(status.get("infos") or {}), "notApplied": "; ".join(warnings)}
         if not previous.get("phase"):
             out.events.append(("Warning", "NotApplied", "; ".join(warnings)))
-    if str(getattr(op.spec, "policy", "Once")) == "OnEvent":
-        out.events.append(("Warning", "NotSupported", "OnEvent runs with `fluidv run` on the local cluster"))
-        return finish(FAILED, "NotSupported", "policy OnEvent is served by the local runner (`fluidv run`); "
-                                               "on Kubernetes use Once or Cron")
+    policy = str(getattr(op.spec, "policy", "Once") or "Once")
     allowed = gate(after, observed.predecessor_phase, dataset=op.spec.dataset.name,
                    dataset_bound=observed.dataset_bound, cycle=observed.cycle)
-    status["waitingFor"] = allowed.waiting_for
     if allowed.reason == "RunAfterCycle":
         out.events.append(("Warning", "RunAfterCycle", " -> ".join(observed.cycle)))
-    if not allowed.go:
-        return finish(allowed.phase, allowed.reason, allowed.message)
+    runs = run_count(previous)
+    job = observed.job
+    decision = decide(policy, allowed, job_run(op, job, previous, runs, due=observed.due))
+    status["waitingFor"] = decision.waiting_for
+    if job is None and not decision.launch:  # waiting, failed before it ran, or its Job was removed
+        return finish(decision.phase, decision.reason, decision.message)
     affinity = None
     if after is not None and after.affinity_strategy is not None and observed.predecessor_node:
         affinity = follow(after.affinity_strategy, observed.predecessor_node, ClusterView())
     if affinity:
         status["nodeAffinity"] = affinity
-    scripts = script_config_map(op, owner_references(op))
-    if scripts is not None:
-        out.desired.append(scripts)
-    out.desired.append(job_manifest(op, affinity))
-    job = observed.job
+    if decision.launch and policy == "OnEvent":
+        runs += 1
+        status["infos"] = {**(status.get("infos") or {}), RUNS_INFO: str(runs)}
+    if decision.launch or job is not None:
+        scripts = script_config_map(op, owner_references(op))
+        if scripts is not None:
+            out.desired.append(scripts)
+        out.desired.append(job_manifest(op, affinity, run=runs if policy == "OnEvent" else 0))
+    name = job_name(op, runs if policy == "OnEvent" else 0)
     if job is not None and job.node:
         status["node"] = job.node
     if job is not None and job.start_time:
         status["lastScheduleTime"] = job.start_time
-    if job is not None and job.succeeded > 0:
+    if job is not None and job.succeeded > 0 and not decision.launch:
         status["lastSuccessfulTime"] = job.completion_time or now
         if job.start_time and job.completion_time:
             status["duration"] = f"{seconds_between(job.start_time, job.completion_time):.0f}s"
-        return finish(COMPLETE, "JobSucceeded", f"Job {job_name(op)} succeeded")
-    if job is not None and job.failed > BACKOFF_LIMIT:
-        out.events.append(("Warning", "JobFailed", f"Job {job_name(op)} failed {job.failed} times"))
-        return finish(FAILED, "JobFailed", f"Job {job_name(op)} failed {job.failed} times; see its pods' logs")
-    return finish(EXECUTING, "JobRunning", f"Job {job_name(op)} runs")
+    if decision.reason == "RunFailed" and previous.get("phase") != FAILED:
+        out.events.append(("Warning", "JobFailed", decision.message))
+    messages = {"Launched": f"Job {name} created", "Running": f"Job {name} runs",
+                "RunSucceeded": f"Job {name} succeeded"}
+    return finish(decision.phase, decision.reason, messages.get(decision.reason, decision.message))
+
+
+#: Where an OnEvent operation's status counts its runs (each run is a Job of its own).
+RUNS_INFO = "runs"
+
+
+def run_count(status: dict[str, Any]) -> int:
+    """How many Jobs an OnEvent operation has made (0 for the other policies)."""
+    try:
+        return int((status.get("infos") or {}).get(RUNS_INFO, 0))
+    except ValueError:
+        return 0
+
+
+def job_run(op: Any, job: JobObserved | None, previous: dict[str, Any], runs: int, *, due: bool) -> Observed:
+    """The operation's latest run as the lifecycle reads it, from its Job (or CronJob).
+    A Job removed after it ended (``ttlSecondsAfterFinished``) leaves its result in the
+    status, so it is never run again; creating a Cron operation's CronJob is its launch."""
+    policy = str(getattr(op.spec, "policy", "Once") or "Once")
+    if job is None:
+        if previous.get("lastScheduleTime") and previous.get("phase") in (COMPLETE, FAILED):
+            ended = RunState.SUCCEEDED if previous["phase"] == COMPLETE else RunState.FAILED
+            return Observed(ended, max(runs, 1), due, _condition_message(previous))
+        return Observed(RunState.NOT_STARTED, runs, due or policy == "Cron")
+    runs = max(runs, 1)
+    if job.active > 0:
+        return Observed(RunState.RUNNING, runs, due)
+    if job.succeeded > 0:
+        return Observed(RunState.SUCCEEDED, runs, due)
+    if job.failed > BACKOFF_LIMIT:
+        return Observed(RunState.FAILED, runs, due,
+                        f"Job {job_name(op, runs if policy == 'OnEvent' else 0)} failed {job.failed} times; "
+                        "see its pods' logs")
+    if policy == "Cron":  # the CronJob waits for its schedule
+        return Observed(RunState.NOT_STARTED, runs, False)
+    return Observed(RunState.RUNNING, runs, due)
+
+
+def _condition_message(status: dict[str, Any]) -> str:
+    phase = status.get("phase")
+    return next((c.get("message", "") for c in status.get("conditions") or [] if c.get("type") == phase), "")
