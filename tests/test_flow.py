@@ -328,6 +328,52 @@ def test_dataload_warms_the_cache_from_the_datasets_mounts(shared_cluster, tmp_p
     store.delete_many(prefix="default/warm/")
 
 
+def test_dataload_replicas_keep_copies_on_further_nodes(shared_cluster, tmp_path, store):
+    """``target[].replicas: 2``: the objects are loaded on one node and copied to the
+    next best; a target asking for more copies than there are nodes gets one per node."""
+    source = tmp_path / "ufs"
+    source.mkdir()
+    np.save(source / "big.npy", np.arange(1 << 19, dtype=np.float64))  # 4 MiB: held in shared memory
+    ds = mounted("copies", {"mountPoint": f"local://{source}"})
+    runs = run(shared_cluster, [ds, op("DataLoad", "twice", "copies", target=[{"path": "/big.npy", "replicas": 2}])])
+    twice = runs["twice"]
+    assert twice.phase == "Complete", twice.message
+    entry = store.directory.get("default/copies/big")
+    holders = {entry.node}
+    for node in shared_cluster.nodes:
+        with objects.connect(node.socket) as there:
+            if store.directory.etcd.get(store.directory.replica_key(entry.id, there.instance_id)) is not None:
+                holders.add(node.name)
+    assert len(holders) == 2 and f"copies on {(holders - {entry.node}).pop()} (1)" in twice.message
+    every = run(shared_cluster, [ds, op("DataLoad", "every", "copies", target=[{"path": "/", "replicas": 5}])])
+    assert every["every"].phase == "Complete" and every["every"].message.count("(1)") == 2
+    store.delete_many(prefix="default/copies/")
+
+
+def test_a_dataload_pod_of_an_indexed_job_makes_its_own_copy(shared_cluster, tmp_path):
+    """On Kubernetes copy k of a DataLoad is pod k (``JOB_COMPLETION_INDEX``): it loads
+    what is missing, reads the rest onto its node, and skips targets wanting fewer copies."""
+    from fluid_core.flow.context import StepContext
+    from fluid_core.flow.ops import warm
+
+    source = tmp_path / "ufs"
+    source.mkdir()
+    np.save(source / "big.npy", np.arange(1 << 19, dtype=np.float64))
+    spec = parse(op("DataLoad", "pods", "pods", target=[{"path": "/big.npy", "replicas": 2}])).spec
+    mounts = [{"mountPoint": f"local://{source}"}]
+    with objects.connect(shared_cluster.nodes[0].socket) as first, objects.connect(shared_cluster.nodes[1].socket) as second:
+        pods = [StepContext(first, "default", "pods"), StepContext(second, "default", "pods"),
+                StepContext(second, "default", "pods")]
+        for index, ctx in enumerate(pods):
+            ctx.mounts, ctx.replica_index = mounts, index
+        assert warm(pods[0], spec).startswith("loaded 1 object(s)")
+        assert warm(pods[1], spec) == f"loaded 0 object(s); 1 cached already; copies on {second.node} (1)"
+        assert warm(pods[2], spec) == "loaded 0 object(s); 0 cached already"  # only 2 copies wanted
+        entry = first.directory.get("default/pods/big")
+        assert first.directory.etcd.get(first.directory.replica_key(entry.id, second.instance_id)) is not None
+        first.delete_many(prefix="default/pods/")
+
+
 def test_dataload_of_named_mounts_and_of_a_dataset_without_mounts(shared_cluster, tmp_path, store):
     for part in ("one", "two"):
         (tmp_path / part).mkdir()

@@ -129,6 +129,20 @@ def test_phase_transitions():
     assert waiting.desired == []  # nothing runs before its predecessor completes
 
 
+def test_dataload_replicas_are_one_pod_per_node_of_an_indexed_job():
+    import kubernetes_validate
+
+    load = op("DataLoad", {"dataset": {"name": "d"}, "target": [{"path": "/a", "replicas": 3}, {"path": "/b"}],
+                           "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                               {"labelSelector": {"matchLabels": {"app": "x"}}, "topologyKey": "zone"}]}}})
+    job = job_manifest(load, None)
+    kubernetes_validate.validate(job, "1.33.0", strict=True)
+    assert (job["spec"]["completions"], job["spec"]["parallelism"], job["spec"]["completionMode"]) == (3, 3, "Indexed")
+    apart = job["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert [term["topologyKey"] for term in apart] == ["zone", "kubernetes.io/hostname"]  # the user's term stays
+    assert "completions" not in job_manifest(op("DataLoad", {"dataset": {"name": "d"}}), None)["spec"]
+
+
 def test_a_job_removed_after_it_ended_is_not_run_again():
     """``ttlSecondsAfterFinished`` deletes the Job; its result stays in the status."""
     load = op("DataLoad", {"dataset": {"name": "d"}, "ttlSecondsAfterFinished": 0})

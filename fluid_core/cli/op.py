@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from fluid_core.cli.errors import CommandError, reported
@@ -37,6 +39,7 @@ def run_operation(kind: str, name: str, namespace: str) -> None:
             ctx = StepContext(store, spec.dataset.namespace or namespace, spec.dataset.name,
                               run_id=f"{kind}-{name}", operation=name)
             ctx.mounts = list((dataset.get("spec") or {}).get("mounts") or [])
+            ctx.replica_index = int(os.environ.get("JOB_COMPLETION_INDEX", "0"))  # a DataLoad's copies
             click.echo(execute(kind, spec, ctx))
             click.echo(f"read {ctx.stats.bytes_read} B ({ctx.stats.remote_reads} remote reads), "
                        f"wrote {ctx.stats.bytes_written} B on {ctx.node}")

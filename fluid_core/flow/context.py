@@ -51,6 +51,11 @@ class StepContext:
         self.written: list[str] = []
         #: The processor's ``params`` (strings).
         self.params: dict[str, str] = {}
+        #: Stores of further nodes, best first, where a DataLoad keeps ``replicas`` copies
+        #: (local runs; on Kubernetes each copy is a pod of an Indexed Job).
+        self.replica_stores: list[Any] = []
+        #: Which copy this step makes (``JOB_COMPLETION_INDEX`` on Kubernetes; 0 locally).
+        self.replica_index = 0
 
     @property
     def node(self) -> str:
@@ -59,6 +64,10 @@ class StepContext:
     def name(self, key: str) -> str:
         prefix = f"{self.namespace}/{self.dataset}/"
         return key if key.startswith(prefix) else object_name(self.namespace, self.dataset, key)
+
+    def key_of(self, name: str) -> str:
+        """The key of one of the dataset's object names (the inverse of ``name``)."""
+        return name.removeprefix(f"{self.namespace}/{self.dataset}/")
 
     @property
     def labels(self) -> dict[str, str]:

@@ -112,38 +112,64 @@ def _found(location: str) -> bool:
 def warm(ctx: StepContext, spec: Any) -> str:
     """Fluid's DataLoad: make the objects under each ``target[].path`` (the whole
     dataset when there is no target) resident, loading from the dataset's mounts what is
-    not cached yet. A dataset without mounts has no storage behind it: its target paths
-    are then files or directories to import (this project's extension)."""
-    from fluid_core.flow.mounts import MountError, key_prefix, resolve, under  # noqa: PLC0415
+    not cached yet, and keep ``replicas`` copies (on further nodes: ``ctx.replica_stores``
+    locally, one pod per copy on Kubernetes). A dataset without mounts has no storage
+    behind it: its target paths are then files or directories to import (this project's
+    extension)."""
     from fluid_core.models.operations import LoadTarget  # noqa: PLC0415
 
-    mounts = list(ctx.mounts)
     loaded = cached = 0
+    copied: dict[str, int] = {}
     for target in spec.target or [LoadTarget(path="/")]:
-        if not mounts:
-            if key_prefix(target.path) == "" and not target.format:
-                cached += len(ctx.keys())  # nothing behind the dataset: all of it is what is cached
-            else:
-                loaded += import_files(ctx, target.path, key=target.name, fmt=target.format)[0]
-            continue
-        try:
-            places = [resolve(mounts, path) for path in under(mounts, target.path)]
-        except MountError as exc:
-            raise OperationFailed(str(exc)) from None
-        for source, at in places:
-            prefix = key_prefix(at)
-            stem, ext = posixpath.splitext(prefix)
-            key = target.name or (stem if ext.lower() in EXTENSIONS else prefix) or None
-            present = frozenset(ctx.keys(key or ""))
-            if not _found(source):
-                if not present:
-                    raise OperationFailed(f"{at}: nothing there, neither cached nor at {source} in the "
-                                          "dataset's mounts")
-                cached += len(present)  # put in the cache by an earlier step (a migration in)
-                continue
+        copies = target.replicas or 1
+        if ctx.replica_index >= copies:
+            continue  # this pod makes a further copy, and this target wants fewer
+        new, kept, keys = _warm_target(ctx, target)
+        loaded, cached = loaded + new, cached + kept
+        stores = [ctx.store] if ctx.replica_index > 0 else ctx.replica_stores[:copies - 1]
+        for store in stores:
+            for key in keys:
+                store.get(ctx.name(key))  # read on that node: it keeps a copy
+            copied[str(store.node)] = copied.get(str(store.node), 0) + len(keys)
+    summary = f"loaded {loaded} object(s); {cached} cached already"
+    if copied:
+        summary += "; copies on " + ", ".join(f"{node} ({n})" for node, n in sorted(copied.items()))
+    return summary
+
+
+def _warm_target(ctx: StepContext, target: Any) -> tuple[int, int, list[str]]:
+    """One DataLoad target: (objects loaded, objects cached already, keys it covers)."""
+    from fluid_core.flow.mounts import MountError, key_prefix, resolve, under  # noqa: PLC0415
+
+    mounts = list(ctx.mounts)
+    if not mounts:
+        if key_prefix(target.path) == "" and not target.format:
+            keys = ctx.keys()  # nothing behind the dataset: all of it is what is cached
+            return 0, len(keys), keys
+        before = set(ctx.written)
+        loaded = import_files(ctx, target.path, key=target.name, fmt=target.format)[0]
+        return loaded, 0, [ctx.key_of(name) for name in ctx.written if name not in before]
+    try:
+        places = [resolve(mounts, path) for path in under(mounts, target.path)]
+    except MountError as exc:
+        raise OperationFailed(str(exc)) from None
+    loaded = cached = 0
+    keys: list[str] = []
+    for source, at in places:
+        prefix = key_prefix(at)
+        stem, ext = posixpath.splitext(prefix)
+        key = target.name or (stem if ext.lower() in EXTENSIONS else prefix) or None
+        present = frozenset(ctx.keys(key or ""))
+        if not _found(source):
+            if not present:
+                raise OperationFailed(f"{at}: nothing there, neither cached nor at {source} in the "
+                                      "dataset's mounts")
+            cached += len(present)  # put in the cache by an earlier step (a migration in)
+        else:
             new, kept = import_files(ctx, source, key=key, fmt=target.format, skip=present)
             loaded, cached = loaded + new, cached + kept
-    return f"loaded {loaded} object(s); {cached} cached already"
+        keys.extend(ctx.keys(key or ""))
+    return loaded, cached, sorted(set(keys))
 
 
 def export_objects(ctx: StepContext, location: str, prefix: str = "") -> int:

@@ -266,7 +266,8 @@ class LocalRunner:
 
     # -- one operation ----------------------------------------------------------------
 
-    def _place(self, run: OperationRun, predecessor: OperationRun | None) -> str:
+    def _place(self, run: OperationRun, predecessor: OperationRun | None) -> list[str]:
+        """The nodes the operation may run on, best first (it runs on the first)."""
         spec = run.resource.spec
         namespace = spec.dataset.namespace or run.resource.namespace
         after = spec.run_after
@@ -293,16 +294,18 @@ class LocalRunner:
         node = min((n for n, score in ranked if score == best), key=lambda n: (self._placed.get(n, 0), n))
         run.node_affinity = affinity
         self._placed[node] = self._placed.get(node, 0) + 1
-        return node
+        return [node] + [n for n, _ in ranked if n != node]
 
     def _start(self, run: OperationRun, predecessor: OperationRun | None) -> None:
         spec = run.resource.spec
         try:
-            run.node = self._place(run, predecessor)
+            nodes = self._place(run, predecessor)
         except RuntimeError as exc:
             self._ended(run, RunState.FAILED, str(exc))
             return
-        socket = next(n.socket for n in self.cluster.nodes if n.name == run.node)
+        run.node = nodes[0]
+        sockets = {n.name: n.socket for n in self.cluster.nodes}
+        socket = sockets[run.node]
         run.runs += 1
         base = os.path.join(self.workdir, f"{run.kind.lower()}-{run.name}-{run.runs}")
         run.log, run._result = base + ".log", base + ".json"
@@ -325,7 +328,8 @@ class LocalRunner:
         else:
             request = {"resource": run.resource.to_dict(), "socket": socket, "namespace": namespace,
                        "dataset": spec.dataset.name, "run_id": self.run_id, "operation": run.name,
-                       "mounts": self.mounts.get(f"{namespace}/{spec.dataset.name}", [])}
+                       "mounts": self.mounts.get(f"{namespace}/{spec.dataset.name}", []),
+                       "replicas": [sockets[n] for n in nodes[1:spec.copies() if run.kind == "DataLoad" else 1]]}
             assert self._spawner is not None
             run._process = self._spawner.spawn(request, run._result, run.log)
         self._changed()

@@ -18,10 +18,12 @@ def store_context(request: dict[str, Any]) -> Iterator[Any]:
     import objects  # noqa: PLC0415
     from fluid_core.flow.context import StepContext  # noqa: PLC0415
 
-    with objects.connect(request["socket"]) as store:
+    with contextlib.ExitStack() as stack:
+        store = stack.enter_context(objects.connect(request["socket"]))
         ctx = StepContext(store, request["namespace"], request["dataset"],
                           run_id=request["run_id"], operation=request["operation"])
         ctx.mounts = list(request.get("mounts") or [])
+        ctx.replica_stores = [stack.enter_context(objects.connect(s)) for s in request.get("replicas") or []]
         yield ctx
 
 

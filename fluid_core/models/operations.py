@@ -147,8 +147,8 @@ def _op_columns(dataset: str | None) -> tuple[tuple[str, str, str, int], ...]:
 
 class LoadTarget(Model):
     path: str = Field(min_length=1)
-    #: Cache copies Fluid keeps of the path (this cache keeps one copy per node that reads it).
-    replicas: int | None = not_applied("a number of cache replicas")
+    #: Nodes that keep a copy of the path's objects (placement picks them; 1 when unset).
+    replicas: int | None = Field(None, ge=1, le=64)
     #: Extensions: the key to load into, and the file format.
     name: str | None = None
     format: Literal["parquet", "csv", "arrow", "feather", "npy", "backup"] | None = None
@@ -159,6 +159,10 @@ class DataLoadSpec(ScheduledSpec, PodOptions):
     target: list[LoadTarget] = Field(default_factory=list)
     load_metadata: bool = False
     options: dict[str, str] = Field(default_factory=dict)
+
+    def copies(self) -> int:
+        """How many nodes keep the loaded objects: the largest ``target[].replicas``."""
+        return max([t.replicas or 1 for t in self.target] + [1])
 
 
 class DataLoad(Resource):

@@ -222,6 +222,17 @@ def job_manifest(op: Any, affinity: dict[str, Any] | None, run: int = 0) -> dict
         "metadata": template_meta, "spec": pod_spec(op, affinity)}}
     if op.spec.ttl_seconds_after_finished is not None:
         job_spec["ttlSecondsAfterFinished"] = op.spec.ttl_seconds_after_finished
+    copies = op.spec.copies() if op.kind == "DataLoad" else 1
+    if copies > 1:  # one pod per copy, each on a node of its own; JOB_COMPLETION_INDEX says which
+        job_spec.update({"completions": copies, "parallelism": copies, "completionMode": "Indexed"})
+        pod = job_spec["template"]["spec"]
+        anti = {"labelSelector": {"matchLabels": {OPERATION_LABEL: labels[OPERATION_LABEL]}},
+                "topologyKey": "kubernetes.io/hostname"}
+        affinity = dict(pod.get("affinity") or {})
+        apart = dict(affinity.get("podAntiAffinity") or {})
+        required = "requiredDuringSchedulingIgnoredDuringExecution"
+        apart[required] = list(apart.get(required) or []) + [anti]
+        pod["affinity"] = {**affinity, "podAntiAffinity": apart}
     metadata = {"name": job_name(op, run), "namespace": op.namespace, "labels": labels}
     if owner:
         metadata["ownerReferences"] = owner
