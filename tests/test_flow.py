@@ -178,6 +178,26 @@ def test_migrate_out_to_files_and_back_in(shared_cluster, tmp_path, store):
     store.delete_many(prefix="default/mig/")
 
 
+def test_parallel_migration_moves_every_file_and_names_the_one_that_fails(shared_cluster, tmp_path, store):
+    for index in range(24):
+        store.put(np.full(1000, float(index)), name=f"default/par/part-{index:02d}", replace=True)
+    out = tmp_path / "export"
+    runs = run(shared_cluster, [dataset("par"), op("DataMigrate", "out", "par", parallelism=4, **{
+        "from": {"dataset": {"name": "par"}}, "to": {"externalStorage": {"uri": str(out)}}})])
+    assert runs["out"].phase == "Complete" and "wrote 24 object(s)" in runs["out"].message
+    (out / "broken.npy").write_bytes(b"not an array")
+    runs = run(shared_cluster, [dataset("par"), op("DataMigrate", "in", "par", parallelism=4, **{
+        "from": {"externalStorage": {"uri": str(out)}}, "to": {"dataset": {"name": "par", "path": "/copy"}}})])
+    assert runs["in"].phase == "Failed" and "broken.npy" in runs["in"].message
+    (out / "broken.npy").unlink()
+    runs = run(shared_cluster, [dataset("par"), op("DataMigrate", "again", "par", parallelism=4, **{
+        "from": {"externalStorage": {"uri": str(out)}}, "to": {"dataset": {"name": "par", "path": "/copy"}}})])
+    assert runs["again"].phase == "Complete" and "read 24 object(s)" in runs["again"].message
+    for index in range(24):
+        assert store.get(f"default/par/copy/part-{index:02d}")[0] == float(index)
+    store.delete_many(prefix="default/par/")
+
+
 def test_cron_fires_on_schedule(shared_cluster, store):
     runs = LocalRunner(shared_cluster, [parse(d) for d in [
         dataset("tick"), process("tick", "tick", "count_runs", policy="Cron", schedule="* * * * * */1")]]

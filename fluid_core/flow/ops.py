@@ -6,7 +6,9 @@ import importlib
 import importlib.util
 import json
 import posixpath
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from fluid_core.errors import FluidError
@@ -79,29 +81,50 @@ def _paths(fs: Any, root: str) -> list[tuple[str, str]]:
     return sorted(found)
 
 
+def in_order(work: Callable[..., Any], jobs: Iterable[tuple[Any, tuple[Any, ...]]],
+             workers: int = 1) -> Iterator[tuple[Any, Any]]:
+    """``(tag, work(*args))`` for each ``(tag, args)`` of ``jobs``, in order, with up to
+    ``workers`` calls of ``work`` running at once in threads; ``jobs`` is drawn (and the
+    results used) in the caller's thread, so a store client is only used there."""
+    if workers <= 1:
+        for tag, args in jobs:
+            yield tag, work(*args)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="migrate") as pool:
+        pending: deque[tuple[Any, Future[Any]]] = deque()
+        for tag, args in jobs:
+            pending.append((tag, pool.submit(work, *args)))
+            if len(pending) > workers:
+                done, future = pending.popleft()
+                yield done, future.result()
+        while pending:
+            done, future = pending.popleft()
+            yield done, future.result()
+
+
 def import_files(ctx: StepContext, location: str, *, key: str | None = None, fmt: str | None = None,
-                 skip: frozenset[str] = frozenset()) -> tuple[int, int]:
+                 skip: frozenset[str] = frozenset(), workers: int = 1) -> tuple[int, int]:
     """Files (or a backup) at ``location`` into the dataset: (objects loaded, files left
-    out because their key is in ``skip``, i.e. cached already)."""
+    out because their key is in ``skip``, i.e. cached already); ``workers`` files are
+    read at once."""
     fs, root = filesystem(location)
     if fmt == "backup" or _is_backup(fs, root):
         return restore(ctx, fs, root), 0
-    loaded = skipped = 0
     single = fs.get_file_info(root).type.name == "File"
-    for path, relative in _paths(fs, root):
+    found, jobs = _paths(fs, root), []
+    for path, relative in found:
         kind = fmt or EXTENSIONS.get(posixpath.splitext(path)[1].lower())
         if kind is None:
             raise OperationFailed(f"{path}: unknown format; give target[].format (parquet, csv, arrow, feather, npy)")
         name = (key or relative) if single else (f"{key}/{relative}" if key else relative)
-        if name in skip:
-            skipped += 1
-            continue
-        try:
-            ctx.put(name, read_file(path, fs, kind))
-        except FormatError as exc:
-            raise OperationFailed(str(exc)) from None
-        loaded += 1
-    return loaded, skipped
+        if name not in skip:
+            jobs.append((name, (path, fs, kind)))
+    try:
+        for name, value in in_order(read_file, jobs, workers):
+            ctx.put(name, value)
+    except FormatError as exc:
+        raise OperationFailed(str(exc)) from None
+    return len(jobs), len(found) - len(jobs)
 
 
 def _found(location: str) -> bool:
@@ -172,16 +195,21 @@ def _warm_target(ctx: StepContext, target: Any) -> tuple[int, int, list[str]]:
     return loaded, cached, sorted(set(keys))
 
 
-def export_objects(ctx: StepContext, location: str, prefix: str = "") -> int:
-    """The dataset's objects under ``prefix`` as files at ``location``; returns how many."""
+def export_objects(ctx: StepContext, location: str, prefix: str = "", *, workers: int = 1) -> int:
+    """The dataset's objects under ``prefix`` as files at ``location``, ``workers`` files
+    written at once; returns how many."""
     fs, root = filesystem(location)
     fs.create_dir(root, recursive=True)
     keys = ctx.keys(prefix.strip("/"))
-    for key in keys:
+
+    def write(key: str, value: Any) -> None:
         try:
-            write_value(ctx.get(key), fs, posixpath.join(root, key))
+            write_value(value, fs, posixpath.join(root, key))
         except FormatError as exc:
             raise OperationFailed(f"{key}: {exc}") from None
+
+    for _ in in_order(write, ((key, (key, ctx.get(key))) for key in keys), workers):
+        pass
     return len(keys)
 
 
@@ -242,11 +270,11 @@ def execute(kind: str, spec: Any, ctx: StepContext) -> str:
     if kind == "DataMigrate":
         if spec.to.external_storage is not None:
             prefix = spec.from_.dataset.path if spec.from_.dataset else "/"
-            count = export_objects(ctx, spec.to.external_storage.uri, prefix)
+            count = export_objects(ctx, spec.to.external_storage.uri, prefix, workers=spec.parallelism)
             return f"wrote {count} object(s) to {spec.to.external_storage.uri}"
         assert spec.from_.external_storage is not None
         base = (spec.to.dataset.path if spec.to.dataset else "/").strip("/") or None
-        count, _ = import_files(ctx, spec.from_.external_storage.uri, key=base)
+        count, _ = import_files(ctx, spec.from_.external_storage.uri, key=base, workers=spec.parallelism)
         return f"read {count} object(s) from {spec.from_.external_storage.uri}"
     if kind == "DataProcess":
         function = load_function(spec.processor.function)

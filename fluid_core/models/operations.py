@@ -203,7 +203,7 @@ class DataMigrateSpec(ScheduledSpec, PodOptions):
     from_: MigrateEnd = Field(alias="from")
     to: MigrateEnd
     parallelism: int = Field(1, ge=1, le=64)
-    parallel_options: dict[str, str] = not_applied("parallel migration options (one process migrates)", dict)
+    parallel_options: dict[str, str] = not_applied("parallel migration options (one pod migrates, with parallelism threads)", dict)
     options: dict[str, str] = Field(default_factory=dict)
     block: bool | None = not_applied("a blocking migration")
     runtime_type: str | None = not_applied("a runtime type (the runtime is Vineyard)")
