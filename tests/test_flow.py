@@ -160,6 +160,43 @@ def test_backup_then_restore_round_trips_every_type(shared_cluster, tmp_path, st
     store.delete_many(prefix="default/vault/")
 
 
+def test_a_dataset_binds_by_restoring_its_data_restore_location(shared_cluster, tmp_path, store):
+    """Fluid's ``dataRestoreLocation`` (``local://`` here): the backup is restored before
+    the flow's operations run; a dataset holding objects already is left alone; a
+    location without a backup is refused before anything runs."""
+    store.put(np.arange(5.0), name="default/kept/nums", replace=True)
+    runs = run(shared_cluster, [dataset("kept"), op("DataBackup", "save", "kept", backupPath=f"local://{tmp_path / 'b'}")])
+    assert runs["save"].phase == "Complete", runs["save"].message
+    restored = {**dataset("again"), "spec": {"dataRestoreLocation": {"path": f"local://{tmp_path / 'b'}"}}}
+    runner = LocalRunner(shared_cluster, [parse(d) for d in [restored, process("use", "again", "double")]])
+    (use,) = runner.run(timeout=60)
+    assert runner.restored == {"default/again": f"restored 1 object(s) from local://{tmp_path / 'b'}"}
+    assert use.phase == "Complete", use.message  # it read the restored object
+    np.testing.assert_array_equal(store.get("default/again/doubled"), np.arange(5.0) * 2)
+    second = LocalRunner(shared_cluster, [parse(restored)])
+    second.run(timeout=60)
+    assert second.restored["default/again"] == "nothing restored: the dataset holds 2 object(s) already"
+    empty = {**dataset("nowhere"), "spec": {"dataRestoreLocation": {"path": str(tmp_path / "none")}}}
+    with pytest.raises(FlowInvalid, match=r"Dataset/nowhere: spec.dataRestoreLocation.path: .* does not exist"):
+        LocalRunner(shared_cluster, [parse(empty)])
+    # the operator's restore Job runs `fluidv op restore` in its pod: the same, as a command
+    command = [sys.executable, "-m", "fluid_core.cli", "op", "restore", "third", "--path", str(tmp_path / "b")]
+    env = {**os.environ, "VINEYARD_IPC_SOCKET": shared_cluster.nodes[2].socket}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0 and "restored 1 object(s)" in done.stdout, done.stderr
+    np.testing.assert_array_equal(store.get("default/third/nums"), np.arange(5.0))
+    refused = subprocess.run(command[:5] + ["fourth", "--path", str(tmp_path)], capture_output=True, text=True,
+                             timeout=120, env=env)
+    assert refused.returncode == 1 and "holds no backup (fluidv-backup.json missing)" in refused.stderr
+    assert not store.list(prefix="default/fourth/")
+    store.delete_many(prefix="default/third/")
+    pvc = {**dataset("claim"), "spec": {"dataRestoreLocation": {"path": "pvc://backups/sub"}}}
+    with pytest.raises(FlowInvalid, match="read inside the Kubernetes cluster"):
+        LocalRunner(shared_cluster, [parse(pvc)])
+    for prefix in ("default/kept/", "default/again/"):
+        store.delete_many(prefix=prefix)
+
+
 def test_migrate_out_to_files_and_back_in(shared_cluster, tmp_path, store):
     frame = pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "b"]})
     store.put(frame, name="default/mig/tables/t", replace=True)

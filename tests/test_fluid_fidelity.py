@@ -121,9 +121,9 @@ def test_fields_not_acted_on_are_reported_with_their_paths():
     load = parse(fluid_document("DataLoad"))
     local = dict(unapplied_fields(load.spec, "local", "spec"))
     assert {"spec.tolerations", "spec.schedulerName", "spec.affinity", "spec.resources",
-            "spec.podMetadata", "spec.target[0].replicas"} <= set(local)
-    on_kubernetes = dict(unapplied_fields(load.spec, "kubernetes", "spec"))
-    assert set(on_kubernetes) == {"spec.target[0].replicas"}
+            "spec.podMetadata"} <= set(local)
+    assert "spec.target[0].replicas" not in local  # copies on further nodes, in both modes
+    assert unapplied_fields(load.spec, "kubernetes", "spec") == []
     migrate = parse(variants("DataMigrate")[0])
     assert {"spec.parallelOptions", "spec.block", "spec.runtimeType", "spec.to.externalStorage.encryptOptions"} <= {
         p for p, _ in unapplied_fields(migrate.spec, "kubernetes", "spec")}
@@ -189,16 +189,16 @@ def test_operation_statuses_validate_against_fluids_status_schema():
 def test_the_operator_and_the_local_runner_say_what_they_do_not_apply():
     from fluid_core.reconcilers.operation import OperationObserved, reconcile_operation
 
-    load = parse({"apiVersion": "data.fluid.io/v1alpha1", "kind": "DataLoad", "metadata": {"name": "l"},
-                  "spec": {"dataset": {"name": "d"}, "target": [{"path": "/x", "replicas": 3}],
-                           "tolerations": [{"key": "k", "operator": "Exists"}]}})
+    document = variants("DataMigrate")[0]
+    load = parse({**document, "spec": {**document["spec"], "parallelOptions": {"threads": "4"},
+                                       "tolerations": [{"key": "k", "operator": "Exists"}]}})
     out = reconcile_operation(load, OperationObserved(dataset_bound=False), None, now="2026-01-01T00:00:00Z")
-    assert "spec.target[0].replicas" in out.status["infos"]["notApplied"]
+    assert "spec.parallelOptions" in out.status["infos"]["notApplied"]
     assert "tolerations" not in out.status["infos"]["notApplied"]  # a Job's pod carries them
     assert [e[1] for e in out.events] == ["NotApplied"]
     again = reconcile_operation(load, OperationObserved(dataset_bound=False), out.status, now="2026-01-01T00:00:01Z")
     assert again.events == []  # said once
-    jsonschema.validate(out.status, _status_schema("DataLoad"))
+    jsonschema.validate(out.status, _status_schema("DataMigrate"))
 
 
 ALL_KINDS = {**OPERATIONS, "Dataset": "datasets", "VineyardRuntime": "vineyardruntimes"}

@@ -143,6 +143,24 @@ def test_dataload_replicas_are_one_pod_per_node_of_an_indexed_job():
     assert "completions" not in job_manifest(op("DataLoad", {"dataset": {"name": "d"}}), None)["spec"]
 
 
+def test_fluid_backup_paths_are_volumes_of_the_backup_pod():
+    import kubernetes_validate
+
+    for path, volume, seen in (("pvc://backups/team/a", {"persistentVolumeClaim": {"claimName": "backups"}}, True),
+                               ("local:///mnt/backups", {"hostPath": {"path": "/mnt/backups",
+                                                                      "type": "DirectoryOrCreate"}}, True),
+                               ("s3://bucket/backups", None, False)):
+        backup = op("DataBackup", {"dataset": "d", "backupPath": path})
+        manifest = job_manifest(backup, None)
+        kubernetes_validate.validate(manifest, "1.33.0", strict=True)
+        pod = manifest["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert ("fluid-backup" in volumes) is seen
+        if seen:
+            assert {k: v for k, v in volumes["fluid-backup"].items() if k != "name"} == volume
+            assert {"name": "fluid-backup", "mountPath": "/fluid-backup"} in pod["containers"][0]["volumeMounts"]
+
+
 def test_a_job_removed_after_it_ended_is_not_run_again():
     """``ttlSecondsAfterFinished`` deletes the Job; its result stays in the status."""
     load = op("DataLoad", {"dataset": {"name": "d"}, "ttlSecondsAfterFinished": 0})

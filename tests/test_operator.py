@@ -250,10 +250,11 @@ def test_operator_webhook_places_pods_from_watched_nodes_and_a_real_etcd(make_cl
         placement_feed.configure_webhook(None)
 
 
-def bind(cluster: EmulatedCluster, name: str, runtime: dict[str, Any] | None = None) -> None:
-    """A Dataset + VineyardRuntime brought to Bound (the test plays the kubelet)."""
+def bind(cluster: EmulatedCluster, name: str, runtime: dict[str, Any] | None = None,
+         dataset: dict[str, Any] | None = None, phase: str = "Bound") -> None:
+    """A Dataset + VineyardRuntime brought to ``phase`` (the test plays the kubelet)."""
     kube, wait = cluster.kube, cluster.wait_for
-    cluster.create(resource("Dataset", name, {}))
+    cluster.create(resource("Dataset", name, dataset or {}))
     cluster.create(resource("VineyardRuntime", name, {"replicas": 1, **(runtime or {})}))
     if "master" not in (runtime or {}):  # an external etcd has no master of ours
         wait(lambda: exists(kube, "apps/v1", "StatefulSet", f"{name}-master"), message="master created")
@@ -261,7 +262,7 @@ def bind(cluster: EmulatedCluster, name: str, runtime: dict[str, Any] | None = N
     wait(lambda: exists(kube, "apps/v1", "StatefulSet", f"{name}-worker"), message="workers created")
     play_kubelet(kube, "StatefulSet", f"{name}-worker", {"replicas": 1, "readyReplicas": 1})
     play_kubelet(kube, "DaemonSet", f"{name}-fuse", {"desiredNumberScheduled": 1, "numberReady": 1})
-    wait(lambda: status_of(kube, "Dataset", name).get("phase") == "Bound", message="dataset bound")
+    wait(lambda: status_of(kube, "Dataset", name).get("phase") == phase, message=f"dataset {phase}")
 
 
 def job_ran(cluster: EmulatedCluster, job: str, node: str, succeeded: bool) -> None:
@@ -372,3 +373,29 @@ def test_on_event_runs_a_job_each_time_its_objects_change(make_cluster):
             assert cache["cached"] != "0B" and cache["cachedPercentage"].endswith("%")
     finally:
         placement_feed.REFRESH_SECONDS = before
+
+
+def test_a_dataset_with_a_restore_location_binds_once_its_restore_job_succeeded(cluster):
+    import kubernetes_validate  # noqa: PLC0415
+
+    kube, wait = cluster.kube, cluster.wait_for
+    for name, outcome in (("restored", True), ("broken", False)):
+        bind(cluster, name, dataset={"dataRestoreLocation": {"path": "pvc://backups/team/"}}, phase="NotBound")
+        job = wait(lambda: kube.get(Ref("batch/v1", "Job", NS, f"{name}-restore")), message="restore Job")
+        kubernetes_validate.validate({k: v for k, v in job.items() if k != "status"}, "1.33.0", strict=True)
+        pod = job["spec"]["template"]["spec"]
+        assert pod["containers"][0]["command"] == [
+            "fluidv", "op", "restore", name, "--namespace", NS, "--path", "/fluid-backup/team"]
+        assert {"name": "fluid-backup", "persistentVolumeClaim": {"claimName": "backups"}} in pod["volumes"]
+        ready = next(c for c in status_of(kube, "Dataset", name)["conditions"] if c["type"] == "Ready")
+        assert ready["reason"] == "Restoring"
+        job_ran(cluster, f"{name}-restore", "n1", succeeded=outcome)
+        done = wait(lambda: (s := status_of(kube, "Dataset", name)).get("phase") in ("Bound", "Failed") and s,
+                    message="restore ended")
+        if outcome:
+            assert done["phase"] == "Bound"
+            assert any(c["type"] == "Restored" and c["status"] == "True" for c in done["conditions"])
+        else:
+            assert done["phase"] == "Failed"
+            assert "restoring pvc://backups/team/ failed 3 times" in next(
+                c["message"] for c in done["conditions"] if c["type"] == "Ready")

@@ -34,6 +34,10 @@ def run_operation(kind: str, name: str, namespace: str) -> None:
             raise CommandError(f"no {kind} {namespace}/{name}")
         resource = parse(body)
         spec = resource.spec
+        if kind == "DataBackup":  # Fluid's pvc:// or local:// path is a volume of this pod
+            from fluid_core.flow.backup_location import BackupLocation  # noqa: PLC0415
+
+            spec = spec.model_copy(update={"backup_path": BackupLocation(spec.backup_path).in_pod()})
         dataset = kube.get(Ref(API_VERSION, "Dataset", spec.dataset.namespace or namespace, spec.dataset.name)) or {}
         with objects.connect() as store:
             ctx = StepContext(store, spec.dataset.namespace or namespace, spec.dataset.name,
@@ -43,3 +47,18 @@ def run_operation(kind: str, name: str, namespace: str) -> None:
             click.echo(execute(kind, spec, ctx))
             click.echo(f"read {ctx.stats.bytes_read} B ({ctx.stats.remote_reads} remote reads), "
                        f"wrote {ctx.stats.bytes_written} B on {ctx.node}")
+
+
+@op.command("restore")
+@click.argument("dataset")
+@click.option("--namespace", default="default", show_default=True)
+@click.option("--path", "location", required=True, help="The backup, as this pod sees it.")
+def restore_dataset_command(dataset: str, namespace: str, location: str) -> None:
+    """Restore a backup into DATASET (its ``dataRestoreLocation``, as the operator's
+    restore Job runs it), unless the dataset holds objects already."""
+    import objects  # noqa: PLC0415
+    from fluid_core.flow.context import StepContext  # noqa: PLC0415
+    from fluid_core.flow.ops import restore_dataset  # noqa: PLC0415
+
+    with reported(), objects.connect() as store:
+        click.echo(restore_dataset(StepContext(store, namespace, dataset, operation=f"{dataset}-restore"), location))

@@ -1,8 +1,21 @@
-"""Data operations and DataFlow on the local cluster: formats, step context, runner."""
+"""Data operations and DataFlow on the local cluster: formats, step context, runner.
 
-from fluid_core.flow.context import StepContext
-from fluid_core.flow.ops import OperationFailed
-from fluid_core.flow.runner import LocalRunner, OperationRun
-from fluid_core.flow.validate import FlowInvalid
+The names below load on first use, so that a module of this package (the reconcilers
+use ``mounts`` and ``backup_location``) does not import the runner and the object store."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {"StepContext": "context", "OperationFailed": "ops", "LocalRunner": "runner",
+          "OperationRun": "runner", "FlowInvalid": "validate"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+
 
 __all__ = ["FlowInvalid", "LocalRunner", "OperationFailed", "OperationRun", "StepContext"]

@@ -249,6 +249,28 @@ def backup(ctx: StepContext, location: str) -> int:
     return len(objects)
 
 
+def _on_this_machine(location: str) -> str:
+    from fluid_core.flow.backup_location import BackupLocation  # noqa: PLC0415
+    from fluid_core.flow.mounts import MountError  # noqa: PLC0415
+
+    try:
+        return BackupLocation(location).local()
+    except MountError as exc:
+        raise OperationFailed(str(exc)) from None
+
+
+def restore_dataset(ctx: StepContext, location: str) -> str:
+    """A Dataset's ``dataRestoreLocation``: the backup there into the dataset, unless the
+    dataset holds objects already (it was restored, or written, before)."""
+    held = len(ctx.keys())
+    if held:
+        return f"nothing restored: the dataset holds {held} object(s) already"
+    fs, root = filesystem(_on_this_machine(location))
+    if not _is_backup(fs, root):
+        raise OperationFailed(f"{location} holds no backup ({MANIFEST} missing); give the backupPath of a DataBackup")
+    return f"restored {restore(ctx, fs, root)} object(s) from {location}"
+
+
 def restore(ctx: StepContext, fs: Any, root: str) -> int:
     """Objects of a backup back into the dataset, with their original labels."""
     with fs.open_input_file(posixpath.join(root, MANIFEST)) as handle:
@@ -266,7 +288,7 @@ def execute(kind: str, spec: Any, ctx: StepContext) -> str:
     if kind == "DataLoad":
         return warm(ctx, spec)
     if kind == "DataBackup":
-        return f"backed up {backup(ctx, spec.backup_path)} object(s) to {spec.backup_path}"
+        return f"backed up {backup(ctx, _on_this_machine(spec.backup_path))} object(s) to {spec.backup_path}"
     if kind == "DataMigrate":
         if spec.to.external_storage is not None:
             prefix = spec.from_.dataset.path if spec.from_.dataset else "/"

@@ -25,7 +25,7 @@ from typing import Any
 from fluid_core.flow.context import OP_LABEL, RUN_LABEL, object_name
 from fluid_core.flow.ops import script_argv
 from fluid_core.flow.spawner import Spawner
-from fluid_core.flow.validate import check, key_of, order
+from fluid_core.flow.validate import FlowInvalid, check, key_of, order
 from fluid_core.models.base import not_applied_warnings
 from fluid_core.models.operations import OperationKind
 from fluid_core.placement import PlacementRequest, rank_nodes
@@ -141,8 +141,13 @@ class LocalRunner:
         #: each dataset's ``spec.mounts``: the storage a DataLoad reads
         self.mounts = {f"{r.namespace}/{r.name}": [m.to_dict() for m in r.spec.mounts]
                        for r in resources if r.kind == "Dataset"}
+        #: datasets to restore before anything runs: ``ns/name`` -> ``dataRestoreLocation.path``
+        self.restores = {f"{r.namespace}/{r.name}": r.spec.data_restore_location.path
+                         for r in resources if r.kind == "Dataset" and r.spec.data_restore_location is not None}
         operations = [r for r in resources if r.kind in OPERATION_KINDS]
-        check(self.datasets, operations, mounts=self.mounts)
+        check(self.datasets, operations, mounts=self.mounts, restores=self.restores)
+        #: what each restore did (``ns/name`` -> a one-line summary), once ``run`` began
+        self.restored: dict[str, str] = {}
         self.operations = [OperationRun(op) for op in order(operations)]
         self._by_key = {key_of(run.resource): run for run in self.operations}
         if workdir is None:  # logs and results next to the cluster's own, one folder per run
@@ -170,6 +175,7 @@ class LocalRunner:
         """Run until every ``Once`` operation has finished; repeating operations fire
         until ``until`` seconds have passed (or ``stop()``). ``timeout`` fails what still
         runs after that many seconds."""
+        self._restore()
         self._changed()
         self._spawner = Spawner(os.path.join(self.workdir, "steps.log")).start()
         began = time.monotonic()  # the clock starts once steps can start
@@ -192,6 +198,26 @@ class LocalRunner:
             self._spawner.close()
         self._expire()
         return self.operations
+
+    def _restore(self) -> None:
+        """Bind the datasets that name a ``dataRestoreLocation``: restore each backup (into
+        an empty dataset) on the node placement picks, before any operation runs."""
+        if not self.restores:
+            return
+        import objects  # noqa: PLC0415
+        from fluid_core.flow.context import StepContext  # noqa: PLC0415
+        from fluid_core.flow.ops import OperationFailed, restore_dataset  # noqa: PLC0415
+
+        view = local_view(self.cluster, self.datasets)
+        sockets = {n.name: n.socket for n in self.cluster.nodes}
+        for key, location in self.restores.items():
+            namespace, name = key.split("/", 1)
+            node = rank_nodes(PlacementRequest(namespace=namespace, datasets=(name,)), view)[0][0]
+            with objects.connect(sockets[node]) as store:
+                try:
+                    self.restored[key] = restore_dataset(StepContext(store, namespace, name), location)
+                except (OperationFailed, OSError) as exc:
+                    raise FlowInvalid([(f"Dataset/{name}: spec.dataRestoreLocation", str(exc))]) from None
 
     def _finished(self) -> bool:
         busy = any(r.phase == EXECUTING for r in self.operations)

@@ -61,6 +61,33 @@ def _writable(location: str) -> str | None:
     return None
 
 
+def _local_problem(location: str, check: Any) -> str | None:
+    """What ``check`` finds wrong with a backup location on this machine."""
+    from fluid_core.flow.backup_location import BackupLocation  # noqa: PLC0415
+    from fluid_core.flow.mounts import MountError  # noqa: PLC0415
+
+    try:
+        return check(BackupLocation(location).local())
+    except MountError as exc:
+        return str(exc)
+
+
+def restore_problem(location: str) -> str | None:
+    """What is wrong with a ``dataRestoreLocation`` on this machine (None: a backup is there)."""
+    from fluid_core.flow.ops import MANIFEST  # noqa: PLC0415
+
+    def is_backup(path: str) -> str | None:
+        missing = _exists(path)
+        if missing:
+            return missing
+        fs, root = filesystem(path)
+        if fs.get_file_info(posixpath.join(root, MANIFEST)).type.name != "File":
+            return f"{path} holds no backup ({MANIFEST} missing); give the backupPath of a DataBackup"
+        return None
+
+    return _local_problem(location, is_backup)
+
+
 def _exists(location: str) -> str | None:
     try:
         fs, root = filesystem(location)
@@ -87,10 +114,14 @@ def _load_source_problem(mounts: list[dict[str, Any]], path: str) -> str | None:
 
 
 def check(datasets: set[str], operations: list[Any], *, local: bool = True,
-          mounts: dict[str, list[dict[str, Any]]] | None = None) -> None:
+          mounts: dict[str, list[dict[str, Any]]] | None = None, restores: dict[str, str] | None = None) -> None:
     """Raise ``FlowInvalid`` listing every problem of ``operations`` (datasets: ``ns/name``;
-    ``mounts``: each dataset's ``spec.mounts``)."""
+    ``mounts``: each dataset's ``spec.mounts``; ``restores``: their ``dataRestoreLocation``)."""
     problems: list[tuple[str, str]] = []
+    for dataset, location in (restores or {}).items():
+        problem = restore_problem(location) if local else None
+        if problem:
+            problems.append((f"Dataset/{dataset.split('/', 1)[1]}: spec.dataRestoreLocation.path", problem))
     keys = {key_of(op) for op in operations}
     for op in operations:
         spec = op.spec
@@ -132,7 +163,7 @@ def check(datasets: set[str], operations: list[Any], *, local: bool = True,
                 if problem:
                     problems.append((_where(op, "spec.from.externalStorage.uri"), problem))
         elif op.kind == "DataBackup":
-            problem = _writable(spec.backup_path)
+            problem = _local_problem(spec.backup_path, _writable)
             if problem:
                 problems.append((_where(op, "spec.backupPath"), problem))
     problems += _cycles(operations)

@@ -64,6 +64,14 @@ class RuntimeRef(Model):
     master_replicas: int | None = not_applied("a number of master replicas here (the runtime sets them)")
 
 
+class DataRestoreLocation(Model):
+    """Fluid's backup to restore when the dataset binds: ``pvc://<claim>/<subpath>``,
+    ``local:///<dir>`` on ``nodeName``, or (this project) any URI or local path."""
+
+    path: str = Field(min_length=1)
+    node_name: str | None = None
+
+
 class DatasetSpec(Model):
     mounts: list[Mount] = Field(default_factory=list)
     node_affinity: DatasetNodeAffinity | None = None
@@ -72,7 +80,8 @@ class DatasetSpec(Model):
     placement: Placement = Placement.EXCLUSIVE
     runtimes: list[RuntimeRef] = Field(default_factory=list)
     owner: Passthrough | None = None
-    data_restore_location: Passthrough | None = not_applied("a backup to restore when the dataset binds")
+    #: A backup (DataBackup's) restored into the dataset when it binds, if it is empty.
+    data_restore_location: DataRestoreLocation | None = None
     shared_options: dict[str, str] = not_applied("options shared by all mounts", dict)
     shared_encrypt_options: list[Passthrough] = not_applied("credentials shared by all mounts", list)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -21,10 +22,14 @@ from fluid_core.models import GROUP, VERSION, Dataset, VineyardRuntime, parse
 from fluid_core.models.operations import OperationKind
 from fluid_core.operator import placement_feed
 from fluid_core.operator.kube import KubeClient, KubeError, Ref
-from fluid_core.reconcilers.dataset import deletion_blockers, reconcile_dataset
+from fluid_core.reconcilers.dataset import (
+    deletion_blockers,
+    reconcile_dataset,
+    restore_job_name,
+)
 from fluid_core.reconcilers.engine import VineyardEngine
 from fluid_core.reconcilers.observed import DatasetObserved, RuntimeObserved, Workload
-from fluid_core.reconcilers.operation import invalid_operation_status
+from fluid_core.reconcilers.operation import JobObserved, invalid_operation_status
 from fluid_core.reconcilers.runtime import reconcile_runtime
 from fluid_core.reconcilers.translate import kube_runtime
 from fluid_core.stamps import now_stamp, seconds_between
@@ -39,6 +44,7 @@ FULL_APPLY_SECONDS = float(os.environ.get("FLUIDV_FULL_APPLY_SECONDS", "60"))
 FINALIZER = "data.fluid.io/fluid-vineyard"
 API = f"{GROUP}/{VERSION}"
 
+_log = logging.getLogger(__name__)
 _client: KubeClient | None = None
 _client_lock = threading.Lock()
 
@@ -328,17 +334,32 @@ def observe_dataset(kube: KubeClient, namespace: str, name: str) -> DatasetObser
             capacity = int(status.get("workerNumberReady") or 0) * parse_quantity(spec.memory_quota())
         except (InvalidResource, InvalidSpec):
             capacity = None  # the runtime's own status says what is wrong with it
+    restore = kube.get(Ref("batch/v1", "Job", namespace, restore_job_name(name)))
     return DatasetObserved(runtime_exists=runtime is not None, runtime_ready=ready,
                            pods_using=users, cache_capacity=capacity,
-                           cached=placement_feed.CACHE.cached_bytes(f"{namespace}/{name}"))
+                           cached=placement_feed.CACHE.cached_bytes(f"{namespace}/{name}"),
+                           restore_job=None if restore is None else job_counts(restore))
+
+
+def job_counts(body: dict[str, Any]) -> JobObserved:
+    """A Job's counters and times, as its status says."""
+    status = body.get("status") or {}
+    return JobObserved(active=int(status.get("active") or 0), succeeded=int(status.get("succeeded") or 0),
+                       failed=int(status.get("failed") or 0), start_time=status.get("startTime"),
+                       completion_time=status.get("completionTime"))
 
 
 def resync_dataset(kube: KubeClient, namespace: str, name: str) -> None:
-    """Patch what changed in the dataset's status."""
+    """Apply the dataset's restore Job, if it needs one, and patch what changed in its status."""
 
-    def sync(_body: dict[str, Any], _dataset: Any, previous: dict[str, Any]) -> dict[str, Any]:
+    def sync(body: dict[str, Any], dataset: Any, previous: dict[str, Any]) -> dict[str, Any]:
         observed = observe_dataset(kube, namespace, name)
-        return reconcile_dataset(name, namespace, observed, dict(previous), now=now_stamp()).status
+        owner = [{"apiVersion": API, "kind": "Dataset", "name": name, "uid": body["metadata"].get("uid"),
+                  "controller": True, "blockOwnerDeletion": True}] if body["metadata"].get("uid") else None
+        outcome = reconcile_dataset(name, namespace, observed, dict(previous), now=now_stamp(),
+                                    restore=dataset.spec.data_restore_location, owner=owner)
+        apply_all(kube, outcome.desired, _log)
+        return outcome.status
 
     resync(kube, "Dataset", namespace, name, sync)
 

@@ -9,6 +9,7 @@ its runtime's object directory, read by ``placement_feed``) re-syncs as due.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -25,10 +26,12 @@ from fluid_core.operator.handlers import (
     API,
     apply_all,
     client,
+    job_counts,
     now_stamp,
     parse_live,
     post_events,
     resync,
+    resync_dataset,
     state_changed,
 )
 from fluid_core.operator.kube import KubeClient, Ref
@@ -61,9 +64,7 @@ def _job(kube: KubeClient, op: Any, status: dict[str, Any]) -> JobObserved | Non
                            start_time=status.get("lastScheduleTime"), completion_time=done)
     pods = kube.list(Ref("v1", "Pod", op.namespace), {"job-name": name})
     nodes = [p["spec"]["nodeName"] for p in pods if (p.get("spec") or {}).get("nodeName")]
-    return JobObserved(active=int(status.get("active") or 0), succeeded=int(status.get("succeeded") or 0),
-                       failed=int(status.get("failed") or 0), node=nodes[-1] if nodes else None,
-                       start_time=status.get("startTime"), completion_time=status.get("completionTime"))
+    return dataclasses.replace(job_counts(body), node=nodes[-1] if nodes else None)
 
 
 def observe_operation(kube: KubeClient, op: Any, status: dict[str, Any] | None = None, *,
@@ -221,8 +222,12 @@ def job_changed(body: Any, type: str | None, logger: Any, **_: Any) -> None:  # 
     meta = body.get("metadata") or {}
     status = body.get("status") or {}
     state = (status.get("active"), status.get("succeeded"), status.get("failed"), status.get("lastSuccessfulTime"))
-    owner = next((o for o in meta.get("ownerReferences") or [] if o.get("kind") in KINDS), None)
-    if owner is not None and state_changed(body, state, type == "DELETED"):
+    owner = next((o for o in meta.get("ownerReferences") or [] if o.get("kind") in (*KINDS, "Dataset")), None)
+    if owner is None or not state_changed(body, state, type == "DELETED"):
+        return
+    if owner["kind"] == "Dataset":  # its restore Job
+        resync_dataset(client(), meta["namespace"], owner["name"])
+    else:
         resync_operation(client(), owner["kind"], meta["namespace"], owner["name"], logger)
 
 

@@ -1,26 +1,87 @@
-"""The Dataset reconciler: bound to its runtime once that runtime is ready."""
+"""The Dataset reconciler: bound to its runtime once that runtime is ready (and its
+``dataRestoreLocation`` restored, by a Job of its own, if it names one)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from fluid_core.flow.backup_location import BackupLocation
 from fluid_core.reconcilers.conditions import set_condition
 from fluid_core.reconcilers.observed import DatasetObserved
+from fluid_core.reconcilers.operation import (
+    BACKOFF_LIMIT,
+    PROJECT_IMAGE,
+    dataset_volume,
+)
+from vineyard_runtime.kube.labels import safe_value
+from vineyard_runtime.kube.manifests import MANAGED_BY
 from vineyard_runtime.quantity import human_bytes
+
+#: The condition a Dataset carries once its ``dataRestoreLocation`` was restored.
+RESTORED = "Restored"
 
 
 @dataclass
 class DatasetOutcome:
     status: dict[str, Any] = field(default_factory=dict)
+    desired: list[dict[str, Any]] = field(default_factory=list)
+
+
+def restore_job_name(name: str) -> str:
+    return safe_value(f"{name}-restore")[:52].rstrip("-.")
+
+
+def restore_job(name: str, namespace: str, restore: Any, owner: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """The Job restoring ``restore`` (a ``DataRestoreLocation``) into the dataset: the
+    dataset's volume for the store, the backup's volume, and on ``nodeName`` for ``local://``."""
+    location = BackupLocation(restore.path)
+    volume, mount, env = dataset_volume(name, "/data")
+    volumes, mounts = [volume], [mount]
+    backup = location.volume()
+    if backup is not None:
+        volumes.append(backup[0])
+        mounts.append(backup[1])
+    pod: dict[str, Any] = {"restartPolicy": "Never", "volumes": volumes, "containers": [{
+        "name": "restore", "image": PROJECT_IMAGE, "env": env, "volumeMounts": mounts,
+        "command": ["fluidv", "op", "restore", name, "--namespace", namespace, "--path", location.in_pod()]}]}
+    if restore.node_name:
+        pod["nodeSelector"] = {"kubernetes.io/hostname": restore.node_name}
+    labels = {"app.kubernetes.io/managed-by": MANAGED_BY, "fluid.io/dataset": safe_value(f"{namespace}-{name}")}
+    metadata: dict[str, Any] = {"name": restore_job_name(name), "namespace": namespace, "labels": labels}
+    if owner:
+        metadata["ownerReferences"] = owner
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": {
+        "backoffLimit": BACKOFF_LIMIT, "template": {"metadata": {"labels": labels}, "spec": pod}}}
+
+
+def _restored(conditions: list[dict[str, Any]]) -> bool:
+    return any(c.get("type") == RESTORED and c.get("status") == "True" for c in conditions)
 
 
 def reconcile_dataset(name: str, namespace: str, observed: DatasetObserved,
-                      previous_status: dict[str, Any] | None, *, now: str) -> DatasetOutcome:
-    """``NotBound`` until the same-named runtime is ready, then ``Bound``."""
+                      previous_status: dict[str, Any] | None, *, now: str, restore: Any = None,
+                      owner: list[dict[str, Any]] | None = None) -> DatasetOutcome:
+    """``NotBound`` until the same-named runtime is ready (and ``restore``, a
+    ``dataRestoreLocation``, restored), then ``Bound``; ``Failed`` when the restore failed."""
     previous = dict(previous_status or {})
     conditions = list(previous.get("conditions", []))
-    if observed.runtime_exists and observed.runtime_ready:
+    out = DatasetOutcome()
+    ready = observed.runtime_exists and observed.runtime_ready
+    if ready and restore is not None and not _restored(conditions):
+        out.desired.append(restore_job(name, namespace, restore, owner))
+        job = observed.restore_job
+        if job is not None and job.succeeded > 0:
+            conditions = set_condition(conditions, RESTORED, True, "Restored", f"restored from {restore.path}", now)
+        else:
+            failed = job is not None and job.failed > BACKOFF_LIMIT
+            why = (f"restoring {restore.path} failed {job.failed} times; see the logs of Job "
+                   f"{restore_job_name(name)}" if failed else f"restoring {restore.path} (Job {restore_job_name(name)})")
+            conditions = set_condition(conditions, "Ready", False, "RestoreFailed" if failed else "Restoring", why, now)
+            out.status = {**previous, "phase": "Failed" if failed else "NotBound", "runtimes": [],
+                          "conditions": conditions}
+            return out
+    if ready:
         conditions = set_condition(conditions, "Ready", True, "DatasetReady",
                                    f"bound to VineyardRuntime {namespace}/{name}", now)
         status = {
@@ -36,7 +97,8 @@ def reconcile_dataset(name: str, namespace: str, observed: DatasetObserved,
     if observed.cache_capacity is not None:  # Fluid's SDK reads cacheStates (report_status("cache"))
         status["cacheStates"] = {**(previous.get("cacheStates") or {}),
                                  **cache_states(observed.cache_capacity, observed.cached)}
-    return DatasetOutcome(status=status)
+    out.status = status
+    return out
 
 
 def cache_states(capacity: int, cached: int | None) -> dict[str, str]:

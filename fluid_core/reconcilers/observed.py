@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -41,3 +42,5 @@ class DatasetObserved:
     cache_capacity: int | None = None
     #: bytes of the dataset's objects, from its runtime's object directory (None: not read yet)
     cached: int | None = None
+    #: the Job restoring its ``dataRestoreLocation`` (a ``JobObserved``; None: none yet)
+    restore_job: Any = None

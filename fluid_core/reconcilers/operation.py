@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fluid_core.flow.backup_location import BackupLocation
 from fluid_core.models.base import not_applied_warnings
 from fluid_core.models.runtime import DEFAULT_IMAGE, DEFAULT_TAG
 from fluid_core.placement.flow import follow
@@ -73,13 +74,14 @@ def job_name(op: Any, run: int = 0) -> str:
     return safe_value(f"{op.name}-{op.kind.lower()}")[:52 - len(suffix)].rstrip("-.") + suffix
 
 
-def _volume(op: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The dataset's volume and its mount (Fluid's ``dataset.mountPath``/``subPath``)."""
-    dataset = op.spec.dataset
-    mount = {"name": "dataset", "mountPath": getattr(dataset, "mount_path", None) or "/data"}
-    if getattr(dataset, "sub_path", None):
-        mount["subPath"] = dataset.sub_path
-    return {"name": "dataset", "persistentVolumeClaim": {"claimName": dataset.name}}, mount
+def dataset_volume(name: str, mount_path: str, sub_path: str | None = None,
+                   ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """Dataset ``name``'s volume, its mount, and the env that finds its store there."""
+    mount = {"name": "dataset", "mountPath": mount_path}
+    if sub_path:
+        mount["subPath"] = sub_path
+    env = [{"name": "VINEYARD_CONFIG", "value": f"{mount_path}/{CONFIG_FILE}"}]
+    return {"name": "dataset", "persistentVolumeClaim": {"claimName": name}}, mount, env
 
 
 #: Where a script processor's ``source`` appears in its container, as in Fluid's chart.
@@ -143,9 +145,10 @@ def _merge_node_affinity(user: dict[str, Any] | None, follow_node: dict[str, Any
 def pod_spec(op: Any, affinity: dict[str, Any] | None) -> dict[str, Any]:
     """The pod of the operation's Job: the dataset mounted, ``VINEYARD_CONFIG`` set, and
     Fluid's pod fields of the operation applied."""
-    volume, mount = _volume(op)
-    env = [{"name": "VINEYARD_CONFIG", "value": f"{mount['mountPath']}/{CONFIG_FILE}"}]
     spec = op.spec
+    dataset = spec.dataset
+    volume, mount, env = dataset_volume(dataset.name, getattr(dataset, "mount_path", None) or "/data",
+                                        getattr(dataset, "sub_path", None))
     processor = getattr(spec, "processor", None)
     if processor is not None and processor.job is not None:
         pod = dict(processor.job.pod_spec)
@@ -176,6 +179,10 @@ def pod_spec(op: Any, affinity: dict[str, Any] | None) -> dict[str, Any]:
         if getattr(spec, "resources", None):
             container["resources"] = dict(spec.resources)
         pod = {"containers": [container], "volumes": [volume]}
+        backup = BackupLocation(spec.backup_path).volume() if op.kind == "DataBackup" else None
+        if backup is not None:  # Fluid's pvc:// or local:// backupPath
+            pod["volumes"].append(backup[0])
+            container["volumeMounts"].append(backup[1])
     pod.setdefault("restartPolicy", "Never")
     if processor is not None and processor.service_account_name:
         pod["serviceAccountName"] = processor.service_account_name
