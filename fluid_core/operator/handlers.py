@@ -324,8 +324,9 @@ def observe_dataset(kube: KubeClient, namespace: str, name: str) -> DatasetObser
     users = tuple(
         f"{namespace}/{p['metadata']['name']}"
         for p in kube.list(Ref("v1", "Pod", namespace))
-        if any((v.get("persistentVolumeClaim") or {}).get("claimName") == name
-               for v in (p.get("spec") or {}).get("volumes", []))
+        if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")  # an ended pod uses nothing
+        and any((v.get("persistentVolumeClaim") or {}).get("claimName") == name
+                for v in (p.get("spec") or {}).get("volumes", []))
     )
     capacity = None
     if runtime is not None:

@@ -382,9 +382,17 @@ def bridge_objects(rt: KubeRuntime) -> list[dict[str, Any]]:
 
 # -- the dataset's volume -------------------------------------------------------------
 
+#: The capacity of every dataset volume, as in Fluid.
+VOLUME_CAPACITY = "100Pi"
+
+
 def volume_objects(rt: KubeRuntime) -> list[dict[str, Any]]:
-    """PV ``<ns>-<name>`` over the bridge's directory and PVC ``<name>`` bound to it."""
-    capacity = format_bytes(parse_quantity(rt.size) * rt.workers)
+    """PV ``<ns>-<name>`` over the bridge's directory and PVC ``<name>`` bound to it.
+
+    Their capacity is Fluid's fixed ``100Pi``: the volume is a view of the cache, and a
+    claim's size cannot follow the runtime's scaling (the API server refuses to resize
+    a claim that was not dynamically provisioned)."""
+    capacity = VOLUME_CAPACITY
     return [
         {
             "apiVersion": "v1",

