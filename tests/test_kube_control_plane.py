@@ -6,6 +6,7 @@ Succeeded). Nothing here plays the kubelet by hand."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -38,13 +39,28 @@ def control_plane(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def operator(control_plane):
-    """``fluidv operator`` watching the default namespace, stopped by its pid."""
+def webhook_tls(control_plane) -> tuple[str, str]:
+    from fluid_core.operator.certs import self_signed
+
+    return self_signed(["127.0.0.1"], control_plane.workdir / "webhook")
+
+
+@pytest.fixture(scope="module")
+def webhook_port() -> int:
+    return _free_port()
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane, webhook_tls, webhook_port):
+    """``fluidv operator`` watching the default namespace, its webhook on loopback,
+    stopped by its pid."""
     log = open(control_plane.workdir / "operator.log", "ab")  # noqa: SIM115 - closed below
     env = {**os.environ, "KUBECONFIG": str(control_plane.kubeconfig), "FLUIDV_LOCATIONS_SECONDS": "0",
            "FLUIDV_RESYNC_SECONDS": "1", "FLUIDV_FULL_APPLY_SECONDS": "5"}
+    cert, key = webhook_tls
     process = subprocess.Popen(
-        [sys.executable, "-m", "fluid_core.cli", "operator", "--namespace", NS, "--webhook-port", "0",
+        [sys.executable, "-m", "fluid_core.cli", "operator", "--namespace", NS, "--webhook-host", "127.0.0.1",
+         "--webhook-port", str(webhook_port), "--webhook-cert", cert, "--webhook-key", key,
          "--metrics-port", "0", "--liveness", f"http://127.0.0.1:{_free_port()}/healthz"],
         env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -141,3 +157,100 @@ def test_a_flow_of_jobs_runs_on_kwok_and_a_cron_operation_is_a_cronjob(control_p
     kube.delete(Ref(API, "VineyardRuntime", NS, "jobs"))
     kube.delete(Ref(API, "Dataset", NS, "jobs"))
     wait(lambda: kube.get(Ref("batch/v1", "Job", NS, "warm-dataload")) is None, timeout=60, message="Job collected")
+
+
+def test_the_real_fluid_pysdk_flow_completes(control_plane, kube):
+    """fluid-pysdk 1.0.4, in its own venv, drives the operator on the real API server:
+    create_dataset, bind_runtime, preload -> process (with volumes) -> migrate, wait,
+    report_status, clean_up; KWOK completes the Jobs."""
+    from test_fluid_pysdk import FLOWS, SDK_PYTHON
+
+    assert os.path.exists(SDK_PYTHON), f"no fluid-pysdk venv at {SDK_PYTHON}: `make test` creates it"
+    done = subprocess.run([SDK_PYTHON, FLOWS, str(control_plane.kubeconfig)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": "", "KUBECONFIG": str(control_plane.kubeconfig)})
+    assert done.returncode == 0, done.stderr[-3000:] + control_plane.log_tail("operator")
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["bound"] == "Bound" and seen["phases"] == ["Complete"] * 3
+    assert seen["cache"]["cacheCapacity"] == "2.0 GiB"
+    job = kube.get(Ref("batch/v1", "Job", NS, "sdkflow-step2-dataprocess"))
+    pod = job["spec"]["template"]["spec"]
+    assert {"name": "scratch", "emptyDir": {}} in pod["volumes"]  # kept by the API server's schema
+    control_plane.wait_for(lambda: kube.get(Ref(API, "Dataset", NS, "demo")) is None, timeout=120,
+                           message="clean_up removed the dataset")
+
+
+def test_this_projects_fluid_sdk_flow_completes(control_plane, kube):
+    from fluid_core.fluid import ClientConfig, FluidClient, constants, models
+
+    client = FluidClient(ClientConfig(backend=kube))
+    client.create_dataset("kdemo")
+    dataset = client.get_dataset("kdemo")
+    dataset.bind_runtime(replicas=2, cache_capacity_GiB=1)
+    processor = models.Processor(script=models.ScriptProcessor(command=["sh"], source="ls /data"))
+    flow = (dataset.preload("/").process(dataset_mountpath="/data", processor=processor)
+            .migrate("/", constants.DATA_MIGRATE_DIRECTION_TO, models.ExternalStorage(uri="local:///tmp/o"))
+            .run(run_id="kflow"))
+    flow.wait(timeout_for_each_step=60)
+    assert [next(iter(s.values()))["phase"] for s in flow.get_current_status()] == ["Complete"] * 3
+    assert dataset.report_status("cache")["cacheCapacity"] == "2.0 GiB"
+    dataset.clean_up()
+
+
+def test_the_api_server_calls_the_webhook_and_the_scheduler_obeys_it(control_plane, kube, webhook_tls, webhook_port):
+    """A MutatingWebhookConfiguration (caBundle, failurePolicy) sends pod creations to the
+    operator's webhook; a pod mounting the dataset with ``sched: required`` is placed by the
+    real scheduler on the node holding its cache; a webhook that is down obeys the policy."""
+    import base64
+
+    wait = control_plane.wait_for
+    cert, _ = webhook_tls
+    configuration = {
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "fluid-vineyard-test"},
+        "webhooks": [{"name": "pods.data.fluid.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+                      "failurePolicy": "Fail", "timeoutSeconds": 5,
+                      "clientConfig": {"url": f"https://127.0.0.1:{webhook_port}/mutate-pods",
+                                       "caBundle": base64.b64encode(Path(cert).read_bytes()).decode()},
+                      "objectSelector": {"matchLabels": {"test": "placed"}},
+                      "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                                 "resources": ["pods"]}]}]}
+    base = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+    control_plane.request("POST", base, configuration)
+    try:
+        create(kube, "Dataset", "placed", {})
+        create(kube, "VineyardRuntime", "placed", {"replicas": 1})
+        wait(lambda: status_of(kube, "Dataset", "placed").get("phase") == "Bound", timeout=120, message="bound")
+        (worker,) = pods_of(kube, "placed-worker")
+        cache_node = worker["spec"]["nodeName"]
+        for index in range(3):
+            kube.request("POST", Ref("v1", "Pod", NS).path(), {
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": f"reader-{index}", "namespace": NS,
+                             "labels": {"test": "placed", "fluid.io/dataset.placed.sched": "required"}},
+                "spec": {"containers": [{"name": "c", "image": "x"}],
+                         "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "placed"}}]}})
+        for index in range(3):
+            pod = wait(lambda: (p := kube.get(Ref("v1", "Pod", NS, f"reader-{index}"))) and p["spec"].get("nodeName")
+                       and p, timeout=60, message="reader scheduled")
+            assert pod["spec"]["nodeName"] == cache_node  # the webhook's required term, obeyed by the scheduler
+            assert pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        # a webhook that does not answer: failurePolicy Fail refuses the pod, Ignore lets it through
+        configuration["webhooks"][0]["clientConfig"]["url"] = f"https://127.0.0.1:{_free_port()}/mutate-pods"
+        control_plane.request("PUT", f"{base}/fluid-vineyard-test", {
+            **configuration, "metadata": control_plane.request("GET", f"{base}/fluid-vineyard-test")["metadata"]})
+        orphan = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "orphan", "namespace": NS,
+                                                                   "labels": {"test": "placed"}},
+                  "spec": {"containers": [{"name": "c", "image": "x"}]}}
+        with pytest.raises(Exception, match="failed calling webhook"):
+            kube.request("POST", Ref("v1", "Pod", NS).path(), orphan)
+        configuration["webhooks"][0]["failurePolicy"] = "Ignore"
+        control_plane.request("PUT", f"{base}/fluid-vineyard-test", {
+            **configuration, "metadata": control_plane.request("GET", f"{base}/fluid-vineyard-test")["metadata"]})
+        kube.request("POST", Ref("v1", "Pod", NS).path(), orphan)
+        assert kube.get(Ref("v1", "Pod", NS, "orphan")) is not None
+    finally:
+        control_plane.request("DELETE", f"{base}/fluid-vineyard-test")
+        for name in ("reader-0", "reader-1", "reader-2", "orphan"):
+            kube.delete(Ref("v1", "Pod", NS, name))
+        kube.delete(Ref(API, "VineyardRuntime", NS, "placed"))
+        kube.delete(Ref(API, "Dataset", NS, "placed"))

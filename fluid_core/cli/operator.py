@@ -36,6 +36,8 @@ def _certificates(cert: str | None, key: str | None, host: str) -> tuple[str, st
               help="Liveness endpoint served by kopf.")
 @click.option("--webhook-port", type=int, default=9443, show_default=True,
               help="HTTPS port of the placement webhook; 0 disables it.")
+@click.option("--webhook-host", default="0.0.0.0", show_default=True,  # noqa: S104 - reached through its Service
+              help="Address the webhook listens on.")
 @click.option("--webhook-cert", type=click.Path(exists=True, dir_okay=False), help="Serving certificate (PEM).")
 @click.option("--webhook-key", type=click.Path(exists=True, dir_okay=False), help="Its private key (PEM).")
 @click.option("--placement-config", type=click.Path(exists=True, dir_okay=False),
@@ -43,7 +45,8 @@ def _certificates(cert: str | None, key: str | None, host: str) -> tuple[str, st
 @click.option("--metrics-port", type=int, default=9090, show_default=True,
               help="Port of /metrics (reconciles, admissions); 0 disables it.")
 @click.option("--verbose", is_flag=True, help="Log every handler call.")
-def operator(namespaces: tuple[str, ...], liveness: str, webhook_port: int, webhook_cert: str | None,
+def operator(namespaces: tuple[str, ...], liveness: str, webhook_port: int, webhook_host: str,
+             webhook_cert: str | None,
              webhook_key: str | None, placement_config: str | None, metrics_port: int, verbose: bool) -> None:
     """Reconcile Datasets and VineyardRuntimes; place pods near their data."""
     import kopf  # noqa: PLC0415
@@ -56,7 +59,8 @@ def operator(namespaces: tuple[str, ...], liveness: str, webhook_port: int, webh
         with reported():
             cert, key = _certificates(webhook_cert, webhook_key, "localhost")
             placement_feed.configure_webhook(placement_feed.WebhookSettings(
-                port=webhook_port, certfile=cert, keyfile=key, config=_placement_config(placement_config)))
+                host=webhook_host, port=webhook_port, certfile=cert, keyfile=key,
+                config=_placement_config(placement_config)))
     if metrics_port:
         from fluid_core.metrics import MetricsServer  # noqa: PLC0415
 

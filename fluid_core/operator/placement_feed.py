@@ -26,7 +26,9 @@ from fluid_core.reconcilers.translate import kube_runtime
 CACHE = ViewCache()
 #: Called with (dataset ``ns/name``, ``{object name: id}``) after each read of its directory.
 NAMES_LISTENERS: list[Callable[[str, dict[str, str]], None]] = []
-#: Seconds between reads of the runtimes' object directories without the webhook (0: none).
+
+
+#: Seconds between reads of the runtimes' object directories (0: none).
 REFRESH_SECONDS = float(os.environ.get("FLUIDV_LOCATIONS_SECONDS", "2"))
 
 
@@ -37,7 +39,7 @@ class WebhookSettings:
     certfile: str | None = None
     keyfile: str | None = None
     config: PlacementConfig | None = None
-    refresh_seconds: float = 2.0
+    refresh_seconds: float = REFRESH_SECONDS
 
 
 _settings: WebhookSettings | None = None
