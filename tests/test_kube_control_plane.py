@@ -50,34 +50,53 @@ def webhook_port() -> int:
     return _free_port()
 
 
+class OperatorProcess:
+    """``fluidv operator`` watching the default namespace, its webhook on loopback; started
+    and stopped (or killed) by its pid."""
+
+    def __init__(self, control_plane: ControlPlane, tls: tuple[str, str], webhook_port: int) -> None:
+        self.control_plane, self.tls, self.webhook_port = control_plane, tls, webhook_port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "KUBECONFIG": str(self.control_plane.kubeconfig), "FLUIDV_LOCATIONS_SECONDS": "0",
+               "FLUIDV_RESYNC_SECONDS": "1", "FLUIDV_FULL_APPLY_SECONDS": "5"}
+        cert, key = self.tls
+        with open(self.control_plane.workdir / "operator.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "fluid_core.cli", "operator", "--namespace", NS, "--webhook-host", "127.0.0.1",
+                 "--webhook-port", str(self.webhook_port), "--webhook-cert", cert, "--webhook-key", key,
+                 *(["--verbose"] if os.environ.get("FLUIDV_TEST_OPERATOR_VERBOSE") else []), "--metrics-port", "0", "--liveness", f"http://127.0.0.1:{_free_port()}/healthz"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process is None:
+            return
+        self.process.kill() if kill else self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
 @pytest.fixture(scope="module")
 def operator(control_plane, webhook_tls, webhook_port):
-    """``fluidv operator`` watching the default namespace, its webhook on loopback,
-    stopped by its pid."""
-    log = open(control_plane.workdir / "operator.log", "ab")  # noqa: SIM115 - closed below
-    env = {**os.environ, "KUBECONFIG": str(control_plane.kubeconfig), "FLUIDV_LOCATIONS_SECONDS": "0",
-           "FLUIDV_RESYNC_SECONDS": "1", "FLUIDV_FULL_APPLY_SECONDS": "5"}
-    cert, key = webhook_tls
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fluid_core.cli", "operator", "--namespace", NS, "--webhook-host", "127.0.0.1",
-         "--webhook-port", str(webhook_port), "--webhook-cert", cert, "--webhook-key", key,
-         "--metrics-port", "0", "--liveness", f"http://127.0.0.1:{_free_port()}/healthz"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    running = OperatorProcess(control_plane, webhook_tls, webhook_port)
+    running.start()
     try:
-        yield process
+        yield running
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        running.stop()
 
 
 @pytest.fixture
 def kube(control_plane, operator) -> KubeClient:
-    assert operator.poll() is None, control_plane.log_tail("operator")
+    assert operator.running(), control_plane.log_tail("operator")
     return KubeClient(control_plane.api_client())
 
 
@@ -254,3 +273,27 @@ def test_the_api_server_calls_the_webhook_and_the_scheduler_obeys_it(control_pla
             kube.delete(Ref("v1", "Pod", NS, name))
         kube.delete(Ref(API, "VineyardRuntime", NS, "placed"))
         kube.delete(Ref(API, "Dataset", NS, "placed"))
+
+
+def test_an_operator_killed_mid_reconcile_converges_with_no_duplicates(control_plane, kube, operator):
+    """SIGKILL the operator while it creates eight runtimes' objects; the next one finishes
+    the work: every dataset Bound, each object made once (names are deterministic, and
+    the apply is idempotent), no operation re-run."""
+    wait = control_plane.wait_for
+    names = [f"crash{index}" for index in range(8)]
+    for name in names:
+        create(kube, "Dataset", name, {})
+        create(kube, "VineyardRuntime", name, {"replicas": 1})
+    wait(lambda: kube.get(Ref("apps/v1", "StatefulSet", NS, "crash0-master")), message="work under way")
+    operator.stop(kill=True)
+    operator.start()
+    for name in names:
+        wait(lambda: status_of(kube, "Dataset", name).get("phase") == "Bound", timeout=120, message=f"{name} bound")
+    statefulsets = [s["metadata"]["name"] for s in kube.list(Ref("apps/v1", "StatefulSet", NS))
+                    if s["metadata"]["name"].startswith("crash")]
+    assert sorted(statefulsets) == sorted([f"{n}-master" for n in names] + [f"{n}-worker" for n in names])
+    counts = lambda: {n: len(pods_of(kube, f"{n}-worker")) for n in names}  # noqa: E731
+    wait(lambda: set(counts().values()) == {1}, timeout=60, message=f"one worker pod each: {counts()}")
+    for name in names:  # (their deletion is the first test's; eight at once can wait on kopf a minute)
+        kube.delete(Ref(API, "VineyardRuntime", NS, name))
+        kube.delete(Ref(API, "Dataset", NS, name))

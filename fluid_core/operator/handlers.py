@@ -197,7 +197,10 @@ def live_resource(kube: KubeClient, ref: Ref) -> tuple[dict[str, Any], Any] | No
 def resync(kube: KubeClient, kind: str, namespace: str, name: str,
            sync: Callable[[dict[str, Any], Any, dict[str, Any]], dict[str, Any]]) -> None:
     """The cycle every reconcile shares: under the resource's lock, read it live, let
-    ``sync(body, resource, previous status)`` act and return the new status, patch what changed."""
+    ``sync(body, resource, previous status)`` act and return the new status, patch what
+    changed — only if the resource did not change meanwhile (its resourceVersion): a
+    status written over a deletion that began meanwhile would make kopf's removal of
+    the finalizer conflict and wait a minute. A skipped patch is redone on the next event."""
     ref = Ref(API, kind, namespace, name)
     with lock_of(kind, namespace, name), reconciling(kind):
         live = live_resource(kube, ref)
@@ -207,7 +210,11 @@ def resync(kube: KubeClient, kind: str, namespace: str, name: str,
         previous = body.get("status") or {}
         changes = status_changes(previous, sync(body, resource, previous))
         if changes:
-            kube.patch_status(ref, changes)
+            try:
+                kube.patch_status(ref, changes, resource_version=body["metadata"].get("resourceVersion"))
+            except KubeError as error:
+                if error.status != 409:
+                    raise
 
 
 def apply_all(kube: KubeClient, manifests: list[dict[str, Any]], logger: Any) -> None:

@@ -166,9 +166,13 @@ class KubeClient:
     def patch(self, ref: Ref, patch: dict[str, Any]) -> None:
         self.request("PATCH", ref.path(), patch, "application/merge-patch+json")
 
-    def patch_status(self, ref: Ref, status: dict[str, Any]) -> None:
-        """Merge ``status`` into the object's status subresource."""
-        self.request("PATCH", ref.path() + "/status", {"status": status}, "application/merge-patch+json")
+    def patch_status(self, ref: Ref, status: dict[str, Any], resource_version: str | None = None) -> None:
+        """Merge ``status`` into the object's status subresource (with ``resource_version``:
+        only if the object is still at that version, else KubeError 409)."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        self.request("PATCH", ref.path() + "/status", body, "application/merge-patch+json")
 
     def delete(self, ref: Ref) -> bool:
         """Delete if present; True when something was deleted."""
