@@ -15,6 +15,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -264,3 +265,50 @@ class ControlPlane:
             return self._wait(predicate, message, timeout)
         except TimeoutError as exc:
             raise AssertionError(str(exc)) from None
+
+
+class OperatorProcess:
+    """``fluidv operator`` watching ``namespace``, its webhook on loopback (``tls``, a
+    certificate for 127.0.0.1, and its key); started and stopped (or killed) by its pid."""
+
+    def __init__(self, control_plane: ControlPlane, namespace: str, tls: tuple[str, str], webhook_port: int,
+                 env: dict[str, str] | None = None) -> None:
+        self.control_plane, self.namespace, self.tls, self.webhook_port = control_plane, namespace, tls, webhook_port
+        self.env = env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "KUBECONFIG": str(self.control_plane.kubeconfig), "FLUIDV_LOCATIONS_SECONDS": "0",
+               "FLUIDV_RESYNC_SECONDS": "1", "FLUIDV_FULL_APPLY_SECONDS": "5", **self.env}
+        cert, key = self.tls
+        with open(self.control_plane.workdir / "operator.log", "ab") as log:
+            argv = [sys.executable, "-m", "fluid_core.cli", "operator", "--namespace", self.namespace,
+                    "--webhook-host", "127.0.0.1", "--webhook-port", str(self.webhook_port),
+                    "--webhook-cert", cert, "--webhook-key", key, "--metrics-port", "0",
+                    "--liveness", f"http://127.0.0.1:{free_port()}/healthz"]
+            if os.environ.get("FLUIDV_TEST_OPERATOR_VERBOSE"):  # kopf's debug log, to find a stall
+                argv.append("--verbose")
+            self.process = subprocess.Popen(
+                argv,
+                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process is None:
+            return
+        self.process.kill() if kill else self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU seconds the running operator has used."""
+        assert self.process is not None
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

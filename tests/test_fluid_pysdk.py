@@ -93,10 +93,25 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__]))
 
 
-def test_this_projects_fluid_sdk_on_kubernetes_reaches_complete():
-    """The same flow through ``fluid_core.fluid`` with a Kubernetes backend."""
+def run_release_note_flow(kube: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Fluid's flow (preload -> process -> migrate) through ``fluid_core.fluid`` on the
+    cluster ``kube`` talks to: each step's status and the dataset's cache report."""
     from fluid_core.fluid import ClientConfig, FluidClient, constants, models
 
+    client = FluidClient(ClientConfig(backend=kube))
+    client.create_dataset("kdemo")
+    dataset = client.get_dataset("kdemo")
+    dataset.bind_runtime(replicas=2, cache_capacity_GiB=1)
+    processor = models.Processor(script=models.ScriptProcessor(command=["sh"], source="ls /data"))
+    flow = (dataset.preload("/").process(dataset_mountpath="/data", processor=processor)
+            .migrate("/", constants.DATA_MIGRATE_DIRECTION_TO, models.ExternalStorage(uri="local:///tmp/o"))
+            .run(run_id="kflow"))
+    flow.wait(timeout_for_each_step=60)
+    return flow.get_current_status(), dataset.report_status("cache")
+
+
+def test_this_projects_fluid_sdk_on_kubernetes_reaches_complete():
+    """The same flow through ``fluid_core.fluid`` with a Kubernetes backend."""
     stop = threading.Event()
     with EmulatedCluster() as cluster:
         cluster.start_operator(namespaces=("default",))
@@ -104,17 +119,7 @@ def test_this_projects_fluid_sdk_on_kubernetes_reaches_complete():
         kubelet = threading.Thread(target=play_kubelet, args=(cluster, stop), daemon=True)
         kubelet.start()
         try:
-            client = FluidClient(ClientConfig(backend=cluster.kube))
-            client.create_dataset("kdemo")
-            dataset = client.get_dataset("kdemo")
-            dataset.bind_runtime(replicas=2, cache_capacity_GiB=1)
-            processor = models.Processor(script=models.ScriptProcessor(command=["sh"], source="ls /data"))
-            flow = (dataset.preload("/").process(dataset_mountpath="/data", processor=processor)
-                    .migrate("/", constants.DATA_MIGRATE_DIRECTION_TO, models.ExternalStorage(uri="local:///tmp/o"))
-                    .run(run_id="kflow"))
-            flow.wait(timeout_for_each_step=60)
-            statuses = flow.get_current_status()
-            cache = dataset.report_status("cache")
+            statuses, cache = run_release_note_flow(cluster.kube)
         finally:
             stop.set()
             kubelet.join(5)

@@ -8,27 +8,19 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from control_plane import ControlPlane
+from control_plane import ControlPlane, OperatorProcess, free_port
 from fluid_core.operator.kube import KubeClient, Ref
 
 API = "data.fluid.io/v1alpha1"
 NS = "default"
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -47,46 +39,12 @@ def webhook_tls(control_plane) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def webhook_port() -> int:
-    return _free_port()
-
-
-class OperatorProcess:
-    """``fluidv operator`` watching the default namespace, its webhook on loopback; started
-    and stopped (or killed) by its pid."""
-
-    def __init__(self, control_plane: ControlPlane, tls: tuple[str, str], webhook_port: int) -> None:
-        self.control_plane, self.tls, self.webhook_port = control_plane, tls, webhook_port
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {**os.environ, "KUBECONFIG": str(self.control_plane.kubeconfig), "FLUIDV_LOCATIONS_SECONDS": "0",
-               "FLUIDV_RESYNC_SECONDS": "1", "FLUIDV_FULL_APPLY_SECONDS": "5"}
-        cert, key = self.tls
-        with open(self.control_plane.workdir / "operator.log", "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "fluid_core.cli", "operator", "--namespace", NS, "--webhook-host", "127.0.0.1",
-                 "--webhook-port", str(self.webhook_port), "--webhook-cert", cert, "--webhook-key", key,
-                 *(["--verbose"] if os.environ.get("FLUIDV_TEST_OPERATOR_VERBOSE") else []), "--metrics-port", "0", "--liveness", f"http://127.0.0.1:{_free_port()}/healthz"],
-                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def stop(self, kill: bool = False) -> None:
-        if self.process is None:
-            return
-        self.process.kill() if kill else self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+    return free_port()
 
 
 @pytest.fixture(scope="module")
 def operator(control_plane, webhook_tls, webhook_port):
-    running = OperatorProcess(control_plane, webhook_tls, webhook_port)
+    running = OperatorProcess(control_plane, NS, webhook_tls, webhook_port)
     running.start()
     try:
         yield running
@@ -199,20 +157,13 @@ def test_the_real_fluid_pysdk_flow_completes(control_plane, kube):
 
 
 def test_this_projects_fluid_sdk_flow_completes(control_plane, kube):
-    from fluid_core.fluid import ClientConfig, FluidClient, constants, models
+    from fluid_core.fluid import ClientConfig, FluidClient
+    from test_fluid_pysdk import run_release_note_flow
 
-    client = FluidClient(ClientConfig(backend=kube))
-    client.create_dataset("kdemo")
-    dataset = client.get_dataset("kdemo")
-    dataset.bind_runtime(replicas=2, cache_capacity_GiB=1)
-    processor = models.Processor(script=models.ScriptProcessor(command=["sh"], source="ls /data"))
-    flow = (dataset.preload("/").process(dataset_mountpath="/data", processor=processor)
-            .migrate("/", constants.DATA_MIGRATE_DIRECTION_TO, models.ExternalStorage(uri="local:///tmp/o"))
-            .run(run_id="kflow"))
-    flow.wait(timeout_for_each_step=60)
-    assert [next(iter(s.values()))["phase"] for s in flow.get_current_status()] == ["Complete"] * 3
-    assert dataset.report_status("cache")["cacheCapacity"] == "2.0 GiB"
-    dataset.clean_up()
+    statuses, cache = run_release_note_flow(kube)
+    assert [next(iter(s.values()))["phase"] for s in statuses] == ["Complete"] * 3
+    assert cache["cacheCapacity"] == "2.0 GiB"
+    FluidClient(ClientConfig(backend=kube)).get_dataset("kdemo").clean_up()
 
 
 def test_the_api_server_calls_the_webhook_and_the_scheduler_obeys_it(control_plane, kube, webhook_tls, webhook_port):
@@ -254,7 +205,7 @@ def test_the_api_server_calls_the_webhook_and_the_scheduler_obeys_it(control_pla
             assert pod["spec"]["nodeName"] == cache_node  # the webhook's required term, obeyed by the scheduler
             assert pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
         # a webhook that does not answer: failurePolicy Fail refuses the pod, Ignore lets it through
-        configuration["webhooks"][0]["clientConfig"]["url"] = f"https://127.0.0.1:{_free_port()}/mutate-pods"
+        configuration["webhooks"][0]["clientConfig"]["url"] = f"https://127.0.0.1:{free_port()}/mutate-pods"
         control_plane.request("PUT", f"{base}/fluid-vineyard-test", {
             **configuration, "metadata": control_plane.request("GET", f"{base}/fluid-vineyard-test")["metadata"]})
         orphan = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "orphan", "namespace": NS,
