@@ -159,10 +159,11 @@ class ControlPlane:
                    "the default ServiceAccount (controller manager running)")
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
-        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        self.processes[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-                                                stdin=subprocess.DEVNULL, start_new_session=True)
-        log.close()
+        """Start ``argv``; the kernel kills it if the test process dies without stopping it."""
+        from vineyard_runtime.local.processes import spawn
+
+        self.processes[name] = spawn(argv, env=env, log_path=str(self.workdir / f"{name}.log"),
+                                     death_signal=signal.SIGKILL, new_session=True)
 
     def stop(self) -> None:
         """Stop every process by its pid, the last started first (SIGKILL after 10 s)."""
@@ -278,19 +279,19 @@ class OperatorProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "KUBECONFIG": str(self.control_plane.kubeconfig), "FLUIDV_LOCATIONS_SECONDS": "0",
+        from vineyard_runtime.local.processes import spawn
+
+        env = {"KUBECONFIG": str(self.control_plane.kubeconfig), "FLUIDV_LOCATIONS_SECONDS": "0",
                "FLUIDV_RESYNC_SECONDS": "1", "FLUIDV_FULL_APPLY_SECONDS": "5", **self.env}
         cert, key = self.tls
-        with open(self.control_plane.workdir / "operator.log", "ab") as log:
-            argv = [sys.executable, "-m", "fluid_core.cli", "operator", "--namespace", self.namespace,
-                    "--webhook-host", "127.0.0.1", "--webhook-port", str(self.webhook_port),
-                    "--webhook-cert", cert, "--webhook-key", key, "--metrics-port", "0",
-                    "--liveness", f"http://127.0.0.1:{free_port()}/healthz"]
-            if os.environ.get("FLUIDV_TEST_OPERATOR_VERBOSE"):  # kopf's debug log, to find a stall
-                argv.append("--verbose")
-            self.process = subprocess.Popen(
-                argv,
-                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        argv = [sys.executable, "-m", "fluid_core.cli", "operator", "--namespace", self.namespace,
+                "--webhook-host", "127.0.0.1", "--webhook-port", str(self.webhook_port),
+                "--webhook-cert", cert, "--webhook-key", key, "--metrics-port", "0",
+                "--liveness", f"http://127.0.0.1:{free_port()}/healthz"]
+        if os.environ.get("FLUIDV_TEST_OPERATOR_VERBOSE"):  # kopf's debug log, to find a stall
+            argv.append("--verbose")
+        self.process = spawn(argv, env=env, log_path=str(self.control_plane.workdir / "operator.log"),
+                             death_signal=signal.SIGKILL, new_session=True)
 
     def stop(self, kill: bool = False) -> None:
         if self.process is None:
