@@ -1,7 +1,8 @@
 """A small Kubernetes REST client for the objects the operator manages.
 
-It speaks plain JSON dicts (the manifests the engine builds), creates or
-merge-patches them idempotently, and filters by labels on the client side.
+It speaks plain JSON dicts (the manifests the engine builds), applies them
+idempotently (server-side apply, so that removed fields are removed), and filters by
+labels on the client side.
 """
 
 from __future__ import annotations
