@@ -21,6 +21,9 @@ from fluid_core.operator.kube import KubeClient, Ref
 API = "data.fluid.io/v1alpha1"
 NS = "default"
 ROOT = Path(__file__).resolve().parent.parent
+#: Fluid's own SDK (fluid-pysdk 1.0.4) lives in a venv of its own (``make test`` makes it).
+SDK_PYTHON = os.environ.get("FLUIDV_PYSDK_PYTHON", str(ROOT / ".venv-fluid-pysdk" / "bin" / "python"))
+FLOWS = str(Path(__file__).resolve().parent / "fluid_pysdk_flows.py")
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +143,6 @@ def test_the_real_fluid_pysdk_flow_completes(control_plane, kube):
     """fluid-pysdk 1.0.4, in its own venv, drives the operator on the real API server:
     create_dataset, bind_runtime, preload -> process (with volumes) -> migrate, wait,
     report_status, clean_up; KWOK completes the Jobs."""
-    from test_fluid_pysdk import FLOWS, SDK_PYTHON
-
     assert os.path.exists(SDK_PYTHON), f"no fluid-pysdk venv at {SDK_PYTHON}: `make test` creates it"
     done = subprocess.run([SDK_PYTHON, FLOWS, str(control_plane.kubeconfig)], capture_output=True, text=True,
                           timeout=300, env={**os.environ, "PYTHONPATH": "", "KUBECONFIG": str(control_plane.kubeconfig)})
@@ -150,19 +151,33 @@ def test_the_real_fluid_pysdk_flow_completes(control_plane, kube):
     assert seen["bound"] == "Bound" and seen["phases"] == ["Complete"] * 3
     assert seen["cache"]["cacheCapacity"] == "2.0 GiB"
     job = kube.get(Ref("batch/v1", "Job", NS, "sdkflow-step2-dataprocess"))
+    scripts = kube.get(Ref("v1", "ConfigMap", NS, "sdkflow-step2-dataprocess-scripts"))
     pod = job["spec"]["template"]["spec"]
     assert {"name": "scratch", "emptyDir": {}} in pod["volumes"]  # kept by the API server's schema
+    assert {"name": "scratch", "mountPath": "/scratch"} in pod["containers"][0]["volumeMounts"]
+    assert pod["containers"][0]["command"] == ["sh"] and scripts["data"]["preprocess.sh"] == "ls /data"
     control_plane.wait_for(lambda: kube.get(Ref(API, "Dataset", NS, "demo")) is None, timeout=120,
                            message="clean_up removed the dataset")
 
 
 def test_this_projects_fluid_sdk_flow_completes(control_plane, kube):
-    from fluid_core.fluid import ClientConfig, FluidClient
-    from test_fluid_pysdk import run_release_note_flow
+    """Fluid's release-note flow (preload -> process -> migrate) through ``fluid_core.fluid``
+    with a Kubernetes backend."""
+    from fluid_core.fluid import ClientConfig, FluidClient, constants, models
 
-    statuses, cache = run_release_note_flow(kube)
+    client = FluidClient(ClientConfig(backend=kube))
+    client.create_dataset("kdemo")
+    dataset = client.get_dataset("kdemo")
+    dataset.bind_runtime(replicas=2, cache_capacity_GiB=1)
+    processor = models.Processor(script=models.ScriptProcessor(command=["sh"], source="ls /data"))
+    flow = (dataset.preload("/").process(dataset_mountpath="/data", processor=processor)
+            .migrate("/", constants.DATA_MIGRATE_DIRECTION_TO, models.ExternalStorage(uri="local:///tmp/o"))
+            .run(run_id="kflow"))
+    flow.wait(timeout_for_each_step=60)
+    statuses = flow.get_current_status()
     assert [next(iter(s.values()))["phase"] for s in statuses] == ["Complete"] * 3
-    assert cache["cacheCapacity"] == "2.0 GiB"
+    assert [next(iter(s)) for s in statuses] == ["kflow-step1", "kflow-step2", "kflow-step3"]
+    assert dataset.report_status("cache")["cacheCapacity"] == "2.0 GiB"
     FluidClient(ClientConfig(backend=kube)).get_dataset("kdemo").clean_up()
 
 
