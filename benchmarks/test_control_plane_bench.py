@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vineyard_runtime.ports import free_ports
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from control_plane import ControlPlane, OperatorProcess, free_port  # noqa: E402
+from control_plane import ControlPlane, OperatorProcess  # noqa: E402
 
 API = "data.fluid.io/v1alpha1"
 
@@ -35,7 +37,7 @@ def plane(tmp_path_factory):
     crds = tuple(yaml.safe_load(p.read_text()) for p in sorted((ROOT / "crds").glob("*.yaml")))
     with ControlPlane(tmp_path_factory.mktemp("bench-plane"), nodes=10, crds=crds) as control_plane:
         tls = self_signed(["127.0.0.1"], control_plane.workdir / "webhook")
-        operator = OperatorProcess(control_plane, "bench", tls, free_port(),
+        operator = OperatorProcess(control_plane, "bench", tls, free_ports(1)[0],
                                    env={"FLUIDV_RESYNC_SECONDS": "30", "FLUIDV_FULL_APPLY_SECONDS": "300"})
         control_plane.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                                               "metadata": {"name": "bench"}})

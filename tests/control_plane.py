@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -24,17 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vineyard_runtime.local.processes import log_tail, spawn, terminate
+from vineyard_runtime.ports import free_ports
+
 HERE = Path(__file__).resolve().parent
 BUILD = HERE / "controlplane" / "build.sh"
 #: The token of the test's administrator (group system:masters).
 ADMIN_TOKEN = "fluid-vineyard-test-admin"
 START_SECONDS = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def binaries() -> Path:
@@ -112,14 +108,14 @@ class ControlPlane:
         tokens.chmod(0o600)
         self.ca = cert
 
-        client, peer, api = free_port(), free_port(), free_port()
+        client, peer, api, metrics, kwok = free_ports(5)
         self._spawn("etcd", [etcd_binary(), "--data-dir", str(self.workdir / "etcd"), "--name", "cp",
                              "--listen-client-urls", f"http://127.0.0.1:{client}",
                              "--advertise-client-urls", f"http://127.0.0.1:{client}",
                              "--listen-peer-urls", f"http://127.0.0.1:{peer}",
                              "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
                              "--initial-cluster", f"cp=http://127.0.0.1:{peer}",
-                             "--listen-metrics-urls", f"http://127.0.0.1:{free_port()}"])
+                             "--listen-metrics-urls", f"http://127.0.0.1:{metrics}"])
         self.url = f"https://127.0.0.1:{api}"
         self._spawn("kube-apiserver", [
             str(bin_dir / "kube-apiserver"), f"--etcd-servers=http://127.0.0.1:{client}",
@@ -151,7 +147,7 @@ class ControlPlane:
         self._spawn("kube-scheduler", [str(bin_dir / "kube-scheduler"), *common])
         self._spawn("kwok", [
             str(bin_dir / "kwok"), f"--kubeconfig={self.kubeconfig}", f"--config={built / 'stages.yaml'}",
-            "--manage-all-nodes=true", f"--server-address=127.0.0.1:{free_port()}", "--node-ip=127.0.0.1"])
+            "--manage-all-nodes=true", f"--server-address=127.0.0.1:{kwok}", "--node-ip=127.0.0.1"])
         for index, name in enumerate(self.node_names()):
             self.create_node(name, self.zones[index % len(self.zones)])
         self._wait(lambda: self._ready_nodes() == self.nodes, f"{self.nodes} KWOK nodes Ready")
@@ -160,8 +156,6 @@ class ControlPlane:
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         """Start ``argv``; the kernel kills it if the test process dies without stopping it."""
-        from vineyard_runtime.local.processes import spawn
-
         self.processes[name] = spawn(argv, env=env, log_path=str(self.workdir / f"{name}.log"),
                                      death_signal=signal.SIGKILL, new_session=True)
 
@@ -169,13 +163,8 @@ class ControlPlane:
         """Stop every process by its pid, the last started first (SIGKILL after 10 s)."""
         for name in reversed(list(self.processes)):
             process = self.processes.pop(name)
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            terminate([process.pid], timeout=10)
+            process.wait()
 
     # -- waiting ----------------------------------------------------------------------
 
@@ -196,8 +185,7 @@ class ControlPlane:
         raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
 
     def log_tail(self, name: str, lines: int = 15) -> str:
-        path = self.workdir / f"{name}.log"
-        return " | ".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+        return log_tail(str(self.workdir / f"{name}.log"), lines)
 
     def _ready(self) -> bool:
         with self._open("GET", "/readyz") as reply:
@@ -279,15 +267,13 @@ class OperatorProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        from vineyard_runtime.local.processes import spawn
-
         env = {"KUBECONFIG": str(self.control_plane.kubeconfig), "FLUIDV_LOCATIONS_SECONDS": "0",
                "FLUIDV_RESYNC_SECONDS": "1", "FLUIDV_FULL_APPLY_SECONDS": "5", **self.env}
         cert, key = self.tls
         argv = [sys.executable, "-m", "fluid_core.cli", "operator", "--namespace", self.namespace,
                 "--webhook-host", "127.0.0.1", "--webhook-port", str(self.webhook_port),
                 "--webhook-cert", cert, "--webhook-key", key, "--metrics-port", "0",
-                "--liveness", f"http://127.0.0.1:{free_port()}/healthz"]
+                "--liveness", f"http://127.0.0.1:{free_ports(1)[0]}/healthz"]
         if os.environ.get("FLUIDV_TEST_OPERATOR_VERBOSE"):  # kopf's debug log, to find a stall
             argv.append("--verbose")
         self.process = spawn(argv, env=env, log_path=str(self.control_plane.workdir / "operator.log"),
@@ -296,12 +282,10 @@ class OperatorProcess:
     def stop(self, kill: bool = False) -> None:
         if self.process is None:
             return
-        self.process.kill() if kill else self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
+        if kill:
             self.process.kill()
-            self.process.wait()
+        terminate([self.process.pid], timeout=20)
+        self.process.wait()
         self.process = None
 
     def running(self) -> bool:

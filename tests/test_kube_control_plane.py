@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from control_plane import ControlPlane, OperatorProcess, free_port
+from control_plane import ControlPlane, OperatorProcess
 from fluid_core.operator.kube import KubeClient, Ref
+from vineyard_runtime.ports import free_ports
 
 API = "data.fluid.io/v1alpha1"
 NS = "default"
@@ -42,7 +43,7 @@ def webhook_tls(control_plane) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def webhook_port() -> int:
-    return free_port()
+    return free_ports(1)[0]
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +221,7 @@ def test_the_api_server_calls_the_webhook_and_the_scheduler_obeys_it(control_pla
             assert pod["spec"]["nodeName"] == cache_node  # the webhook's required term, obeyed by the scheduler
             assert pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
         # a webhook that does not answer: failurePolicy Fail refuses the pod, Ignore lets it through
-        configuration["webhooks"][0]["clientConfig"]["url"] = f"https://127.0.0.1:{free_port()}/mutate-pods"
+        configuration["webhooks"][0]["clientConfig"]["url"] = f"https://127.0.0.1:{free_ports(1)[0]}/mutate-pods"
         control_plane.request("PUT", f"{base}/fluid-vineyard-test", {
             **configuration, "metadata": control_plane.request("GET", f"{base}/fluid-vineyard-test")["metadata"]})
         orphan = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "orphan", "namespace": NS,
