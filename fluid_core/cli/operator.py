@@ -69,7 +69,7 @@ def operator(namespaces: tuple[str, ...], liveness: str, webhook_port: int, webh
     kopf.configure(verbose=verbose)
     kopf.run(
         clusterwide=not namespaces,
-        namespaces=list(namespaces) or None,
+        namespaces=list(namespaces),
         liveness_endpoint=liveness,
         standalone=True,
     )

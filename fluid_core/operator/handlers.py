@@ -41,6 +41,8 @@ from vineyard_runtime.quantity import parse_quantity
 RESYNC_SECONDS = float(os.environ.get("FLUIDV_RESYNC_SECONDS", "10"))
 #: Objects are re-sent at least this often even when nothing changed (repairs drift).
 FULL_APPLY_SECONDS = float(os.environ.get("FLUIDV_FULL_APPLY_SECONDS", "60"))
+#: Handlers running at once: each mostly waits on the API server, so more than the cores.
+WORKERS = int(os.environ.get("FLUIDV_OPERATOR_WORKERS", "16"))
 FINALIZER = "data.fluid.io/fluid-vineyard"
 API = f"{GROUP}/{VERSION}"
 
@@ -96,7 +98,10 @@ def login(**_: Any) -> kopf.ConnectionInfo:
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER
-    settings.posting.level = 20  # INFO and above become Kubernetes events
+    # Warnings and errors become Kubernetes events (the reconcilers post their own
+    # events too); an event per handler run would cost a request each.
+    settings.posting.level = logging.WARNING
+    settings.execution.max_workers = WORKERS
 
 
 # -- VineyardRuntime ------------------------------------------------------------------
@@ -130,12 +135,17 @@ def parse_live(body: Any, patch: kopf.Patch, logger: Any) -> Any:
 
 
 def _workload(item: dict[str, Any] | None, desired_key: str, ready_key: str, current_key: str) -> Workload | None:
+    """A workload's counts. Desired is what its spec asks (a StatefulSet's replicas; a
+    DaemonSet's count is the controller's); a status the controller wrote before it saw
+    the current spec (observedGeneration behind generation) says nothing is ready yet."""
     if item is None:
         return None
     status = item.get("status") or {}
-    desired = status.get(desired_key)
-    if desired is None:
-        desired = (item.get("spec") or {}).get("replicas", 0)
+    generation = (item.get("metadata") or {}).get("generation")
+    observed = status.get("observedGeneration")
+    desired = (item.get("spec") or {}).get("replicas", status.get(desired_key))
+    if generation is not None and (observed is None or observed < generation):
+        return Workload(desired=max(int(desired or 0), 1), ready=0, current=int(status.get(current_key) or 0))
     return Workload(desired=int(desired or 0), ready=int(status.get(ready_key) or 0),
                     current=int(status.get(current_key) or 0))
 
@@ -324,17 +334,24 @@ def delete_runtime_handler(body: Any, logger: Any, **_: Any) -> None:
 
 # -- Dataset --------------------------------------------------------------------------
 
-def observe_dataset(kube: KubeClient, namespace: str, name: str) -> DatasetObserved:
-    runtime = kube.get(Ref(API, "VineyardRuntime", namespace, name))
-    status = (runtime or {}).get("status") or {}
-    ready = status.get("masterPhase") == "Ready" and status.get("workerPhase") == "Ready"
-    users = tuple(
+def pods_using(kube: KubeClient, namespace: str, name: str) -> tuple[str, ...]:
+    """The pods of ``namespace`` that mount the dataset's volume and have not ended."""
+    return tuple(
         f"{namespace}/{p['metadata']['name']}"
         for p in kube.list(Ref("v1", "Pod", namespace))
         if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")  # an ended pod uses nothing
         and any((v.get("persistentVolumeClaim") or {}).get("claimName") == name
                 for v in (p.get("spec") or {}).get("volumes", []))
     )
+
+
+def observe_dataset(kube: KubeClient, namespace: str, name: str, deleting: bool = False) -> DatasetObserved:
+    """What the dataset's status depends on; the pods using it (a list of every pod of
+    the namespace) only when it is being deleted, the one time they matter."""
+    runtime = kube.get(Ref(API, "VineyardRuntime", namespace, name))
+    status = (runtime or {}).get("status") or {}
+    ready = status.get("masterPhase") == "Ready" and status.get("workerPhase") == "Ready"
+    users = pods_using(kube, namespace, name) if deleting else ()
     capacity = None
     if runtime is not None:
         try:
@@ -396,7 +413,7 @@ def runtime_changed(body: Any, type: str | None, **_: Any) -> None:  # noqa: A00
 def delete_dataset_handler(body: Any, **_: Any) -> None:
     """Wait while pods mount the dataset or operations hold its lock."""
     meta = body["metadata"]
-    observed = observe_dataset(client(), meta.get("namespace", "default"), meta["name"])
+    observed = observe_dataset(client(), meta.get("namespace", "default"), meta["name"], deleting=True)
     blockers = deletion_blockers(dict(body.get("status") or {}), observed)
     if blockers:
         message = "deletion waits: " + "; ".join(blockers)

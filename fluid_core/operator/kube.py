@@ -154,13 +154,14 @@ class KubeClient:
             return "unchanged"
         query = "?" + urllib.parse.urlencode({"fieldManager": FIELD_MANAGER, "force": "true"})
         try:
-            self.request("PATCH", ref.path() + query, body, "application/apply-patch+yaml")
+            reply = self.request("PATCH", ref.path() + query, body, "application/apply-patch+yaml")
         except KubeError as error:  # a server without server-side apply (the emulator)
             if current is not None or error.status not in (404, 405, 415):
                 raise
             self.request("POST", Ref(ref.api_version, ref.kind, ref.namespace).path(), body)
         else:
-            if current is None and self.get(ref) is None:  # the emulator answered 200 but made nothing
+            made = ((reply or {}).get("metadata") or {}).get("uid")  # an API server returns what it made
+            if current is None and not made and self.get(ref) is None:  # the emulator made nothing
                 self.request("POST", Ref(ref.api_version, ref.kind, ref.namespace).path(), body)
         return "created" if current is None else "updated"
 

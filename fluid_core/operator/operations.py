@@ -178,6 +178,44 @@ def fire_on_events(dataset: str, ids: dict[str, str]) -> None:
 placement_feed.NAMES_LISTENERS.append(fire_on_events)
 
 
+class Dependents:
+    """Which operations name a dataset, and which run after an operation, as the
+    operations' watch events tell: a change of either re-syncs those without listing
+    every operation of the namespace (kopf replays every object when it starts)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        #: (namespace, kind, name) -> (dataset, predecessor's (namespace, kind, name))
+        self._ops: dict[tuple[str, str, str], tuple[str | None, tuple[str, str, str] | None]] = {}
+
+    def update(self, kind: str, body: dict[str, Any]) -> None:
+        spec, namespace = body.get("spec") or {}, body["metadata"]["namespace"]
+        dataset = spec.get("dataset")
+        if isinstance(dataset, dict):  # DataBackup names it by a string (Fluid's shape)
+            dataset = dataset.get("name")
+        after = spec.get("runAfter") or {}
+        predecessor = ((after.get("namespace") or namespace, after["kind"], after["name"])
+                       if after.get("kind") and after.get("name") else None)
+        with self._lock:
+            self._ops[(namespace, kind, body["metadata"]["name"])] = (
+                dataset if isinstance(dataset, str) else None, predecessor)
+
+    def drop(self, kind: str, namespace: str, name: str) -> None:
+        with self._lock:
+            self._ops.pop((namespace, kind, name), None)
+
+    def on_dataset(self, namespace: str, dataset: str) -> list[tuple[str, str]]:
+        with self._lock:
+            return [(k, n) for (ns, k, n), (d, _) in self._ops.items() if ns == namespace and d == dataset]
+
+    def after(self, namespace: str, kind: str, name: str) -> list[tuple[str, str, str]]:
+        with self._lock:
+            return [op for op, (_, p) in self._ops.items() if p == (namespace, kind, name)]
+
+
+DEPENDENTS = Dependents()
+
+
 def _register(kind: str, plural: str) -> None:
     def reconcile(body: Any, patch: kopf.Patch, logger: Any, **_: Any) -> None:
         op = parse_live(body, patch, logger)
@@ -193,14 +231,14 @@ def _register(kind: str, plural: str) -> None:
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         if type == "DELETED":
             WATCHES.drop(kind, namespace, name)
+            DEPENDENTS.drop(kind, namespace, name)
+        else:
+            DEPENDENTS.update(kind, body)
         if not state_changed(body, (status.get("phase"), status.get("node")), type == "DELETED"):
             return
         kube = client()
-        for other_kind in KINDS:
-            for item in kube.list(Ref(API, other_kind, namespace)):
-                after = (item.get("spec") or {}).get("runAfter") or {}
-                if after.get("kind") == kind and after.get("name") == name:
-                    resync_operation(kube, other_kind, namespace, item["metadata"]["name"], logger)
+        for other_namespace, other_kind, other in DEPENDENTS.after(namespace, kind, name):
+            resync_operation(kube, other_kind, other_namespace, other, logger)
 
     reconcile.__name__ = reconcile.__qualname__ = f"reconcile_{plural}"
     changed.__name__ = changed.__qualname__ = f"{plural}_changed"
@@ -239,7 +277,5 @@ def dataset_changed(body: Any, type: str | None, logger: Any, **_: Any) -> None:
         return
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     kube = client()
-    for kind in KINDS:
-        for item in kube.list(Ref(API, kind, namespace)):
-            if ((item.get("spec") or {}).get("dataset") or {}).get("name") == name:
-                resync_operation(kube, kind, namespace, item["metadata"]["name"], logger)
+    for kind, operation in DEPENDENTS.on_dataset(namespace, name):
+        resync_operation(kube, kind, namespace, operation, logger)
