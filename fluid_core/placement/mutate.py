@@ -26,8 +26,23 @@ def mutate(pod: Mapping[str, Any], view: ClusterView, config: PlacementConfig | 
         return []
     request = PlacementRequest.from_pod(pod, view)
     patch = _affinity_patch(pod, terms_for(request, view, config))
+    patch += _spread_patch(pod, request, view)
     patch += _config_env_patch(pod, request)
     return patch
+
+
+def _spread_patch(pod: Mapping[str, Any], request: PlacementRequest, view: ClusterView) -> list[dict[str, Any]]:
+    """A replica placed by the bytes of its inputs (``data.fluid.io/replicas``) opts out of
+    the scheduler's default spreading, which would even the replicas out over nodes that
+    hold nothing: a pod with spread constraints of its own gets no cluster defaults, and
+    this one (no selector: it counts no pods) never binds."""
+    if not request.replicas or request.replicas <= 1 or request.rank is None or not request.object_keys(view):
+        return []
+    if (pod.get("spec") or {}).get("topologySpreadConstraints"):
+        return []
+    return [{"op": "add", "path": "/spec/topologySpreadConstraints", "value": [{
+        "maxSkew": request.replicas, "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "ScheduleAnyway"}]}]
 
 
 def _affinity_patch(pod: Mapping[str, Any], terms: Terms) -> list[dict[str, Any]]:
