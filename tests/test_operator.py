@@ -399,3 +399,19 @@ def test_a_dataset_with_a_restore_location_binds_once_its_restore_job_succeeded(
             assert done["phase"] == "Failed"
             assert "restoring pvc://backups/team/ failed 3 times" in next(
                 c["message"] for c in done["conditions"] if c["type"] == "Ready")
+
+
+def test_a_workload_status_older_than_its_spec_is_not_ready():
+    """A StatefulSet's first status ({replicas: 0}, written before the controller saw the
+    spec) once made a runtime Ready with no pods: desired is the spec's, and a status
+    behind the generation counts nothing ready."""
+    fresh = {"metadata": {"generation": 1}, "spec": {"replicas": 2}, "status": {"replicas": 0}}
+    assert handlers._workload(fresh, "replicas", "readyReplicas", "currentReplicas").ready == 0
+    assert handlers._workload(fresh, "replicas", "readyReplicas", "currentReplicas").desired == 2
+    seen = {"metadata": {"generation": 2}, "spec": {"replicas": 2},
+            "status": {"observedGeneration": 2, "replicas": 2, "readyReplicas": 2}}
+    assert handlers._workload(seen, "replicas", "readyReplicas", "currentReplicas") == handlers.Workload(2, 2, 0)
+    behind = {**seen, "metadata": {"generation": 3}}
+    assert handlers._workload(behind, "replicas", "readyReplicas", "currentReplicas").ready == 0
+    daemons = {"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "desiredNumberScheduled": 0}}
+    assert handlers._workload(daemons, "desiredNumberScheduled", "numberReady", "currentNumberScheduled").desired == 0

@@ -128,6 +128,17 @@ def test_replicas_spread_in_proportion_to_bytes():
     ranks = [rank_nodes(PlacementRequest(consumes=("default/demo/sharded",), rank=r, replicas=4), VIEW)[0][0]
              for r in range(4)]
     assert ranks == ["n1", "n1", "n1", "n2"]
+    # a replica placed by bytes opts out of the scheduler's default spreading, once
+    replica = pod(labels={"apps.kubernetes.io/pod-index": "3"},
+                  annotations={"data.fluid.io/consumes": "sharded", "data.fluid.io/replicas": "4"})
+    placed = applied(replica)
+    assert placed["spec"]["topologySpreadConstraints"] == [{
+        "maxSkew": 4, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway"}]
+    assert mutate(placed, VIEW) == []
+    own = [{"maxSkew": 1, "topologyKey": ZONE, "whenUnsatisfiable": "DoNotSchedule"}]
+    replica["spec"]["topologySpreadConstraints"] = own
+    assert applied(replica)["spec"]["topologySpreadConstraints"] == own  # the pod's own are kept
+    assert "topologySpreadConstraints" not in applied(pod(annotations={"data.fluid.io/consumes": "sharded"}))["spec"]
 
 
 def test_vineyard_config_is_injected_where_the_dataset_is_mounted():
