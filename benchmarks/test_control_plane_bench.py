@@ -35,7 +35,8 @@ def plane(tmp_path_factory):
     from fluid_core.operator.certs import self_signed
 
     crds = tuple(yaml.safe_load(p.read_text()) for p in sorted((ROOT / "crds").glob("*.yaml")))
-    with ControlPlane(tmp_path_factory.mktemp("bench-plane"), nodes=10, crds=crds) as control_plane:
+    with ControlPlane(tmp_path_factory.mktemp("bench-plane"), nodes=10, crds=crds,
+                      pods_per_node=500) as control_plane:
         tls = self_signed(["127.0.0.1"], control_plane.workdir / "webhook")
         operator = OperatorProcess(control_plane, "bench", tls, free_ports(1)[0],
                                    env={"FLUIDV_RESYNC_SECONDS": "30", "FLUIDV_FULL_APPLY_SECONDS": "300"})
