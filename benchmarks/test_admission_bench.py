@@ -10,7 +10,6 @@ Goal: p99 added ≤ 10 ms at ≥ 500 creates/s (Fluid: 125 QPS, p90 < 25 ms)."""
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import os
@@ -57,16 +56,7 @@ def plane(tmp_path_factory):
             control_plane.wait_for(lambda: (control_plane.request(
                 "GET", f"/apis/{API}/namespaces/{HOOKED}/datasets/feed").get("status") or {}).get("phase") == "Bound",
                 timeout=120, message="dataset bound")
-            control_plane.request("POST", "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations", {
-                "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
-                "metadata": {"name": "bench"},
-                "webhooks": [{"name": "placement.data.fluid.io", "admissionReviewVersions": ["v1"],
-                              "sideEffects": "None", "failurePolicy": "Fail", "timeoutSeconds": 5,
-                              "clientConfig": {"url": f"https://127.0.0.1:{port}/mutate-pods",
-                                               "caBundle": base64.b64encode(Path(cert).read_bytes()).decode()},
-                              "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": HOOKED}},
-                              "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
-                                         "resources": ["pods"]}]}]})
+            control_plane.register_webhook("bench", f"https://127.0.0.1:{port}/mutate-pods", cert, namespace=HOOKED)
             yield control_plane
         finally:
             operator.stop()

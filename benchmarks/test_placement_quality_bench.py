@@ -9,7 +9,6 @@ sees and in one it does not."""
 
 from __future__ import annotations
 
-import base64
 import os
 import random
 import sys
@@ -68,17 +67,8 @@ def plane(tmp_path_factory, holders):
         for namespace in (HOOKED, PLAIN):
             control_plane.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                                                   "metadata": {"name": namespace}})
-        control_plane.request("POST", "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations", {
-            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
-            "metadata": {"name": "quality"},
-            "webhooks": [{"name": "placement.data.fluid.io", "admissionReviewVersions": ["v1"],
-                          "sideEffects": "None", "failurePolicy": "Fail", "timeoutSeconds": 5,
-                          "clientConfig": {"url": f"https://127.0.0.1:{port}/mutate-pods",
-                                           "caBundle": base64.b64encode(Path(cert).read_bytes()).decode()},
-                          "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": HOOKED}},
-                          "objectSelector": {"matchLabels": {"role": "consumer"}},
-                          "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
-                                     "resources": ["pods"]}]}]})
+        control_plane.register_webhook("quality", f"https://127.0.0.1:{port}/mutate-pods", cert, namespace=HOOKED,
+                                       object_labels={"role": "consumer"})
         operator.start()
         try:
             for kind, spec in (("Dataset", {}), ("VineyardRuntime", {"replicas": 1, "master": {

@@ -3,9 +3,8 @@ kube-scheduler and KWOK simulating the nodes and their pods.
 
 The binaries, etcd included (a 3.6 release: the API server's watch cache needs watch
 progress reports), come from ``controlplane/build.sh``, built once into a cache outside
-the repository. Everything listens on
-127.0.0.1 on ports picked free at start, every process is stopped by its pid, and
-nothing is reached but loopback.
+the repository. Everything listens on 127.0.0.1 on ports picked free at start, every
+process is stopped by its pid, and nothing is reached but loopback.
 """
 
 from __future__ import annotations
@@ -271,6 +270,25 @@ class ControlPlane:
         path.chmod(0o600)
         return path
 
+    def register_webhook(self, name: str, url: str, ca_file: str, namespace: str | None = None,
+                         object_labels: dict[str, str] | None = None, failure_policy: str = "Fail") -> None:
+        """A MutatingWebhookConfiguration sending pod creations (of ``namespace``, of pods
+        with ``object_labels``) to ``url``, trusted through ``ca_file``."""
+        import base64
+
+        webhook: dict[str, Any] = {
+            "name": "placement.data.fluid.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            "failurePolicy": failure_policy, "timeoutSeconds": 5,
+            "clientConfig": {"url": url, "caBundle": base64.b64encode(Path(ca_file).read_bytes()).decode()},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]}
+        if namespace:
+            webhook["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+        if object_labels:
+            webhook["objectSelector"] = {"matchLabels": object_labels}
+        self.request("POST", "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations", {
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": name}, "webhooks": [webhook]})
+
     def api_client(self) -> Any:
         """A ``kubernetes`` ApiClient for the administrator."""
         import kubernetes
@@ -310,7 +328,8 @@ class OperatorProcess:
                "FLUIDV_RESYNC_SECONDS": "1", "FLUIDV_FULL_APPLY_SECONDS": "5", **self.env}
         cert, key = self.tls
         argv = [sys.executable, "-m", "fluid_core.cli", "operator",
-                *(["--namespace", self.namespace] if self.namespace else []), "--webhook-host", "127.0.0.1", "--webhook-port", str(self.webhook_port),
+                *(["--namespace", self.namespace] if self.namespace else []),
+                "--webhook-host", "127.0.0.1", "--webhook-port", str(self.webhook_port),
                 "--webhook-cert", cert, "--webhook-key", key, "--metrics-port", "0",
                 "--liveness", f"http://127.0.0.1:{free_ports(1)[0]}/healthz"]
         if os.environ.get("FLUIDV_TEST_OPERATOR_VERBOSE"):  # kopf's debug log, to find a stall

@@ -5,7 +5,6 @@ pods on KWOK nodes named like those vineyardd nodes."""
 
 from __future__ import annotations
 
-import base64
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -53,16 +52,7 @@ def kube(plane, shared_cluster):
     operator = OperatorProcess(plane, NS, (cert, key), port, env={"FLUIDV_LOCATIONS_SECONDS": "0.5"})
     client = KubeClient(plane.api_client())
     client.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
-    plane.request("POST", WEBHOOKS, {
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": "placement-test"},
-        "webhooks": [{"name": "placement.data.fluid.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
-                      "failurePolicy": "Fail", "timeoutSeconds": 5,
-                      "clientConfig": {"url": f"https://127.0.0.1:{port}/mutate-pods",
-                                       "caBundle": base64.b64encode(Path(cert).read_bytes()).decode()},
-                      "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NS}},
-                      "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
-                                 "resources": ["pods"]}]}]})
+    plane.register_webhook("placement-test", f"https://127.0.0.1:{port}/mutate-pods", cert, namespace=NS)
     operator.start()
     try:
         create(client, "Dataset", "feed", {})
