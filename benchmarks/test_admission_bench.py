@@ -20,14 +20,13 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from vineyard_runtime.ports import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from control_plane import ADMIN_TOKEN, ControlPlane, OperatorProcess  # noqa: E402
+from control_plane import ADMIN_TOKEN, ControlPlane, OperatorProcess, project_crds  # noqa: E402
 
 API = "data.fluid.io/v1alpha1"
 HOOKED, PLAIN = "hooked", "plain"
@@ -40,7 +39,7 @@ HISTOGRAM = "apiserver_admission_webhook_admission_duration_seconds_bucket"
 def plane(tmp_path_factory):
     from fluid_core.operator.certs import self_signed
 
-    crds = tuple(yaml.safe_load(p.read_text()) for p in sorted((ROOT / "crds").glob("*.yaml")))
+    crds = project_crds()
     with ControlPlane(tmp_path_factory.mktemp("admission-plane"), nodes=3, crds=crds) as control_plane:
         cert, key = self_signed(["127.0.0.1"], control_plane.workdir / "webhook")
         port = free_ports(1)[0]

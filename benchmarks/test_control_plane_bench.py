@@ -10,14 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from vineyard_runtime.ports import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from control_plane import ControlPlane, OperatorProcess  # noqa: E402
+from control_plane import ControlPlane, OperatorProcess, project_crds  # noqa: E402
 
 API = "data.fluid.io/v1alpha1"
 
@@ -34,7 +33,7 @@ def _requests(plane: ControlPlane) -> float:
 def plane(tmp_path_factory):
     from fluid_core.operator.certs import self_signed
 
-    crds = tuple(yaml.safe_load(p.read_text()) for p in sorted((ROOT / "crds").glob("*.yaml")))
+    crds = project_crds()
     with ControlPlane(tmp_path_factory.mktemp("bench-plane"), nodes=10, crds=crds,
                       pods_per_node=500) as control_plane:
         tls = self_signed(["127.0.0.1"], control_plane.workdir / "webhook")

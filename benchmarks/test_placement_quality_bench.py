@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from vineyard_runtime.local import LocalCluster
 from vineyard_runtime.ports import free_ports
@@ -25,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import stop_for_sure  # noqa: E402
-from control_plane import ControlPlane, OperatorProcess  # noqa: E402
+from control_plane import ControlPlane, OperatorProcess, project_crds  # noqa: E402
 
 API = "data.fluid.io/v1alpha1"
 NODES = int(os.environ.get("FLUIDV_BENCH_NODES", "1000"))
@@ -57,7 +56,7 @@ def plane(tmp_path_factory, holders):
     from fluid_core.operator.certs import self_signed
 
     local, _ = holders
-    crds = tuple(yaml.safe_load(p.read_text()) for p in sorted((ROOT / "crds").glob("*.yaml")))
+    crds = project_crds()
     zones = tuple(f"zone-{z}" for z in range(10))
     with ControlPlane(tmp_path_factory.mktemp("quality-plane"), nodes=NODES, zones=zones, crds=crds,
                       node_prefix="node-") as control_plane:

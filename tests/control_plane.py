@@ -31,6 +31,29 @@ BUILD = HERE / "controlplane" / "build.sh"
 #: The token of the test's administrator (group system:masters).
 ADMIN_TOKEN = "fluid-vineyard-test-admin"
 START_SECONDS = 120.0
+CR_API = "data.fluid.io/v1alpha1"
+
+
+def project_crds() -> tuple[dict[str, Any], ...]:
+    """The project's generated CustomResourceDefinitions (``crds/``)."""
+    import yaml
+
+    return tuple(yaml.safe_load(path.read_text()) for path in sorted((HERE.parent / "crds").glob("*.yaml")))
+
+
+def create_resource(kube: Any, kind: str, name: str, spec: dict[str, Any], namespace: str) -> None:
+    """Create a data.fluid.io resource through ``kube`` (a KubeClient)."""
+    from fluid_core.operator.kube import Ref
+
+    kube.request("POST", Ref(CR_API, kind, namespace).path(), {
+        "apiVersion": CR_API, "kind": kind, "spec": spec, "metadata": {"name": name, "namespace": namespace}})
+
+
+def resource_status(kube: Any, kind: str, name: str, namespace: str) -> dict[str, Any]:
+    """A data.fluid.io resource's status ({} while it has none or is gone)."""
+    from fluid_core.operator.kube import Ref
+
+    return (kube.get(Ref(CR_API, kind, namespace, name)) or {}).get("status") or {}
 
 
 def binaries() -> Path:

@@ -11,14 +11,20 @@ own certificate."""
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
+from control_plane import (
+    ControlPlane,
+    OperatorProcess,
+    binaries,
+    create_resource,
+    resource_status,
+)
 
-from control_plane import ControlPlane, OperatorProcess, binaries
 from fluid_core.operator.kube import KubeClient, Ref
 from vineyard_runtime.ports import free_ports
 
@@ -61,13 +67,8 @@ def plane(tmp_path_factory):
         yield control_plane
 
 
-def create(kube: KubeClient, kind: str, name: str, spec: dict[str, Any]) -> None:
-    kube.request("POST", Ref(API, kind, NS).path(), {"apiVersion": API, "kind": kind, "spec": spec,
-                                                      "metadata": {"name": name, "namespace": NS}})
-
-
-def status_of(kube: KubeClient, kind: str, name: str) -> dict[str, Any]:
-    return (kube.get(Ref(API, kind, NS, name)) or {}).get("status") or {}
+create = functools.partial(create_resource, namespace=NS)
+status_of = functools.partial(resource_status, namespace=NS)
 
 
 def secret_and_bundle(kube: KubeClient) -> tuple[dict[str, str], str]:

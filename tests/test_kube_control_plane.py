@@ -6,6 +6,7 @@ Succeeded). Nothing here plays the kubelet by hand."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -13,9 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from control_plane import (
+    ControlPlane,
+    OperatorProcess,
+    create_resource,
+    project_crds,
+    resource_status,
+)
 
-from control_plane import ControlPlane, OperatorProcess
 from fluid_core.operator.kube import KubeClient, Ref
 from vineyard_runtime.ports import free_ports
 
@@ -29,7 +35,7 @@ FLOWS = str(Path(__file__).resolve().parent / "fluid_pysdk_flows.py")
 
 @pytest.fixture(scope="module")
 def control_plane(tmp_path_factory):
-    crds = tuple(yaml.safe_load(path.read_text()) for path in sorted((ROOT / "crds").glob("*.yaml")))
+    crds = project_crds()
     with ControlPlane(tmp_path_factory.mktemp("control-plane"), nodes=3, crds=crds) as plane:
         yield plane
 
@@ -62,13 +68,8 @@ def kube(control_plane, operator) -> KubeClient:
     return KubeClient(control_plane.api_client())
 
 
-def create(kube: KubeClient, kind: str, name: str, spec: dict[str, Any]) -> None:
-    kube.request("POST", Ref(API, kind, NS).path(), {"apiVersion": API, "kind": kind, "spec": spec,
-                                                      "metadata": {"name": name, "namespace": NS}})
-
-
-def status_of(kube: KubeClient, kind: str, name: str) -> dict[str, Any]:
-    return (kube.get(Ref(API, kind, NS, name)) or {}).get("status") or {}
+create = functools.partial(create_resource, namespace=NS)
+status_of = functools.partial(resource_status, namespace=NS)
 
 
 def pods_of(kube: KubeClient, statefulset: str) -> list[dict[str, Any]]:

@@ -5,15 +5,21 @@ pods on KWOK nodes named like those vineyardd nodes."""
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import yaml
+from control_plane import (
+    ControlPlane,
+    OperatorProcess,
+    create_resource,
+    project_crds,
+    resource_status,
+)
 
-from control_plane import ControlPlane, OperatorProcess
 from fluid_core.operator.kube import KubeClient, Ref
 from vineyard_runtime.ports import free_ports
 
@@ -27,7 +33,7 @@ WEBHOOKS = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory, shared_cluster):
-    crds = tuple(yaml.safe_load(path.read_text()) for path in sorted((ROOT / "crds").glob("*.yaml")))
+    crds = project_crds()
     zones = tuple(node.labels["topology.kubernetes.io/zone"] for node in shared_cluster.nodes)
     with ControlPlane(tmp_path_factory.mktemp("placement-plane"), nodes=3, zones=zones, crds=crds,
                       node_prefix="node-") as control_plane:
@@ -40,9 +46,8 @@ def kube(plane, shared_cluster):
     """The operator (reading object locations every half second) behind a webhook the API
     server calls for every pod of the namespace, and a bound dataset whose objects sit
     on node-1 and node-2."""
-    from fluid_core.operator.certs import self_signed
-
     import objects
+    from fluid_core.operator.certs import self_signed
 
     for name, (node, size) in OBJECTS.items():
         with objects.connect(shared_cluster.node(node).socket) as store:
@@ -67,13 +72,8 @@ def kube(plane, shared_cluster):
         operator.stop()
 
 
-def create(kube: KubeClient, kind: str, name: str, spec: dict[str, Any]) -> None:
-    kube.request("POST", Ref(API, kind, NS).path(), {"apiVersion": API, "kind": kind, "spec": spec,
-                                                      "metadata": {"name": name, "namespace": NS}})
-
-
-def status_of(kube: KubeClient, kind: str, name: str) -> dict[str, Any]:
-    return (kube.get(Ref(API, kind, NS, name)) or {}).get("status") or {}
+create = functools.partial(create_resource, namespace=NS)
+status_of = functools.partial(resource_status, namespace=NS)
 
 
 def consumer(name: str, annotations: dict[str, str]) -> dict[str, Any]:
