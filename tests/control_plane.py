@@ -162,7 +162,10 @@ class ControlPlane:
         self._spawn("kube-controller-manager", [
             str(bin_dir / "kube-controller-manager"), *common,
             f"--service-account-private-key-file={sa_key}", f"--root-ca-file={cert}",
-            "--use-service-account-credentials=false", "--controllers=*,-node-ipam-controller"])
+            "--use-service-account-credentials=false", "--controllers=*,-node-ipam-controller",
+            # KWOK renews every node's lease from one process: when a benchmark saturates the
+            # machine, a late renewal must not mark nodes NotReady (and their pods not Ready).
+            "--node-monitor-grace-period=10m"])
         self._spawn("kube-scheduler", [str(bin_dir / "kube-scheduler"), *common])
         self._spawn("kwok", [
             str(bin_dir / "kwok"), f"--kubeconfig={self.kubeconfig}", f"--config={built / 'stages.yaml'}",
