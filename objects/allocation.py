@@ -53,11 +53,15 @@ class Allocation:
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
         builder, self._builder = self._builder, None
-        if exc_type is not None:
-            if builder is not None:
-                self._ctx.abort(builder)
-            return
-        blob = self._ctx.seal(builder) if builder is not None else self._ctx.empty_blob()
-        meta = self._ctx.new_meta(ndarray.KIND, ndarray.header(self.shape, self.dtype, self.order), self.nbytes)
-        meta.add_member("buffer", blob)
-        self.ref = self._publish(self._ctx.create(meta))
+        try:
+            if exc_type is not None:
+                if builder is not None:
+                    self._ctx.abort(builder)
+                return
+            blob = self._ctx.seal(builder) if builder is not None else self._ctx.empty_blob()
+            meta = self._ctx.new_meta(ndarray.KIND, ndarray.header(self.shape, self.dtype, self.order), self.nbytes)
+            meta.add_member("buffer", blob)
+            self.ref = self._publish(self._ctx.create(meta))
+        finally:
+            if self._ctx.record is not None:  # named, or freed: nothing for the sweeper
+                self._ctx.record.done()

@@ -20,6 +20,7 @@ from objects.errors import ObjectNotFound, ObjectsError
 from objects.layout import LayoutMeta, shared_blobs, with_blob_ids
 from vineyard_runtime.blob_server import BlobFetcher, BlobFetchError, endpoint_key
 from vineyard_runtime.etcd_client import put_op, unchanged
+from vineyard_runtime.sweeper import doomed_key, sweeper_key
 
 if TYPE_CHECKING:
     from objects.store import ObjectStore
@@ -40,6 +41,7 @@ class RemoteReads:
         self._rpc: dict[str, Any] = {}
         self._blob_endpoints: dict[int, str | None] = {}
         self._fetchers: dict[str, BlobFetcher] = {}
+        self._sweepers: dict[int, bool] = {}
 
     def forget_copies(self, entry: Entry) -> list[tuple[int, list[str]]]:
         """Drop the records of the copies other nodes received of ``entry``; return what
@@ -51,23 +53,39 @@ class RemoteReads:
             self.store._etcd(lambda: directory.etcd.delete_prefix(prefix))
         return [(int(kv.key.rsplit("/i", 1)[1]), shared_blobs(json.loads(kv.value))) for kv in kvs]
 
-    def free(self, held: list[tuple[int, list[str]]]) -> None:
-        """Delete the objects or blobs ``(instance, ids)`` on their nodes; best effort, and
-        nothing for nodes that are gone (their memory went with them)."""
+    def free(self, key: str, held: list[tuple[int, list[str]]]) -> None:
+        """Free the objects or blobs ``(instance, ids)`` that object ``key`` holds on
+        their nodes once nobody there reads it: on this node through its holds; on a
+        node with a sweeper by asking it (in etcd); elsewhere at once over RPC. Best
+        effort, and nothing for nodes that are gone (their memory went with them)."""
         import vineyard  # noqa: PLC0415
 
-        instances = functools.cache(lambda: self.store._etcd(self.store.directory.instances))
+        directory = self.store.directory
+        instances = functools.cache(lambda: self.store._etcd(directory.instances))
         for instance_id, ids in held:
             try:
-                if instance_id == self.store.instance_id:
-                    client = self.store.client
-                elif instance_id in instances():
-                    client = self.rpc_client(instances()[instance_id].rpc_endpoint)
-                else:
+                if instance_id == self.store.instance_id and self.store.holds is not None:
+                    self.store.holds.free(key, ids, self.store.delete_ids)
+                elif instance_id == self.store.instance_id:
+                    self.store.delete_ids(ids)
+                elif instance_id not in instances():
                     continue
-                client.delete([vineyard.ObjectID(i) for i in ids], force=False, deep=True)
+                elif self._swept(instance_id):
+                    self.store._etcd(lambda: directory.etcd.put(
+                        doomed_key(directory.prefix, instance_id, key), json.dumps(ids)))
+                else:  # no sweeper there (a Kubernetes worker): its readers are not protected
+                    rpc = self.rpc_client(instances()[instance_id].rpc_endpoint)
+                    rpc.delete([vineyard.ObjectID(i) for i in ids], force=False, deep=True)
             except (vineyard.ObjectNotExistsException, ObjectsError, OSError, RuntimeError):
                 pass
+
+    def _swept(self, instance_id: int) -> bool:
+        """True when node ``instance_id`` runs a sweeper (read once)."""
+        if instance_id not in self._sweepers:
+            directory = self.store.directory
+            self._sweepers[instance_id] = self.store._etcd(
+                lambda: directory.etcd.get(sweeper_key(directory.prefix, instance_id))) is not None
+        return self._sweepers[instance_id]
 
     def close(self) -> None:
         for fetcher in self._fetchers.values():
@@ -101,7 +119,7 @@ class RemoteReads:
         return self._blob_endpoints[instance_id]
 
     def _receive(self, entry: Entry, endpoint: str) -> list[bytearray]:
-        return self._from_server(entry, endpoint, lambda fetcher: fetcher.fetch(entry.blobs))
+        return self._from_server(entry, endpoint, lambda fetcher: fetcher.fetch(entry.id, entry.blobs))
 
     def replica(self, entry: Entry, name: str, endpoint: str) -> LayoutMeta:
         """This node's copy of an object held by another node: the one received before
@@ -122,7 +140,7 @@ class RemoteReads:
 
         def receive(fetcher: BlobFetcher) -> dict[str, Any]:
             layout = fetcher.layout(entry.id)
-            fetcher.fetch_into(shared_blobs(layout), lambda size: received.append(ctx.new_blob(size)) or received[-1])
+            fetcher.fetch_into(entry.id, shared_blobs(layout), lambda size: received.append(ctx.new_blob(size)) or received[-1])
             return layout
 
         try:

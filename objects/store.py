@@ -23,6 +23,7 @@ from objects.errors import (
     StoreFull,
     StoreUnavailable,
 )
+from objects.pinning import reading
 from objects.layout import (
     BlobContext,
     InlineContext,
@@ -33,6 +34,7 @@ from objects.layout import (
 from objects.refs import ObjectRef
 from objects.remote import RemoteReads, Vanished
 from objects.streams import StreamReader, StreamWriter, delete_stream
+from vineyard_runtime.holds import NodeHolds, Pin, Writing, writing
 
 _OBJECT_ID = re.compile(r"^o[0-9a-f]{16}$")
 _INLINE_ID = re.compile(r"^i[0-9a-f]{16}$")
@@ -87,6 +89,8 @@ class ObjectStore:
         self.target = target
         self._directory = directory
         self._nodes: dict[int, str] = {}
+        #: pins of this node's objects while they are read (None over RPC: reads copy)
+        self.holds = NodeHolds.for_socket(target.address) if target.kind == "ipc" else None
         self.remote = RemoteReads(self)
         self._closed = False
 
@@ -151,13 +155,30 @@ class ObjectStore:
                 pass
         return self._nodes.get(instance_id, f"instance-{instance_id}")
 
-    def _context(self, labels: dict[str, str], allow_pickle: bool) -> Context:
+    def _context(self, labels: dict[str, str], allow_pickle: bool, record: Writing | None = None) -> Context:
         if not self.is_ipc:
             raise ObjectsError(
                 f"writing needs an IPC connection to a node's socket; this store uses "
                 f"{self.target.describe()}. Connect with the node's socket (VINEYARD_IPC_SOCKET)"
             )
-        return Context(self._client, self.node, allow_pickle=allow_pickle, labels=labels)
+        return Context(self._client, self.node, allow_pickle=allow_pickle, labels=labels, record=record)
+
+    def delete_ids(self, ids: list[str]) -> None:
+        """Delete vineyard objects or blobs of this node by id, deep; gone ones are skipped."""
+        import vineyard  # noqa: PLC0415
+
+        try:
+            self._client.delete([vineyard.ObjectID(i) for i in ids], force=False, deep=True)
+        except vineyard.ObjectNotExistsException:
+            for i in ids:  # one was gone: the others one by one
+                try:
+                    self._client.delete(vineyard.ObjectID(i), force=False, deep=True)
+                except vineyard.ObjectNotExistsException:
+                    pass
+
+    def pin(self, key: str) -> Pin | None:
+        """Pin object ``key`` of this node while it is read (None without holds)."""
+        return self.holds.pin(key) if self.holds is not None else None
 
     def _etcd(self, what: Callable[[], Any]) -> Any:
         """Run ``what`` against the directory, reporting a lost etcd as StoreUnavailable."""
@@ -169,13 +190,14 @@ class ObjectStore:
     # -- entries: how a value is written, found and dropped --------------------------
 
     def encode_entry(self, value: Any, labels: Mapping[str, str] | None = None, *,
-                     allow_pickle: bool = False, layout_in_entry: bool = False) -> Entry:
+                     allow_pickle: bool = False, layout_in_entry: bool = False,
+                     record: Writing | None = None) -> Entry:
         """Write ``value`` for the directory: inline when small, else into this node's
         shared memory, as a private Vineyard object or, with ``layout_in_entry``, as bare
         blobs whose layout the entry holds (no Vineyard metadata calls: faster to write
         and read on this node). Nothing is named yet (``drop_entry`` undoes it)."""
         labels = _check_labels(labels)
-        ctx = self._context(labels, allow_pickle)
+        ctx = self._context(labels, allow_pickle, record)
         meta = None
         if not surely_too_large(value):
             try:
@@ -185,7 +207,7 @@ class ObjectStore:
         if meta is None:
             if not layout_in_entry:
                 return self._entry_of(codecs.encode(ctx, value), labels)
-            meta = codecs.encode(BlobContext(self._client, self.node, allow_pickle, labels), value)
+            meta = codecs.encode(BlobContext(self._client, self.node, allow_pickle, labels, record), value)
         return Entry(id=_inline_id(), typename=meta.typename, nbytes=meta.nbytes,
                      instance_id=self.instance_id, node=self.node, labels=labels, layout=meta.to_json())
 
@@ -200,22 +222,10 @@ class ObjectStore:
         ``blobs``: where to take the blobs of a layout entry, when already fetched."""
         import vineyard  # noqa: PLC0415
 
+        pin = self.pin(entry.id) if entry.on_node and self.is_ipc else None
         try:
-            if entry.layout is not None:
-                if entry.blobs and blobs is None:
-                    blobs = self.remote.blob_reader(entry)
-                layout = LayoutMeta.from_json(entry.layout, blobs)
-                return codecs.decode(None, layout, allow_pickle=allow_pickle)
-            object_id = vineyard.ObjectID(entry.id)
-            if not self.is_ipc:
-                meta = self._client.rpc_client.get_object(object_id).meta  # copies the blobs over RPC
-            elif entry.instance_id == self.instance_id:
-                meta = self._client.get_meta(object_id)
-            elif name is not None and (endpoint := self.remote.blob_endpoint(entry.instance_id)) is not None:
-                meta = self.remote.replica(entry, name, endpoint)
-            else:
-                meta = self.remote.migrate_in(entry, object_id)
-            return codecs.decode(self._client, meta, allow_pickle=allow_pickle)
+            with reading(pin, self.delete_ids):
+                return self._load(entry, allow_pickle, name, blobs)
         except (vineyard.ObjectNotExistsException, vineyard.MetaTreeSubtreeNotExistsException):
             raise Vanished(entry.id) from None
         except RuntimeError:  # vineyard's report of a blob deleted between metadata and data
@@ -225,6 +235,26 @@ class ObjectStore:
                 raise Vanished(entry.id) from None
             raise
 
+    def _load(self, entry: Entry, allow_pickle: bool, name: str | None, blobs: Callable[[str], Any] | None) -> Any:
+        """Read ``entry`` (``load_entry`` pins it and reports what vanished)."""
+        import vineyard  # noqa: PLC0415
+
+        if entry.layout is not None:
+            if entry.blobs and blobs is None:
+                blobs = self.remote.blob_reader(entry)
+            layout = LayoutMeta.from_json(entry.layout, blobs)
+            return codecs.decode(None, layout, allow_pickle=allow_pickle)
+        object_id = vineyard.ObjectID(entry.id)
+        if not self.is_ipc:
+            meta = self._client.rpc_client.get_object(object_id).meta  # copies the blobs over RPC
+        elif entry.instance_id == self.instance_id:
+            meta = self._client.get_meta(object_id)
+        elif name is not None and (endpoint := self.remote.blob_endpoint(entry.instance_id)) is not None:
+            meta = self.remote.replica(entry, name, endpoint)
+        else:
+            meta = self.remote.migrate_in(entry, object_id)
+        return codecs.decode(self._client, meta, allow_pickle=allow_pickle)
+
     def drop_entry(self, entry: Entry) -> None:
         """Free what ``entry`` holds (nothing for inline values; best effort on other nodes)."""
         if not entry.on_node:
@@ -232,7 +262,7 @@ class ObjectStore:
         held = [(entry.instance_id, entry.blobs or [entry.id])]
         if entry.layout is None:
             held += self.remote.forget_copies(entry)
-        self.remote.free(held)
+        self.remote.free(entry.id, held)
 
     def _ref_of(self, entry: Entry, name: str | None) -> ObjectRef:
         return ObjectRef(id=entry.id, name=name, typename=entry.typename, nbytes=entry.nbytes,
@@ -318,16 +348,20 @@ class ObjectStore:
         existing object raises ObjectExists unless ``replace=True`` (the old object is
         then deleted). A full node raises StoreFull; nothing moves to another node.
         """
-        if name is None:
-            meta = codecs.encode(self._context(_check_labels(labels), allow_pickle), value)
-            return self._ref(meta, None)
-        _check_name(name)
-        entry = self.encode_entry(value, labels, allow_pickle=allow_pickle)
-        return self._ref_of(self._name(name, entry, replace), name)
+        with writing(self.holds) as record:  # a crash before the end frees what was written
+            if name is None:
+                meta = codecs.encode(self._context(_check_labels(labels), allow_pickle, record), value)
+                return self._ref(meta, None)
+            _check_name(name)
+            entry = self.encode_entry(value, labels, allow_pickle=allow_pickle, record=record)
+            return self._ref_of(self._name(name, entry, replace, record), name)
 
-    def _name(self, name: str, entry: Entry, replace: bool) -> Entry:
-        """Give ``entry`` the name ``name`` (one transaction); on failure free the entry."""
+    def _name(self, name: str, entry: Entry, replace: bool, record: Writing | None = None) -> Entry:
+        """Give ``entry`` the name ``name`` (one transaction); on failure free the entry.
+        ``record``: the write in flight, told the name first (the sweeper keeps a named write)."""
         directory = self.directory
+        if record is not None:
+            record.naming(name, entry.id)
         try:
             if not replace:
                 stored = self._etcd(lambda: directory.create(name, entry))
@@ -369,12 +403,12 @@ class ObjectStore:
         if name is not None:
             _check_name(name)
             self._check_free(name, replace)
-        ctx = self._context(labels, allow_pickle=False)
+        ctx = self._context(labels, allow_pickle=False, record=self.holds.writing() if self.holds else None)
 
         def publish(meta: Any) -> ObjectRef:
             if name is None:
                 return self._ref(meta, None)
-            return self._ref_of(self._name(name, self._entry_of(meta, labels), replace), name)
+            return self._ref_of(self._name(name, self._entry_of(meta, labels), replace, ctx.record), name)
 
         return Allocation(ctx, shape, np.dtype(dtype), order, publish=publish)
 
@@ -389,12 +423,13 @@ class ObjectStore:
         """
         name, entry, object_id = self._find(target)
         if entry is None:
-            meta = self._meta(object_id, target)
-            if not self.is_ipc:
-                meta = self._client.rpc_client.get_object(object_id).meta  # copies the blobs over RPC
-            elif int(meta.instance_id) != self.instance_id:
-                meta = self._migrate(meta)
-            return codecs.decode(self._client, meta, allow_pickle=allow_pickle)
+            with reading(self.pin(f"o{int(object_id):016x}") if self.is_ipc else None, self.delete_ids):
+                meta = self._meta(object_id, target)
+                if not self.is_ipc:
+                    meta = self._client.rpc_client.get_object(object_id).meta  # copies the blobs over RPC
+                elif int(meta.instance_id) != self.instance_id:
+                    meta = self._migrate(meta)
+                return codecs.decode(self._client, meta, allow_pickle=allow_pickle)
         try:
             return self.load_entry(entry, allow_pickle=allow_pickle, name=name)
         except Vanished:
@@ -455,12 +490,11 @@ class ObjectStore:
     # -- deleting ------------------------------------------------------------------
 
     def _delete_id(self, object_id: Any) -> None:
-        import vineyard  # noqa: PLC0415
-
-        try:
-            self._client.delete(object_id, force=False, deep=True)
-        except vineyard.ObjectNotExistsException:
-            pass
+        key = f"o{int(object_id):016x}"
+        if self.holds is None:
+            self.delete_ids([key])
+        else:
+            self.holds.free(key, [key], self.delete_ids)
 
     def delete(self, target: ObjectRef | str | int | Any) -> None:
         """Delete an object (and its name); ObjectNotFound when unknown."""

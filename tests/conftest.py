@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 
@@ -116,6 +118,18 @@ def stores(shared_cluster) -> Iterator[dict]:
     finally:
         for store in opened.values():
             store.close()
+
+
+def run_python(code: str, socket: str) -> subprocess.CompletedProcess:
+    """Run ``code`` (dedented) in a new interpreter connected to the node at ``socket``."""
+    env = dict(os.environ, VINEYARD_IPC_SOCKET=socket)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def memory_used(store) -> int:
+    """Bytes of shared memory in use on the node of ``store``."""
+    return int(store.client.ipc_client.status.memory_usage)
 
 
 def assert_same(a, b) -> None:

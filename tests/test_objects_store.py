@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 import time
 
 import numpy as np
@@ -14,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 import objects
+from conftest import memory_used, run_python
 
 
 def in_shared_memory(store, address: int) -> bool:
@@ -149,10 +146,6 @@ def test_allocate_publishes_in_place(stores):
     assert store.get("alloc/f").flags.f_contiguous
 
 
-def memory_used(store) -> int:
-    return int(store.client.ipc_client.status.memory_usage)
-
-
 def test_allocate_with_an_exception_publishes_nothing(stores):
     store = stores["node-2"]
     before = memory_used(store)
@@ -164,15 +157,8 @@ def test_allocate_with_an_exception_publishes_nothing(stores):
     assert memory_used(store) == before, "the memory is released"
 
 
-def run_python(code: str, socket: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, VINEYARD_IPC_SOCKET=socket)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
-                          capture_output=True, text=True, timeout=120)
-
-
 def test_allocate_then_crash_publishes_nothing(stores, shared_cluster):
-    # vineyardd 0.24.2 keeps an unsealed blob of a crashed client until it restarts;
-    # what must hold is that nothing half-written becomes visible.
+    # nothing half-written becomes visible (its memory comes back: test_pinned_reads)
     store = stores["node-0"]
     result = run_python("""
         import os, objects

@@ -1,9 +1,10 @@
 """Serves a node's blobs to readers on other nodes over one TCP connection each.
 
 Vineyard's own RPC moves a blob with a fixed cost of 40-90 ms (small writes waiting on
-delayed acknowledgements). This server answers ``GET <id> <id>...\\n`` with
-``OK <size> <size>...\\n`` followed by the blobs' bytes, sent straight from shared
-memory, or ``ERR <reason>\\n``. It listens on loopback or the node's address only,
+delayed acknowledgements). This server answers ``GET [key=<object>] <id> <id>...\\n``
+with ``OK <size> <size>...\\n`` followed by the blobs' bytes, sent straight from shared
+memory while object ``<object>`` is pinned (:mod:`vineyard_runtime.holds`), or
+``ERR <reason>\\n``. It listens on loopback or the node's address only,
 never on every interface, and keeps no state but its connection to the node.
 """
 
@@ -16,6 +17,7 @@ import socketserver
 import threading
 from typing import Any
 
+from vineyard_runtime.holds import Delete, NodeHolds
 from vineyard_runtime.pages import populate
 
 log = logging.getLogger("fluidv.blobs")
@@ -43,8 +45,12 @@ class _Handler(socketserver.StreamRequestHandler):
             if not words or words[0] not in ("GET", "LAYOUT"):
                 self.wfile.write(b"ERR expected GET <blob id>... or LAYOUT <object id>\n")
                 return
+            key = words.pop(1)[4:] if len(words) > 1 and words[1].startswith("key=") else None
+            pin = None
             try:
                 client = client or self.server.connect()
+                if key is not None and self.server.holds is not None:
+                    pin = self.server.holds.pin(key)
                 if words[0] == "LAYOUT":
                     layout = layout_of(client.get_meta(_object_id(words[1])),
                                        lambda blob: int(client.ipc_client.get_blob(blob).size))
@@ -52,13 +58,20 @@ class _Handler(socketserver.StreamRequestHandler):
                 else:
                     views = [self.server.view(client, word) for word in words[1:]]
             except Exception as exc:  # noqa: BLE001 - the reader is told why, the server goes on
+                if pin is not None:
+                    pin.release()
                 client = None
                 self.wfile.write(f"ERR {type(exc).__name__}: {exc}".replace("\n", " ").encode() + b"\n")
                 continue
-            self.wfile.write(("OK " + " ".join(str(v.nbytes) for v in views) + "\n").encode())
-            for view in views:
-                self.wfile.write(view)
-            self.wfile.flush()
+            try:
+                self.wfile.write(("OK " + " ".join(str(v.nbytes) for v in views) + "\n").encode())
+                for view in views:
+                    self.wfile.write(view)
+                self.wfile.flush()
+            finally:
+                del views
+                if pin is not None:
+                    pin.release(delete_with(client))
 
 
 _NOT_FIELDS = {"id", "instance_id", "global", "transient", "signature", "__timestamp"}
@@ -88,6 +101,20 @@ def layout_of(meta: Any, blob_size: Any) -> dict[str, Any]:
     return {"fields": fields, "members": members}
 
 
+def delete_with(client: Any) -> Delete:
+    """How to delete objects or blobs by id (deep) through ``client``."""
+    import vineyard  # noqa: PLC0415
+
+    def delete(ids: list[str]) -> None:
+        for i in ids:
+            try:
+                client.delete(vineyard.ObjectID(i), force=False, deep=True)
+            except vineyard.ObjectNotExistsException:
+                pass
+
+    return delete
+
+
 class BlobServer(socketserver.ThreadingTCPServer):
     """One node's blob server; ``serve_forever`` in a thread, ``shutdown`` to stop."""
 
@@ -96,6 +123,7 @@ class BlobServer(socketserver.ThreadingTCPServer):
 
     def __init__(self, vineyard_socket: str, host: str = "127.0.0.1", port: int = 0) -> None:
         self.vineyard_socket = vineyard_socket
+        self.holds = NodeHolds.for_socket(vineyard_socket)
         super().__init__((host, port), _Handler)
 
     @property
@@ -150,18 +178,18 @@ class BlobFetcher:
         if view.nbytes and self._lines.readinto(view) != view.nbytes:  # fills it unless the peer closes
             raise BlobFetchError("the blob server closed the connection mid-transfer")
 
-    def fetch(self, blob_ids: list[str]) -> list[bytearray]:
-        """The bytes of each blob, received straight into buffers of their size."""
-        buffers = [bytearray(size) for size in self._ask("GET " + " ".join(blob_ids))]
+    def fetch(self, key: str, blob_ids: list[str]) -> list[bytearray]:
+        """The bytes of each blob of object ``key``, received straight into buffers of their size."""
+        buffers = [bytearray(size) for size in self._ask(f"GET key={key} " + " ".join(blob_ids))]
         for buffer in buffers:
             self._receive(buffer)
         return buffers
 
-    def fetch_into(self, blob_ids: list[str], allocate: Any) -> list[Any]:
-        """Receive each blob into ``allocate(size)`` (a writable buffer, such as a new blob
-        of this node's): one request, no copy on this side."""
+    def fetch_into(self, key: str, blob_ids: list[str], allocate: Any) -> list[Any]:
+        """Receive each blob of object ``key`` into ``allocate(size)`` (a writable buffer,
+        such as a new blob of this node's): one request, no copy on this side."""
         targets = []
-        for size in self._ask("GET " + " ".join(blob_ids)):
+        for size in self._ask(f"GET key={key} " + " ".join(blob_ids)):
             targets.append(allocate(size))
             self._receive(targets[-1])
         return targets

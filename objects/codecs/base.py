@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from objects.errors import StoreFull
+from objects.pinning import held_view
+from vineyard_runtime.holds import Writing
 from vineyard_runtime.pages import populate
 
 HEADER_KEY = "fluidv"
@@ -28,6 +30,8 @@ class Context:
     node: str
     allow_pickle: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    #: the record of this write's blobs, freed by the node's sweeper if the writer dies
+    record: Writing | None = None
 
     @property
     def ipc(self) -> Any:
@@ -48,6 +52,8 @@ class Context:
                 "(store.delete / store.delete_many) or give the node more memory (--size); "
                 "nothing was written to another node"
             ) from None
+        if self.record is not None:
+            self.record.add(f"o{int(builder.id):016x}")
         populate(memoryview(builder), write=True)
         return builder
 
@@ -85,7 +91,10 @@ class Context:
         return meta
 
     def create(self, meta: Any) -> Any:
-        return self.ipc.create_metadata(meta)
+        created = self.ipc.create_metadata(meta)
+        if self.record is not None:
+            self.record.add(f"o{int(created.id):016x}")
+        return created
 
 
 def meta_fields(kind: str, header: dict[str, Any], nbytes: int, labels: dict[str, str]) -> dict[str, Any]:
@@ -130,10 +139,11 @@ def blob_writer(builder: Any) -> Any:
 
 
 def blob_view(blob: Any) -> memoryview:
-    """A read-only view of a sealed blob's shared memory (empty for empty blobs)."""
+    """A read-only view of a sealed blob's shared memory (empty for empty blobs), which
+    holds the current read's pin while it lives (:mod:`objects.pinning`)."""
     shared = getattr(blob, "shared_view", None)  # a blob a directory layout refers to
     if shared is not None:
-        return shared()
+        return held_view(shared()) if getattr(blob, "blob", None) is not None else shared()
     if blob.is_empty or blob.size == 0:
         return memoryview(b"")
-    return memoryview(blob)
+    return held_view(memoryview(blob))

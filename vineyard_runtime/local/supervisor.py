@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from vineyard_runtime import node_config
 from vineyard_runtime.blob_server import BlobServer, endpoint_key
+from vineyard_runtime.sweeper import NodeSweeper, sweeper_key
 from vineyard_runtime.binaries import etcd_binary, vineyardd_binary
 from vineyard_runtime.daemons import etcd_command, vineyardd_command
 from vineyard_runtime.errors import ClusterAlreadyRunning, ClusterStartError, VineyardRuntimeError
@@ -126,6 +127,7 @@ class Supervisor:
         self.probes: dict[str, _WriteProbe] = {}
         #: per node: serves its blobs to readers on other nodes (survives vineyardd restarts)
         self.blob_servers: dict[str, BlobServer] = {}
+        self.sweepers: dict[str, NodeSweeper] = {}
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -338,6 +340,11 @@ class Supervisor:
         if server is None:
             server = self.blob_servers[node.name] = BlobServer(node.socket, host=LOOPBACK).start()
         self.etcd_client.put(endpoint_key(self.state.etcd_prefix, node.instance_id), server.endpoint)
+        if node.name not in self.sweepers:
+            self.sweepers[node.name] = NodeSweeper(
+                node.socket, self.state.etcd.endpoint, self.state.etcd_prefix,
+                lambda node=node: node.instance_id, lambda socket: connect_ipc(socket)).start()
+        self.etcd_client.put(sweeper_key(self.state.etcd_prefix, node.instance_id), node.socket)
         node_config.write(node_config.sidecar_path(node.socket), node_config.NodeConfig(
             socket=node.socket, rpc_endpoints=(f"{LOOPBACK}:{node.rpc_port}",),
             etcd_endpoint=self.state.etcd.endpoint, etcd_prefix=self.state.etcd_prefix,
@@ -505,6 +512,8 @@ class Supervisor:
         for server in self.blob_servers.values():
             server.shutdown()
             server.server_close()
+        for sweeper in self.sweepers.values():
+            sweeper.stop()
         procs = [d.proc for d in self.nodes.values() if d.proc is not None]
         _stop_all(procs)
         if self.etcd.proc is not None:

@@ -1,0 +1,178 @@
+"""Zero-copy reads pin what they show, and nothing a dead process held stays allocated.
+
+vineyardd frees a deleted blob at once and reuses its memory; these tests delete,
+replace and overwrite objects under live views (in another process and in this one),
+kill readers and writers, and check that a view never changes and that the memory comes
+back once nobody holds it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from conftest import memory_used, run_python, wait_for
+
+SIZE = 1 << 18  # 2 MiB of float64: shared memory, not inline
+
+HOLDER = """
+    import sys, numpy as np, pyarrow as pa, objects
+    store = objects.connect()
+    value = store.get(sys.argv[1])
+    print("holding", flush=True)
+    sys.stdin.readline()  # the test deletes, replaces and overwrites meanwhile
+    column = value if isinstance(value, np.ndarray) else value.column(0).to_numpy()
+    print(float(column.min()), float(column.max()), flush=True)
+    sys.stdin.readline()
+"""
+
+
+def _holder(socket: str, name: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(HOLDER), name],
+                            env=dict(os.environ, VINEYARD_IPC_SOCKET=socket), text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == "holding", proc.stderr.read()
+    return proc
+
+
+def _churn(store, name: str, how: str) -> None:
+    """Take ``name`` away from its readers (``how``) and fill the node with other bytes."""
+    if how == "replace":
+        store.put(np.full(SIZE, -1.0), name, replace=True)
+    else:
+        store.delete(name)
+    for i in range(4):  # what vineyard would hand out next: the freed memory
+        store.put(np.full(SIZE, -1.0), f"{name}-other{i}")
+
+
+@pytest.mark.parametrize("how", ["delete", "replace"])
+@pytest.mark.parametrize("kind", ["array", "table"])
+def test_a_view_in_another_process_never_changes_and_its_memory_comes_back(stores, shared_cluster, how, kind):
+    store = stores["node-0"]
+    name = f"pinned/{how}-{kind}"
+    value = np.full(SIZE, 7.0) if kind == "array" else pa.table({"x": np.full(SIZE, 7.0)})
+    before = memory_used(store)
+    store.put(value, name)
+    holder = _holder(shared_cluster.node("node-0").socket, name)
+    try:
+        _churn(store, name, how)
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().split() == ["7.0", "7.0"], "the reader's view kept its bytes"
+        assert store.holds.pending(), "the old object waits for its reader"
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.wait(timeout=30) == 0, holder.stderr.read()
+    finally:
+        holder.kill()
+        holder.wait()
+    store.delete_many(prefix=name)
+    wait_for(lambda: memory_used(store) == before and not store.holds.pending(), timeout=10,
+             message="the memory came back once the reader let go")
+
+
+def test_a_view_in_this_process_holds_until_its_last_slice_dies(stores):
+    store = stores["node-1"]
+    before = memory_used(store)
+    store.put(np.arange(SIZE, dtype=np.float64), "pinned/here")
+    view = store.get("pinned/here")
+    part = view[10:20]
+    table_view = pa.py_buffer(store.get("pinned/here"))  # a second read, an Arrow buffer over it
+    del view
+    _churn(store, "pinned/here", "delete")
+    np.testing.assert_array_equal(part, np.arange(10, 20, dtype=np.float64))
+    assert np.frombuffer(table_view, np.float64)[SIZE - 1] == SIZE - 1
+    assert memory_used(store) > before + 4 * SIZE * 8, "still held"
+    del part
+    assert store.holds.pending() == [store.holds.pending()[0]], "the buffer still holds it"
+    del table_view  # the last view: this process frees it at once, no sweeper needed
+    assert not store.holds.pending()
+    store.delete_many(prefix="pinned/here")
+    assert memory_used(store) == before
+
+
+def test_a_killed_reader_pins_nothing(stores, shared_cluster):
+    store = stores["node-2"]
+    before = memory_used(store)
+    store.put(np.full(SIZE, 7.0), "pinned/killed")
+    holder = _holder(shared_cluster.node("node-2").socket, "pinned/killed")
+    try:
+        store.delete("pinned/killed")
+        assert memory_used(store) > before, "held by the reader"
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    finally:
+        holder.kill()
+        holder.wait()
+    wait_for(lambda: memory_used(store) == before, timeout=10, message="the sweeper freed it")
+
+
+def test_a_reader_on_another_node_keeps_its_copy_while_the_name_is_deleted(stores, shared_cluster):
+    writer, reader_store = stores["node-0"], stores["node-1"]
+    before = [memory_used(writer), memory_used(reader_store)]
+    writer.put(np.full(SIZE, 7.0), "pinned/remote")
+    holder = _holder(shared_cluster.node("node-1").socket, "pinned/remote")  # node-1 receives a copy
+    try:
+        _churn(writer, "pinned/remote", "delete")
+        for i in range(4):
+            reader_store.put(np.full(SIZE, -1.0), f"pinned/remote-mine{i}")  # node-1 reuses freed memory
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().split() == ["7.0", "7.0"]
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.wait(timeout=30) == 0, holder.stderr.read()
+    finally:
+        holder.kill()
+        holder.wait()
+    writer.delete_many(prefix="pinned/remote")
+    wait_for(lambda: [memory_used(writer), memory_used(reader_store)] == before, timeout=10,
+             message="both nodes freed the object and the copy")
+
+
+@pytest.mark.parametrize("write", ["allocate", "put"])
+def test_the_memory_of_a_writer_killed_mid_write_comes_back(stores, shared_cluster, write):
+    store = stores["node-0"]
+    before = memory_used(store)
+    code = {
+        "allocate": """
+            with store.allocate((1 << 22,), "float64", "crash/alloc") as out:
+                out[:] = 1
+                os._exit(3)
+        """,
+        "put": """
+            import numpy as np
+            from objects.codecs.base import Context
+            Context.seal = lambda self, builder: os._exit(3)  # dies with its blob filled, unsealed
+            store.put(np.ones(1 << 22), "crash/put")
+        """,
+    }[write]
+    result = run_python("import os, objects\nstore = objects.connect()\n" + textwrap.dedent(code),
+                        shared_cluster.node("node-0").socket)
+    assert result.returncode == 3, result.stderr
+    assert not store.exists(f"crash/{write}")
+    wait_for(lambda: memory_used(store) == before, timeout=10, message="the sweeper reclaimed the dead write")
+
+
+def test_a_writer_killed_right_after_naming_keeps_its_object(stores, shared_cluster):
+    result = run_python("""
+        import os, numpy as np, objects
+        from vineyard_runtime import holds
+        holds.Writing.done = lambda self: None  # dies before forgetting its record
+        store = objects.connect()
+        store.put(np.full(1 << 18, 5.0), "crash/named")
+        os._exit(3)
+    """, shared_cluster.node("node-1").socket)
+    assert result.returncode == 3, result.stderr
+    store = stores["node-1"]
+    wait_for(lambda: not [f for f in os.listdir(store.holds.path) if f.endswith(".writing")], timeout=10,
+             message="the sweeper looked at the dead writer's record")
+    assert float(store.get("crash/named").max()) == 5.0, "a named write is kept"
+    store.delete("crash/named")

@@ -1,0 +1,86 @@
+"""A node's sweeper: frees what the node's holds deferred (:mod:`vineyard_runtime.holds`).
+
+Every half second it frees the objects deleted while they were read once their last
+reader has let go (also a reader that was killed), the blobs of writers that died
+before naming them, and what deletes on other nodes asked this node to free: those
+deleters cannot see this node's pins, so they write ``fluidv/doomed/i<instance>/<key>``
+in etcd instead of freeing at once, where a node publishes ``fluidv/sweepers/i<instance>``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from vineyard_runtime.blob_server import delete_with
+from vineyard_runtime.etcd_client import EtcdClient, delete_op
+from vineyard_runtime.holds import NodeHolds
+from vineyard_runtime.spec import NAMES_PREFIX
+
+log = logging.getLogger("fluidv.sweeper")
+
+SWEEP_EVERY = 0.5
+
+
+def sweeper_key(etcd_prefix: str, instance_id: int) -> str:
+    """Where a node says its sweeper runs (deleters elsewhere then leave frees to it)."""
+    return f"{etcd_prefix.rstrip('/')}/fluidv/sweepers/i{instance_id}"
+
+
+def doomed_key(etcd_prefix: str, instance_id: int, key: str = "") -> str:
+    """Where a deleter on another node asks node ``instance_id`` to free object ``key``."""
+    return f"{etcd_prefix.rstrip('/')}/fluidv/doomed/i{instance_id}/{key}"
+
+
+class NodeSweeper:
+    """The sweeper thread of one node (its socket; its current instance id, which a
+    restart changes)."""
+
+    def __init__(self, socket: str, etcd_endpoint: str, etcd_prefix: str,
+                 instance_id: Callable[[], int | None], connect: Callable[[str], Any]) -> None:
+        self.socket, self.prefix = socket, etcd_prefix
+        self.etcd = EtcdClient(etcd_endpoint)
+        self._instance_id, self._connect = instance_id, connect
+        self._client: Any = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"sweeper-{socket}", daemon=True)
+
+    def start(self) -> "NodeSweeper":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.etcd.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(SWEEP_EVERY):
+            try:
+                self.sweep()
+            except Exception as exc:  # noqa: BLE001 - a restarting node or etcd: next round
+                log.debug("sweeping %s: %s", self.socket, exc)
+                self._client = None
+
+    def _named(self, name: str, entry_id: str) -> bool:
+        kv = self.etcd.get(f"{self.prefix.rstrip('/')}/{NAMES_PREFIX}{name}")
+        return kv is not None and json.loads(kv.value).get("id") == entry_id
+
+    def sweep(self) -> int:
+        """One round; how many objects or dead writes were freed."""
+        holds = NodeHolds.for_socket(self.socket)
+        instance_id = self._instance_id()
+        if holds is None or instance_id is None:
+            return 0
+        if self._client is None or int(self._client.instance_id) != instance_id:  # restarted
+            self._client = self._connect(self.socket)
+        delete = delete_with(self._client)
+        asked = doomed_key(self.prefix, instance_id)
+        freed = 0
+        for kv in self.etcd.range(asked)[0]:
+            freed += holds.free(kv.key[len(asked):], json.loads(kv.value), delete)
+            self.etcd.txn([], [delete_op(kv.key)])  # the holds have it now
+        return freed + holds.sweep(delete, self._named)
