@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 
@@ -30,3 +31,10 @@ def scratch_then_result(ctx):
 
 def slow(ctx):
     time.sleep(float(ctx.params.get("seconds", "1")))
+
+
+def sleeper(ctx):
+    """Say its pid in the file params name, then sleep (a step that tests stop)."""
+    with open(ctx.params["pidfile"], "w") as handle:
+        handle.write(str(os.getpid()))
+    time.sleep(float(ctx.params.get("seconds", "120")))

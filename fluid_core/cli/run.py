@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 import json
+import signal
 
 import click
 
 from fluid_core.cli.errors import CommandError, reported
+
+
+class Stopped(CommandError):
+    """The run got SIGTERM or SIGHUP: its steps were stopped; exit code 128 + the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}: every running step was "
+                         "stopped and its operation marked Failed")
+        self.exit_code = 128 + signum
+
+
+def _stopped(signum: int, _frame: object) -> None:
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # a second signal must not cut the clean-up short
+        signal.signal(sig, signal.SIG_IGN)
+    raise Stopped(signum)
 
 
 def operations_table(runs: list) -> "object":  # noqa: ANN001 - rich types imported lazily
@@ -54,6 +70,8 @@ def run(path: str, as_json: bool, workdir: str | None, nodes: int, size: str, ru
     from fluid_core.flow.validate import FlowInvalid  # noqa: PLC0415
     from vineyard_runtime.local import LocalCluster  # noqa: PLC0415
     from vineyard_runtime.local.cluster import is_running  # noqa: PLC0415
+    from vineyard_runtime.local.layout import default_workdir  # noqa: PLC0415
+    from vineyard_runtime.local.users import ClusterUsers  # noqa: PLC0415
 
     with reported():
         resources, invalid = parse_all(load_documents(path))
@@ -64,28 +82,44 @@ def run(path: str, as_json: bool, workdir: str | None, nodes: int, size: str, ru
         raise CommandError(f"{len(invalid)} invalid resource(s) in {path}; nothing was run")
     console = Console(stderr=as_json)
     console.width = max(console.width, 100)
-    started_here = not is_running(workdir)
-    with reported():
-        local = LocalCluster(nodes=nodes, size=size, workdir=workdir) if started_here else LocalCluster.attach(workdir)
-    try:  # checked before a cluster is started for it
-        runner = LocalRunner(local, resources, run_id=run_id)
-    except FlowInvalid as exc:
-        for where, message in exc.problems:
-            click.echo(f"{where}: {message}", err=True)
-        raise CommandError("the flow was rejected before anything ran") from None
-    if started_here:
-        console.print(f"starting a {nodes}-node local cluster ({size} per node) ...")
-        with reported():
-            local.start()
+    users = ClusterUsers(workdir or default_workdir())
+    joined, stopped = False, None
+    previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
+        with users.deciding():  # one command at a time starts a cluster or finds it running
+            started_here = not is_running(workdir)
+            with reported():
+                local = (LocalCluster(nodes=nodes, size=size, workdir=workdir) if started_here
+                         else LocalCluster.attach(workdir))
+            try:  # checked before a cluster is started for it
+                runner = LocalRunner(local, resources, run_id=run_id)
+            except FlowInvalid as exc:
+                for where, message in exc.problems:
+                    click.echo(f"{where}: {message}", err=True)
+                raise CommandError("the flow was rejected before anything ran") from None
+            users.join(started=started_here)
+            joined = True
+            if started_here:
+                console.print(f"starting a {nodes}-node local cluster ({size} per node) ...")
+                with reported():
+                    local.start(detach=True)  # it may outlive this run: another may join it
         with Live(console=console, auto_refresh=False, transient=as_json) as live:
             runner.on_change = lambda runs: live.update(operations_table(runs), refresh=True)
-            runs = runner.run(until=until, timeout=timeout)
+            try:
+                runs = runner.run(until=until, timeout=timeout)
+            except Stopped as exc:  # the steps are stopped and marked: report them, then exit
+                stopped, runs = exc, runner.operations
     finally:
-        if started_here:
-            local.stop()
+        if joined:  # the last run out stops a cluster a run started, never one under another run
+            users.leave(local.stop)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if as_json:
         click.echo(json.dumps([r.summary() for r in runs], indent=2))
+    if stopped is not None:
+        raise stopped
+    if stopped is not None:
+        raise stopped
     failed = [r for r in runs if r.phase == "Failed"]
     if failed:
         raise CommandError(f"{len(failed)} operation(s) failed: " + ", ".join(f"{r.kind}/{r.name}" for r in failed))

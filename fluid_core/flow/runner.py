@@ -179,6 +179,7 @@ class LocalRunner:
         self._changed()
         self._spawner = Spawner(os.path.join(self.workdir, "steps.log")).start()
         began = time.monotonic()  # the clock starts once steps can start
+        reason = "the run was interrupted"
         try:
             while True:
                 now = time.monotonic()
@@ -193,8 +194,11 @@ class LocalRunner:
                 if self._finished():
                     break
                 time.sleep(self._poll)
+        except BaseException as exc:  # Ctrl-C, a signal, a bug: every step stops, marked with why
+            reason = f"the run was interrupted: {exc or type(exc).__name__}"
+            raise
         finally:
-            self._abort("the run was interrupted")
+            self._abort(reason)
             self._spawner.close()
         self._expire()
         return self.operations
@@ -418,7 +422,7 @@ class LocalRunner:
                 else:
                     terminate([process], timeout=5)
                 self._ended(run, RunState.FAILED, reason)
-                self._apply(run, decide(run.policy, gate(None, None), Observed(run.state, run.runs)))
+                self._apply(run, decide(run.policy, gate(None, None), Observed(run.state, run.runs, False, run.message)))
 
     # -- clean-up -------------------------------------------------------------------------
 
