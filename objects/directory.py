@@ -17,7 +17,15 @@ from typing import Any
 
 from objects.layout import shared_blobs
 from vineyard_runtime.spec import NAMES_PREFIX, ROOT_SESSION
-from vineyard_runtime.etcd_client import EtcdClient, EtcdUnavailable, absent, delete_op, put_op, unchanged
+from vineyard_runtime.etcd_client import (
+    EtcdClient,
+    EtcdUnavailable,
+    absent,
+    delete_op,
+    put_op,
+    range_request,
+    unchanged,
+)
 
 STREAMS = "fluidv/streams/"
 REPLICAS = "fluidv/replicas/"
@@ -120,6 +128,23 @@ class Directory:
         base = self.key("")
         kvs, _ = self.etcd.range(base + prefix) if prefix else self.etcd.range(base)
         return [(kv.key[len(base):], Entry.from_json(kv.value, kv.mod_revision)) for kv in kvs]
+
+    def changes(self, prefix: str, since: int) -> tuple[list[tuple[str, Entry]], int, int]:
+        """What changed under names starting with ``prefix`` after revision ``since`` (0:
+        everything): (name, entry) of each name put since, how many names there are now,
+        and the revision this was read at. One request."""
+        base, names = self.key(prefix), self.key("")
+        (changed, total), revision = self.etcd.read([
+            range_request(base, min_mod_revision=since + 1 if since else None),
+            range_request(base, count_only=True)])
+        return ([(kv.key[len(names):], Entry.from_json(kv.value, kv.mod_revision)) for kv in changed["kvs"]],
+                total["count"], revision)
+
+    def names(self, prefix: str, revision: int) -> set[str]:
+        """The names starting with ``prefix`` as of ``revision`` (keys only)."""
+        names = self.key("")
+        (found,), _ = self.etcd.read([range_request(self.key(prefix), keys_only=True, revision=revision)])
+        return {kv.key[len(names):] for kv in found["kvs"]}
 
     # -- the cluster's nodes --------------------------------------------------------
 

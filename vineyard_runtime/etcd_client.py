@@ -59,6 +59,23 @@ def delete_op(key: str, *, prefix: bool = False) -> dict[str, Any]:
     return {"requestDeleteRange": body}
 
 
+def range_request(prefix: str, *, min_mod_revision: int | None = None, count_only: bool = False,
+                  keys_only: bool = False, revision: int | None = None) -> dict[str, Any]:
+    """A read of every key under ``prefix`` for :meth:`EtcdClient.read`: only those changed
+    after ``min_mod_revision``, only their number, or only the keys and revisions; as of
+    ``revision`` if given."""
+    body: dict[str, Any] = {"key": _b64(prefix), "range_end": _prefix_end(prefix)}
+    if revision:
+        body["revision"] = str(revision)
+    if min_mod_revision:
+        body["min_mod_revision"] = str(min_mod_revision)
+    if count_only:
+        body["count_only"] = True
+    if keys_only:
+        body["keys_only"] = True
+    return body
+
+
 def absent(key: str) -> dict[str, Any]:
     """A transaction comparison: ``key`` does not exist."""
     return {"key": _b64(key), "target": "VERSION", "result": "EQUAL", "version": "0"}
@@ -139,6 +156,16 @@ class EtcdClient:
             body["keys_only"] = True
         reply = self._post("/v3/kv/range", body)
         return [KeyValue.of(kv) for kv in reply.get("kvs", [])], int(reply["header"]["revision"])
+
+    def read(self, ranges: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+        """Several ``range_request`` reads at one revision (one transaction): each one's
+        ``{"kvs": [KeyValue...], "count": n}``, and that revision."""
+        reply = self._post("/v3/kv/txn", {"success": [{"requestRange": r} for r in ranges]})
+        results = []
+        for response in reply.get("responses", []):
+            body = response.get("response_range", {})
+            results.append({"kvs": [KeyValue.of(kv) for kv in body.get("kvs", [])], "count": int(body.get("count", 0))})
+        return results, int(reply["header"]["revision"])
 
     def keys(self, prefix: str, limit: int | None = None) -> list[str]:
         """The keys under ``prefix`` (the first ``limit`` of them, in key order)."""
