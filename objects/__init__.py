@@ -11,6 +11,7 @@ from objects.codecs.registry import register, unregister
 from objects.connection import candidate_targets, connect_first
 from objects.directory import open_directory
 from objects.errors import (
+    NodeUnavailable,
     ObjectExists,
     ObjectNotFound,
     ObjectsError,
@@ -38,6 +39,7 @@ def connect(
 
 
 __all__ = [
+    "NodeUnavailable",
     "ObjectExists",
     "ObjectNotFound",
     "ObjectRef",

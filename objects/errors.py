@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from vineyard_runtime import errors as runtime_errors
+
 
 class ObjectsError(Exception):
     """Base of every error raised by ``objects``."""
@@ -9,6 +11,10 @@ class ObjectsError(Exception):
 
 class StoreUnavailable(ObjectsError):
     """No Vineyard node could be reached; the message lists what was tried."""
+
+
+class NodeUnavailable(StoreUnavailable, runtime_errors.NodeUnavailable):
+    """A node did not answer a call within its deadline (``$FLUIDV_NODE_TIMEOUT``)."""
 
 
 class ObjectNotFound(ObjectsError, KeyError):

@@ -17,6 +17,7 @@ from objects.codecs.base import Context, labels_of
 from objects.connection import Target, release
 from objects.directory import Directory, Entry, EtcdUnavailable
 from objects.errors import (
+    NodeUnavailable,
     ObjectExists,
     ObjectNotFound,
     ObjectsError,
@@ -31,14 +32,18 @@ from objects.layout import (
     TooLarge,
     surely_too_large,
 )
+from objects.listing import Listing
 from objects.refs import ObjectRef
 from objects.remote import RemoteReads, Vanished
 from objects.streams import StreamReader, StreamWriter, delete_stream
+from vineyard_runtime.deadline import Deadline
 from vineyard_runtime.holds import NodeHolds, Pin, Writing, writing
 
 _OBJECT_ID = re.compile(r"^o[0-9a-f]{16}$")
 _INLINE_ID = re.compile(r"^i[0-9a-f]{16}$")
 RESERVED_PREFIX = "__fluidv"
+#: How many prefixes' listings a store keeps to read again only what changed.
+_LISTINGS_KEPT = 16
 #: How often a replace retries when other writers keep changing the name meanwhile.
 _REPLACE_TRIES = 50
 
@@ -56,6 +61,19 @@ def _taken(name: str) -> ObjectExists:
     return ObjectExists(
         f"an object named {name!r} already exists; pass replace=True to replace it or delete it first"
     )
+
+
+def _bounded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a store method under its node's deadline (see :mod:`objects.deadline`)."""
+
+    @functools.wraps(method)
+    def call(self: "ObjectStore", *args: Any, **kwargs: Any) -> Any:
+        if self.deadline is None:
+            return method(self, *args, **kwargs)
+        with self.deadline.call(method.__name__):
+            return method(self, *args, **kwargs)
+
+    return call
 
 
 def _check_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
@@ -91,7 +109,10 @@ class ObjectStore:
         self._nodes: dict[int, str] = {}
         #: pins of this node's objects while they are read (None over RPC: reads copy)
         self.holds = NodeHolds.for_socket(target.address) if target.kind == "ipc" else None
+        #: how long a call may wait for the node (None over RPC)
+        self.deadline = Deadline(target.address, target.address, error=NodeUnavailable) if target.kind == "ipc" else None
         self.remote = RemoteReads(self)
+        self._listings: dict[str, Listing] = {}
         self._closed = False
 
     # -- connection ----------------------------------------------------------------
@@ -132,6 +153,8 @@ class ObjectStore:
             return
         self._closed = True
         self.remote.close()
+        if self.deadline is not None:
+            self.deadline.close()
         try:
             release(self.target, self._client)
         except Exception:  # noqa: BLE001 - closing a dead connection is harmless
@@ -268,12 +291,11 @@ class ObjectStore:
         return ObjectRef(id=entry.id, name=name, typename=entry.typename, nbytes=entry.nbytes,
                          node=entry.node, instance_id=entry.instance_id, labels=dict(entry.labels))
 
-    def _alive(self, entry: Entry, instances: Callable[[], Mapping[int, Any]] | None = None) -> bool:
-        """True unless the entry's value lived on a node that is gone (``instances``:
-        where to read the live ones, when several entries are checked)."""
+    def _alive(self, entry: Entry) -> bool:
+        """True unless the entry's value lived on a node that is gone."""
         if not entry.on_node or entry.instance_id == self.instance_id:
             return True
-        return entry.instance_id in (instances or (lambda: self._etcd(self.directory.instances)))()
+        return entry.instance_id in self._etcd(self.directory.instances)
 
     # -- resolution ----------------------------------------------------------------
 
@@ -333,6 +355,7 @@ class ObjectStore:
 
     # -- writing -------------------------------------------------------------------
 
+    @_bounded
     def put(
         self,
         value: Any,
@@ -384,6 +407,7 @@ class ObjectStore:
         if not replace and self.exists(name):
             raise _taken(name)
 
+    @_bounded
     def allocate(
         self,
         shape: int | tuple[int, ...],
@@ -414,6 +438,7 @@ class ObjectStore:
 
     # -- reading -------------------------------------------------------------------
 
+    @_bounded
     def get(self, target: ObjectRef | str | int | Any, *, allow_pickle: bool = False) -> Any:
         """The value of an object given by ref, name or id.
 
@@ -454,6 +479,7 @@ class ObjectStore:
             ) from None
         return self._client.get_meta(local_id)
 
+    @_bounded
     def info(self, target: ObjectRef | str | int | Any) -> ObjectRef:
         """Id, name, type, size, node and labels of an object."""
         name, entry, object_id = self._find(target)
@@ -475,14 +501,20 @@ class ObjectStore:
         """Named objects, optionally those whose name starts with ``prefix`` and that carry
         every label in ``labels``; sorted by name. Objects of nodes that are gone are left out.
 
-        One read of the directory, whatever the number of objects."""
+        One read of what changed since this store's last listing of ``prefix`` (see
+        :mod:`objects.listing`), whatever the number of objects."""
         wanted = _check_labels(labels)
-        found = self._etcd(lambda: self.directory.entries(prefix or ""))
+        listing = self._listings.pop(prefix or "", None) or Listing(prefix or "", self._ref_of)
+        self._listings[prefix or ""] = listing  # the most recent last; a few are kept
+        while len(self._listings) > _LISTINGS_KEPT:
+            del self._listings[next(iter(self._listings))]
+        found = self._etcd(lambda: listing.refresh(self.directory))
         instances = functools.cache(lambda: self._etcd(self.directory.instances))  # read once, if at all
-        return [self._ref_of(entry, name) for name, entry in found
+        mine = self.instance_id
+        return [ref for name, ref, on_node in found
                 if not name.startswith(RESERVED_PREFIX)
-                and all(entry.labels.get(k) == v for k, v in wanted.items())
-                and self._alive(entry, instances)]
+                and all(ref.labels.get(k) == v for k, v in wanted.items())
+                and (not on_node or ref.instance_id == mine or ref.instance_id in instances())]
 
     def __iter__(self) -> Iterator[ObjectRef]:
         return iter(self.list())
@@ -496,6 +528,7 @@ class ObjectStore:
         else:
             self.holds.free(key, [key], self.delete_ids)
 
+    @_bounded
     def delete(self, target: ObjectRef | str | int | Any) -> None:
         """Delete an object (and its name); ObjectNotFound when unknown."""
         name, entry, object_id = self._find(target)

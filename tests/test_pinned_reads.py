@@ -42,6 +42,19 @@ def _holder(socket: str, name: str) -> subprocess.Popen:
     return proc
 
 
+def _look(holder: subprocess.Popen) -> list[str]:
+    """The min and max the holder's view shows now."""
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+    return holder.stdout.readline().split()
+
+
+def _let_go(holder: subprocess.Popen) -> None:
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+    assert holder.wait(timeout=30) == 0, holder.stderr.read()
+
+
 def _churn(store, name: str, how: str) -> None:
     """Take ``name`` away from its readers (``how``) and fill the node with other bytes."""
     if how == "replace":
@@ -63,13 +76,9 @@ def test_a_view_in_another_process_never_changes_and_its_memory_comes_back(store
     holder = _holder(shared_cluster.node("node-0").socket, name)
     try:
         _churn(store, name, how)
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        assert holder.stdout.readline().split() == ["7.0", "7.0"], "the reader's view kept its bytes"
+        assert _look(holder) == ["7.0", "7.0"], "the reader's view kept its bytes"
         assert store.holds.pending(), "the old object waits for its reader"
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        assert holder.wait(timeout=30) == 0, holder.stderr.read()
+        _let_go(holder)
     finally:
         holder.kill()
         holder.wait()
@@ -123,12 +132,8 @@ def test_a_reader_on_another_node_keeps_its_copy_while_the_name_is_deleted(store
         _churn(writer, "pinned/remote", "delete")
         for i in range(4):
             reader_store.put(np.full(SIZE, -1.0), f"pinned/remote-mine{i}")  # node-1 reuses freed memory
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        assert holder.stdout.readline().split() == ["7.0", "7.0"]
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        assert holder.wait(timeout=30) == 0, holder.stderr.read()
+        assert _look(holder) == ["7.0", "7.0"]
+        _let_go(holder)
     finally:
         holder.kill()
         holder.wait()
@@ -176,3 +181,8 @@ def test_a_writer_killed_right_after_naming_keeps_its_object(stores, shared_clus
              message="the sweeper looked at the dead writer's record")
     assert float(store.get("crash/named").max()) == 5.0, "a named write is kept"
     store.delete("crash/named")
+
+
+def test_holds_and_the_workdir_are_not_world_writable(stores, shared_cluster):
+    for path in (stores["node-0"].holds.path, shared_cluster.workdir, os.path.dirname(shared_cluster.nodes[0].socket)):
+        assert os.stat(path).st_mode & 0o007 == 0, path

@@ -17,6 +17,7 @@ import socketserver
 import threading
 from typing import Any
 
+from vineyard_runtime.deadline import Deadline, node_timeout
 from vineyard_runtime.holds import Delete, NodeHolds
 from vineyard_runtime.pages import populate
 
@@ -36,7 +37,15 @@ class _Handler(socketserver.StreamRequestHandler):
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def handle(self) -> None:
-        client = None
+        self.deadline: Deadline | None = None
+        try:
+            self._serve()
+        finally:
+            if self.deadline is not None:
+                self.deadline.close()
+
+    def _serve(self) -> None:
+        client: Any = None
         while True:
             line = self.rfile.readline(1 << 20)
             if not line:
@@ -48,19 +57,26 @@ class _Handler(socketserver.StreamRequestHandler):
             key = words.pop(1)[4:] if len(words) > 1 and words[1].startswith("key=") else None
             pin = None
             try:
-                client = client or self.server.connect()
+                if client is None:
+                    client = self.server.connect()
+                    # a stopped node must fail this request, not hold the GIL of the whole process
+                    self.deadline = Deadline(self.server.vineyard_socket, self.server.vineyard_socket)
                 if key is not None and self.server.holds is not None:
                     pin = self.server.holds.pin(key)
-                if words[0] == "LAYOUT":
-                    layout = layout_of(client.get_meta(_object_id(words[1])),
-                                       lambda blob: int(client.ipc_client.get_blob(blob).size))
-                    views = [memoryview(json.dumps(layout).encode())]
-                else:
-                    views = [self.server.view(client, word) for word in words[1:]]
+                assert self.deadline is not None
+                with self.deadline.call(words[0]):
+                    if words[0] == "LAYOUT":
+                        layout = layout_of(client.get_meta(_object_id(words[1])),
+                                           lambda blob: int(client.ipc_client.get_blob(blob).size))
+                        views = [memoryview(json.dumps(layout).encode())]
+                    else:
+                        views = [self.server.view(client, word) for word in words[1:]]
             except Exception as exc:  # noqa: BLE001 - the reader is told why, the server goes on
                 if pin is not None:
                     pin.release()
-                client = None
+                if self.deadline is not None:
+                    self.deadline.close()
+                client, self.deadline = None, None
                 self.wfile.write(f"ERR {type(exc).__name__}: {exc}".replace("\n", " ").encode() + b"\n")
                 continue
             try:
@@ -159,7 +175,9 @@ class BlobFetchError(OSError):
 class BlobFetcher:
     """A reader's connection to one blob server (not shared between threads)."""
 
-    def __init__(self, endpoint: str, timeout: float = 30.0) -> None:
+    def __init__(self, endpoint: str, timeout: float | None = None) -> None:
+        """``timeout``: seconds to wait for the server (``$FLUIDV_NODE_TIMEOUT`` unless given)."""
+        timeout = node_timeout() if timeout is None else timeout
         host, _, port = endpoint.rpartition(":")
         self.endpoint = endpoint
         self._sock = socket.create_connection((host, int(port)), timeout=timeout)

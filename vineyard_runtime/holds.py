@@ -162,6 +162,10 @@ class NodeHolds:
         _unlink(self._file(key, "pin"))  # only now: a reader that opened it finds the ids gone
         return True
 
+    def has_work(self) -> bool:
+        """True when deletes wait for readers or writes are in flight."""
+        return any(name.endswith((".doomed", ".writing")) for name in os.listdir(self.path))
+
     def pending(self) -> list[str]:
         """Keys freed by a delete but still read (or not yet swept)."""
         return sorted(name[:-len(".doomed")] for name in os.listdir(self.path) if name.endswith(".doomed"))

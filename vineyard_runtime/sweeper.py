@@ -17,7 +17,9 @@ from typing import Any
 
 from vineyard_runtime.blob_server import delete_with
 from vineyard_runtime.etcd_client import EtcdClient, delete_op
+from vineyard_runtime.deadline import Deadline
 from vineyard_runtime.holds import NodeHolds
+from vineyard_runtime.local.probe import Pinger
 from vineyard_runtime.spec import NAMES_PREFIX
 
 log = logging.getLogger("fluidv.sweeper")
@@ -45,6 +47,8 @@ class NodeSweeper:
         self.etcd = EtcdClient(etcd_endpoint)
         self._instance_id, self._connect = instance_id, connect
         self._client: Any = None
+        self._deadline: Deadline | None = None
+        self._pinger = Pinger(socket)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"sweeper-{socket}", daemon=True)
 
@@ -56,6 +60,9 @@ class NodeSweeper:
         self._stop.set()
         self._thread.join(timeout=5)
         self.etcd.close()
+        self._pinger.close()
+        if self._deadline is not None:
+            self._deadline.close()
 
     def _run(self) -> None:
         while not self._stop.wait(SWEEP_EVERY):
@@ -75,12 +82,21 @@ class NodeSweeper:
         instance_id = self._instance_id()
         if holds is None or instance_id is None:
             return 0
+        asked = doomed_key(self.prefix, instance_id)
+        requests = self.etcd.range(asked)[0]
+        if not requests and not holds.has_work():
+            return 0
+        if not self._pinger.ping():  # stopped or restarting: a vineyard call would hang with the GIL
+            return 0
         if self._client is None or int(self._client.instance_id) != instance_id:  # restarted
             self._client = self._connect(self.socket)
-        delete = delete_with(self._client)
-        asked = doomed_key(self.prefix, instance_id)
-        freed = 0
-        for kv in self.etcd.range(asked)[0]:
-            freed += holds.free(kv.key[len(asked):], json.loads(kv.value), delete)
-            self.etcd.txn([], [delete_op(kv.key)])  # the holds have it now
-        return freed + holds.sweep(delete, self._named)
+            if self._deadline is not None:
+                self._deadline.close()
+            self._deadline = Deadline(self.socket, self.socket)
+        assert self._deadline is not None
+        with self._deadline.call("a free"):
+            delete = delete_with(self._client)
+            for kv in requests:
+                holds.free(kv.key[len(asked):], json.loads(kv.value), delete)
+                self.etcd.txn([], [delete_op(kv.key)])  # the holds have it now
+            return len(requests) + holds.sweep(delete, self._named)

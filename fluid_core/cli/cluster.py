@@ -32,15 +32,19 @@ def cluster() -> None:
 @click.option("--etcd-port", type=int, help="etcd client port (default: a free port).")
 @click.option("--rpc-port", type=int, help="RPC port of node-0; node-i uses this + i (default: free ports).")
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for readiness.")
+@click.option("--unresponsive-grace", type=float, default=30.0, show_default=True,
+              help="Seconds a node may stop answering before it is restarted.")
 def up(nodes: int, size: str, zones: str | None, workdir: str | None, spill_path: str | None,
-       compression: bool, reserve_memory: bool, etcd_port: int | None, rpc_port: int | None, timeout: float) -> None:
+       compression: bool, reserve_memory: bool, etcd_port: int | None, rpc_port: int | None, timeout: float,
+       unresponsive_grace: float) -> None:
     """Start the cluster and return once every node is ready."""
     from vineyard_runtime.local import LocalCluster  # noqa: PLC0415
 
     with reported():
         local = LocalCluster(
             nodes=nodes, size=size, zones=_zones(zones), workdir=workdir, spill_path=spill_path,
-            compression=compression, reserve_memory=reserve_memory, etcd_port=etcd_port, rpc_port=rpc_port, start_timeout=timeout,
+            compression=compression, reserve_memory=reserve_memory, etcd_port=etcd_port, rpc_port=rpc_port,
+            start_timeout=timeout, unresponsive_grace=unresponsive_grace,
         )
         local.start(detach=True)
     for line in local.cleaned:
@@ -52,6 +56,8 @@ def up(nodes: int, size: str, zones: str | None, workdir: str | None, spill_path
     )
     for node in state.nodes:
         click.echo(f"  {node.name}  socket {node.socket}  rpc {node.rpc_endpoint}")
+    click.echo("note: etcd, the sockets and the blob servers are local to this machine, but vineyardd "
+               "binds its RPC port on every interface (0.0.0.0): firewall those ports on shared machines")
     click.echo(f"description: {local.layout.state_file}")
 
 

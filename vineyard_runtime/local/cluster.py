@@ -117,6 +117,7 @@ class LocalCluster:
         etcd_port: int | None = None,
         rpc_port: int | None = None,
         start_timeout: float = 60.0,
+        unresponsive_grace: float = 30.0,
     ) -> None:
         self.config = ClusterConfig(
             workdir=os.path.abspath(workdir or default_workdir()),
@@ -129,6 +130,7 @@ class LocalCluster:
             etcd_port=etcd_port,
             rpc_port=rpc_port,
             start_timeout=start_timeout,
+            unresponsive_grace=unresponsive_grace,
         )
         self.layout = Layout(self.config.workdir)
         self._supervisor: subprocess.Popen | None = None

@@ -36,6 +36,9 @@ class ClusterConfig:
     rpc_port: int | None = None
     etcd_prefix: str = DEFAULT_ETCD_PREFIX
     start_timeout: float = 60.0
+    #: seconds a node may stop answering before the supervisor restarts it (it is
+    #: reported Unresponsive after UNRESPONSIVE_AFTER)
+    unresponsive_grace: float = 30.0
 
     def __post_init__(self) -> None:
         if isinstance(self.nodes, bool) or not isinstance(self.nodes, int) or self.nodes < 1:
@@ -65,6 +68,8 @@ class ClusterConfig:
             check_port(self.rpc_port + self.nodes - 1, what="--rpc-port (last node)")
         if self.start_timeout <= 0:
             raise InvalidSpec("start timeout must be positive")
+        if not self.unresponsive_grace > 0:
+            raise InvalidSpec(f"--unresponsive-grace must be a positive number of seconds, got {self.unresponsive_grace!r}")
         object.__setattr__(self, "workdir", os.path.abspath(self.workdir))
         if self.spill_path:
             object.__setattr__(self, "spill_path", os.path.abspath(self.spill_path))

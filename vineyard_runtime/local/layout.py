@@ -63,7 +63,7 @@ class Layout:
         """Create the directories, or raise WorkdirError saying why it cannot be done."""
         try:
             for path in (self.workdir, self.log_dir, self.socket_dir):
-                os.makedirs(path, exist_ok=True)
+                os.makedirs(path, mode=0o700, exist_ok=True)  # this user's: no world access
             probe = os.path.join(self.workdir, ".write-test")
             with open(probe, "w") as handle:
                 handle.write("ok")

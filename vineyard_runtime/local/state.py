@@ -22,6 +22,8 @@ class EtcdState:
     log: str
     pid: int | None = None
     restarts: int = 0
+    #: when the node stopped answering (it runs, but calls to it wait), else None
+    unresponsive_since: str | None = None
 
 
 @dataclass
@@ -38,6 +40,8 @@ class NodeState:
     instance_id: int | None = None
     pid: int | None = None
     restarts: int = 0
+    #: when the node stopped answering (it runs, but calls to it wait), else None
+    unresponsive_since: str | None = None
 
     @property
     def rpc_endpoint(self) -> str:

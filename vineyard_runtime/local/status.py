@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from vineyard_runtime.deadline import Deadline
 from vineyard_runtime.local.probe import connect_ipc, socket_accepts
 from vineyard_runtime.local.processes import is_alive
 from vineyard_runtime.local.state import ClusterState
@@ -15,6 +16,8 @@ from vineyard_runtime.local.state import ClusterState
 BLOB_TYPE = "vineyard::Blob"
 #: Most objects counted per status call.
 LIST_LIMIT = 1_000_000
+#: seconds a node may take to answer ``fluidv cluster status``
+STATUS_TIMEOUT = 5.0
 
 
 @dataclass
@@ -53,19 +56,25 @@ def collect_status(state: ClusterState) -> list[NodeStatus]:
     per_instance: Counter[int] | None = None
     for node in state.nodes:
         problem = _health(node.pid, node.socket)
+        if problem is None and node.unresponsive_since:
+            problem = f"unresponsive since {node.unresponsive_since}: vineyardd runs but does not answer"
         used = limit = None
         if problem is None:
             try:
                 client = connect_ipc(node.socket, node=node.name)
+                deadline = Deadline(node.socket, node.name, seconds=STATUS_TIMEOUT)
                 try:
-                    status = client.status
+                    with deadline.call("a status request"):
+                        status = client.status
                     used, limit = int(status.memory_usage), int(status.memory_limit)
                     if per_instance is None:
-                        metas = client.list_metadatas("*", limit=LIST_LIMIT, nobuffer=True)
+                        with deadline.call("a listing"):
+                            metas = client.list_metadatas("*", limit=LIST_LIMIT, nobuffer=True)
                         per_instance = Counter(
                             int(m.instance_id) for m in metas if m.typename != BLOB_TYPE
                         )
                 finally:
+                    deadline.close()
                     client.close()
             except Exception as exc:  # noqa: BLE001 - report, never crash the table
                 problem = f"down: {exc}"

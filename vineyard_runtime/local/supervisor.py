@@ -33,7 +33,7 @@ from vineyard_runtime.errors import ClusterAlreadyRunning, ClusterStartError, Vi
 from vineyard_runtime.etcd_client import EtcdClient
 from vineyard_runtime.local.config import ClusterConfig
 from vineyard_runtime.local.layout import Layout, node_name
-from vineyard_runtime.local.probe import connect_ipc, registered_instances, socket_accepts
+from vineyard_runtime.local.probe import Pinger, connect_ipc, registered_instances, socket_accepts
 from vineyard_runtime.local.processes import log_tail, spawn
 from vineyard_runtime.local.state import ClusterState, EtcdState, NodeState, write_state
 from vineyard_runtime.ports import LOOPBACK, free_ports, require_free
@@ -42,6 +42,9 @@ from vineyard_runtime.spec import EtcdSpec, WorkerSpec
 log = logging.getLogger("fluidv.supervisor")
 
 TICK = 0.2
+LIVENESS_EVERY = 1.0
+#: seconds without an answer before a running node is reported Unresponsive
+UNRESPONSIVE_AFTER = 5.0
 REGISTRATION_CHECK_EVERY = 1.0
 MAX_BACKOFF = 10.0
 STABLE_AFTER = 30.0
@@ -108,6 +111,34 @@ class _WriteProbe:
             self.done = True
 
 
+class _Liveness:
+    """Pings one node every second, in a thread (``Pinger``: no vineyard call, which
+    would keep the GIL if the node never answers); ``silent()`` is how long the node has
+    not answered (a stopped vineyardd still accepts connections, so only an answer counts)."""
+
+    def __init__(self, node: str, socket: str) -> None:
+        self.node, self.socket = node, socket
+        self.answered = time.monotonic()
+        self._stop = threading.Event()
+        threading.Thread(target=self._run, name=f"liveness-{node}", daemon=True).start()
+
+    def silent(self) -> float:
+        return time.monotonic() - self.answered
+
+    def reset(self) -> None:
+        self.answered = time.monotonic()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        pinger = Pinger(self.socket, timeout=LIVENESS_EVERY)
+        while not self._stop.wait(LIVENESS_EVERY):
+            if pinger.ping():
+                self.answered = time.monotonic()
+        pinger.close()
+
+
 class Supervisor:
     """Brings a local cluster up, keeps it up, and takes it down."""
 
@@ -128,6 +159,7 @@ class Supervisor:
         #: per node: serves its blobs to readers on other nodes (survives vineyardd restarts)
         self.blob_servers: dict[str, BlobServer] = {}
         self.sweepers: dict[str, NodeSweeper] = {}
+        self.liveness: dict[str, _Liveness] = {}
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -340,6 +372,10 @@ class Supervisor:
         if server is None:
             server = self.blob_servers[node.name] = BlobServer(node.socket, host=LOOPBACK).start()
         self.etcd_client.put(endpoint_key(self.state.etcd_prefix, node.instance_id), server.endpoint)
+        if node.name in self.liveness:
+            self.liveness[node.name].reset()
+        else:
+            self.liveness[node.name] = _Liveness(node.name, node.socket)
         if node.name not in self.sweepers:
             self.sweepers[node.name] = NodeSweeper(
                 node.socket, self.state.etcd.endpoint, self.state.etcd_prefix,
@@ -401,6 +437,7 @@ class Supervisor:
                 self._save()
             if daemon.proc is None and time.monotonic() >= daemon.next_attempt:
                 self._restart_node(node)
+        self._check_answering()
         if self.reconnecting:
             self._check_reconnected()
         if time.monotonic() - self._last_registration_check >= REGISTRATION_CHECK_EVERY:
@@ -439,6 +476,34 @@ class Supervisor:
                     self.reconnecting.discard(node.name)
                     self._event(f"{node.name}: reconnected to etcd")
         self._update_phase()
+
+    def _check_answering(self) -> None:
+        """Report nodes that run but do not answer (SIGSTOP, a hang); past the grace
+        period kill them, so that they restart and their clients fail instead of waiting."""
+        assert self.state is not None
+        for node in self.state.nodes:
+            daemon, liveness = self.nodes[node.name], self.liveness.get(node.name)
+            if daemon.proc is None or liveness is None:
+                continue
+            silent = liveness.silent()
+            if silent < UNRESPONSIVE_AFTER:
+                if node.unresponsive_since is not None:
+                    node.unresponsive_since = None
+                    self._event(f"{node.name}: vineyardd answers again")
+                    self._update_phase()
+                continue
+            if node.unresponsive_since is None:
+                node.unresponsive_since = _now()
+                self._event(f"{node.name}: vineyardd (pid {node.pid}) does not answer; restarting it "
+                            f"if it still does not in {self.config.unresponsive_grace:g}s")
+                self._update_phase()
+            if silent >= self.config.unresponsive_grace:
+                self._event(f"{node.name}: vineyardd (pid {node.pid}) did not answer for {silent:.0f}s; "
+                            "killed to restart it - objects it held are lost")
+                daemon.proc.kill()  # also ends a stopped process; its exit restarts it next tick
+                daemon.proc.wait()
+                node.unresponsive_since = None
+                liveness.reset()
 
     def _restart_node(self, node: NodeState) -> None:
         assert self.state is not None
@@ -486,7 +551,7 @@ class Supervisor:
 
     def _update_phase(self) -> None:
         assert self.state is not None
-        down = [n for n in self.state.nodes if self.nodes[n.name].proc is None]
+        down = [n for n in self.state.nodes if self.nodes[n.name].proc is None or n.unresponsive_since]
         degraded = down or self.etcd.proc is None or self.reconnecting
         phase = "Degraded" if degraded else "Ready"
         if phase != self.state.phase:
@@ -514,6 +579,8 @@ class Supervisor:
             server.server_close()
         for sweeper in self.sweepers.values():
             sweeper.stop()
+        for liveness in self.liveness.values():
+            liveness.stop()
         procs = [d.proc for d in self.nodes.values() if d.proc is not None]
         _stop_all(procs)
         if self.etcd.proc is not None:
