@@ -8,6 +8,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -96,6 +97,45 @@ def test_malformed_reviews_get_400_and_the_server_lives_on(tls, cache, body, nee
     with WebhookServer(cache.view, certfile=cert, keyfile=key) as server:
         status, raw = post(server.url, body, context)
         assert status == 400 and needle in raw.decode()
+        assert post(server.url, json.dumps(admission(POD)).encode(), context)[0] == 200
+
+
+def test_oversized_and_deeply_nested_bodies_are_refused(tls, cache):
+    cert, key, context = tls
+    with WebhookServer(cache.view, certfile=cert, keyfile=key, max_body=64 * 1024) as server:
+        status, raw = post(server.url, b" " * (65 * 1024), context)
+        assert status == 413 and b"larger than 65536 bytes" in raw
+        status, raw = post(server.url, b"[" * 60_000, context)
+        assert status == 400 and b"nested too deeply" in raw
+        assert post(server.url, json.dumps(admission(POD)).encode(), context)[0] == 200
+
+
+def tls_connection(server: WebhookServer, context: ssl.SSLContext) -> ssl.SSLSocket:
+    raw = socket.create_connection((server.host, server.port), timeout=10)
+    return context.wrap_socket(raw, server_hostname=server.host)
+
+
+def test_slow_and_silent_clients_neither_hold_the_server_nor_stay_forever(tls, cache):
+    cert, key, context = tls
+    with WebhookServer(cache.view, certfile=cert, keyfile=key, read_timeout=1.0, idle_timeout=2.0) as server:
+        silent = socket.create_connection((server.host, server.port), timeout=10)  # no TLS handshake at all
+        half_header = tls_connection(server, context)
+        half_header.sendall(b"POST /mutate-pods HTTP/1.1\r\nHost: x\r\n")
+        slow_body = tls_connection(server, context)
+        slow_body.sendall(b"POST /mutate-pods HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: 1000\r\n\r\n{\"apiVersion\"")
+        try:
+            # others are served while those three hang on
+            started = time.monotonic()
+            assert post(server.url, json.dumps(admission(POD)).encode(), context)[0] == 200
+            assert time.monotonic() - started < 5
+            reply = slow_body.recv(4096)
+            assert reply.startswith(b"HTTP/1.1 408") and b"did not arrive within 1 s" in reply
+            half_header.settimeout(10)
+            assert half_header.recv(4096) == b""  # closed once idle_timeout passed
+        finally:
+            for sock in (silent, half_header, slow_body):
+                sock.close()
         assert post(server.url, json.dumps(admission(POD)).encode(), context)[0] == 200
 
 

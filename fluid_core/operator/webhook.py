@@ -2,6 +2,9 @@
 
 Served over HTTPS by aiohttp in a thread of its own, so admissions never queue behind
 reconciles; the view comes from a callable (a ``ViewCache``), never from a remote call.
+Every request is bounded: a body larger than ``max_body`` gets 413, a body still arriving
+after ``read_timeout`` gets 408, and a connection that sends no complete request within
+``idle_timeout`` is closed, so slow or hostile clients cannot hold the server.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from fluid_core.placement import ClusterView, PlacementConfig, mutate
 log = logging.getLogger(__name__)
 REVIEW_API = "admission.k8s.io/v1"
 PATH = "/mutate-pods"
+MAX_BODY = 4 * 1024 * 1024  # an AdmissionReview carries one object, which etcd caps at 1.5 MiB
+READ_TIMEOUT = 10.0  # the API server's default timeoutSeconds for a webhook call
+IDLE_TIMEOUT = 30.0
 
 
 class BadReview(FluidError, ValueError):
@@ -68,8 +74,11 @@ class WebhookServer:
 
     def __init__(self, view: Callable[[], ClusterView], config: PlacementConfig | None = None, *,
                  host: str = "127.0.0.1", port: int = 0, certfile: str | None = None,
-                 keyfile: str | None = None, observe: Callable[[float, bool], None] | None = None) -> None:
+                 keyfile: str | None = None, observe: Callable[[float, bool], None] | None = None,
+                 max_body: int = MAX_BODY, read_timeout: float = READ_TIMEOUT,
+                 idle_timeout: float = IDLE_TIMEOUT) -> None:
         self._view, self._config = view, config
+        self._max_body, self._read_timeout, self._idle_timeout = max_body, read_timeout, idle_timeout
         self.host, self.port = host, port
         self._certfile, self._keyfile = certfile, keyfile
         self._observe = observe
@@ -88,10 +97,18 @@ class WebhookServer:
 
         started = time.perf_counter()
         try:
-            body = json.loads(await request.read())
-            answer = review(body, self._view(), self._config)
+            raw = await asyncio.wait_for(request.read(), self._read_timeout)
+        except TimeoutError:
+            return web.Response(status=408, text=f"the body did not arrive within {self._read_timeout:g} s\n")
+        except web.HTTPRequestEntityTooLarge:
+            return web.Response(status=413, text=f"the body is larger than {self._max_body} bytes; "
+                                                 "an AdmissionReview of one pod is far smaller\n")
+        try:
+            answer = review(json.loads(raw), self._view(), self._config)
         except (ValueError, BadReview) as exc:  # json errors are ValueErrors
             return web.Response(status=400, text=f"bad AdmissionReview: {exc}\n")
+        except RecursionError:
+            return web.Response(status=400, text="bad AdmissionReview: JSON nested too deeply\n")
         if self._observe is not None:
             self._observe(time.perf_counter() - started, "patch" in answer["response"])
         return web.json_response(answer)
@@ -99,13 +116,13 @@ class WebhookServer:
     async def _serve(self, ready: threading.Event) -> None:
         from aiohttp import web  # noqa: PLC0415
 
-        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app = web.Application(client_max_size=self._max_body)
         app.router.add_post(PATH, self._mutate)
         async def healthz(_: Any) -> Any:
             return web.Response(text="ok\n")
 
         app.router.add_get("/healthz", healthz)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, keepalive_timeout=self._idle_timeout)
         await runner.setup()
         context = None
         if self._certfile:
