@@ -94,6 +94,7 @@ def test_a_runtime_binds_with_real_pods_scales_prunes_removed_fields_and_is_coll
     assert len({p["spec"]["nodeName"] for p in workers}) == 2  # one worker per node, by the real scheduler
     runtime = status_of(kube, "VineyardRuntime", "real")
     assert runtime["workerPhase"] == "Ready" and runtime["workerNumberReady"] == 2
+    network_policy_fences_the_runtime(kube, "real")
 
     # scaling: a third pod on the third node
     kube.patch(Ref(API, "VineyardRuntime", NS, "real"), {"spec": {"replicas": 3}})
@@ -115,6 +116,39 @@ def test_a_runtime_binds_with_real_pods_scales_prunes_removed_fields_and_is_coll
     wait(lambda: not pods_of(kube, "real-worker") and not pods_of(kube, "real-master"), timeout=120,
          message="pods collected")
     assert kube.get(Ref("apps/v1", "StatefulSet", NS, "real-worker")) is None
+
+
+def selected_by(kube: KubeClient, selector: dict[str, Any]) -> set[str]:
+    """Names of the pods the API server itself selects with ``selector``."""
+    terms = ",".join(f"{k}={v}" for k, v in selector["matchLabels"].items())
+    reply = kube.request("GET", f"/api/v1/namespaces/{NS}/pods?labelSelector={terms}")
+    return {p["metadata"]["name"] for p in reply["items"]}
+
+
+def network_policy_fences_the_runtime(kube: KubeClient, name: str) -> None:
+    """The NetworkPolicy the API server stored selects exactly the runtime's pods, admits its
+    etcd and RPC ports only from them, and no look-alike pod of another runtime.
+
+    Enforcement is the CNI plugin's job, and the control plane here runs none."""
+    stranger = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{name}-stranger", "namespace": NS, "labels": {
+        "app.kubernetes.io/name": "vineyard", "app.kubernetes.io/instance": f"{name}-other",
+        "app.kubernetes.io/component": "worker"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    kube.request("POST", f"/api/v1/namespaces/{NS}/pods", stranger)
+    try:
+        policy = kube.get(Ref("networking.k8s.io/v1", "NetworkPolicy", NS, f"{name}-vineyard"))
+        own = {p["metadata"]["name"] for p in kube.list(Ref("v1", "Pod", NS))
+               if p["metadata"]["name"].startswith(f"{name}-") and p["metadata"]["name"] != stranger["metadata"]["name"]}
+        assert own >= {f"{name}-master-0", f"{name}-worker-0", f"{name}-worker-1"}
+        assert selected_by(kube, policy["spec"]["podSelector"]) == own
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+        fenced, open_rule = policy["spec"]["ingress"]
+        assert [selected_by(kube, peer["podSelector"]) for peer in fenced["from"]] == [own]
+        ports = {c["name"]: c["containerPort"] for p in kube.list(Ref("v1", "Pod", NS)) if p["metadata"]["name"] in own
+                 for container in p["spec"]["containers"] for c in container.get("ports") or []}
+        assert {p["port"] for p in fenced["ports"]} == {ports["rpc"], ports["client"], ports["peer"]}
+        assert "from" not in open_rule and [p["port"] for p in open_rule["ports"]] == [ports["metrics"]]
+    finally:
+        kube.delete(Ref("v1", "Pod", NS, stranger["metadata"]["name"]))
 
 
 def test_a_flow_of_jobs_runs_on_kwok_and_a_cron_operation_is_a_cronjob(control_plane, kube):
