@@ -41,7 +41,7 @@ class RemoteReads:
         self._rpc: dict[str, Any] = {}
         self._blob_endpoints: dict[int, str | None] = {}
         self._fetchers: dict[str, BlobFetcher] = {}
-        self._sweepers: dict[int, bool] = {}
+        self._sweepers: set[int] = set()
 
     def forget_copies(self, entry: Entry) -> list[tuple[int, list[str]]]:
         """Drop the records of the copies other nodes received of ``entry``; return what
@@ -80,12 +80,14 @@ class RemoteReads:
                 pass
 
     def _swept(self, instance_id: int) -> bool:
-        """True when node ``instance_id`` runs a sweeper (read once)."""
+        """True when node ``instance_id`` runs a sweeper (kept once seen: the requests it
+        is asked stay in etcd until it, or its successor, serves them)."""
         if instance_id not in self._sweepers:
             directory = self.store.directory
-            self._sweepers[instance_id] = self.store._etcd(
-                lambda: directory.etcd.get(sweeper_key(directory.prefix, instance_id))) is not None
-        return self._sweepers[instance_id]
+            if self.store._etcd(lambda: directory.etcd.get(sweeper_key(directory.prefix, instance_id))) is None:
+                return False
+            self._sweepers.add(instance_id)
+        return True
 
     def close(self) -> None:
         for fetcher in self._fetchers.values():

@@ -127,6 +127,40 @@ def run_python(code: str, socket: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+class Holder(subprocess.Popen):
+    """A reader in another process that gets ``name`` and holds its zero-copy view
+    until told: ``look()`` gives the min and max the view shows now, ``let_go()`` ends it.
+    It connects through ``socket``, or ``config`` (a vineyard-config.yaml)."""
+
+    CODE = """
+        import sys, numpy as np, pyarrow as pa, objects
+        store = objects.connect()
+        value = store.get(sys.argv[1])
+        print("holding", flush=True)
+        sys.stdin.readline()  # the test deletes, replaces and overwrites meanwhile
+        column = value if isinstance(value, np.ndarray) else value.column(0).to_numpy()
+        print(float(column.min()), float(column.max()), flush=True)
+        sys.stdin.readline()
+    """
+
+    def __init__(self, name: str, *, socket: str | None = None, config: str | None = None) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in ("VINEYARD_IPC_SOCKET", "VINEYARD_CONFIG")}
+        env.update({"VINEYARD_IPC_SOCKET": socket} if socket else {"VINEYARD_CONFIG": str(config)})
+        super().__init__([sys.executable, "-c", textwrap.dedent(self.CODE), name], env=env, text=True,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert self.stdout.readline().strip() == "holding", self.stderr.read()
+
+    def look(self) -> list[str]:
+        self.stdin.write("\n")
+        self.stdin.flush()
+        return self.stdout.readline().split()
+
+    def let_go(self) -> None:
+        self.stdin.write("\n")
+        self.stdin.flush()
+        assert self.wait(timeout=30) == 0, self.stderr.read()
+
+
 def memory_used(store) -> int:
     """Bytes of shared memory in use on the node of ``store``."""
     return int(store.client.ipc_client.status.memory_usage)

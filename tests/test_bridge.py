@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import objects
+from conftest import Holder, memory_used
 from conftest import wait_for as wait
 from vineyard_runtime.local.processes import is_alive, terminate
 
@@ -93,31 +97,69 @@ def test_bridge_without_a_worker_is_unhealthy_and_links_nothing(tmp_path):
         proc.wait()
 
 
-def test_a_node_without_a_worker_gets_a_local_one_joined_to_the_cluster(make_cluster, tmp_path):
-    from vineyard_runtime.local.processes import cmdline  # noqa: PLC0415
+@contextlib.contextmanager
+def edge_bridge(local, tmp_path) -> Iterator[tuple[Path, int]]:
+    """``fluidv bridge`` on a node without a worker: it runs a local one ("edge-node")
+    joined to ``local``'s etcd. Yields the publish directory and the metrics port."""
     from vineyard_runtime.ports import free_ports  # noqa: PLC0415
 
-    local = make_cluster(nodes=1, size="64Mi")
-    with objects.connect(local.nodes[0].socket) as store:
-        store.put(np.arange(3), name="bridge/shared")
     publish = tmp_path / "pub"
     proc = subprocess.Popen(
         [sys.executable, "-m", "fluid_core.cli", "bridge", "--socket", str(tmp_path / "absent.sock"),
          "--publish-dir", str(publish), "--option", "size=64Mi", "--option", f"rpc_port={free_ports(1)[0]}",
          "--etcd-endpoint", local.etcd_endpoint, "--node-name", "edge-node", "--metrics-host", "127.0.0.1",
          "--metrics-port", "0"], stderr=subprocess.PIPE, text=True)
-    worker_pid = None
     try:
         port = int(re.search(r"metrics on 127.0.0.1:(\d+)", proc.stderr.readline()).group(1))
         wait(lambda: scrape(port, "/healthz")[0] == 200, timeout=60, message="local worker linked")
+        yield publish, port
+    finally:
+        terminate([proc.pid], timeout=30)
+        proc.wait()
+
+
+def test_a_node_without_a_worker_gets_a_local_one_joined_to_the_cluster(make_cluster, tmp_path):
+    from vineyard_runtime.local.processes import cmdline  # noqa: PLC0415
+
+    local = make_cluster(nodes=1, size="64Mi")
+    with objects.connect(local.nodes[0].socket) as store:
+        store.put(np.arange(3), name="bridge/shared")
+    worker_pid = None
+    with edge_bridge(local, tmp_path) as (publish, _):
         with objects.connect(config=str(publish / "vineyard-config.yaml")) as store:
             assert store.node == "edge-node"
             np.testing.assert_array_equal(store.get("bridge/shared"), np.arange(3))  # joined: sees the cluster
         found = subprocess.run(["pgrep", "-f", str(publish / "local-vineyardd.sock")], capture_output=True, text=True)
         worker_pid = int(found.stdout.split()[0])
         assert "vineyardd" in cmdline(worker_pid)
-    finally:
-        terminate([proc.pid], timeout=30)
-        proc.wait()
     assert worker_pid is not None
     wait(lambda: not is_alive(worker_pid), timeout=30, message="the local worker stops with the bridge")
+
+
+def test_the_bridge_sweeps_for_its_node_so_a_delete_from_another_node_waits_for_its_readers(make_cluster, tmp_path):
+    """What a Kubernetes worker's node gets from its bridge: the node's sweeper."""
+    from vineyard_runtime.sweeper import sweeper_key  # noqa: PLC0415
+
+    local = make_cluster(nodes=1, size="64Mi")
+    size = 1 << 18  # 2 MiB of float64: shared memory, not inline
+    with edge_bridge(local, tmp_path) as (publish, _), \
+            objects.connect(config=str(publish / "vineyard-config.yaml")) as edge, \
+            objects.connect(local.nodes[0].socket) as far:
+        announced = sweeper_key(edge.directory.prefix, edge.instance_id)
+        wait(lambda: edge.directory.etcd.get(announced) is not None, message="the bridge announced its sweeper")
+        before = memory_used(edge)
+        edge.put(np.full(size, 7.0), "bridge/pinned")
+        holder = Holder("bridge/pinned", config=str(publish / "vineyard-config.yaml"))
+        try:
+            far.delete("bridge/pinned")  # another node: it cannot see the edge node's pins
+            for i in range(4):  # what vineyard would hand out next: the freed memory
+                edge.put(np.full(size, -1.0), f"bridge/other{i}")
+            assert holder.look() == ["7.0", "7.0"], "the reader's view kept its bytes"
+            holder.let_go()
+        finally:
+            holder.kill()
+            holder.wait()
+        edge.delete_many(prefix="bridge/other")
+        wait(lambda: memory_used(edge) == before, timeout=10, message="the bridge's sweeper freed it")
+    with objects.connect(local.nodes[0].socket) as store:
+        assert store.directory.etcd.get(announced) is None, "a stopped bridge withdraws its sweeper"

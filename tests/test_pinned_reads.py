@@ -10,50 +10,15 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from conftest import memory_used, run_python, wait_for
+from conftest import Holder, memory_used, run_python, wait_for
 
 SIZE = 1 << 18  # 2 MiB of float64: shared memory, not inline
-
-HOLDER = """
-    import sys, numpy as np, pyarrow as pa, objects
-    store = objects.connect()
-    value = store.get(sys.argv[1])
-    print("holding", flush=True)
-    sys.stdin.readline()  # the test deletes, replaces and overwrites meanwhile
-    column = value if isinstance(value, np.ndarray) else value.column(0).to_numpy()
-    print(float(column.min()), float(column.max()), flush=True)
-    sys.stdin.readline()
-"""
-
-
-def _holder(socket: str, name: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(HOLDER), name],
-                            env=dict(os.environ, VINEYARD_IPC_SOCKET=socket), text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout.readline().strip() == "holding", proc.stderr.read()
-    return proc
-
-
-def _look(holder: subprocess.Popen) -> list[str]:
-    """The min and max the holder's view shows now."""
-    holder.stdin.write("\n")
-    holder.stdin.flush()
-    return holder.stdout.readline().split()
-
-
-def _let_go(holder: subprocess.Popen) -> None:
-    holder.stdin.write("\n")
-    holder.stdin.flush()
-    assert holder.wait(timeout=30) == 0, holder.stderr.read()
-
 
 def _churn(store, name: str, how: str) -> None:
     """Take ``name`` away from its readers (``how``) and fill the node with other bytes."""
@@ -73,12 +38,12 @@ def test_a_view_in_another_process_never_changes_and_its_memory_comes_back(store
     value = np.full(SIZE, 7.0) if kind == "array" else pa.table({"x": np.full(SIZE, 7.0)})
     before = memory_used(store)
     store.put(value, name)
-    holder = _holder(shared_cluster.node("node-0").socket, name)
+    holder = Holder(name, socket=shared_cluster.node("node-0").socket)
     try:
         _churn(store, name, how)
-        assert _look(holder) == ["7.0", "7.0"], "the reader's view kept its bytes"
+        assert holder.look() == ["7.0", "7.0"], "the reader's view kept its bytes"
         assert store.holds.pending(), "the old object waits for its reader"
-        _let_go(holder)
+        holder.let_go()
     finally:
         holder.kill()
         holder.wait()
@@ -111,7 +76,7 @@ def test_a_killed_reader_pins_nothing(stores, shared_cluster):
     store = stores["node-2"]
     before = memory_used(store)
     store.put(np.full(SIZE, 7.0), "pinned/killed")
-    holder = _holder(shared_cluster.node("node-2").socket, "pinned/killed")
+    holder = Holder("pinned/killed", socket=shared_cluster.node("node-2").socket)
     try:
         store.delete("pinned/killed")
         assert memory_used(store) > before, "held by the reader"
@@ -127,13 +92,13 @@ def test_a_reader_on_another_node_keeps_its_copy_while_the_name_is_deleted(store
     writer, reader_store = stores["node-0"], stores["node-1"]
     before = [memory_used(writer), memory_used(reader_store)]
     writer.put(np.full(SIZE, 7.0), "pinned/remote")
-    holder = _holder(shared_cluster.node("node-1").socket, "pinned/remote")  # node-1 receives a copy
+    holder = Holder("pinned/remote", socket=shared_cluster.node("node-1").socket)  # node-1 receives a copy
     try:
         _churn(writer, "pinned/remote", "delete")
         for i in range(4):
             reader_store.put(np.full(SIZE, -1.0), f"pinned/remote-mine{i}")  # node-1 reuses freed memory
-        assert _look(holder) == ["7.0", "7.0"]
-        _let_go(holder)
+        assert holder.look() == ["7.0", "7.0"]
+        holder.let_go()
     finally:
         holder.kill()
         holder.wait()

@@ -8,6 +8,10 @@ second, and a vanished worker removes the link (clients then fall back to RPC).
 
 On a node without a worker, ``LocalWorker`` runs a small vineyardd joined to the
 cluster's etcd (``fuse.options.size``), and the bridge links that one instead.
+
+Given the cluster's etcd, the bridge is also the node's sweeper
+(:mod:`vineyard_runtime.sweeper`): it frees what deletes deferred for this node's
+readers, and publishes itself so that deletes on other nodes leave those frees to it.
 """
 
 from __future__ import annotations
@@ -101,6 +105,8 @@ class Bridge:
         self.local_worker = local_worker
         self.state = BridgeState()
         self._stop = threading.Event()
+        self._sweeper: Any = None
+        self._announced: tuple[tuple[int, int, int], int] | None = None  # (socket identity, instance id)
 
     @property
     def link(self) -> str:
@@ -148,6 +154,8 @@ class Bridge:
             self.socket = os.path.abspath(self.local_worker.spec.socket)
         else:
             self.local_worker = None  # the node has a worker: nothing to run
+        if self.etcd_endpoint:
+            self._start_sweeper()
         try:
             while not self._stop.is_set():
                 try:
@@ -158,8 +166,38 @@ class Bridge:
                     log.warning("cannot publish into %s: %s", self.publish_dir, exc)
                 self._stop.wait(interval)
         finally:
+            self._stop_sweeper()
             if self.local_worker is not None:
                 self.local_worker.stop()
+
+    def _start_sweeper(self) -> None:
+        from vineyard_runtime.local.probe import Pinger, connect_ipc  # noqa: PLC0415
+        from vineyard_runtime.sweeper import NodeSweeper  # noqa: PLC0415
+
+        assert self.etcd_endpoint is not None
+        pinger = Pinger(self.socket)
+
+        def instance_id() -> int | None:
+            identity = self.state.socket_identity
+            if identity is None:
+                return None
+            if self._announced is None or self._announced[0] != identity:  # first link, or a restarted worker
+                if not pinger.ping() or pinger.instance_id is None:
+                    return None
+                self._announced = (identity, pinger.instance_id)
+                self._sweeper.announce(pinger.instance_id)
+            return self._announced[1]
+
+        self._sweeper = NodeSweeper(self.socket, self.etcd_endpoint, self.etcd_prefix, instance_id,
+                                    lambda socket: connect_ipc(socket)).start()
+
+    def _stop_sweeper(self) -> None:
+        if self._sweeper is None:
+            return
+        if self._announced is not None:  # deletes elsewhere free over RPC again
+            self._sweeper.withdraw(self._announced[1])
+        self._sweeper.stop()
+        self._sweeper = None
 
     def stop(self) -> None:
         self._stop.set()

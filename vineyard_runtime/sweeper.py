@@ -56,6 +56,15 @@ class NodeSweeper:
         self._thread.start()
         return self
 
+    def announce(self, instance_id: int) -> None:
+        """Say in etcd that this sweeper serves node ``instance_id``: deletes on other
+        nodes then ask it to free instead of freeing under this node's readers."""
+        self.etcd.put(sweeper_key(self.prefix, instance_id), self.socket)
+
+    def withdraw(self, instance_id: int) -> None:
+        """Undo :meth:`announce` (deletes elsewhere then free over RPC at once)."""
+        self.etcd.txn([], [delete_op(sweeper_key(self.prefix, instance_id))])
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)

@@ -40,6 +40,8 @@ class Pinger:
     def __init__(self, path: str, timeout: float = 2.0) -> None:
         self.path, self.timeout = path, timeout
         self._sock: socket.socket | None = None
+        #: the instance id the daemon gave when this pinger last registered
+        self.instance_id: int | None = None
 
     def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
         assert self._sock is not None
@@ -64,10 +66,11 @@ class Pinger:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 self._sock.settimeout(self.timeout)
                 self._sock.connect(self.path)
-                self._ask({"type": "register_request", "version": VINEYARD_VERSION, "store_type": "Normal",
-                           "session_id": 0, "username": "", "password": ""})
+                reply = self._ask({"type": "register_request", "version": VINEYARD_VERSION,
+                                   "store_type": "Normal", "session_id": 0, "username": "", "password": ""})
+                self.instance_id = int(reply["instance_id"])
             return self._ask({"type": "instance_status_request"}).get("type") == "instance_status_reply"
-        except (OSError, ValueError):
+        except (OSError, ValueError, KeyError):
             self.close()
             return False
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from vineyard_runtime import node_config
 from vineyard_runtime.blob_server import BlobServer, endpoint_key
-from vineyard_runtime.sweeper import NodeSweeper, sweeper_key
+from vineyard_runtime.sweeper import NodeSweeper
 from vineyard_runtime.binaries import etcd_binary, vineyardd_binary
 from vineyard_runtime.daemons import etcd_command, vineyardd_command
 from vineyard_runtime.errors import ClusterAlreadyRunning, ClusterStartError, VineyardRuntimeError
@@ -380,7 +380,7 @@ class Supervisor:
             self.sweepers[node.name] = NodeSweeper(
                 node.socket, self.state.etcd.endpoint, self.state.etcd_prefix,
                 lambda node=node: node.instance_id, lambda socket: connect_ipc(socket)).start()
-        self.etcd_client.put(sweeper_key(self.state.etcd_prefix, node.instance_id), node.socket)
+        self.sweepers[node.name].announce(node.instance_id)
         node_config.write(node_config.sidecar_path(node.socket), node_config.NodeConfig(
             socket=node.socket, rpc_endpoints=(f"{LOOPBACK}:{node.rpc_port}",),
             etcd_endpoint=self.state.etcd.endpoint, etcd_prefix=self.state.etcd_prefix,
