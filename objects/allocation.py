@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,7 @@ class Allocation:
         dtype: np.dtype,
         order: str,
         publish: Callable[[Any], ObjectRef],
+        bounded: Callable[[str], AbstractContextManager[None]] = lambda _: contextlib.nullcontext(),
     ) -> None:
         self.shape = (shape,) if isinstance(shape, int) else tuple(int(s) for s in shape)
         if any(s < 0 for s in self.shape):
@@ -36,7 +39,7 @@ class Allocation:
             raise ObjectsError(f"order must be 'C' or 'F', got {order!r}")
         ndarray.check_dtype(dtype)
         self.dtype, self.order = dtype, order
-        self._ctx, self._publish = ctx, publish
+        self._ctx, self._publish, self._bounded = ctx, publish, bounded
         self._builder: Any = None
         self.ref: ObjectRef | None = None
 
@@ -47,21 +50,24 @@ class Allocation:
     def __enter__(self) -> np.ndarray:
         if self.nbytes == 0:
             return np.empty(self.shape, dtype=self.dtype, order=self.order)
-        self._builder = self._ctx.new_blob(self.nbytes)
+        with self._bounded("allocate"):
+            self._builder = self._ctx.new_blob(self.nbytes)
         flat = np.frombuffer(memoryview(self._builder), dtype=self.dtype)
         return flat.reshape(self.shape, order=self.order)
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
         builder, self._builder = self._builder, None
         try:
-            if exc_type is not None:
-                if builder is not None:
-                    self._ctx.abort(builder)
-                return
-            blob = self._ctx.seal(builder) if builder is not None else self._ctx.empty_blob()
-            meta = self._ctx.new_meta(ndarray.KIND, ndarray.header(self.shape, self.dtype, self.order), self.nbytes)
-            meta.add_member("buffer", blob)
-            self.ref = self._publish(self._ctx.create(meta))
+            with self._bounded("the allocation's seal"):
+                if exc_type is not None:
+                    if builder is not None:
+                        self._ctx.abort(builder)
+                    return
+                blob = self._ctx.seal(builder) if builder is not None else self._ctx.empty_blob()
+                meta = self._ctx.new_meta(ndarray.KIND, ndarray.header(self.shape, self.dtype, self.order),
+                                          self.nbytes)
+                meta.add_member("buffer", blob)
+                self.ref = self._publish(self._ctx.create(meta))
         finally:
             if self._ctx.record is not None:  # named, or freed: nothing for the sweeper
                 self._ctx.record.done()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -64,13 +66,11 @@ def _taken(name: str) -> ObjectExists:
 
 
 def _bounded(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a store method under its node's deadline (see :mod:`objects.deadline`)."""
+    """Run a store method under its node's deadline (see :mod:`vineyard_runtime.deadline`)."""
 
     @functools.wraps(method)
     def call(self: "ObjectStore", *args: Any, **kwargs: Any) -> Any:
-        if self.deadline is None:
-            return method(self, *args, **kwargs)
-        with self.deadline.call(method.__name__):
+        with self.bounded(method.__name__):
             return method(self, *args, **kwargs)
 
     return call
@@ -146,6 +146,11 @@ class ObjectStore:
     def is_ipc(self) -> bool:
         return self.target.kind == "ipc"
 
+    def bounded(self, what: str) -> AbstractContextManager[None]:
+        """The node's deadline around a block of calls to it (``what`` names them in
+        the NodeUnavailable it raises); no bound for an RPC connection."""
+        return contextlib.nullcontext() if self.deadline is None else self.deadline.call(what)
+
     def close(self) -> None:
         """Disconnect (the connection stays while other stores of this process use it);
         arrays already returned stay valid."""
@@ -172,8 +177,11 @@ class ObjectStore:
     def _node_name(self, instance_id: int) -> str:
         if instance_id not in self._nodes:
             try:
-                for iid, info in self._client.meta.items():
-                    self._nodes[int(iid)] = str(info.get("nodename") or f"instance-{iid}")
+                with self.bounded("a lookup of node names"):
+                    for iid, info in self._client.meta.items():
+                        self._nodes[int(iid)] = str(info.get("nodename") or f"instance-{iid}")
+            except NodeUnavailable:
+                raise
             except Exception:  # noqa: BLE001 - naming is cosmetic
                 pass
         return self._nodes.get(instance_id, f"instance-{instance_id}")
@@ -434,7 +442,7 @@ class ObjectStore:
                 return self._ref(meta, None)
             return self._ref_of(self._name(name, self._entry_of(meta, labels), replace, ctx.record), name)
 
-        return Allocation(ctx, shape, np.dtype(dtype), order, publish=publish)
+        return Allocation(ctx, shape, np.dtype(dtype), order, publish=publish, bounded=self.bounded)
 
     # -- reading -------------------------------------------------------------------
 

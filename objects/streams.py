@@ -75,7 +75,8 @@ class StreamWriter:
             raise ObjectsError(
                 f"stream chunks are Arrow record batches/tables or numpy arrays, got {type(chunk).__name__}"
             )
-        record = self._store.encode_entry(chunk, self._labels, layout_in_entry=True).to_json()
+        with self._store.bounded("a stream write"):
+            record = self._store.encode_entry(chunk, self._labels, layout_in_entry=True).to_json()
         with self._changed:
             while len(self._pending) >= MAX_PENDING and self._error is None:
                 self._changed.wait()
@@ -257,7 +258,9 @@ class StreamReader:
         while True:
             if index in self._chunks:
                 entry = self._chunks.pop(index)
-                yield self._store.load_entry(entry, blobs=self._local_blobs(index, entry))
+                with self._store.bounded("a stream read"):
+                    chunk = self._store.load_entry(entry, blobs=self._local_blobs(index, entry))
+                yield chunk
                 index += 1
                 last_progress = time.monotonic()
                 continue

@@ -4,6 +4,7 @@ its grace period, restarts it."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -57,3 +58,31 @@ def test_a_stopped_node_fails_its_clients_and_is_restarted(make_cluster, monkeyp
         with pytest.raises(objects.ObjectNotFound, match="node-0"):
             again.get("stall/big")  # lost with the old process, and said so
     other.close()
+
+
+def test_streams_and_allocations_on_a_stopped_node_fail_within_the_deadline(make_cluster, monkeypatch):
+    monkeypatch.setenv("FLUIDV_NODE_TIMEOUT", "2")
+    local = make_cluster(nodes=1, size="128Mi", unresponsive_grace=600)  # no restart during the test
+    socket, pid = local.nodes[0].socket, local.node("node-0").pid
+    with objects.connect(socket) as store, store.open_writer("stall/stream") as writer:
+        writer.write(np.ones(1 << 16))  # 512 KiB: blobs in shared memory, not inline
+    attempts = {  # what is made before the node stops, then what is tried on it
+        "allocate": lambda store: store.allocate(1 << 16, name="stall/allocated").__enter__,
+        "a stream write": lambda store: functools.partial(store.open_writer("stall/written").write, np.ones(1 << 16)),
+        "a stream read": lambda store: lambda: list(store.open_reader("stall/stream")),
+        "a lookup of node names": lambda store: lambda: store.node,
+    }
+    for what, prepare in attempts.items():
+        with objects.connect(socket) as store:  # a cut connection is cut for the whole process: a new one
+            attempt = prepare(store)
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                began = time.monotonic()
+                with pytest.raises(objects.NodeUnavailable, match=f"did not answer {what} within 2s"):
+                    attempt()
+                assert time.monotonic() - began < 15, f"{what} failed instead of waiting for the node"
+            finally:
+                os.kill(pid, signal.SIGCONT)
+    with objects.connect(socket) as store:  # the node answers again, and nothing half-made was named
+        assert store.list("stall/") == []  # the cut allocation was not published
+        assert store.delete_stream("stall/written") >= 0
