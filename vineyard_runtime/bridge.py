@@ -184,12 +184,13 @@ class Bridge:
             if self._announced is None or self._announced[0] != identity:  # first link, or a restarted worker
                 if not pinger.ping() or pinger.instance_id is None:
                     return None
+                sweeper.announce(pinger.instance_id)  # etcd down: raises, and the next round tries again
                 self._announced = (identity, pinger.instance_id)
-                self._sweeper.announce(pinger.instance_id)
             return self._announced[1]
 
-        self._sweeper = NodeSweeper(self.socket, self.etcd_endpoint, self.etcd_prefix, instance_id,
-                                    lambda socket: connect_ipc(socket)).start()
+        sweeper = NodeSweeper(self.socket, self.etcd_endpoint, self.etcd_prefix, instance_id,
+                              lambda socket: connect_ipc(socket))
+        self._sweeper = sweeper.start()
 
     def _stop_sweeper(self) -> None:
         if self._sweeper is None:
