@@ -85,4 +85,3 @@ def test_streams_and_allocations_on_a_stopped_node_fail_within_the_deadline(make
                 os.kill(pid, signal.SIGCONT)
     with objects.connect(socket) as store:  # the node answers again, and nothing half-made was named
         assert store.list("stall/") == []  # the cut allocation was not published
-        assert store.delete_stream("stall/written") >= 0
