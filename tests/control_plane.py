@@ -34,6 +34,12 @@ START_SECONDS = 120.0
 CR_API = "data.fluid.io/v1alpha1"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def project_crds() -> tuple[dict[str, Any], ...]:
     """The project's generated CustomResourceDefinitions (``crds/``)."""
     import yaml
@@ -199,6 +205,10 @@ class ControlPlane:
         """Start ``argv``; the kernel kills it if the test process dies without stopping it."""
         self.processes[name] = spawn(argv, env=env, log_path=str(self.workdir / f"{name}.log"),
                                      death_signal=signal.SIGKILL, new_session=True)
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds each of the control plane's processes has used so far."""
+        return {name: cpu_seconds(process.pid) for name, process in self.processes.items()}
 
     def stop(self) -> None:
         """Stop every process by its pid, the last started first (SIGKILL after 10 s)."""
@@ -379,5 +389,4 @@ class OperatorProcess:
     def cpu_seconds(self) -> float:
         """User and system CPU seconds the running operator has used."""
         assert self.process is not None
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.process.pid)
