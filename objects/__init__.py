@@ -11,6 +11,7 @@ from objects.codecs.registry import register, unregister
 from objects.connection import candidate_targets, connect_first
 from objects.directory import open_directory
 from objects.errors import (
+    InvalidName,
     NodeUnavailable,
     ObjectExists,
     ObjectNotFound,
@@ -20,6 +21,7 @@ from objects.errors import (
     StreamFailed,
     UnsupportedType,
 )
+from objects.names import check_name
 from objects.refs import ObjectRef
 from objects.store import ObjectStore
 
@@ -39,6 +41,7 @@ def connect(
 
 
 __all__ = [
+    "InvalidName",
     "NodeUnavailable",
     "ObjectExists",
     "ObjectNotFound",
@@ -49,6 +52,7 @@ __all__ = [
     "StoreUnavailable",
     "StreamFailed",
     "UnsupportedType",
+    "check_name",
     "connect",
     "register",
     "unregister",

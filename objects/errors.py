@@ -17,6 +17,10 @@ class NodeUnavailable(StoreUnavailable, runtime_errors.NodeUnavailable):
     """A node did not answer a call within its deadline (``$FLUIDV_NODE_TIMEOUT``)."""
 
 
+class InvalidName(ObjectsError, ValueError):
+    """A new object's name breaks the naming rule (:mod:`objects.names`)."""
+
+
 class ObjectNotFound(ObjectsError, KeyError):
     """No object has this name or id."""
 

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from objects.names import name_problem
+
 log = logging.getLogger("fluidv.fuse")
 TABLE_KINDS = ("Arrow", "Pandas")
 ARRAY_KINDS = ("NDArray", "Tensor")
@@ -156,6 +158,7 @@ class DatasetView:
         self._listed = 0.0
         self._contents: OrderedDict[tuple[str, str, tuple[Any, ...]], Content] = OrderedDict()
         self._structures: dict[tuple[str, str], dict[str, Node]] = {}
+        self._hidden: set[str] = set()
 
     # -- the tree --------------------------------------------------------------------
 
@@ -171,7 +174,8 @@ class DatasetView:
             refs = {}
             for ref in self.store.list(prefix=self.prefix):
                 key = ref.name[len(self.prefix):].strip("/")
-                if not key:
+                if not key or name_problem(ref.name) is not None:
+                    self._hide(ref.name)  # stored before the naming rule: no path can show it
                     continue
                 refs[ref.name] = ref
                 kind = ref.typename.split("::")[-1]
@@ -187,6 +191,11 @@ class DatasetView:
             self._structures = {k: v for k, v in self._structures.items() if k[1] in live}
             self._tree, self._refs, self._listed = tree, refs, time.monotonic()
             return tree
+
+    def _hide(self, what: str) -> None:
+        if what not in self._hidden:  # say it once per name, not on every listing
+            self._hidden.add(what)
+            log.warning("%r is not shown: it breaks the object naming rule (objects.names)", what)
 
     @staticmethod
     def _parents(tree: dict[str, Node], path: str) -> None:
@@ -205,6 +214,9 @@ class DatasetView:
         def walk(value: Any, at: str, item: tuple[Any, ...]) -> None:
             entries = value.items() if isinstance(value, dict) else enumerate(value)
             for key, child in entries:
+                if name_problem(str(key)) is not None or "/" in str(key):
+                    self._hide(f"{name}[{key!r}]")  # a member key that is no file name
+                    continue
                 child_path, child_item = f"{at}/{key}", item + (key,)
                 if isinstance(child, (dict, list, tuple)):
                     tree[child_path] = Node(True, name, None, child_item)
@@ -255,9 +267,13 @@ class DatasetView:
     # -- writing ----------------------------------------------------------------------
 
     def name_for(self, path: str) -> str:
+        """The object a written file becomes; EINVAL when its name breaks the naming rule."""
         stem, suffix = os.path.splitext(path.strip("/"))
         if suffix not in WRITABLE_SUFFIXES:
             raise OSError(errno.EINVAL, f"only {', '.join(WRITABLE_SUFFIXES)} files can be written")
+        problem = name_problem(self.prefix + stem)
+        if problem is not None:
+            raise OSError(errno.EINVAL, f"{path}: {problem}")
         return self.prefix + stem
 
     def commit(self, path: str, data: Any) -> None:
@@ -294,10 +310,12 @@ class DatasetView:
 
 
 def _errno_of(exc: BaseException) -> int:
-    from objects.errors import ObjectNotFound, StoreFull  # noqa: PLC0415
+    from objects.errors import InvalidName, ObjectNotFound, StoreFull  # noqa: PLC0415
 
     if isinstance(exc, OSError) and exc.errno:
         return exc.errno
+    if isinstance(exc, InvalidName):
+        return errno.EINVAL
     if isinstance(exc, ObjectNotFound):
         return errno.ENOENT
     if isinstance(exc, StoreFull):

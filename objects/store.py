@@ -19,6 +19,7 @@ from objects.codecs.base import Context, labels_of
 from objects.connection import Target, release
 from objects.directory import Directory, Entry, EtcdUnavailable
 from objects.errors import (
+    InvalidName,
     NodeUnavailable,
     ObjectExists,
     ObjectNotFound,
@@ -35,6 +36,7 @@ from objects.layout import (
     surely_too_large,
 )
 from objects.listing import Listing
+from objects.names import check_name
 from objects.refs import ObjectRef
 from objects.remote import RemoteReads, Vanished
 from objects.streams import StreamReader, StreamWriter, delete_stream
@@ -85,12 +87,14 @@ def _check_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def _check_name(name: str) -> str:
-    if not isinstance(name, str) or not name or name != name.strip():
-        raise ObjectsError(f"object name {name!r} must be a non-empty string without outer spaces")
+    """A new object's name: the naming rule (:mod:`objects.names`), then the store's own."""
+    check_name(name)
+    if name != name.strip():
+        raise InvalidName(f"object name {name!r} must not start or end with spaces")
     if name.startswith(RESERVED_PREFIX):
-        raise ObjectsError(f"names starting with {RESERVED_PREFIX!r} are reserved")
+        raise InvalidName(f"names starting with {RESERVED_PREFIX!r} are reserved")
     if _OBJECT_ID.match(name) or _INLINE_ID.match(name):
-        raise ObjectsError(f"name {name!r} looks like an object id; choose another name")
+        raise InvalidName(f"name {name!r} looks like an object id; choose another name")
     return name
 
 

@@ -451,12 +451,13 @@ def test_mount_paths_follow_fluids_rules():
     from fluid_core.flow.mounts import MountError, resolve, under
 
     single = [{"mountPoint": "local:///srv/data"}]
-    assert resolve(single, "/a/b.parquet") == ("/srv/data/a/b.parquet", "/a/b.parquet")
-    assert resolve(single, "/") == ("/srv/data", "/")
+    assert resolve(single, "/a/b.parquet") == ("/srv/data/a/b.parquet", "/a/b.parquet", "/srv/data")
+    assert resolve(single, "/") == ("/srv/data", "/", "/srv/data")
+    assert resolve(single, "/../../etc/passwd") == ("/srv/data/etc/passwd", "/etc/passwd", "/srv/data")
     named = [{"name": "imgs", "mountPoint": "s3://bucket/imgs"}, {"name": "meta", "mountPoint": "local:///m",
                                                                    "path": "/labels"}]
-    assert resolve(named, "/imgs/cat.npy") == ("s3://bucket/imgs/cat.npy", "/imgs/cat.npy")
-    assert resolve(named, "/labels/../labels/x") == ("/m/x", "/labels/x")
+    assert resolve(named, "/imgs/cat.npy") == ("s3://bucket/imgs/cat.npy", "/imgs/cat.npy", "s3://bucket/imgs")
+    assert resolve(named, "/labels/../labels/x") == ("/m/x", "/labels/x", "/m")
     assert under(named, "/") == ["/imgs", "/labels"]
     with pytest.raises(MountError, match="appear at: /imgs, /labels"):
         resolve(named, "/other")

@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from fluid_core.errors import FluidError
+from fluid_core.flow.rooted import OutsideRoot
 from objects.codecs import dict_key, from_inline, inline
 
 #: File extensions DataLoad understands, and the format each means.
@@ -186,6 +187,8 @@ def read_file(path: str, fs: Any, fmt: str) -> Any:
                 except pa.ArrowInvalid:
                     handle.seek(0)
                     return pa.ipc.open_stream(handle).read_all()
+    except OutsideRoot:
+        raise
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise FormatError(f"cannot read {path} as {fmt}: {exc}") from None
     raise FormatError(f"unknown format {fmt!r}; use one of {sorted(set(EXTENSIONS.values()))}")

@@ -43,8 +43,9 @@ def source_of(mount_point: str) -> str:
     return mount_point
 
 
-def resolve(mounts: Sequence[Mapping[str, Any]], dataset_path: str) -> tuple[str, str]:
-    """(where the data of ``dataset_path`` is, the dataset path of that place's root)."""
+def resolve(mounts: Sequence[Mapping[str, Any]], dataset_path: str) -> tuple[str, str, str]:
+    """(where the data of ``dataset_path`` is, the dataset path of that place, and the
+    root of the mount holding it: nothing outside that root is read for it)."""
     wanted = _clean(dataset_path)
     best: tuple[str, Mapping[str, Any]] | None = None
     for mount in mounts:
@@ -57,7 +58,7 @@ def resolve(mounts: Sequence[Mapping[str, Any]], dataset_path: str) -> tuple[str
     at, mount = best
     rest = wanted[len(at):].lstrip("/") if at != "/" else wanted.lstrip("/")
     root = source_of(str(mount["mountPoint"])).rstrip("/")
-    return (posixpath.join(root, rest) if rest else root or "/"), wanted
+    return (posixpath.join(root, rest) if rest else root or "/"), wanted, root or "/"
 
 
 def under(mounts: Sequence[Mapping[str, Any]], dataset_path: str) -> list[str]:

@@ -21,6 +21,7 @@ from fluid_core.flow.formats import (
     read_value,
     write_value,
 )
+from fluid_core.flow.rooted import OutsideRoot, Rooted
 from fluid_core.stamps import now_stamp
 
 #: The file that makes a directory a backup (DataBackup writes it; DataLoad restores it).
@@ -64,8 +65,9 @@ def load_function(reference: str) -> Callable[..., Any]:
     return target  # type: ignore[no-any-return]
 
 
-def _paths(fs: Any, root: str) -> list[tuple[str, str]]:
-    """(path, key) of every loadable file under ``root`` (a file or a directory)."""
+def _paths(fs: Rooted, root: str) -> list[tuple[str, str]]:
+    """(path, key) of every loadable file under ``root`` (a file or a directory), each
+    checked to stay inside ``fs``'s root."""
     from pyarrow import fs as pafs  # noqa: PLC0415
 
     info = fs.get_file_info(root)
@@ -77,8 +79,24 @@ def _paths(fs: Any, root: str) -> list[tuple[str, str]]:
     for item in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
         ext = posixpath.splitext(item.path)[1].lower()
         if item.type == pafs.FileType.File and ext in EXTENSIONS:
-            found.append((item.path, posixpath.splitext(posixpath.relpath(item.path, root))[0]))
+            found.append((fs.check(item.path), posixpath.splitext(posixpath.relpath(item.path, root))[0]))
     return sorted(found)
+
+
+def _refuse_bad_names(ctx: StepContext, keys: Iterable[str], doing: str, *, stored: bool = False) -> None:
+    """OperationFailed, before anything is done, when a key's object name breaks the
+    naming rule: a file or manifest key that cannot become a name, or (``stored``: keys
+    as listed, taken as they are) an object stored before the rule."""
+    from objects.names import name_problem  # noqa: PLC0415
+
+    base = f"{ctx.namespace}/{ctx.dataset}/"
+    bad = [(key, problem) for key in keys
+           if (problem := name_problem(base + key if stored else ctx.name(key))) is not None]
+    if bad:
+        shown = "; ".join(f"{key!r}: {problem}" for key, problem in bad[:5])
+        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        raise OperationFailed(f"{doing} refused: {len(bad)} name(s) break the object naming rule{more}: {shown}. "
+                              "Nothing was done; rename the objects or files, or delete them")
 
 
 def in_order(work: Callable[..., Any], jobs: Iterable[tuple[Any, tuple[Any, ...]]],
@@ -103,13 +121,14 @@ def in_order(work: Callable[..., Any], jobs: Iterable[tuple[Any, tuple[Any, ...]
 
 
 def import_files(ctx: StepContext, location: str, *, key: str | None = None, fmt: str | None = None,
-                 skip: frozenset[str] = frozenset(), workers: int = 1) -> tuple[int, int]:
+                 skip: frozenset[str] = frozenset(), workers: int = 1, within: str | None = None) -> tuple[int, int]:
     """Files (or a backup) at ``location`` into the dataset: (objects loaded, files left
     out because their key is in ``skip``, i.e. cached already); ``workers`` files are
-    read at once."""
-    fs, root = filesystem(location)
+    read at once. No file outside ``within`` (default: ``location``) is read."""
+    plain, root = filesystem(location)
+    fs = Rooted(plain, filesystem(within)[1] if within else root, what="the load's root")
     if fmt == "backup" or _is_backup(fs, root):
-        return restore(ctx, fs, root), 0
+        return restore(ctx, plain, root), 0
     single = fs.get_file_info(root).type.name == "File"
     found, jobs = _paths(fs, root), []
     for path, relative in found:
@@ -119,6 +138,7 @@ def import_files(ctx: StepContext, location: str, *, key: str | None = None, fmt
         name = (key or relative) if single else (f"{key}/{relative}" if key else relative)
         if name not in skip:
             jobs.append((name, (path, fs, kind)))
+    _refuse_bad_names(ctx, (name for name, _ in jobs), f"loading {location}")
     try:
         for name, value in in_order(read_file, jobs, workers):
             ctx.put(name, value)
@@ -178,7 +198,7 @@ def _warm_target(ctx: StepContext, target: Any) -> tuple[int, int, list[str]]:
         raise OperationFailed(str(exc)) from None
     loaded = cached = 0
     keys: list[str] = []
-    for source, at in places:
+    for source, at, mount_root in places:
         prefix = key_prefix(at)
         stem, ext = posixpath.splitext(prefix)
         key = target.name or (stem if ext.lower() in EXTENSIONS else prefix) or None
@@ -189,7 +209,7 @@ def _warm_target(ctx: StepContext, target: Any) -> tuple[int, int, list[str]]:
                                       "dataset's mounts")
             cached += len(present)  # put in the cache by an earlier step (a migration in)
         else:
-            new, kept = import_files(ctx, source, key=key, fmt=target.format, skip=present)
+            new, kept = import_files(ctx, source, key=key, fmt=target.format, skip=present, within=mount_root)
             loaded, cached = loaded + new, cached + kept
         keys.extend(ctx.keys(key or ""))
     return loaded, cached, sorted(set(keys))
@@ -198,14 +218,21 @@ def _warm_target(ctx: StepContext, target: Any) -> tuple[int, int, list[str]]:
 def export_objects(ctx: StepContext, location: str, prefix: str = "", *, workers: int = 1) -> int:
     """The dataset's objects under ``prefix`` as files at ``location``, ``workers`` files
     written at once; returns how many."""
-    fs, root = filesystem(location)
-    fs.create_dir(root, recursive=True)
+    plain, root = filesystem(location)
+    fs = Rooted(plain, root, what="the export's root")
     keys = ctx.keys(prefix.strip("/"))
+    _refuse_bad_names(ctx, keys, f"the export to {location}", stored=True)
+    try:
+        for key in keys:  # a symbolic link in the way refuses the export before it starts
+            fs.path(key)
+    except OutsideRoot as exc:
+        raise OperationFailed(f"the export to {location} refused, nothing was written: {exc}") from None
+    fs.create_dir(root)
 
     def write(key: str, value: Any) -> None:
         try:
-            write_value(value, fs, posixpath.join(root, key))
-        except FormatError as exc:
+            write_value(value, fs, fs.path(key))
+        except (FormatError, OutsideRoot) as exc:
             raise OperationFailed(f"{key}: {exc}") from None
 
     for _ in in_order(write, ((key, (key, ctx.get(key))) for key in keys), workers):
@@ -231,20 +258,23 @@ def _rebase(entry: Any, old: str, new: str) -> Any:
 
 def backup(ctx: StepContext, location: str) -> int:
     """Every object of the dataset (data, name, type, labels) under ``location``."""
-    fs, root = filesystem(location)
-    fs.create_dir(root, recursive=True)
+    plain, root = filesystem(location)
+    fs = Rooted(plain, root, what="the backup's root")
+    keys = ctx.keys()
+    _refuse_bad_names(ctx, keys, f"the backup to {location}", stored=True)
+    fs.create_dir(root)
     objects = []
-    for index, key in enumerate(ctx.keys()):
+    for index, key in enumerate(keys):
         ref = ctx.store.info(ctx.name(key))
         try:
-            entry = write_value(ctx.get(key), fs, posixpath.join(root, "objects", f"{index:06d}"), table_format="arrow")
-        except FormatError as exc:
+            entry = write_value(ctx.get(key), fs, fs.path(f"objects/{index:06d}"), table_format="arrow")
+        except (FormatError, OutsideRoot) as exc:
             raise OperationFailed(f"{key}: {exc}") from None
         objects.append({"key": key, "typename": ref.typename, "nbytes": ref.nbytes, "labels": dict(ref.labels),
                         "entry": _rebase(entry, root + "/", "")})
     manifest = {"format": BACKUP_FORMAT, "dataset": f"{ctx.namespace}/{ctx.dataset}",
                 "created": now_stamp(), "objects": objects}
-    with fs.open_output_stream(posixpath.join(root, MANIFEST)) as out:
+    with fs.open_output_stream(fs.path(MANIFEST)) as out:
         out.write(json.dumps(manifest, indent=1).encode())
     return len(objects)
 
@@ -271,16 +301,49 @@ def restore_dataset(ctx: StepContext, location: str) -> str:
     return f"restored {restore(ctx, fs, root)} object(s) from {location}"
 
 
-def restore(ctx: StepContext, fs: Any, root: str) -> int:
-    """Objects of a backup back into the dataset, with their original labels."""
-    with fs.open_input_file(posixpath.join(root, MANIFEST)) as handle:
+def _entry_paths(entry: Any) -> Iterator[str]:
+    """Every file and folder a backup entry names."""
+    if isinstance(entry, dict):
+        for field in ("file", "dir"):
+            if field in entry:
+                yield str(entry[field])
+        for value in entry.values():
+            yield from _entry_paths(value)
+    elif isinstance(entry, list):
+        for value in entry:
+            yield from _entry_paths(value)
+
+
+def restore(ctx: StepContext, plain: Any, root: str) -> int:
+    """Objects of a backup back into the dataset, with their original labels. The
+    manifest is checked whole first: a name that breaks the naming rule, or a file that
+    lies outside the backup's root, refuses the restore before anything is read."""
+    fs = Rooted(plain, root, what="the backup's root")
+    with fs.open_input_file(fs.path(MANIFEST)) as handle:
         manifest = json.loads(handle.read())
-    if manifest.get("format") != BACKUP_FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != BACKUP_FORMAT:
         raise OperationFailed(f"{root}/{MANIFEST} is not a {BACKUP_FORMAT} manifest")
-    for item in manifest["objects"]:
-        value = read_value(_rebase(item["entry"], "", root + "/"), fs)
+    items = manifest.get("objects")
+    if not isinstance(items, list) or not all(isinstance(i, dict) and isinstance(i.get("key"), str)
+                                               and isinstance(i.get("entry"), dict) for i in items):
+        raise OperationFailed(f"{root}/{MANIFEST}: 'objects' must list entries with a key and an entry")
+    _refuse_bad_names(ctx, (item["key"] for item in items), f"the restore from {root}")
+    entries = [_rebase(item["entry"], "", root + "/") for item in items]
+    try:
+        for entry in entries:
+            for path in _entry_paths(entry):
+                if fs.get_file_info(path).type.name == "NotFound":
+                    raise OperationFailed(f"the restore from {root} refused, nothing was restored: {path} "
+                                          f"is named by {MANIFEST} but missing; the backup is incomplete")
+    except OutsideRoot as exc:
+        raise OperationFailed(f"the restore from {root} refused, nothing was restored: {exc}") from None
+    for done, (item, entry) in enumerate(zip(items, entries)):
+        try:
+            value = read_value(entry, fs)
+        except (FormatError, OutsideRoot) as exc:
+            raise OperationFailed(f"{item['key']}: {exc} ({done} object(s) restored before it)") from None
         ctx.put(item["key"], value, labels=item.get("labels") or {}, run_labels=False)
-    return len(manifest["objects"])
+    return len(items)
 
 
 def execute(kind: str, spec: Any, ctx: StepContext) -> str:
