@@ -34,8 +34,11 @@ fuse:
 demo: $(STAMP) fuse
 	$(BIN)/fluidv demo
 
+# The layering contracts, the linter (what each `noqa` names) and strict types.
 lint: $(STAMP)
 	$(BIN)/lint-imports
+	$(BIN)/ruff check objects vineyard_runtime fluid_core tests benchmarks
+	$(BIN)/mypy
 
 $(GO_VENV)/bin/go:
 	@test -x $(GO_VENV)/bin/python || $(PYTHON) -m venv $(GO_VENV)

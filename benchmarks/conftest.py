@@ -16,7 +16,7 @@ from vineyard_runtime.local.processes import is_alive
 PIPELINE: dict[str, tuple[float, float]] = {}
 
 
-def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's hook
+def pytest_terminal_summary(terminalreporter) -> None:
     """One comparison table of the main job's channels: hand-over against files and
     Ray, whole stages against files."""
     if not PIPELINE:

@@ -29,9 +29,9 @@ def main() -> None:
         cmd = json.loads(line)
         op = cmd["op"]
         if op == "import":
-            import objects  # noqa: F401
+            import objects
             import pyarrow  # noqa: F401
-            import vineyard  # noqa: F401
+            import vineyard
 
             total = 0.0
         elif op == "objects":

@@ -111,7 +111,7 @@ def test_0_memcpy_reference(benchmark, size):
 class RoundNames:
     """A fresh object name per round; the previous round's object is deleted first."""
 
-    def __init__(self, store) -> None:  # noqa: ANN001
+    def __init__(self, store) -> None:
         self.store, self.current = store, None
 
     def next(self) -> str:
@@ -335,7 +335,7 @@ def ray_consumer():
     try:
         @ray.remote
         class Summer:
-            def sum(self, value) -> float:  # noqa: ANN001
+            def sum(self, value) -> float:
                 return float(value.sum())
 
         actor = Summer.remote()

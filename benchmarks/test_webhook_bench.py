@@ -70,7 +70,7 @@ def server(tmp_path_factory):
 
 
 async def hammer(url: str, context: ssl.SSLContext, placed: bool) -> list[float]:
-    import aiohttp  # noqa: PLC0415
+    import aiohttp
 
     bodies = [review(i, placed) for i in range(REQUESTS)]
     latencies: list[float] = []

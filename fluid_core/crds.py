@@ -73,7 +73,7 @@ def openapi_schema(cls: type[Resource]) -> dict[str, Any]:
         root["required"] = ["spec"]
     for field in ("status",):
         root["properties"][field] = _strip_defaults(root["properties"][field])
-    return root
+    return dict(root)
 
 
 def _strip_defaults(node: Any) -> Any:
@@ -99,7 +99,7 @@ def crd(cls: type[Resource]) -> dict[str, Any]:
         names["shortNames"] = list(info.short_names)
     columns = []
     for name, kind_of, path, priority in info.columns:
-        column = {"name": name, "type": kind_of, "jsonPath": path}
+        column: dict[str, Any] = {"name": name, "type": kind_of, "jsonPath": path}
         if priority:
             column["priority"] = priority
         columns.append(column)
@@ -129,7 +129,7 @@ def all_crds() -> dict[str, dict[str, Any]]:
 
 
 def render(document: dict[str, Any]) -> str:
-    return yaml.safe_dump(document, sort_keys=False)
+    return str(yaml.safe_dump(document, sort_keys=False))
 
 
 def write_crds(out_dir: str) -> list[str]:

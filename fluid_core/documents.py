@@ -7,7 +7,7 @@ from typing import Any
 import yaml
 
 from fluid_core.errors import FluidError, InvalidResource
-from fluid_core.models import Resource, parse
+from fluid_core.models import AnyResource, parse
 
 
 def load_documents(path: str) -> list[dict[str, Any]]:
@@ -21,9 +21,10 @@ def load_documents(path: str) -> list[dict[str, Any]]:
         raise FluidError(f"{path} is not valid YAML: {exc}") from None
 
 
-def parse_all(documents: list[dict[str, Any]]) -> tuple[list[Resource], list[InvalidResource]]:
+def parse_all(documents: list[dict[str, Any]]) -> tuple[list[AnyResource], list[InvalidResource]]:
     """Every valid resource, and one InvalidResource per invalid document."""
-    resources, problems = [], []
+    resources: list[AnyResource] = []
+    problems: list[InvalidResource] = []
     for document in documents:
         try:
             resources.append(parse(document))

@@ -47,7 +47,7 @@ class MetricsServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 if self.path.startswith("/metrics"):
                     body, status, kind = generate_latest(registry), 200, CONTENT_TYPE_LATEST
                 elif self.path.startswith("/healthz"):

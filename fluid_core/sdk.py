@@ -177,7 +177,7 @@ class KubeRun:
 
     def statuses(self) -> dict[str, dict[str, Any]]:
         """Each step's name and its whole status, as the operator wrote it."""
-        return {ref.name: (self.kube.get(ref) or {}).get("status") or {"phase": "Pending"} for ref in self.refs}
+        return {str(ref.name): (self.kube.get(ref) or {}).get("status") or {"phase": "Pending"} for ref in self.refs}
 
     def wait(self, timeout: float | None = None, poll: float = 1.0) -> list[dict[str, Any]]:
         """Poll until every step is Complete or Failed; TimeoutError at ``timeout``."""

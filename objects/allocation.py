@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -27,7 +27,7 @@ class Allocation:
         self,
         ctx: Context,
         shape: int | tuple[int, ...],
-        dtype: np.dtype,
+        dtype: np.dtype[Any],
         order: str,
         publish: Callable[[Any], ObjectRef],
         bounded: Callable[[str], AbstractContextManager[None]] = lambda _: contextlib.nullcontext(),
@@ -39,6 +39,7 @@ class Allocation:
             raise ObjectsError(f"order must be 'C' or 'F', got {order!r}")
         ndarray.check_dtype(dtype)
         self.dtype, self.order = dtype, order
+        self._order: Literal["C", "F"] = "C" if order == "C" else "F"
         self._ctx, self._publish, self._bounded = ctx, publish, bounded
         self._builder: Any = None
         self.ref: ObjectRef | None = None
@@ -49,11 +50,11 @@ class Allocation:
 
     def __enter__(self) -> np.ndarray:
         if self.nbytes == 0:
-            return np.empty(self.shape, dtype=self.dtype, order=self.order)
+            return np.empty(self.shape, dtype=self.dtype, order=self._order)
         with self._bounded("allocate"):
             self._builder = self._ctx.new_blob(self.nbytes)
         flat = np.frombuffer(memoryview(self._builder), dtype=self.dtype)
-        return flat.reshape(self.shape, order=self.order)
+        return flat.reshape(self.shape, order=self._order)
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
         builder, self._builder = self._builder, None

@@ -177,7 +177,7 @@ def connect_first(targets: list[Target]) -> tuple[Any, Target]:
         if problem is None:
             try:
                 return open_client(target), target
-            except Exception as exc:  # vineyard's own exceptions, reported as ours
+            except Exception as exc:  # noqa: BLE001 - vineyard's own exceptions, reported as ours
                 problem = f"refused: {exc}"
         failures.append(f"{target.describe()}: {problem}")
     raise StoreUnavailable(

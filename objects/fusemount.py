@@ -49,7 +49,7 @@ class MountSupervisor:
         self.log_path = log_path or os.path.join(os.path.dirname(self.mountpoint),
                                                  f".{os.path.basename(self.mountpoint)}.fuse.log")
         self.restarts = 0
-        self.child: subprocess.Popen | None = None
+        self.child: subprocess.Popen[bytes] | None = None
         self._stop = threading.Event()
 
     def _check_mountpoint(self) -> None:

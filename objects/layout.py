@@ -150,7 +150,7 @@ def with_blob_ids(layout: dict[str, Any], renamed: dict[str, str]) -> dict[str, 
 class _Builder(bytearray):
     """A writable inline blob; ``copy`` mirrors vineyard's builder."""
 
-    def copy(self, offset: int, address: int, size: int) -> None:
+    def copy(self, offset: int, address: int, size: int) -> None:  # type: ignore[override]
         import ctypes  # noqa: PLC0415
 
         view = memoryview(self)

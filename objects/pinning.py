@@ -64,7 +64,7 @@ def held_view(view: memoryview) -> memoryview:
     holder.flags.writeable = False
     scope.take()
     weakref.finalize(holder, scope.drop)
-    return memoryview(holder)
+    return holder.data  # a view whose exporter is the holder: it lives as long as the view
 
 
 __all__ = ["held_view", "reading"]

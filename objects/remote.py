@@ -12,7 +12,8 @@ from __future__ import annotations
 import functools
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from objects.connection import quiet_stdout
 from objects.directory import Entry
@@ -24,6 +25,8 @@ from vineyard_runtime.sweeper import doomed_key, sweeper_key
 
 if TYPE_CHECKING:
     from objects.store import ObjectStore
+
+_T = TypeVar("_T")
 
 #: How often a reader asks another node to publish an object before giving up.
 PERSIST_TRIES = 3
@@ -140,9 +143,13 @@ class RemoteReads:
         ctx = self.store._context(dict(entry.labels), allow_pickle=False)
         received: list[Any] = []
 
+        def new_blob(size: int) -> Any:
+            received.append(ctx.new_blob(size))
+            return received[-1]
+
         def receive(fetcher: BlobFetcher) -> dict[str, Any]:
             layout = fetcher.layout(entry.id)
-            fetcher.fetch_into(entry.id, shared_blobs(layout), lambda size: received.append(ctx.new_blob(size)) or received[-1])
+            fetcher.fetch_into(entry.id, shared_blobs(layout), new_blob)
             return layout
 
         try:
@@ -160,7 +167,7 @@ class RemoteReads:
             raise Vanished(entry.id)
         return LayoutMeta.from_json(mine, local)
 
-    def _from_server(self, entry: Entry, endpoint: str, ask: Any) -> Any:
+    def _from_server(self, entry: Entry, endpoint: str, ask: Callable[[BlobFetcher], _T]) -> _T:
         """``ask(fetcher)`` on the blob server at ``endpoint``; its failures as ours."""
         try:
             fetcher = self._fetchers.get(endpoint) or self._fetchers.setdefault(endpoint, BlobFetcher(endpoint))

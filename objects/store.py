@@ -9,7 +9,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -43,6 +43,7 @@ from objects.streams import StreamReader, StreamWriter, delete_stream
 from vineyard_runtime.deadline import Deadline
 from vineyard_runtime.holds import NodeHolds, Pin, Writing, writing
 
+_T = TypeVar("_T")
 _OBJECT_ID = re.compile(r"^o[0-9a-f]{16}$")
 _INLINE_ID = re.compile(r"^i[0-9a-f]{16}$")
 RESERVED_PREFIX = "__fluidv"
@@ -215,7 +216,7 @@ class ObjectStore:
         """Pin object ``key`` of this node while it is read (None without holds)."""
         return self.holds.pin(key) if self.holds is not None else None
 
-    def _etcd(self, what: Callable[[], Any]) -> Any:
+    def _etcd(self, what: Callable[[], _T]) -> _T:
         """Run ``what`` against the directory, reporting a lost etcd as StoreUnavailable."""
         try:
             return what()
@@ -471,6 +472,7 @@ class ObjectStore:
             return self.load_entry(entry, allow_pickle=allow_pickle, name=name)
         except Vanished:
             pass
+        assert name is not None  # an entry is only found by its name
         again = self._etcd(lambda: self.directory.get(name))  # replaced or deleted meanwhile?
         if again is not None and again.revision != entry.revision:
             try:

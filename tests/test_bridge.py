@@ -101,7 +101,7 @@ def test_bridge_without_a_worker_is_unhealthy_and_links_nothing(tmp_path):
 def edge_bridge(local, tmp_path) -> Iterator[tuple[Path, int]]:
     """``fluidv bridge`` on a node without a worker: it runs a local one ("edge-node")
     joined to ``local``'s etcd. Yields the publish directory and the metrics port."""
-    from vineyard_runtime.ports import free_ports  # noqa: PLC0415
+    from vineyard_runtime.ports import free_ports
 
     publish = tmp_path / "pub"
     proc = subprocess.Popen(
@@ -119,7 +119,7 @@ def edge_bridge(local, tmp_path) -> Iterator[tuple[Path, int]]:
 
 
 def test_a_node_without_a_worker_gets_a_local_one_joined_to_the_cluster(make_cluster, tmp_path):
-    from vineyard_runtime.local.processes import cmdline  # noqa: PLC0415
+    from vineyard_runtime.local.processes import cmdline
 
     local = make_cluster(nodes=1, size="64Mi")
     with objects.connect(local.nodes[0].socket) as store:
@@ -138,7 +138,7 @@ def test_a_node_without_a_worker_gets_a_local_one_joined_to_the_cluster(make_clu
 
 def test_the_bridge_sweeps_for_its_node_so_a_delete_from_another_node_waits_for_its_readers(make_cluster, tmp_path):
     """What a Kubernetes worker's node gets from its bridge: the node's sweeper."""
-    from vineyard_runtime.sweeper import sweeper_key  # noqa: PLC0415
+    from vineyard_runtime.sweeper import sweeper_key
 
     local = make_cluster(nodes=1, size="64Mi")
     size = 1 << 18  # 2 MiB of float64: shared memory, not inline

@@ -87,9 +87,9 @@ def _options(*command: str) -> str:
 
 
 def test_every_referenced_entrypoint_exists():
-    from fluid_core.models import parse  # noqa: PLC0415
-    from fluid_core.reconcilers.operation import job_manifest  # noqa: PLC0415
-    from fluid_core.reconcilers.render import render_objects  # noqa: PLC0415
+    from fluid_core.models import parse
+    from fluid_core.reconcilers.operation import job_manifest
+    from fluid_core.reconcilers.render import render_objects
 
     deployment = next(d for d in render({}) if d["kind"] == "Deployment")
     command = deployment["spec"]["template"]["spec"]["containers"][0]["command"]
@@ -119,12 +119,13 @@ def test_every_referenced_entrypoint_exists():
 def test_the_image_provides_every_entrypoint():
     """The Dockerfile installs the project (the ``fluidv`` script) and puts the binaries
     the manifests run (vineyardd, etcd) on PATH through functions that exist."""
-    import tomllib  # noqa: PLC0415
+    import tomllib
 
-    from vineyard_runtime import binaries  # noqa: PLC0415
+    from vineyard_runtime import binaries
 
     root = os.path.join(CHART, "..", "..")
-    dockerfile = open(os.path.join(root, "Dockerfile")).read()
+    with open(os.path.join(root, "Dockerfile")) as handle:
+        dockerfile = handle.read()
     with open(os.path.join(root, "pyproject.toml"), "rb") as handle:
         assert tomllib.load(handle)["project"]["scripts"]["fluidv"] == "fluid_core.cli:main"
     assert "pip install --no-cache-dir ." in dockerfile

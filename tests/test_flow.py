@@ -89,7 +89,8 @@ def test_a_failed_step_fails_its_successors_and_runs_nothing_more(shared_cluster
     ])
     assert runs["explode"].phase == "Failed"
     assert "RuntimeError: the model diverged" in runs["explode"].message
-    assert "about to fail on" in open(runs["explode"].log).read()
+    with open(runs["explode"].log) as log:
+        assert "about to fail on" in log.read()
     assert runs["after"].phase == "Failed" and runs["after"].runs == 0
     assert "DataProcess/explode failed; nothing was run" in runs["after"].message
     assert store.list(prefix="default/boom/") == []
@@ -273,7 +274,7 @@ def test_ttl_removes_exactly_the_runs_intermediates(shared_cluster, store):
 
 
 def test_sdk_flow_runs_and_reports(shared_cluster, store):
-    import flow_steps  # noqa: PLC0415 - tests/ is on sys.path under pytest
+    import flow_steps
 
     store.put(np.arange(10), name="default/sdk/nums", replace=True)
     flow = (Dataset("sdk", backend=shared_cluster)
@@ -292,7 +293,7 @@ def test_sdk_flow_runs_and_reports(shared_cluster, store):
 def test_fluidv_run_json_and_rejection(tmp_path):
     np.save(tmp_path / "nums.npy", np.arange(5))
     flow = tmp_path / "flow.yaml"
-    import yaml  # noqa: PLC0415
+    import yaml
 
     flow.write_text(yaml.safe_dump_all([
         dataset("cli"), op("DataLoad", "load", "cli", target=[{"path": str(tmp_path / "nums.npy")}]),
@@ -315,7 +316,7 @@ def test_fluidv_run_json_and_rejection(tmp_path):
 
 
 def test_the_example_flow_runs_and_keeps_only_its_outputs(shared_cluster, store):
-    import yaml  # noqa: PLC0415
+    import yaml
 
     with open(os.path.join(os.path.dirname(__file__), "..", "examples", "pipeline-flow.yaml")) as handle:
         documents = [d for d in yaml.safe_load_all(handle) if d]

@@ -33,7 +33,7 @@ def mounted(shared_cluster, tmp_path):
     """``mount(dataset, writable=False)`` -> (mountpoint, process); all unmounted after."""
     started = []
 
-    def mount(dataset: str, writable: bool = False, metrics_port: int | None = None):  # noqa: ANN202
+    def mount(dataset: str, writable: bool = False, metrics_port: int | None = None):
         point = tmp_path / f"mnt-{dataset}-{len(started)}"
         point.mkdir()
         argv = [sys.executable, "-m", "fluid_core.cli", "mount", dataset, str(point), "--socket",

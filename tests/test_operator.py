@@ -16,10 +16,10 @@ import pytest
 os.environ.setdefault("FLUIDV_RESYNC_SECONDS", "0.3")
 os.environ.setdefault("FLUIDV_FULL_APPLY_SECONDS", "2")
 
-from fluid_core.operator import handlers  # noqa: E402
-from fluid_core.operator.kube import KubeClient, Ref  # noqa: E402
-from fluid_core.operator.testing import EmulatedCluster  # noqa: E402
-from vineyard_runtime.kube.manifests import Image, KubeRuntime, labels  # noqa: E402
+from fluid_core.operator import handlers
+from fluid_core.operator.kube import KubeClient, Ref
+from fluid_core.operator.testing import EmulatedCluster
+from vineyard_runtime.kube.manifests import Image, KubeRuntime, labels
 
 API = "data.fluid.io/v1alpha1"
 NS = "default"
@@ -201,16 +201,16 @@ def test_dataset_deletion_waits_for_pods_using_it(cluster):
 def test_operator_webhook_places_pods_from_watched_nodes_and_a_real_etcd(make_cluster, tmp_path):
     """Nodes and runtimes come from watch events, object locations from the runtime's
     etcd (a real local cluster's, named as the runtime's external etcd)."""
-    import base64  # noqa: PLC0415
-    import json  # noqa: PLC0415
-    import ssl  # noqa: PLC0415
-    import urllib.request  # noqa: PLC0415
+    import base64
+    import json
+    import ssl
+    import urllib.request
 
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
-    import objects  # noqa: PLC0415
-    from fluid_core.operator import placement_feed  # noqa: PLC0415
-    from fluid_core.operator.certs import self_signed  # noqa: PLC0415
+    import objects
+    from fluid_core.operator import placement_feed
+    from fluid_core.operator.certs import self_signed
 
     local = make_cluster(nodes=2, size="64Mi")
     with objects.connect(local.nodes[1].socket) as store:
@@ -276,7 +276,7 @@ def job_ran(cluster: EmulatedCluster, job: str, node: str, succeeded: bool) -> N
 
 
 def test_operations_run_as_jobs_in_flow_order_on_their_predecessors_node(cluster):
-    import kubernetes_validate  # noqa: PLC0415
+    import kubernetes_validate
 
     kube, wait = cluster.kube, cluster.wait_for
     bind(cluster, "flow")
@@ -318,7 +318,7 @@ def test_operations_run_as_jobs_in_flow_order_on_their_predecessors_node(cluster
 
 
 def test_the_sdk_runs_the_same_flow_on_kubernetes(cluster):
-    from fluid_core.sdk import Dataset  # noqa: PLC0415
+    from fluid_core.sdk import Dataset
 
     bind(cluster, "sdkflow")
     flow = (Dataset("sdkflow", namespace=NS, backend=cluster.kube)
@@ -341,10 +341,10 @@ def test_on_event_runs_a_job_each_time_its_objects_change(make_cluster):
     """The operator reads the runtime's object directory (a real local cluster's etcd,
     named as the runtime's external etcd): a put under the pattern makes a Job, each
     run a Job of its own; the Dataset's cacheStates count the objects' bytes."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
-    import objects  # noqa: PLC0415
-    from fluid_core.operator import placement_feed  # noqa: PLC0415
+    import objects
+    from fluid_core.operator import placement_feed
 
     local = make_cluster(nodes=1, size="64Mi")
     before = placement_feed.REFRESH_SECONDS
@@ -376,7 +376,7 @@ def test_on_event_runs_a_job_each_time_its_objects_change(make_cluster):
 
 
 def test_a_dataset_with_a_restore_location_binds_once_its_restore_job_succeeded(cluster):
-    import kubernetes_validate  # noqa: PLC0415
+    import kubernetes_validate
 
     kube, wait = cluster.kube, cluster.wait_for
     for name, outcome in (("restored", True), ("broken", False)):

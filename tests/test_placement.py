@@ -218,7 +218,7 @@ def test_mutate_properties(scenario):
 # -- object locations from a real cluster's etcd ------------------------------------
 
 def test_locations_read_from_a_local_clusters_etcd(shared_cluster):
-    import objects  # noqa: PLC0415
+    import objects
 
     nodes = shared_cluster.nodes
     first, second = (objects.connect(nodes[i].socket) for i in (0, 1))
@@ -238,7 +238,7 @@ def test_locations_read_from_a_local_clusters_etcd(shared_cluster):
 
 
 def test_flow_affinity_follows_the_predecessor():
-    from fluid_core.placement.flow import follow  # noqa: PLC0415
+    from fluid_core.placement.flow import follow
 
     view = ClusterView.from_dict({"nodes": {
         "n1": {"kubernetes.io/hostname": "n1", ZONE: "a"}, "n2": {"kubernetes.io/hostname": "n2", ZONE: "a"},

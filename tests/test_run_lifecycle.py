@@ -94,8 +94,8 @@ def _stop_leftover(workdir: str) -> None:
     """Stop a cluster a failed test left running in ``workdir`` (by its pids)."""
     if not is_running(workdir):
         return
-    from conftest import cluster_pids, force_stop  # noqa: PLC0415
-    from vineyard_runtime.local import LocalCluster  # noqa: PLC0415
+    from conftest import cluster_pids, force_stop
+    from vineyard_runtime.local import LocalCluster
 
     local = LocalCluster.attach(workdir)
     force_stop(local, set(cluster_pids(local.state)))

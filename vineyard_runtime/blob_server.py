@@ -145,7 +145,7 @@ class BlobServer(socketserver.ThreadingTCPServer):
     @property
     def endpoint(self) -> str:
         host, port = self.server_address[:2]
-        return f"{host}:{port}"
+        return f"{host!s}:{port}"
 
     def connect(self) -> Any:
         from vineyard_runtime.local.probe import connect_ipc  # noqa: PLC0415
@@ -217,7 +217,8 @@ class BlobFetcher:
         (size,) = self._ask(f"LAYOUT {object_id}")
         raw = bytearray(size)
         self._receive(raw)
-        return json.loads(raw)
+        layout: dict[str, Any] = json.loads(raw)
+        return layout
 
     def close(self) -> None:
         self._lines.close()

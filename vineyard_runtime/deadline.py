@@ -99,7 +99,7 @@ class Deadline:
         self.seconds = node_timeout() if seconds is None else seconds
         self.fds = connections_to(path)
         self.broken = False
-        self._watchdog: subprocess.Popen | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._tokens = itertools.count()
 

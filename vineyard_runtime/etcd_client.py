@@ -105,7 +105,7 @@ class EtcdClient:
             self._local.conn = conn
         return conn
 
-    def _post(self, path: str, body: dict) -> dict:
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         payload = json.dumps(body).encode()
         for attempt in (0, 1):  # a kept-alive connection that etcd closed is reopened once
             try:
@@ -120,7 +120,8 @@ class EtcdClient:
                 continue
             if response.status != 200:
                 raise EtcdUnavailable(f"etcd at {self.endpoint} answered {response.status}: {data[:200]!r}")
-            return json.loads(data or b"{}")
+            answer: dict[str, Any] = json.loads(data or b"{}")
+            return answer
         raise AssertionError("unreachable")
 
     def close(self) -> None:
@@ -134,7 +135,7 @@ class EtcdClient:
         conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
         try:
             conn.request("GET", "/health")
-            return json.loads(conn.getresponse().read()).get("health") == "true"
+            return bool(json.loads(conn.getresponse().read()).get("health") == "true")
         except (OSError, ValueError, http.client.HTTPException):
             return False
         finally:
@@ -177,7 +178,8 @@ class EtcdClient:
 
     # -- writes --------------------------------------------------------------------
 
-    def txn(self, compare: list[dict], success: list[dict], failure: list[dict] | None = None) -> tuple[bool, int]:
+    def txn(self, compare: list[dict[str, Any]], success: list[dict[str, Any]],
+            failure: list[dict[str, Any]] | None = None) -> tuple[bool, int]:
         """Run one transaction; (whether ``compare`` held, the revision it produced)."""
         body: dict[str, Any] = {"compare": compare, "success": success}
         if failure:

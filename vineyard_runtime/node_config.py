@@ -36,7 +36,7 @@ class NodeConfig:
         if self.etcd_endpoint:
             section["EtcdEndpoint"] = self.etcd_endpoint
             section["EtcdPrefix"] = self.etcd_prefix
-        return yaml.safe_dump({"Vineyard": section}, sort_keys=False)
+        return str(yaml.safe_dump({"Vineyard": section}, sort_keys=False))
 
     @classmethod
     def from_mapping(cls, data: object) -> "NodeConfig":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import Any
 
 import click
 
@@ -52,7 +54,7 @@ def bridge(socket: str, publish_dir: str, rpc_endpoints: tuple[str, ...], runtim
     worker = Bridge(socket, publish_dir, endpoints, local_worker=local, etcd_endpoint=etcd_endpoint)
 
     class Collector:
-        def collect(self):  # noqa: ANN202 - prometheus_client's protocol
+        def collect(self) -> Iterator[Any]:  # prometheus_client's collector protocol
             relinks = CounterMetricFamily("fluidv_bridge_relinks", "Socket links renewed after a worker restart")
             relinks.add_metric([], worker.state.relinks)
             yield relinks

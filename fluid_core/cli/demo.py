@@ -10,10 +10,14 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from fluid_core.cli.errors import CommandError, reported
+
+if TYPE_CHECKING:
+    from fluid_core.sdk import Flow
 
 
 def _rows(size_mib: int) -> int:
@@ -22,7 +26,7 @@ def _rows(size_mib: int) -> int:
     return max(1000, size_mib * 2**20 // ROW_BYTES)
 
 
-def build_flow(local: object, rows: int):  # noqa: ANN201 - an sdk.Flow
+def build_flow(local: object, rows: int) -> Flow:
     """The pipeline as an SDK flow on dataset ``default/demo``."""
     from fluid_core.demo import pipeline  # noqa: PLC0415
     from fluid_core.sdk import Dataset  # noqa: PLC0415
@@ -35,7 +39,7 @@ def build_flow(local: object, rows: int):  # noqa: ANN201 - an sdk.Flow
                      name="evaluate"))
 
 
-def comparison_table(cache: list[dict], files: list[dict]):  # noqa: ANN201 - a rich Table
+def comparison_table(cache: list[dict[str, Any]], files: list[dict[str, Any]]) -> Any:  # a rich Table
     from rich.table import Table  # noqa: PLC0415
 
     from vineyard_runtime.quantity import human_bytes  # noqa: PLC0415

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import IO, Any
 
 import click
 
@@ -15,7 +16,7 @@ from vineyard_runtime.errors import VineyardRuntimeError
 class CommandError(click.ClickException):
     """A one-line error printed as ``error: <message>`` with exit code 1."""
 
-    def show(self, file=None) -> None:  # noqa: ANN001 - click's signature
+    def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"error: {self.message}", err=True, file=file)
 
 

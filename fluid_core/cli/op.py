@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import click
 
@@ -33,7 +34,7 @@ def run_operation(kind: str, name: str, namespace: str) -> None:
         if body is None:
             raise CommandError(f"no {kind} {namespace}/{name}")
         resource = parse(body)
-        spec = resource.spec
+        spec: Any = resource.spec  # an operation's: each kind has a dataset
         if kind == "DataBackup":  # Fluid's pvc:// or local:// path is a volume of this pod
             from fluid_core.flow.backup_location import BackupLocation  # noqa: PLC0415
 

@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 import tempfile
+from typing import TYPE_CHECKING
 
 import click
 
 from fluid_core.cli.errors import reported
 
+if TYPE_CHECKING:
+    from fluid_core.placement import PlacementConfig
 
-def _placement_config(path: str | None):  # noqa: ANN202 - lazy import of the type
+
+def _placement_config(path: str | None) -> PlacementConfig | None:
     from fluid_core.placement import PlacementConfig  # noqa: PLC0415
 
     return PlacementConfig.from_file(path) if path else None
@@ -51,7 +55,7 @@ def operator(namespaces: tuple[str, ...], liveness: str, webhook_port: int, webh
     """Reconcile Datasets and VineyardRuntimes; place pods near their data."""
     import kopf  # noqa: PLC0415
 
-    import fluid_core.operator.handlers  # noqa: F401,PLC0415 - registers the handlers
+    import fluid_core.operator.handlers  # noqa: PLC0415 - registers the handlers
     import fluid_core.operator.operations  # noqa: F401,PLC0415 - and those of the data operations
     from fluid_core.operator import placement_feed  # noqa: PLC0415
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import signal
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from fluid_core.cli.errors import CommandError, reported
+
+if TYPE_CHECKING:
+    from fluid_core.flow.runner import OperationRun
 
 
 class Stopped(CommandError):
@@ -16,7 +20,7 @@ class Stopped(CommandError):
     def __init__(self, signum: int) -> None:
         super().__init__(f"stopped by {signal.Signals(signum).name}: every running step was "
                          "stopped and its operation marked Failed")
-        self.exit_code = 128 + signum
+        self.exit_code = 128 + signum  # type: ignore[misc]  # click reads it from the instance
 
 
 def _stopped(signum: int, _frame: object) -> None:
@@ -25,7 +29,7 @@ def _stopped(signum: int, _frame: object) -> None:
     raise Stopped(signum)
 
 
-def operations_table(runs: list) -> "object":  # noqa: ANN001 - rich types imported lazily
+def operations_table(runs: list[OperationRun]) -> Any:  # a rich Table (rich is imported lazily)
     """One row per operation: phase, node, duration, bytes, local/remote reads."""
     from rich.table import Table  # noqa: PLC0415
 

@@ -39,7 +39,7 @@ class RayContext:
 class _Stage:
     """One stage's process (a Ray actor): it owns what it puts for as long as it lives."""
 
-    def run(self, function: Any, refs: dict[str, Any], params: dict[str, str]) -> tuple[dict[str, Any], dict]:
+    def run(self, function: Any, refs: dict[str, Any], params: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
         started = time.perf_counter()
         ctx = RayContext(refs, params)
         function(ctx)

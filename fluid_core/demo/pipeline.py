@@ -22,7 +22,7 @@ def generate(ctx: Any, rows: int | None = None) -> None:
 
     rows = rows or int(ctx.params.get("rows", 100_000))
     rng = np.random.default_rng(42)
-    data = {f"x{i}": rng.standard_normal(rows) * (i + 1) + i for i in range(NUMERIC)}
+    data: dict[str, np.ndarray[Any, Any]] = {f"x{i}": rng.standard_normal(rows) * (i + 1) + i for i in range(NUMERIC)}
     segment = rng.integers(0, len(SEGMENTS), rows).astype(np.int8)
     data["id"] = np.arange(rows, dtype=np.int64)
     frame = pd.DataFrame(data)

@@ -32,7 +32,8 @@ def filesystem(uri: str) -> tuple[Any, str]:
 
         return fs.LocalFileSystem(), os.path.abspath(uri)
     try:
-        return fs.FileSystem.from_uri(uri)
+        opened: tuple[Any, str] = fs.FileSystem.from_uri(uri)
+        return opened
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds
         raise FormatError(f"cannot open {uri!r}: {exc}") from None
 
@@ -49,15 +50,16 @@ def write_value(value: Any, fs: Any, base: str, *, table_format: str = "parquet"
         value = np.asarray(value)
     if isinstance(value, np.ndarray):
         return _npy(value, fs, base, "npy")
+    entry: dict[str, Any]
     pa = sys.modules.get("pyarrow")
     pd = sys.modules.get("pandas")
     torch = sys.modules.get("torch")
     if pd is not None and isinstance(value, (pd.DataFrame, pd.Series)):
-        import pyarrow as pa  # noqa: PLC0415
+        import pyarrow  # noqa: PLC0415
 
         series = isinstance(value, pd.Series)
         frame = value.to_frame(name="__series__" if value.name is None else value.name) if series else value
-        table = pa.Table.from_pandas(frame, preserve_index=True)
+        table = pyarrow.Table.from_pandas(frame, preserve_index=True)
         entry = _table(table, fs, base, table_format)
         entry.update(kind="series" if series else "frame", name_is_none=series and value.name is None)
         return entry
@@ -80,8 +82,8 @@ def write_value(value: Any, fs: Any, base: str, *, table_format: str = "parquet"
         items = list(value.items()) if isinstance(value, dict) else list(enumerate(value))
         children = [write_value(v, fs, posixpath.join(base, f"{i:05d}"), table_format=table_format)
                     for i, (_, v) in enumerate(items)]
-        entry: dict[str, Any] = {"kind": "dict" if isinstance(value, dict) else
-                                 "tuple" if isinstance(value, tuple) else "list", "dir": base, "items": children}
+        entry = {"kind": "dict" if isinstance(value, dict) else
+                 "tuple" if isinstance(value, tuple) else "list", "dir": base, "items": children}
         if isinstance(value, dict):
             entry["keys"] = [dict_key(k) for k in value]
         return entry

@@ -149,7 +149,7 @@ def import_files(ctx: StepContext, location: str, *, key: str | None = None, fmt
 
 def _found(location: str) -> bool:
     fs, root = filesystem(location)
-    return fs.get_file_info(root).type.name != "NotFound"
+    return bool(fs.get_file_info(root).type.name != "NotFound")
 
 
 def warm(ctx: StepContext, spec: Any) -> str:
@@ -187,8 +187,8 @@ def _warm_target(ctx: StepContext, target: Any) -> tuple[int, int, list[str]]:
     mounts = list(ctx.mounts)
     if not mounts:
         if key_prefix(target.path) == "" and not target.format:
-            keys = ctx.keys()  # nothing behind the dataset: all of it is what is cached
-            return 0, len(keys), keys
+            held = ctx.keys()  # nothing behind the dataset: all of it is what is cached
+            return 0, len(held), held
         before = set(ctx.written)
         loaded = import_files(ctx, target.path, key=target.name, fmt=target.format)[0]
         return loaded, 0, [ctx.key_of(name) for name in ctx.written if name not in before]
@@ -241,7 +241,7 @@ def export_objects(ctx: StepContext, location: str, prefix: str = "", *, workers
 
 
 def _is_backup(fs: Any, root: str) -> bool:
-    return fs.get_file_info(posixpath.join(root, MANIFEST)).type.name == "File"
+    return bool(fs.get_file_info(posixpath.join(root, MANIFEST)).type.name == "File")
 
 
 def _rebase(entry: Any, old: str, new: str) -> Any:

@@ -84,11 +84,11 @@ class OperationRun:
 
     @property
     def kind(self) -> str:
-        return self.resource.kind
+        return str(self.resource.kind)
 
     @property
     def name(self) -> str:
-        return self.resource.name
+        return str(self.resource.name)
 
     @property
     def policy(self) -> str:
@@ -382,7 +382,7 @@ class LocalRunner:
             except (OSError, ValueError):
                 result = {"ok": False, "error": f"the step process {process} died before it finished"}
             ok = bool(result.get("ok"))
-            message = result.get("summary") if ok else result.get("error", "failed")
+            message = str(result.get("summary") if ok else result.get("error", "failed"))
         run.stats, run.written = result.get("stats") or {}, result.get("written") or []
         run.step_seconds = result.get("seconds")
         if not ok:
@@ -428,7 +428,7 @@ class LocalRunner:
 
     def outputs(self) -> set[str]:
         """Store names the flow declares as outputs (kept by TTL clean-up)."""
-        kept = set()
+        kept: set[str] = set()
         for run in self.operations:
             spec = run.resource.spec
             namespace = spec.dataset.namespace or run.resource.namespace

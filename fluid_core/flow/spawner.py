@@ -32,7 +32,7 @@ class Spawner:
 
     def __init__(self, log_path: str) -> None:
         self._log_path = log_path
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "Spawner":
         from vineyard_runtime.local.processes import spawn  # noqa: PLC0415
@@ -48,7 +48,8 @@ class Spawner:
 
     def _readline(self) -> str:
         assert self._proc is not None and self._proc.stdout is not None
-        return self._proc.stdout.readline().decode().strip()
+        line: bytes = self._proc.stdout.readline()
+        return line.decode().strip()
 
     def spawn(self, request: dict[str, Any], result_path: str, log_path: str, target: str = RUN_STEP) -> int:
         """Fork a step running ``target(request, result_path, log_path)`` (a

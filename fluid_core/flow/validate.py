@@ -5,6 +5,7 @@ from __future__ import annotations
 import posixpath
 import shutil
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from fluid_core.errors import FluidError
@@ -61,7 +62,7 @@ def _writable(location: str) -> str | None:
     return None
 
 
-def _local_problem(location: str, check: Any) -> str | None:
+def _local_problem(location: str, check: Callable[[str], str | None]) -> str | None:
     """What ``check`` finds wrong with a backup location on this machine."""
     from fluid_core.flow.backup_location import BackupLocation  # noqa: PLC0415
     from fluid_core.flow.mounts import MountError  # noqa: PLC0415

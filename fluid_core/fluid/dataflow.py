@@ -61,7 +61,7 @@ class FluidDataFlow:
         dataset = self.dataset.obj
         if dataset.backend is None:
             raise RuntimeError(f"dataset {self.dataset.name} is not bound: call bind_runtime() first")
-        steps = []
+        steps: list[dict[str, Any]] = []
         for index, op in enumerate(self.flow_ops, start=1):
             spec = {**op["spec"], "ttlSecondsAfterFinished": ttl_seconds_after_finished}
             if steps:

@@ -37,7 +37,7 @@ class FluidModel:
             raise AttributeError(name) from None
 
     def to_dict(self) -> dict[str, Any]:
-        return wire(self)
+        return dict(wire(self))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.fields.items())})"

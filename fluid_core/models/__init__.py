@@ -19,7 +19,10 @@ from fluid_core.models.operations import (
 )
 from fluid_core.models.runtime import RuntimePhase, VineyardRuntime
 
-KINDS: dict[str, type[Resource]] = {
+#: Every resource this API has: what ``parse`` returns.
+AnyResource = Dataset | VineyardRuntime | DataLoad | DataProcess | DataMigrate | DataBackup
+
+KINDS: dict[str, type[AnyResource]] = {
     cls.model_fields["kind"].default: cls
     for cls in (Dataset, VineyardRuntime, DataLoad, DataProcess, DataMigrate, DataBackup)
 }
@@ -32,7 +35,7 @@ def _path(location: tuple[Any, ...]) -> str:
     return path
 
 
-def parse(document: dict[str, Any]) -> Resource:
+def parse(document: dict[str, Any]) -> AnyResource:
     """The typed resource of ``document``; InvalidResource listing every problem."""
     if not isinstance(document, dict):
         raise InvalidResource("document", "?", [("", "is not a mapping")])
@@ -51,7 +54,7 @@ def parse(document: dict[str, Any]) -> Resource:
 
 
 __all__ = [
-    "API_VERSION", "GROUP", "KINDS", "VERSION", "DataBackup", "DataLoad", "DataMigrate",
+    "API_VERSION", "AnyResource", "GROUP", "KINDS", "VERSION", "DataBackup", "DataLoad", "DataMigrate",
     "DataProcess", "Dataset", "DatasetPhase", "OperationPhase", "Resource", "RuntimePhase",
     "VineyardRuntime", "parse",
 ]

@@ -92,7 +92,7 @@ NOT_APPLIED = "x-fluidv-not-applied"
 
 
 def _not_applied(mode: str, what: str, default_factory: Any = None) -> Any:
-    extra = {NOT_APPLIED: {"mode": mode, "what": what}}
+    extra: dict[str, Any] = {NOT_APPLIED: {"mode": mode, "what": what}}
     if default_factory is not None:
         return Field(default_factory=default_factory, json_schema_extra=extra)
     return Field(None, json_schema_extra=extra)
@@ -118,7 +118,8 @@ def unapplied_fields(model: BaseModel, mode: str, path: str = "") -> list[tuple[
             continue
         where = f"{path}.{info.alias or name}" if path else (info.alias or name)
         value = getattr(model, name)
-        marker = (info.json_schema_extra or {}).get(NOT_APPLIED) if isinstance(info.json_schema_extra, dict) else None
+        extra = info.json_schema_extra
+        marker: Any = extra.get(NOT_APPLIED) if isinstance(extra, dict) else None
         if marker and value not in (None, [], {}) and (marker["mode"] == "all" or mode == marker["mode"]):
             found.append((where, marker["what"]))
             continue
@@ -182,7 +183,7 @@ class CrdInfo:
 class Resource(Model):
     """A custom resource: apiVersion, kind, metadata, spec, status."""
 
-    api_version: Literal["data.fluid.io/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
+    api_version: Literal["data.fluid.io/v1alpha1"] = Field("data.fluid.io/v1alpha1", alias="apiVersion")
     metadata: Metadata
 
     CRD: ClassVar[CrdInfo]

@@ -307,8 +307,9 @@ def workload_changed(body: Any, type: str | None, logger: Any, **_: Any) -> None
     status = body.get("status") or {}
     state = (status.get("readyReplicas"), status.get("numberReady"))
     owner = next((o["name"] for o in meta.get("ownerReferences") or [] if o.get("kind") == "VineyardRuntime"), None)
-    if owner is not None and state_changed(body, state, type == "DELETED"):
-        resync_runtime(client(), meta.get("namespace"), owner, logger)
+    namespace = meta.get("namespace")
+    if owner is not None and namespace and state_changed(body, state, type == "DELETED"):
+        resync_runtime(client(), namespace, owner, logger)
 
 
 @kopf.on.delete(GROUP, VERSION, "vineyardruntimes")
@@ -355,8 +356,9 @@ def observe_dataset(kube: KubeClient, namespace: str, name: str, deleting: bool 
     capacity = None
     if runtime is not None:
         try:
-            spec = parse(dict(runtime)).spec
-            capacity = int(status.get("workerNumberReady") or 0) * parse_quantity(spec.memory_quota())
+            model = parse(dict(runtime))
+            assert isinstance(model, VineyardRuntime)
+            capacity = int(status.get("workerNumberReady") or 0) * parse_quantity(model.spec.memory_quota())
         except (InvalidResource, InvalidSpec):
             capacity = None  # the runtime's own status says what is wrong with it
     restore = kube.get(Ref("batch/v1", "Job", namespace, restore_job_name(name)))
@@ -405,8 +407,8 @@ def runtime_changed(body: Any, type: str | None, **_: Any) -> None:  # noqa: A00
     meta = body.get("metadata") or {}
     status = body.get("status") or {}
     ready = status.get("masterPhase") == "Ready" and status.get("workerPhase") == "Ready"
-    if state_changed(body, (ready,), type == "DELETED"):
-        resync_dataset(client(), meta.get("namespace"), meta.get("name"))
+    if meta.get("namespace") and meta.get("name") and state_changed(body, (ready,), type == "DELETED"):
+        resync_dataset(client(), meta["namespace"], meta["name"])
 
 
 @kopf.on.delete(GROUP, VERSION, "datasets")

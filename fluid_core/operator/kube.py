@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,7 +73,7 @@ def ref_of(manifest: dict[str, Any]) -> Ref:
     return Ref(manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"])
 
 
-def _matches(labels: dict[str, str], selector: dict[str, str | None]) -> bool:
+def _matches(labels: Mapping[str, str], selector: Mapping[str, str | None]) -> bool:
     """``None`` in the selector means: the key is present, whatever its value."""
     return all(k in labels and (v is None or labels[k] == v) for k, v in selector.items())
 
@@ -83,7 +84,7 @@ def _subset(desired: Any, actual: Any) -> bool:
     if isinstance(desired, list):
         return isinstance(actual, list) and len(desired) == len(actual) and all(
             _subset(d, a) for d, a in zip(desired, actual))
-    return desired == actual
+    return bool(desired == actual)
 
 
 class KubeClient:
@@ -124,13 +125,13 @@ class KubeClient:
     def get(self, ref: Ref) -> dict[str, Any] | None:
         return self.request("GET", ref.path())
 
-    def list(self, ref: Ref, labels: dict[str, str | None] | None = None) -> list[dict[str, Any]]:
+    def list(self, ref: Ref, labels: Mapping[str, str | None] | None = None) -> list[dict[str, Any]]:
         path = ref.path()
         if labels:
             terms = ",".join(k if v is None else f"{k}={v}" for k, v in labels.items())
             path += "?" + urllib.parse.urlencode({"labelSelector": terms})
         reply = self.request("GET", path) or {}
-        items = reply.get("items", [])
+        items: list[dict[str, Any]] = reply.get("items", [])
         if ref.namespace:  # some servers ignore the namespace of a list: filter again
             items = [i for i in items if i.get("metadata", {}).get("namespace") in (None, ref.namespace)]
         if labels:  # and some ignore the selector

@@ -27,7 +27,6 @@ from fluid_core.operator.handlers import (
     apply_all,
     client,
     job_counts,
-    now_stamp,
     parse_live,
     post_events,
     resync,
@@ -36,6 +35,7 @@ from fluid_core.operator.handlers import (
 )
 from fluid_core.operator.kube import KubeClient, Ref
 from fluid_core.reconcilers.lifecycle import COMPLETE, EventWatch
+from fluid_core.stamps import now_stamp
 from fluid_core.reconcilers.operation import (
     JobObserved,
     OperationObserved,
@@ -158,7 +158,7 @@ _log = logging.getLogger(__name__)
 def _idle(status: dict[str, Any]) -> bool:
     """Whether an operation waits for its trigger: it has run and succeeded, or its
     gate let it through and nothing has fired it yet."""
-    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
     return status.get("phase") == COMPLETE or ready.get("reason") == "WaitingForTrigger"
 
 

@@ -96,7 +96,7 @@ def refresh_locations(cache: ViewCache, stop: threading.Event, every: float, log
             for listener in NAMES_LISTENERS:
                 try:
                     listener(dataset, ids)
-                except Exception:  # one listener's failure must not stop the refresher  # noqa: BLE001
+                except Exception:  # one listener's failure must not stop the refresher
                     logger.exception("listener of %s's object names failed", dataset)
 
 

@@ -31,7 +31,7 @@ def _emulator_class(counts: Counter[tuple[str, str]]) -> type:
     """
     import kmock  # noqa: PLC0415
 
-    class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
+    class Emulator(kmock.KubernetesEmulator):
         async def _handle(self, request: Any) -> Any:
             method = str(request.method).upper().rsplit(".", 1)[-1]
             counts[(method, request.url.path)] += 1

@@ -56,7 +56,7 @@ def review(body: Any, view: ClusterView, config: PlacementConfig | None = None) 
     if obj.get("kind", "Pod") == "Pod":
         try:
             patch = mutate(obj, view, config)
-        except Exception as exc:  # noqa: BLE001 - a placement bug must not block pods
+        except Exception as exc:
             log.exception("placement failed for %s", (obj.get("metadata") or {}).get("name"))
             response["warnings"] = [f"fluid-vineyard placement skipped: {exc}"]
             patch = []

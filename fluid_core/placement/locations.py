@@ -9,6 +9,7 @@ number of objects, and never touches Vineyard's own metadata.
 from __future__ import annotations
 
 import json
+from typing import Any
 from collections.abc import Mapping
 
 from vineyard_runtime.spec import DEFAULT_ETCD_PREFIX, NAMES_PREFIX
@@ -18,7 +19,7 @@ def _names_prefix(etcd_prefix: str) -> str:
     return f"{etcd_prefix.rstrip('/')}/{NAMES_PREFIX}"
 
 
-def _entries(kv: Mapping[str, str], etcd_prefix: str) -> dict[str, dict]:
+def _entries(kv: Mapping[str, str], etcd_prefix: str) -> dict[str, dict[str, Any]]:
     base = _names_prefix(etcd_prefix)
     entries = {}
     for key, raw in kv.items():

@@ -186,7 +186,7 @@ def _unique(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _claims(pod: Mapping[str, Any]) -> list[str]:
-    return [(v.get("persistentVolumeClaim") or {}).get("claimName")
+    return [str((v.get("persistentVolumeClaim") or {}).get("claimName"))
             for v in (pod.get("spec") or {}).get("volumes") or []
             if (v.get("persistentVolumeClaim") or {}).get("claimName")]
 

@@ -153,8 +153,8 @@ def pod_spec(op: Any, affinity: dict[str, Any] | None) -> dict[str, Any]:
     if processor is not None and processor.job is not None:
         pod = dict(processor.job.pod_spec)
         containers = []
-        for container in pod.get("containers") or []:
-            container = dict(container)
+        for given in pod.get("containers") or []:
+            container = dict(given)
             container["volumeMounts"] = list(container.get("volumeMounts") or []) + [mount]
             container["env"] = list(container.get("env") or []) + env
             containers.append(container)
@@ -168,7 +168,7 @@ def pod_spec(op: Any, affinity: dict[str, Any] | None) -> dict[str, Any]:
         if script.restart_policy:
             pod["restartPolicy"] = script.restart_policy
     else:  # DataLoad, DataMigrate, DataBackup and function processors: the project image
-        container: dict[str, Any] = {
+        container = {
             "name": op.kind.lower(), "image": PROJECT_IMAGE,
             "command": ["fluidv", "op", "run", op.kind, op.name, "--namespace", op.namespace],
             "env": env, "volumeMounts": [mount]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fluid_core.errors import FluidError
@@ -10,7 +11,7 @@ from fluid_core.reconcilers.engine import VineyardEngine
 from fluid_core.reconcilers.translate import kube_runtime
 
 
-def render_objects(resources: list[Resource]) -> list[dict[str, Any]]:
+def render_objects(resources: Sequence[Resource]) -> list[dict[str, Any]]:
     """Objects for each VineyardRuntime whose same-named Dataset is among ``resources``."""
     datasets = {(r.namespace, r.name): r for r in resources if isinstance(r, Dataset)}
     objects: list[dict[str, Any]] = []

@@ -111,12 +111,14 @@ def header_of(meta: Any) -> dict[str, Any] | None:
     """Our JSON header of ``meta``, or None for objects other writers made."""
     if not str(meta.typename).startswith(TYPENAME_PREFIX):
         return None
-    return json.loads(meta[HEADER_KEY])
+    header: dict[str, Any] = json.loads(meta[HEADER_KEY])
+    return header
 
 
 def labels_of(meta: Any) -> dict[str, str]:
     try:
-        return json.loads(meta[LABELS_KEY])
+        labels: dict[str, str] = json.loads(meta[LABELS_KEY])
+        return labels
     except (KeyError, ValueError, TypeError, RuntimeError):
         return {}
 

@@ -24,7 +24,7 @@ _SERIES_COLUMN = "__fluidv_series__"
 
 
 def _object_columns(frame: pd.DataFrame) -> list[int]:
-    return [i for i, dtype in enumerate(frame.dtypes) if dtype == object]
+    return [i for i, dtype in enumerate(frame.dtypes) if dtype == np.dtype(object)]
 
 
 def _columns_as_table(frame: pd.DataFrame) -> pa.Table | None:

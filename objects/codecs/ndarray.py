@@ -23,10 +23,12 @@ def _descr_from_json(descr: Any) -> np.dtype:
         return value
 
     if isinstance(descr, list):
-        return np.lib.format.descr_to_dtype(
+        fields: np.dtype[Any] = np.lib.format.descr_to_dtype(
             [tuple(fix(v) if isinstance(v, list) else v for v in field) for field in descr]
         )
-    return np.dtype(descr)
+        return fields
+    plain: np.dtype[Any] = np.dtype(descr)
+    return plain
 
 
 def check_dtype(dtype: np.dtype) -> None:

@@ -35,7 +35,7 @@ def is_running(workdir: str | None = None) -> bool:
     """True when a supervisor holds the lock of ``workdir``."""
     layout = Layout(os.path.abspath(workdir or default_workdir()))
     try:
-        handle = open(layout.lock_file)
+        handle = open(layout.lock_file)  # noqa: SIM115 - closed by the `with` below
     except (FileNotFoundError, NotADirectoryError):
         return False
     with handle:
@@ -133,7 +133,7 @@ class LocalCluster:
             unresponsive_grace=unresponsive_grace,
         )
         self.layout = Layout(self.config.workdir)
-        self._supervisor: subprocess.Popen | None = None
+        self._supervisor: subprocess.Popen[bytes] | None = None
         self.cleaned: list[str] = []
 
     # -- construction --------------------------------------------------------------
@@ -223,7 +223,7 @@ class LocalCluster:
         self._supervisor = None
         raise _report_error(line, self.layout)
 
-    def _await_report(self, proc: subprocess.Popen) -> str:
+    def _await_report(self, proc: subprocess.Popen[bytes]) -> str:
         assert proc.stdout is not None
         deadline = time.monotonic() + self.config.start_timeout + 15
         buffer = b""

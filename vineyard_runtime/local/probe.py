@@ -48,7 +48,8 @@ class Pinger:
         body = json.dumps(request).encode()
         self._sock.sendall(struct.pack("=Q", len(body)) + body)
         (length,) = struct.unpack("=Q", self._receive(8))
-        return json.loads(self._receive(length))
+        answer: dict[str, Any] = json.loads(self._receive(length))
+        return answer
 
     def _receive(self, size: int) -> bytes:
         assert self._sock is not None

@@ -30,7 +30,7 @@ def spawn(
     stdout: int | None = None,
     stdin: int | None = None,
     new_session: bool = False,
-) -> subprocess.Popen:
+) -> subprocess.Popen[bytes]:
     """Start ``argv`` with output appended to ``log_path``.
 
     With ``die_with_parent`` the kernel sends ``death_signal`` (SIGTERM unless told) to

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import IO
 
 from vineyard_runtime import node_config
 from vineyard_runtime.blob_server import BlobServer, endpoint_key
@@ -62,7 +64,7 @@ def _now() -> str:
 class _Daemon:
     """A supervised process and its restart bookkeeping."""
 
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     failures: int = 0
     next_attempt: float = 0.0
@@ -147,7 +149,7 @@ class Supervisor:
         self.layout = Layout(config.workdir)
         self.report_fd = report
         self.stopping = False
-        self.lock_handle = None
+        self.lock_handle: IO[str] | None = None
         self.etcd = _Daemon()
         self.nodes: dict[str, _Daemon] = {}
         self.state: ClusterState | None = None
@@ -196,7 +198,7 @@ class Supervisor:
         self.stopping = True
 
     def _lock(self) -> None:
-        self.lock_handle = open(self.layout.lock_file, "a+")
+        self.lock_handle = open(self.layout.lock_file, "a+")  # noqa: SIM115 - held while the cluster runs
         try:
             fcntl.flock(self.lock_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -379,7 +381,7 @@ class Supervisor:
         if node.name not in self.sweepers:
             self.sweepers[node.name] = NodeSweeper(
                 node.socket, self.state.etcd.endpoint, self.state.etcd_prefix,
-                lambda node=node: node.instance_id, lambda socket: connect_ipc(socket)).start()
+                functools.partial(getattr, node, "instance_id"), connect_ipc).start()
         self.sweepers[node.name].announce(node.instance_id)
         node_config.write(node_config.sidecar_path(node.socket), node_config.NodeConfig(
             socket=node.socket, rpc_endpoints=(f"{LOOPBACK}:{node.rpc_port}",),
@@ -398,7 +400,7 @@ class Supervisor:
                     if time.monotonic() > deadline:
                         raise ClusterStartError(
                             f"{node.name} does not see every node of the cluster in time "
-                            f"(sees instances {sorted(client.meta)}, expected {sorted(expected)})"
+                            f"(sees instances {sorted(client.meta)}, expected {sorted(map(str, expected))})"
                         )
                     time.sleep(0.05)
             finally:
@@ -599,7 +601,7 @@ class Supervisor:
         log.info("cluster stopped")
 
 
-def _stop_all(procs: list[subprocess.Popen], timeout: float = 10.0) -> None:
+def _stop_all(procs: list[subprocess.Popen[bytes]], timeout: float = 10.0) -> None:
     for proc in procs:
         if proc.poll() is None:
             proc.terminate()
