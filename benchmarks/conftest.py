@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from vineyard_runtime.local import LocalCluster
-from vineyard_runtime.local.processes import is_alive
+from vineyard_runtime.processes import is_alive
 
 
 #: The main job's figures per channel, (hand-over seconds, stage seconds), filled by

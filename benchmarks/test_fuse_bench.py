@@ -17,7 +17,7 @@ import objects
 from conftest import stop_for_sure
 from objects.fusemount import is_mounted, unmount
 from vineyard_runtime.local import LocalCluster
-from vineyard_runtime.local.processes import terminate
+from vineyard_runtime.processes import terminate
 
 SIZE = int(os.environ.get("FLUIDV_BENCH_FUSE_BYTES", str(1 << 30)))
 CHUNK = 1 << 20

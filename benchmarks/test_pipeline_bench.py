@@ -16,14 +16,14 @@ import os
 import pytest
 
 from conftest import PIPELINE, stop_for_sure
-from fluid_core.cli.demo import _rows, build_flow
+from fluid_core.demo.flow import build_flow, rows_for
 from fluid_core.demo import pipeline
 from fluid_core.demo.files import run_with_files
 from fluid_core.demo.pipes import run_with_pipes
 from vineyard_runtime.local import LocalCluster
 
 SIZE_MIB = int(os.environ.get("FLUIDV_BENCH_PIPELINE_MIB", "640"))  # ~1 GiB of intermediates
-ROWS = _rows(SIZE_MIB)
+ROWS = rows_for(SIZE_MIB)
 FILES = "files (Parquet, .npy)"
 
 

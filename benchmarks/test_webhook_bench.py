@@ -21,7 +21,7 @@ import time
 import pytest
 
 from fluid_core.operator.certs import self_signed
-from vineyard_runtime.local.processes import terminate
+from vineyard_runtime.processes import terminate
 
 NODES, DATASETS, OBJECTS = 1000, 200, 10000
 CONNECTIONS = int(os.environ.get("FLUIDV_BENCH_CONNECTIONS", "16"))

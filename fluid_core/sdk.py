@@ -206,7 +206,7 @@ class RunHandle:
         if show:
             from rich.live import Live  # noqa: PLC0415
 
-            from fluid_core.cli.run import operations_table  # noqa: PLC0415
+            from fluid_core.display import operations_table  # noqa: PLC0415
 
             self._live = Live(auto_refresh=False)
             on_change = lambda runs: self._live.update(operations_table(runs), refresh=True)  # noqa: E731

@@ -16,7 +16,8 @@ import yaml
 
 from objects.errors import StoreUnavailable
 from vineyard_runtime import node_config
-from vineyard_runtime.local.probe import socket_accepts
+from vineyard_runtime.ports import socket_accepts
+from vineyard_runtime.probe import connect_once
 from vineyard_runtime.spec import DEFAULT_ETCD_PREFIX
 
 IPC_ENV = "VINEYARD_IPC_SOCKET"
@@ -154,16 +155,12 @@ def quiet_stdout() -> Iterator[None]:
 
 def open_client(target: Target) -> Any:
     """A vineyard client for a reachable target (vineyard is imported here, lazily)."""
-    os.environ["VINEYARD_IPC_SKIP_RETRY"] = "1"
-    os.environ["VINEYARD_RPC_SKIP_RETRY"] = "1"
-    import vineyard  # noqa: PLC0415 - slow import, only when connecting
-
     if target.kind == "ipc":
-        client = vineyard.connect(target.address)
+        client = connect_once(target.address)
     else:
         host, port = _split_endpoint(target.address)
         with quiet_stdout():  # vineyard prints a line about RDMA on the process's stdout
-            client = vineyard.connect(host, port)
+            client = connect_once(host, port)
     with _open_lock:
         _open[(target.kind, target.address)] = _open.get((target.kind, target.address), 0) + 1
     return client

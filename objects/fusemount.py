@@ -10,7 +10,7 @@ import threading
 import time
 
 from objects.errors import ObjectsError
-from vineyard_runtime.local.processes import log_tail, spawn, terminate
+from vineyard_runtime.processes import log_tail, spawn, terminate
 
 MOUNT_TIMEOUT = 30.0
 

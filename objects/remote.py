@@ -21,6 +21,7 @@ from objects.errors import ObjectNotFound, ObjectsError
 from objects.layout import LayoutMeta, shared_blobs, with_blob_ids
 from vineyard_runtime.blob_server import BlobFetcher, BlobFetchError, endpoint_key
 from vineyard_runtime.etcd_client import put_op, unchanged
+from vineyard_runtime.probe import connect_once
 from vineyard_runtime.sweeper import doomed_key, sweeper_key
 
 if TYPE_CHECKING:
@@ -51,9 +52,9 @@ class RemoteReads:
         to free: (instance, blob ids) of each copy."""
         directory = self.store.directory
         prefix = directory.replica_key(entry.id)
-        kvs, _ = self.store._etcd(lambda: directory.etcd.range(prefix))
+        kvs, _ = self.store.directory_call(lambda: directory.etcd.range(prefix))
         if kvs:
-            self.store._etcd(lambda: directory.etcd.delete_prefix(prefix))
+            self.store.directory_call(lambda: directory.etcd.delete_prefix(prefix))
         return [(int(kv.key.rsplit("/i", 1)[1]), shared_blobs(json.loads(kv.value))) for kv in kvs]
 
     def free(self, key: str, held: list[tuple[int, list[str]]]) -> None:
@@ -64,7 +65,7 @@ class RemoteReads:
         import vineyard  # noqa: PLC0415
 
         directory = self.store.directory
-        instances = functools.cache(lambda: self.store._etcd(directory.instances))
+        instances = functools.cache(lambda: self.store.directory_call(directory.instances))
         for instance_id, ids in held:
             try:
                 if instance_id == self.store.instance_id and self.store.holds is not None:
@@ -74,7 +75,7 @@ class RemoteReads:
                 elif instance_id not in instances():
                     continue
                 elif self._swept(instance_id):
-                    self.store._etcd(lambda: directory.etcd.put(
+                    self.store.directory_call(lambda: directory.etcd.put(
                         doomed_key(directory.prefix, instance_id, key), json.dumps(ids)))
                 else:  # no sweeper there (a Kubernetes worker): its readers are not protected
                     rpc = self.rpc_client(instances()[instance_id].rpc_endpoint)
@@ -87,7 +88,7 @@ class RemoteReads:
         is asked stay in etcd until it, or its successor, serves them)."""
         if instance_id not in self._sweepers:
             directory = self.store.directory
-            if self.store._etcd(lambda: directory.etcd.get(sweeper_key(directory.prefix, instance_id))) is None:
+            if self.store.directory_call(lambda: directory.etcd.get(sweeper_key(directory.prefix, instance_id))) is None:
                 return False
             self._sweepers.add(instance_id)
         return True
@@ -119,7 +120,7 @@ class RemoteReads:
     def blob_endpoint(self, instance_id: int) -> str | None:
         """The blob server of ``instance_id``, or None where it publishes none."""
         if instance_id not in self._blob_endpoints:
-            kv = self.store._etcd(lambda: self.store.directory.etcd.get(endpoint_key(self.store.directory.prefix, instance_id)))
+            kv = self.store.directory_call(lambda: self.store.directory.etcd.get(endpoint_key(self.store.directory.prefix, instance_id)))
             self._blob_endpoints[instance_id] = kv.value.decode() if kv is not None else None
         return self._blob_endpoints[instance_id]
 
@@ -135,7 +136,7 @@ class RemoteReads:
         directory, ipc = self.store.directory, self.store.client.ipc_client
         key = directory.replica_key(entry.id, self.store.instance_id)
         local = lambda blob_id: ipc.get_blob(vineyard.ObjectID(blob_id))  # noqa: E731
-        kept = self.store._etcd(lambda: directory.etcd.get(key))
+        kept = self.store.directory_call(lambda: directory.etcd.get(key))
         if kept is not None:
             layout = json.loads(kept.value)
             if all(ipc.exists(vineyard.ObjectID(b)) for b in shared_blobs(layout)):
@@ -160,7 +161,7 @@ class RemoteReads:
             raise
         sealed = [ctx.seal(builder) for builder in received]
         mine = with_blob_ids(layout, {b: f"o{int(s.id):016x}" for b, s in zip(shared_blobs(layout), sealed)})
-        won, _ = self.store._etcd(lambda: directory.etcd.txn([unchanged(directory.key(name), entry.revision)],
+        won, _ = self.store.directory_call(lambda: directory.etcd.txn([unchanged(directory.key(name), entry.revision)],
                                                          [put_op(key, json.dumps(mine))]))
         if not won:  # replaced or deleted meanwhile: keep nothing
             self.store.client.delete([s.id for s in sealed], force=False, deep=True)
@@ -187,7 +188,7 @@ class RemoteReads:
 
     def owner(self, entry: Entry) -> Any:
         """The registered instance holding ``entry``; ObjectNotFound when its node is gone."""
-        owner = self.store._etcd(self.store.directory.instances).get(entry.instance_id)
+        owner = self.store.directory_call(self.store.directory.instances).get(entry.instance_id)
         if owner is None:
             raise ObjectNotFound(
                 f"object {entry.id} was held by node {entry.node}, which is gone (its vineyardd "
@@ -198,11 +199,10 @@ class RemoteReads:
     def rpc_client(self, endpoint: str) -> Any:
         """A vineyard RPC client of ``endpoint``, opened once."""
         if endpoint not in self._rpc:
-            import vineyard  # noqa: PLC0415
 
             host, _, port = endpoint.rpartition(":")
             with quiet_stdout():  # vineyard prints a line about RDMA on the process's stdout
-                self._rpc[endpoint] = vineyard.connect(host, int(port))
+                self._rpc[endpoint] = connect_once(host, int(port))
         return self._rpc[endpoint]
 
     def migrate_in(self, entry: Entry, object_id: Any) -> Any:

@@ -216,7 +216,7 @@ class ObjectStore:
         """Pin object ``key`` of this node while it is read (None without holds)."""
         return self.holds.pin(key) if self.holds is not None else None
 
-    def _etcd(self, what: Callable[[], _T]) -> _T:
+    def directory_call(self, what: Callable[[], _T]) -> _T:
         """Run ``what`` against the directory, reporting a lost etcd as StoreUnavailable."""
         try:
             return what()
@@ -308,7 +308,7 @@ class ObjectStore:
         """True unless the entry's value lived on a node that is gone."""
         if not entry.on_node or entry.instance_id == self.instance_id:
             return True
-        return entry.instance_id in self._etcd(self.directory.instances)
+        return entry.instance_id in self.directory_call(self.directory.instances)
 
     # -- resolution ----------------------------------------------------------------
 
@@ -330,7 +330,7 @@ class ObjectStore:
                 return self._named_by_id(target)
             if _OBJECT_ID.match(target):
                 return None, None, vineyard.ObjectID(target)
-            entry = self._etcd(lambda: self.directory.get(target))
+            entry = self.directory_call(lambda: self.directory.get(target))
             if entry is None:
                 raise ObjectNotFound(f"no object named {target!r} in the cluster of {self.node}")
             return target, entry, None
@@ -338,7 +338,7 @@ class ObjectStore:
 
     def _named_by_id(self, object_id: str) -> tuple[str, Entry, None]:
         """The name and entry of a named object given by id (one read of the directory)."""
-        for name, entry in self._etcd(lambda: self.directory.entries()):
+        for name, entry in self.directory_call(lambda: self.directory.entries()):
             if entry.id == object_id:
                 return name, entry, None
         raise ObjectNotFound(f"no object {object_id} in the cluster of {self.node}")
@@ -400,13 +400,13 @@ class ObjectStore:
             record.naming(name, entry.id)
         try:
             if not replace:
-                stored = self._etcd(lambda: directory.create(name, entry))
+                stored = self.directory_call(lambda: directory.create(name, entry))
                 if stored is None:
                     raise _taken(name)
                 return stored
             for _ in range(_REPLACE_TRIES):
-                old = self._etcd(lambda: directory.get(name))
-                stored = self._etcd(lambda: directory.swap(name, entry, old))
+                old = self.directory_call(lambda: directory.get(name))
+                stored = self.directory_call(lambda: directory.swap(name, entry, old))
                 if stored is not None:
                     if old is not None and old.id != entry.id:
                         self.drop_entry(old)
@@ -473,7 +473,7 @@ class ObjectStore:
         except Vanished:
             pass
         assert name is not None  # an entry is only found by its name
-        again = self._etcd(lambda: self.directory.get(name))  # replaced or deleted meanwhile?
+        again = self.directory_call(lambda: self.directory.get(name))  # replaced or deleted meanwhile?
         if again is not None and again.revision != entry.revision:
             try:
                 return self.load_entry(again, allow_pickle=allow_pickle, name=name)
@@ -522,8 +522,8 @@ class ObjectStore:
         self._listings[prefix or ""] = listing  # the most recent last; a few are kept
         while len(self._listings) > _LISTINGS_KEPT:
             del self._listings[next(iter(self._listings))]
-        found = self._etcd(lambda: listing.refresh(self.directory))
-        instances = functools.cache(lambda: self._etcd(self.directory.instances))  # read once, if at all
+        found = self.directory_call(lambda: listing.refresh(self.directory))
+        instances = functools.cache(lambda: self.directory_call(self.directory.instances))  # read once, if at all
         mine = self.instance_id
         return [ref for name, ref, on_node in found
                 if not name.startswith(RESERVED_PREFIX)
@@ -548,13 +548,13 @@ class ObjectStore:
         name, entry, object_id = self._find(target)
         if entry is None:
             entry_id = f"o{int(self._meta(object_id, target).id):016x}"
-            for each, named in self._etcd(lambda: self.directory.entries()):
+            for each, named in self.directory_call(lambda: self.directory.entries()):
                 if named.id == entry_id:
-                    self._etcd(lambda: self.directory.remove(each, named))
+                    self.directory_call(lambda: self.directory.remove(each, named))
             self._delete_id(object_id)
             return
         assert name is not None
-        if not self._etcd(lambda: self.directory.remove(name, entry)):
+        if not self.directory_call(lambda: self.directory.remove(name, entry)):
             raise ObjectNotFound(f"object {name!r} was replaced or deleted meanwhile; nothing was deleted")
         self.drop_entry(entry)
 

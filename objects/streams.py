@@ -26,7 +26,7 @@ import numpy as np
 from objects.directory import Entry, EtcdUnavailable
 from objects.errors import ObjectExists, ObjectNotFound, ObjectsError, StoreUnavailable, StreamFailed
 from vineyard_runtime.etcd_client import absent, delete_op, put_op
-from vineyard_runtime.local.processes import is_alive
+from vineyard_runtime.processes import is_alive
 
 if TYPE_CHECKING:
     from objects.store import ObjectStore
@@ -60,7 +60,7 @@ class StreamWriter:
         self._changed = threading.Condition()
         header = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "node": store.node})
         key = self._directory.stream_key(name, HEADER)
-        if not store._etcd(lambda: self._directory.etcd.txn([absent(key)], [put_op(key, header)])[0]):
+        if not store.directory_call(lambda: self._directory.etcd.txn([absent(key)], [put_op(key, header)])[0]):
             raise ObjectExists(
                 f"a stream named {name!r} already exists; delete it with "
                 "store.delete_stream() or choose another name"
@@ -137,7 +137,7 @@ class StreamWriter:
         if self._error is not None and marker["status"] == "done":
             marker = {"status": "failed", "count": self.count, "error": f"chunks were lost: {self._error}"}
         key = self._directory.stream_key(self.name, END)
-        self._store._etcd(lambda: self._directory.etcd.put(key, json.dumps(marker)))
+        self._store.directory_call(lambda: self._directory.etcd.put(key, json.dumps(marker)))
         self._raise_error()
 
     def __enter__(self) -> "StreamWriter":
@@ -195,7 +195,7 @@ class StreamReader:
                 self._chunks[first + offset] = Entry.from_body(body, revision)
 
     def _refresh(self) -> None:
-        kvs, revision = self._store._etcd(lambda: self._directory.etcd.range(self._prefix))
+        kvs, revision = self._store.directory_call(lambda: self._directory.etcd.range(self._prefix))
         for kv in kvs:
             self._apply(kv.key, kv.value, kv.mod_revision)
         self._revision = max(self._revision, revision)
@@ -291,10 +291,10 @@ def delete_stream(store: "ObjectStore", name: str) -> int:
     """Delete stream ``name`` with the chunks it holds; return how many chunks and markers."""
     directory = store.directory
     prefix = directory.stream_key(name)
-    kvs, _ = store._etcd(lambda: directory.etcd.range(prefix))
+    kvs, _ = store.directory_call(lambda: directory.etcd.range(prefix))
     if not kvs:
         raise ObjectNotFound(f"no stream named {name!r}")
-    store._etcd(lambda: directory.etcd.txn([], [delete_op(prefix, prefix=True)]))
+    store.directory_call(lambda: directory.etcd.txn([], [delete_op(prefix, prefix=True)]))
     count = 0
     for kv in kvs:
         if not kv.key[len(prefix):].startswith(CHUNK):

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 
 from vineyard_runtime.local import LocalCluster
-from vineyard_runtime.local.processes import is_alive
+from vineyard_runtime.processes import is_alive
 from vineyard_runtime.local.state import ClusterState
 
 # The emulated cluster has no DNS for in-cluster etcd names: the operator reads no

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vineyard_runtime.local.processes import log_tail, spawn, terminate
+from vineyard_runtime.processes import log_tail, spawn, terminate
 from vineyard_runtime.ports import free_ports
 
 HERE = Path(__file__).resolve().parent

@@ -18,7 +18,7 @@ import pytest
 import objects
 from conftest import Holder, memory_used
 from conftest import wait_for as wait
-from vineyard_runtime.local.processes import is_alive, terminate
+from vineyard_runtime.processes import is_alive, terminate
 
 
 def scrape(port: int, path: str = "/metrics") -> tuple[int, str]:
@@ -119,7 +119,7 @@ def edge_bridge(local, tmp_path) -> Iterator[tuple[Path, int]]:
 
 
 def test_a_node_without_a_worker_gets_a_local_one_joined_to_the_cluster(make_cluster, tmp_path):
-    from vineyard_runtime.local.processes import cmdline
+    from vineyard_runtime.processes import cmdline
 
     local = make_cluster(nodes=1, size="64Mi")
     with objects.connect(local.nodes[0].socket) as store:

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import cluster_pids, wait_gone
 from vineyard_runtime.local.layout import Layout
-from vineyard_runtime.local.processes import is_alive
+from vineyard_runtime.processes import is_alive
 from vineyard_runtime.local.state import read_state
 
 #: The console script pip installed next to this interpreter.

@@ -449,7 +449,7 @@ def test_dataload_of_named_mounts_and_of_a_dataset_without_mounts(shared_cluster
 
 
 def test_mount_paths_follow_fluids_rules():
-    from fluid_core.flow.mounts import MountError, resolve, under
+    from fluid_core.models.mounts import MountError, resolve, under
 
     single = [{"mountPoint": "local:///srv/data"}]
     assert resolve(single, "/a/b.parquet") == ("/srv/data/a/b.parquet", "/a/b.parquet", "/srv/data")

@@ -14,8 +14,8 @@ import yaml
 from conftest import wait_for
 from vineyard_runtime import NodeUnavailable
 from vineyard_runtime.etcd_client import EtcdClient
-from vineyard_runtime.local.probe import registered_instances
-from vineyard_runtime.local.processes import is_alive
+from vineyard_runtime.probe import registered_instances
+from vineyard_runtime.processes import is_alive
 
 
 def put_named(local, node, name, value):
@@ -87,7 +87,7 @@ def test_status_reports_memory_objects_and_health(shared_cluster):
 
 
 def test_missing_node_fails_at_once_with_a_hint(shared_cluster, tmp_path):
-    from vineyard_runtime.local.probe import connect_ipc
+    from vineyard_runtime.probe import connect_ipc
 
     began = time.monotonic()
     with pytest.raises(NodeUnavailable, match="fluidv cluster up") as info:

@@ -17,7 +17,7 @@ import pytest
 
 import objects
 from conftest import wait_for
-from vineyard_runtime.local.processes import is_alive
+from vineyard_runtime.processes import is_alive
 
 
 def cluster_status(workdir: str) -> tuple[int, list[dict]]:

@@ -13,7 +13,7 @@ import yaml
 
 from conftest import wait_for, wait_gone
 from vineyard_runtime.local.cluster import is_running
-from vineyard_runtime.local.processes import is_alive
+from vineyard_runtime.processes import is_alive
 
 STEPS = os.path.join(os.path.dirname(__file__), "flow_steps.py")
 API = "data.fluid.io/v1alpha1"

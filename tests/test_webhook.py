@@ -18,7 +18,7 @@ import pytest
 from fluid_core.operator.certs import self_signed
 from fluid_core.operator.webhook import WebhookError, WebhookServer
 from fluid_core.placement.cache import ViewCache
-from vineyard_runtime.local.processes import terminate
+from vineyard_runtime.processes import terminate
 
 ZONE = "topology.kubernetes.io/zone"
 

@@ -148,7 +148,7 @@ class BlobServer(socketserver.ThreadingTCPServer):
         return f"{host!s}:{port}"
 
     def connect(self) -> Any:
-        from vineyard_runtime.local.probe import connect_ipc  # noqa: PLC0415
+        from vineyard_runtime.probe import connect_ipc  # noqa: PLC0415
 
         return connect_ipc(self.vineyard_socket)
 

@@ -73,7 +73,7 @@ class LocalWorker:
         """Start the worker, or start it again when it has died."""
         from vineyard_runtime.binaries import vineyardd_binary  # noqa: PLC0415
         from vineyard_runtime.daemons import vineyardd_command  # noqa: PLC0415
-        from vineyard_runtime.local.processes import spawn  # noqa: PLC0415
+        from vineyard_runtime.processes import spawn  # noqa: PLC0415
 
         if self.process is not None and self.process.poll() is None:
             return
@@ -83,7 +83,7 @@ class LocalWorker:
         self.process = spawn(command.argv, env=command.env, log_path=self.log_path)
 
     def stop(self) -> None:
-        from vineyard_runtime.local.processes import terminate  # noqa: PLC0415
+        from vineyard_runtime.processes import terminate  # noqa: PLC0415
 
         if self.process is not None:
             terminate([self.process.pid])
@@ -171,7 +171,7 @@ class Bridge:
                 self.local_worker.stop()
 
     def _start_sweeper(self) -> None:
-        from vineyard_runtime.local.probe import Pinger, connect_ipc  # noqa: PLC0415
+        from vineyard_runtime.probe import Pinger, connect_ipc  # noqa: PLC0415
         from vineyard_runtime.sweeper import NodeSweeper  # noqa: PLC0415
 
         assert self.etcd_endpoint is not None

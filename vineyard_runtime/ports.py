@@ -1,7 +1,8 @@
-"""TCP ports on 127.0.0.1: pick free ones, check asked-for ones."""
+"""TCP ports on 127.0.0.1 (pick free ones, check asked-for ones) and Unix sockets."""
 
 from __future__ import annotations
 
+import os
 import socket
 
 from vineyard_runtime.errors import PortInUse
@@ -44,3 +45,16 @@ def require_free(port: int, *, flag: str) -> int:
             f"choose another port or leave {flag} out to pick free ports"
         )
     return port
+
+
+def socket_accepts(path: str, timeout: float = 1.0) -> bool:
+    """True when something accepts connections on the Unix socket ``path``."""
+    if not os.path.exists(path):
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+        except OSError:
+            return False
+    return True

@@ -19,7 +19,7 @@ from vineyard_runtime.blob_server import delete_with
 from vineyard_runtime.etcd_client import EtcdClient, delete_op
 from vineyard_runtime.deadline import Deadline
 from vineyard_runtime.holds import NodeHolds
-from vineyard_runtime.local.probe import Pinger
+from vineyard_runtime.probe import Pinger
 from vineyard_runtime.spec import NAMES_PREFIX
 
 log = logging.getLogger("fluidv.sweeper")

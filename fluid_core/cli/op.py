@@ -36,7 +36,7 @@ def run_operation(kind: str, name: str, namespace: str) -> None:
         resource = parse(body)
         spec: Any = resource.spec  # an operation's: each kind has a dataset
         if kind == "DataBackup":  # Fluid's pvc:// or local:// path is a volume of this pod
-            from fluid_core.flow.backup_location import BackupLocation  # noqa: PLC0415
+            from fluid_core.models.backup_location import BackupLocation  # noqa: PLC0415
 
             spec = spec.model_copy(update={"backup_path": BackupLocation(spec.backup_path).in_pod()})
         dataset = kube.get(Ref(API_VERSION, "Dataset", spec.dataset.namespace or namespace, spec.dataset.name)) or {}

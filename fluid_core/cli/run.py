@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import signal
-from typing import TYPE_CHECKING, Any
 
 import click
 
 from fluid_core.cli.errors import CommandError, reported
+from fluid_core.display import operations_table
 
-if TYPE_CHECKING:
-    from fluid_core.flow.runner import OperationRun
 
 
 class Stopped(CommandError):
@@ -27,31 +25,6 @@ def _stopped(signum: int, _frame: object) -> None:
     for sig in (signal.SIGTERM, signal.SIGHUP):  # a second signal must not cut the clean-up short
         signal.signal(sig, signal.SIG_IGN)
     raise Stopped(signum)
-
-
-def operations_table(runs: list[OperationRun]) -> Any:  # a rich Table (rich is imported lazily)
-    """One row per operation: phase, node, duration, bytes, local/remote reads."""
-    from rich.table import Table  # noqa: PLC0415
-
-    from vineyard_runtime.quantity import human_bytes  # noqa: PLC0415
-
-    colours = {"Complete": "green", "Failed": "red", "Executing": "yellow", "Pending": "dim"}
-    table = Table(title="fluid-vineyard flow")
-    for column in ("operation", "phase", "node", "time", "read", "written", "local/remote"):
-        table.add_column(column, no_wrap=True)
-    for run in runs:
-        stats = run.stats or {}
-        phase = f"[{colours.get(run.phase, 'white')}]{run.phase}[/]" + (" (removed)" if run.removed else "")
-        table.add_row(
-            run.name, phase, run.node or "-",
-            f"{run.seconds:.2f}s" if run.seconds is not None else "-",
-            human_bytes(stats.get("bytes_read", 0)), human_bytes(stats.get("bytes_written", 0)),
-            f"{stats.get('local_reads', 0)}/{stats.get('remote_reads', 0)}",
-        )
-    failed = [r for r in runs if r.phase == "Failed"]
-    if failed:
-        table.caption = "\n".join(f"{r.kind}/{r.name}: {r.message}" for r in failed)
-    return table
 
 
 @click.command()

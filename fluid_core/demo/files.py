@@ -65,7 +65,7 @@ def run_with_files(steps: list[dict[str, Any]], directory: str, workdir: str,
     """Run DataProcess ``steps`` one after the other, each in its own process, handing
     data over through files in ``directory``; each step's result (seconds, stats)."""
     from fluid_core.flow.spawner import Spawner  # noqa: PLC0415
-    from vineyard_runtime.local.processes import is_alive, terminate  # noqa: PLC0415
+    from vineyard_runtime.processes import is_alive, terminate  # noqa: PLC0415
 
     results = []
     with Spawner(os.path.join(workdir, "files-steps.log")) as spawner:

@@ -7,7 +7,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from vineyard_runtime.kube.labels import safe_value
+from vineyard_runtime.naming import safe_value
 
 RUN_LABEL = "fluid.io/run"
 OP_LABEL = "fluid.io/operation"

@@ -182,7 +182,7 @@ def warm(ctx: StepContext, spec: Any) -> str:
 
 def _warm_target(ctx: StepContext, target: Any) -> tuple[int, int, list[str]]:
     """One DataLoad target: (objects loaded, objects cached already, keys it covers)."""
-    from fluid_core.flow.mounts import MountError, key_prefix, resolve, under  # noqa: PLC0415
+    from fluid_core.models.mounts import MountError, key_prefix, resolve, under  # noqa: PLC0415
 
     mounts = list(ctx.mounts)
     if not mounts:
@@ -280,8 +280,8 @@ def backup(ctx: StepContext, location: str) -> int:
 
 
 def _on_this_machine(location: str) -> str:
-    from fluid_core.flow.backup_location import BackupLocation  # noqa: PLC0415
-    from fluid_core.flow.mounts import MountError  # noqa: PLC0415
+    from fluid_core.models.backup_location import BackupLocation  # noqa: PLC0415
+    from fluid_core.models.mounts import MountError  # noqa: PLC0415
 
     try:
         return BackupLocation(location).local()

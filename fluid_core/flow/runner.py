@@ -46,8 +46,8 @@ from fluid_core.reconcilers.lifecycle import (
     gate,
 )
 from fluid_core.stamps import now_stamp
-from vineyard_runtime.kube.labels import safe_value
-from vineyard_runtime.local.processes import is_alive, terminate
+from vineyard_runtime.naming import safe_value
+from vineyard_runtime.processes import is_alive, terminate
 
 OPERATION_KINDS = {kind.value for kind in OperationKind}
 #: How often OnEvent operations read the dataset's object names from etcd.

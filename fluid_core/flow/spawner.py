@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from fluid_core.errors import FluidError
+from vineyard_runtime.processes import parent_death_signal, spawn
 
 RUN_STEP = "fluid_core.flow.worker:run_step"
 PRELOAD = ("numpy", "pyarrow", "pyarrow.parquet", "pandas", "vineyard", "objects",
@@ -35,8 +36,6 @@ class Spawner:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "Spawner":
-        from vineyard_runtime.local.processes import spawn  # noqa: PLC0415
-
         # steps import what their caller can import (as multiprocessing's spawn does)
         path = os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p and os.path.isdir(p))
         self._proc = spawn([sys.executable, "-m", "fluid_core.flow.spawner"], log_path=self._log_path,
@@ -100,7 +99,7 @@ def main() -> None:  # pragma: no cover - runs in the helper process
             try:
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 os.setsid()
-                _die_with_parent()
+                parent_death_signal()()
                 devnull = os.open(os.devnull, os.O_RDONLY)
                 os.dup2(devnull, 0)
                 module, _, function = job["target"].partition(":")
@@ -108,12 +107,6 @@ def main() -> None:  # pragma: no cover - runs in the helper process
             finally:
                 os._exit(0)
         print(pid, flush=True)
-
-
-def _die_with_parent() -> None:
-    import ctypes  # noqa: PLC0415
-
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
 
 
 if __name__ == "__main__":

@@ -64,8 +64,8 @@ def _writable(location: str) -> str | None:
 
 def _local_problem(location: str, check: Callable[[str], str | None]) -> str | None:
     """What ``check`` finds wrong with a backup location on this machine."""
-    from fluid_core.flow.backup_location import BackupLocation  # noqa: PLC0415
-    from fluid_core.flow.mounts import MountError  # noqa: PLC0415
+    from fluid_core.models.backup_location import BackupLocation  # noqa: PLC0415
+    from fluid_core.models.mounts import MountError  # noqa: PLC0415
 
     try:
         return check(BackupLocation(location).local())
@@ -102,7 +102,7 @@ def _exists(location: str) -> str | None:
 def _load_source_problem(mounts: list[dict[str, Any]], path: str) -> str | None:
     """What is wrong with a DataLoad target path: no mount of the dataset holds it, or
     (no mounts) it is not a file or directory to import; the dataset's root always warms."""
-    from fluid_core.flow.mounts import MountError, key_prefix, resolve, under  # noqa: PLC0415
+    from fluid_core.models.mounts import MountError, key_prefix, resolve, under  # noqa: PLC0415
 
     if not mounts:
         return None if key_prefix(path) == "" else _exists(path)

@@ -6,12 +6,13 @@ Importing this module registers the handlers with kopf's default registry
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import kopf
@@ -181,15 +182,36 @@ def _dataset_of(kube: KubeClient, namespace: str, name: str) -> tuple[bool, Data
         return True, None
 
 
-_object_locks: dict[tuple[str, str, str], threading.Lock] = {}
-_object_locks_guard = threading.Lock()
+class _KeyedLocks:
+    """One lock per key while someone holds or awaits it, forgotten after the last one
+    (the operator sees every resource ever made: a lock each, kept, would only grow)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[str, str, str], tuple[threading.Lock, list[int]]] = {}
+
+    @contextlib.contextmanager
+    def hold(self, key: tuple[str, str, str]) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._locks.setdefault(key, (threading.Lock(), [0]))
+            users[0] += 1
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                users[0] -= 1
+                if users[0] == 0:
+                    del self._locks[key]
 
 
-def lock_of(kind: str, namespace: str, name: str) -> threading.Lock:
+_resource_locks = _KeyedLocks()
+
+
+def lock_of(kind: str, namespace: str, name: str) -> contextlib.AbstractContextManager[None]:
     """One lock per resource: kopf's handlers and the event paths never interleave a
     read-observe-patch cycle, so a stale observation never overwrites a fresher one."""
-    with _object_locks_guard:
-        return _object_locks.setdefault((kind, namespace, name), threading.Lock())
+    return _resource_locks.hold((kind, namespace, name))
 
 
 def live_resource(kube: KubeClient, ref: Ref) -> tuple[dict[str, Any], Any] | None:

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Mapping
 
 from fluid_core.placement.view import ClusterView
-from vineyard_runtime.kube.labels import cache_node_label
+from vineyard_runtime.naming import cache_node_label
 
 
 class ViewCache:

@@ -12,7 +12,7 @@ from typing import Any
 
 from fluid_core.placement.config import NODE_TIER, PlacementConfig
 from fluid_core.placement.view import ClusterView
-from vineyard_runtime.kube.labels import cache_node_label
+from vineyard_runtime.naming import cache_node_label
 
 #: Pod annotation listing the objects a pod reads: ``"key1,key2"`` or ``"ns/dataset/key"``.
 CONSUMES = "data.fluid.io/consumes"

@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import Any
 
 from fluid_core.errors import FluidError
-from vineyard_runtime.kube.labels import cache_node_label
+from vineyard_runtime.naming import cache_node_label
 
 
 class InvalidView(FluidError, ValueError):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from fluid_core.flow.backup_location import BackupLocation
+from fluid_core.models.backup_location import BackupLocation
 from fluid_core.reconcilers.conditions import set_condition
 from fluid_core.reconcilers.observed import DatasetObserved
 from fluid_core.reconcilers.operation import (
@@ -14,7 +14,7 @@ from fluid_core.reconcilers.operation import (
     PROJECT_IMAGE,
     dataset_volume,
 )
-from vineyard_runtime.kube.labels import safe_value
+from vineyard_runtime.naming import safe_value
 from vineyard_runtime.kube.manifests import MANAGED_BY
 from vineyard_runtime.quantity import human_bytes
 

@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 from fluid_core.reconcilers.observed import RuntimeObserved, Workload
 from vineyard_runtime.kube import manifests
-from vineyard_runtime.kube.labels import (
+from vineyard_runtime.naming import (
     cache_node_label,
     fuse_node_label,
     vineyard_cache_node_label,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from fluid_core.flow.backup_location import BackupLocation
+from fluid_core.models.backup_location import BackupLocation
 from fluid_core.models.base import not_applied_warnings
 from fluid_core.models.runtime import DEFAULT_IMAGE, DEFAULT_TAG
 from fluid_core.placement.flow import follow
@@ -28,7 +28,7 @@ from fluid_core.reconcilers.lifecycle import (
     gate,
 )
 from fluid_core.stamps import seconds_between
-from vineyard_runtime.kube.labels import safe_value
+from vineyard_runtime.naming import safe_value
 from vineyard_runtime.kube.manifests import MANAGED_BY
 
 PROJECT_IMAGE = f"{DEFAULT_IMAGE}:{DEFAULT_TAG}"

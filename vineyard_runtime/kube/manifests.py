@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vineyard_runtime.daemons import etcd_command, vineyardd_command
-from vineyard_runtime.kube.labels import fuse_node_label, safe_value
+from vineyard_runtime.naming import fuse_node_label, safe_value
 from vineyard_runtime.quantity import format_bytes, parse_quantity
 from vineyard_runtime.spec import DEFAULT_ETCD_PREFIX, EtcdSpec, WorkerSpec
 

@@ -8,8 +8,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from vineyard_runtime.deadline import Deadline
-from vineyard_runtime.local.probe import connect_ipc, socket_accepts
-from vineyard_runtime.local.processes import is_alive
+from vineyard_runtime.probe import connect_ipc
+from vineyard_runtime.ports import socket_accepts
+from vineyard_runtime.processes import is_alive
 from vineyard_runtime.local.state import ClusterState
 
 #: Raw blobs are members of other objects; they are not counted.

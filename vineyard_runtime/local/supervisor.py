@@ -35,10 +35,10 @@ from vineyard_runtime.errors import ClusterAlreadyRunning, ClusterStartError, Vi
 from vineyard_runtime.etcd_client import EtcdClient
 from vineyard_runtime.local.config import ClusterConfig
 from vineyard_runtime.local.layout import Layout, node_name
-from vineyard_runtime.local.probe import Pinger, connect_ipc, registered_instances, socket_accepts
-from vineyard_runtime.local.processes import log_tail, spawn
+from vineyard_runtime.probe import Pinger, connect_ipc, registered_instances
+from vineyard_runtime.processes import log_tail, spawn
 from vineyard_runtime.local.state import ClusterState, EtcdState, NodeState, write_state
-from vineyard_runtime.ports import LOOPBACK, free_ports, require_free
+from vineyard_runtime.ports import LOOPBACK, free_ports, require_free, socket_accepts
 from vineyard_runtime.spec import EtcdSpec, WorkerSpec
 
 log = logging.getLogger("fluidv.supervisor")

@@ -13,7 +13,7 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any
 
-from fluid_core.flow.mounts import source_of
+from fluid_core.models.mounts import source_of
 
 #: Where the backup's volume appears in an operation's pod.
 MOUNT_PATH = "/fluid-backup"

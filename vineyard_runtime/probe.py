@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import socket
 import struct
+import threading
+from collections.abc import Iterator
 from typing import Any
 
+from vineyard_runtime.ports import socket_accepts
 from vineyard_runtime.errors import NodeUnavailable
 from vineyard_runtime.etcd_client import EtcdClient
 from vineyard_runtime.spec import ROOT_SESSION
@@ -16,19 +20,6 @@ from vineyard_runtime.spec import ROOT_SESSION
 #: the client version the ping says it speaks (vineyard's, which make test installs)
 VINEYARD_VERSION = "0.24.2"
 _INSTANCE_KEY = re.compile(r"/instances/i(\d+)/")
-
-
-def socket_accepts(path: str, timeout: float = 1.0) -> bool:
-    """True when something accepts connections on the Unix socket ``path``."""
-    if not os.path.exists(path):
-        return False
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.connect(path)
-        except OSError:
-            return False
-    return True
 
 
 class Pinger:
@@ -95,13 +86,48 @@ def connect_ipc(path: str, *, node: str | None = None) -> Any:
             f"{who} is not available: socket {path} {state}; "
             "start the cluster with `fluidv cluster up` (or check `fluidv cluster status`)"
         )
-    os.environ["VINEYARD_IPC_SKIP_RETRY"] = "1"
-    import vineyard  # noqa: PLC0415 - slow import, only when a client is needed
-
     try:
-        return vineyard.connect(path)
+        return connect_once(path)
     except Exception as exc:  # vineyard raises its own hierarchy; report it as ours
         raise NodeUnavailable(f"{who} at {path} refused the connection: {exc}") from exc
+
+
+_NO_RETRY = {"VINEYARD_IPC_SKIP_RETRY": "1", "VINEYARD_RPC_SKIP_RETRY": "1"}
+_connecting = 0
+_saved: dict[str, str | None] = {}
+_connecting_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _retries_off() -> Iterator[None]:
+    """vineyard's no-retry variables, set while at least one connect runs in this process
+    and restored after the last (connects never wait for each other: a stopped node's
+    connect must not hold up the others)."""
+    global _connecting
+    with _connecting_lock:
+        if _connecting == 0:
+            _saved.update({key: os.environ.get(key) for key in _NO_RETRY})
+            os.environ.update(_NO_RETRY)
+        _connecting += 1
+    try:
+        yield
+    finally:
+        with _connecting_lock:
+            _connecting -= 1
+            if _connecting == 0:
+                for key, value in _saved.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+
+
+def connect_once(*address: Any) -> Any:
+    """``vineyard.connect(*address)`` with its retries off (by default it retries for 11 s)."""
+    import vineyard  # noqa: PLC0415 - slow import, only when a client is needed
+
+    with _retries_off():
+        return vineyard.connect(*address)
 
 
 def registered_instances(etcd: EtcdClient, prefix: str) -> dict[int, str]:

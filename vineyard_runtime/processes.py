@@ -9,10 +9,14 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 
+import psutil
+
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(sig: int) -> Callable[[], None]:
+def parent_death_signal(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A ``preexec_fn`` (or a call in a forked child): the kernel sends ``sig`` to this
+    process when the thread that started it dies."""
     def apply() -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
@@ -48,7 +52,7 @@ def spawn(
             stderr=log,
             close_fds=True,
             start_new_session=new_session,
-            preexec_fn=_die_with_parent(death_signal) if die_with_parent else None,
+            preexec_fn=parent_death_signal(death_signal) if die_with_parent else None,
         )
 
 
@@ -57,19 +61,16 @@ def is_alive(pid: int | None) -> bool:
     if not pid:
         return False
     try:
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:  # gone, or not ours to see
         return False
-    return fields[0] != "Z"
 
 
 def cmdline(pid: int) -> str:
     """The command line of ``pid`` ('' when gone)."""
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return handle.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
+        return " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
         return ""
 
 
@@ -78,7 +79,7 @@ def owned(pid: int | None, marker: str) -> bool:
 
     Guards against killing an unrelated process that reused a recorded pid.
     """
-    return bool(pid) and is_alive(pid) and marker in cmdline(pid)  # type: ignore[arg-type]
+    return pid is not None and is_alive(pid) and marker in cmdline(pid)
 
 
 def terminate(pids: Sequence[int], timeout: float = 10.0) -> None:

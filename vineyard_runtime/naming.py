@@ -1,4 +1,5 @@
-"""Kubernetes label keys and values that always fit the API server's limits."""
+"""Names derived from user names: label keys and values, and object names, that always fit
+Kubernetes' limits (the local cluster labels its nodes and runs with the same rules)."""
 
 from __future__ import annotations
 
