@@ -10,6 +10,7 @@ import threading
 import time
 
 from objects.errors import ObjectsError
+from vineyard_runtime.waiting import wait_until
 from vineyard_runtime.processes import log_tail, spawn, terminate
 
 MOUNT_TIMEOUT = 30.0
@@ -70,13 +71,11 @@ class MountSupervisor:
         if self.metrics_port is not None:
             argv += ["--metrics-port", str(self.metrics_port)]
         self.child = spawn(argv, log_path=self.log_path)
-        deadline = time.monotonic() + MOUNT_TIMEOUT
-        while not is_mounted(self.mountpoint):
-            if self.child.poll() is not None or time.monotonic() > deadline:
-                terminate([self.child.pid])
-                raise ObjectsError(f"the FUSE view did not mount at {self.mountpoint}: "
-                                   f"{log_tail(self.log_path, 4)}")
-            time.sleep(0.05)
+        child = self.child
+        if wait_until(lambda: is_mounted(self.mountpoint) or child.poll() is not None, MOUNT_TIMEOUT) is None \
+                or not is_mounted(self.mountpoint):
+            terminate([child.pid])
+            raise ObjectsError(f"the FUSE view did not mount at {self.mountpoint}: {log_tail(self.log_path, 4)}")
 
     def start(self) -> "MountSupervisor":
         self._check_mountpoint()

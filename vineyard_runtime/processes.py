@@ -6,10 +6,11 @@ import ctypes
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Sequence
 
 import psutil
+
+from vineyard_runtime.waiting import wait_until
 
 _PR_SET_PDEATHSIG = 1
 
@@ -90,19 +91,14 @@ def terminate(pids: Sequence[int], timeout: float = 10.0) -> None:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    deadline = time.monotonic() + timeout
-    while live and time.monotonic() < deadline:
-        live = [pid for pid in live if is_alive(pid)]
-        if live:
-            time.sleep(0.05)
+    wait_until(lambda: not any(is_alive(pid) for pid in live), timeout)
+    live = [pid for pid in live if is_alive(pid)]
     for pid in live:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    deadline = time.monotonic() + 5
-    while any(is_alive(pid) for pid in live) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: not any(is_alive(pid) for pid in live), 5, interval=0.02)
 
 
 def log_tail(path: str, lines: int = 8) -> str:

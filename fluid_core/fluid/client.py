@@ -3,10 +3,10 @@ on the local cluster or on Kubernetes."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fluid_core.fluid import constants
+from vineyard_runtime.waiting import wait_until
 from fluid_core.fluid.models import wire
 from fluid_core.sdk import Dataset, SdkError
 
@@ -145,11 +145,8 @@ class FluidDataset:
             self._wait_bound(constants.DEFAULT_POLL_TIMEOUT)
 
     def _wait_bound(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while (self._status() or {}).get("phase") != "Bound":
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"dataset {self.namespace}/{self.name} is not Bound after {timeout}s")
-            time.sleep(1)
+        if not wait_until(lambda: (self._status() or {}).get("phase") == "Bound", timeout, interval=1):
+            raise TimeoutError(f"dataset {self.namespace}/{self.name} is not Bound after {timeout}s")
 
     def _status(self) -> dict[str, Any] | None:
         client = self.fluid_client
@@ -183,9 +180,8 @@ class FluidDataset:
         if client.on_kubernetes:
             ref = _dataset_ref(self.namespace, self.name)
             client.backend.delete(ref)
-            deadline = time.monotonic() + constants.DEFAULT_POLL_TIMEOUT
-            while wait and client.backend.get(ref) is not None and time.monotonic() < deadline:
-                time.sleep(1)
+            if wait:
+                wait_until(lambda: client.backend.get(ref) is None, constants.DEFAULT_POLL_TIMEOUT, interval=1)
             return
         if client.backend is not None:
             import objects  # noqa: PLC0415

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from fluid_core.models import API_VERSION, KINDS
+from vineyard_runtime.waiting import wait_until
 from fluid_core.operator.kube import KubeClient, Ref
 
 START_TIMEOUT = 30.0
@@ -174,11 +174,13 @@ class EmulatedCluster:
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 30.0, message: str = "") -> Any:
         """Poll ``predicate`` until it is truthy; AssertionError with ``message`` at timeout."""
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            last = predicate()
-            if last:
-                return last
-            time.sleep(0.05)
-        raise AssertionError(f"timed out: {message} (last: {last!r})")
+        last: list[Any] = [None]
+
+        def asked() -> Any:
+            last[0] = predicate()
+            return last[0]
+
+        found = wait_until(asked, timeout)
+        if found is None:
+            raise AssertionError(f"timed out: {message} (last: {last[0]!r})")
+        return found

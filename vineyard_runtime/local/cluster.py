@@ -27,6 +27,7 @@ from vineyard_runtime.processes import is_alive, log_tail, owned, spawn, termina
 from vineyard_runtime.local.state import ClusterState, NodeState, read_state
 from vineyard_runtime.local.status import NodeStatus, collect_status
 from vineyard_runtime.ports import require_free
+from vineyard_runtime.waiting import wait_until
 
 STOP_TIMEOUT = 30.0
 
@@ -178,12 +179,7 @@ class LocalCluster:
         pid = state.supervisor_pid if state is not None else None
         if not pid or is_alive(pid):
             return False
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.running():
-                return True
-            time.sleep(0.05)
-        return False
+        return wait_until(lambda: not self.running(), timeout) is not None
 
     def start(self, *, detach: bool = False) -> "LocalCluster":
         """Start the cluster and return once every node is ready.
@@ -259,8 +255,7 @@ class LocalCluster:
         if pid and is_alive(pid):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT
-        while (self.running() or is_alive(pid)) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: not (self.running() or is_alive(pid)), STOP_TIMEOUT)
         if self._supervisor is not None:
             try:
                 self._supervisor.wait(timeout=max(1.0, deadline - time.monotonic()))

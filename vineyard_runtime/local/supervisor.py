@@ -34,12 +34,14 @@ from vineyard_runtime.daemons import etcd_command, vineyardd_command
 from vineyard_runtime.errors import ClusterAlreadyRunning, ClusterStartError, VineyardRuntimeError
 from vineyard_runtime.etcd_client import EtcdClient
 from vineyard_runtime.local.config import ClusterConfig
-from vineyard_runtime.local.layout import Layout, node_name
+from vineyard_runtime.local.layout import Layout
+from vineyard_runtime.local.plan import pick_ports, plan_cluster
 from vineyard_runtime.probe import Pinger, connect_ipc, registered_instances
 from vineyard_runtime.processes import log_tail, spawn
-from vineyard_runtime.local.state import ClusterState, EtcdState, NodeState, write_state
-from vineyard_runtime.ports import LOOPBACK, free_ports, require_free, socket_accepts
+from vineyard_runtime.local.state import ClusterState, NodeState, write_state
+from vineyard_runtime.ports import LOOPBACK, socket_accepts
 from vineyard_runtime.spec import EtcdSpec, WorkerSpec
+from vineyard_runtime.waiting import wait_until
 
 log = logging.getLogger("fluidv.supervisor")
 
@@ -51,9 +53,6 @@ REGISTRATION_CHECK_EVERY = 1.0
 MAX_BACKOFF = 10.0
 STABLE_AFTER = 30.0
 MAX_EVENTS = 50
-HOSTNAME_LABEL = "kubernetes.io/hostname"
-ZONE_LABEL = "topology.kubernetes.io/zone"
-REGION_LABEL = "topology.kubernetes.io/region"
 
 
 def _now() -> str:
@@ -219,58 +218,11 @@ class Supervisor:
 
     # -- start ---------------------------------------------------------------------
 
-    def _plan(self) -> ClusterState:
-        cfg = self.config
-        taken: set[int] = set()
-        if cfg.etcd_port is not None:
-            client_port = require_free(cfg.etcd_port, flag="--etcd-port")
-            taken.add(client_port)
-            (peer_port,) = free_ports(1, exclude=taken)
-        else:
-            client_port, peer_port = free_ports(2)
-        taken |= {client_port, peer_port}
-        if cfg.rpc_port is not None:
-            rpc_ports = [require_free(cfg.rpc_port + i, flag="--rpc-port") for i in range(cfg.nodes)]
-        else:
-            rpc_ports = free_ports(cfg.nodes, exclude=taken)
-        nodes = []
-        for index, port in enumerate(rpc_ports):
-            name = node_name(index)
-            spill = os.path.join(cfg.spill_path, name) if cfg.spill_path else None
-            nodes.append(NodeState(
-                name=name,
-                labels={
-                    HOSTNAME_LABEL: name,
-                    ZONE_LABEL: cfg.zone(index),
-                    REGION_LABEL: cfg.region,
-                },
-                socket=self.layout.socket(name),
-                rpc_port=port,
-                size=cfg.size,
-                log=self.layout.log_file(name),
-                spill_path=spill,
-            ))
-        return ClusterState(
-            workdir=self.layout.workdir,
-            phase="Starting",
-            etcd=EtcdState(
-                endpoint=f"http://{LOOPBACK}:{client_port}",
-                client_port=client_port,
-                peer_port=peer_port,
-                data_dir=self.layout.etcd_data_dir,
-                log=self.layout.log_file("etcd"),
-            ),
-            etcd_prefix=cfg.etcd_prefix,
-            nodes=nodes,
-            compression=cfg.compression,
-            supervisor_pid=os.getpid(),
-            started_at=_now(),
-        )
-
     def _start_all(self) -> None:
         self.layout.prepare()
         shutil.rmtree(self.layout.etcd_data_dir, ignore_errors=True)
-        self.state = self._plan()
+        self.state = plan_cluster(self.config, self.layout, pick_ports(self.config),
+                                  supervisor_pid=os.getpid(), started_at=_now())
         self.etcd_client = EtcdClient(self.state.etcd.endpoint)
         self._save()
         deadline = time.monotonic() + self.config.start_timeout
@@ -298,16 +250,20 @@ class Supervisor:
         self.etcd.proc = spawn(command.argv, env=command.env, log_path=etcd.log)
         self.etcd.started = time.monotonic()
         etcd.pid = self.etcd.proc.pid
-        while not self.etcd_client.healthy():
+        client = self.etcd_client
+        assert client is not None
+
+        def healthy() -> bool:
             code = self.etcd.exited()
             if code is not None:
                 raise ClusterStartError(
                     f"etcd exited with code {code} while starting; its log {etcd.log} ends with:\n"
                     + log_tail(etcd.log)
                 )
-            if time.monotonic() > deadline:
-                raise ClusterStartError(f"etcd did not become healthy in time; see {etcd.log}")
-            time.sleep(0.05)
+            return client.healthy()
+
+        if not wait_until(healthy, max(0.0, deadline - time.monotonic())):
+            raise ClusterStartError(f"etcd did not become healthy in time; see {etcd.log}")
         self._save()
 
     def _worker_spec(self, node: NodeState) -> WorkerSpec:
