@@ -8,13 +8,14 @@ from vineyard_runtime import InvalidSpec, format_bytes, parse_quantity
 @pytest.mark.parametrize(
     ("text", "expected"),
     [("1Gi", 2**30), ("512Mi", 512 * 2**20), ("1G", 10**9), ("2k", 2000), ("1024", 1024),
-     ("1.5Gi", 3 * 2**29), (" 3Ki ", 3072), (4096, 4096)],
+     ("1.5Gi", 3 * 2**29), (" 3Ki ", 3072), (4096, 4096), ("1e3", 1000), ("2E6", 2 * 10**6),
+     ("+4Ki", 4096), (".5Mi", 2**19), ("1500m", 2), ("1.0001k", 1001)],
 )
 def test_parses_kubernetes_quantities(text, expected):
     assert parse_quantity(text) == expected
 
 
-@pytest.mark.parametrize("text", ["1Gx", "", "Gi", "-1Gi", "1 G i", "one", "1e9", True])
+@pytest.mark.parametrize("text", ["1Gx", "", "Gi", "-1Gi", "1 G i", "one", "1e", "1e1.5", "1K", True])
 def test_rejects_malformed_sizes_with_a_hint(text):
     with pytest.raises(InvalidSpec, match="not a size|greater than zero"):
         parse_quantity(text, what="--size")
@@ -40,3 +41,35 @@ def test_format_uses_largest_exact_unit():
     assert format_bytes(2**30) == "1Gi"
     assert format_bytes(1536 * 2**20) == "1536Mi"
     assert format_bytes(1000) == "1000"
+
+
+def test_a_capital_k_is_told_apart():
+    with pytest.raises(InvalidSpec, match="K is not a unit: k is 1000, Ki is 1024"):
+        parse_quantity("4K")
+
+
+_NUMBERS = st.one_of(st.integers(0, 10**6).map(str),
+                     st.tuples(st.integers(0, 9999), st.integers(0, 999)).map(lambda t: f"{t[0]}.{t[1]}"),
+                     st.integers(0, 999).map(lambda n: f".{n}"))
+_SUFFIXES = st.sampled_from(["", "n", "u", "m", "k", "M", "G", "T", "Ki", "Mi", "Gi", "Ti", "e3", "E-2", "e+6"])
+
+
+@given(number=_NUMBERS, suffix=_SUFFIXES, sign=st.sampled_from(["", "+"]))
+def test_agrees_with_the_kubernetes_client(number, suffix, sign):
+    """Every quantity of Kubernetes' grammar means the bytes its own client parses (rounded
+    up to whole bytes, as Kubernetes does), and matches the pattern the CRDs carry."""
+    import math
+    import re
+
+    from kubernetes.utils.quantity import parse_quantity as kubernetes_quantity
+
+    from vineyard_runtime.quantity import QUANTITY_PATTERN
+
+    text = f"{sign}{number}{suffix}"
+    assert re.match(QUANTITY_PATTERN, text)
+    expected = math.ceil(kubernetes_quantity(text))
+    if expected <= 0:
+        with pytest.raises(InvalidSpec, match="greater than zero"):
+            parse_quantity(text)
+    else:
+        assert parse_quantity(text) == expected

@@ -18,7 +18,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from vineyard_runtime.errors import InvalidSpec
-from vineyard_runtime.quantity import parse_quantity
+from vineyard_runtime.quantity import QUANTITY_PATTERN, parse_quantity
 
 GROUP = "data.fluid.io"
 VERSION = "v1alpha1"
@@ -72,7 +72,7 @@ def _int_as_string(value: object) -> object:
 Quantity = Annotated[
     str, BeforeValidator(_int_as_string), AfterValidator(_quantity),
     WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": True,
-                    "pattern": r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|K|M|G|T|P|E)?$"}),
+                    "pattern": QUANTITY_PATTERN}),
 ]
 Name1035 = Annotated[
     str, AfterValidator(_dns1035),
