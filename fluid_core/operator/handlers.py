@@ -79,7 +79,9 @@ def _older_than(stamp: str | None, seconds: float) -> bool:
 
 @kopf.on.login()
 def login(**_: Any) -> kopf.ConnectionInfo:
-    """kopf connects with the same configuration as the operator's own client."""
+    """kopf connects with the same configuration as the operator's own client. Not
+    kopf's ``login_via_client``: that loads the configuration from the environment again,
+    while ``use_client`` may have pointed the operator at another server."""
     cfg = client().api.configuration
     header = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken") or ""
     prefix = (cfg.api_key_prefix or {}).get("authorization", "")

@@ -17,6 +17,9 @@ from typing import Any
 from fluid_core.errors import FluidError
 from fluid_core.models import KINDS
 
+#: (plural, namespaced) of every kind the operator touches. Kept by hand, not read by API
+#: discovery: it is also the list of what the operator may manage (the chart's RBAC grants
+#: exactly these), and discovery would cost requests at every start.
 _BUILTIN: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "Service"): ("services", True),
     ("v1", "ConfigMap"): ("configmaps", True),
