@@ -65,7 +65,8 @@ def run_with_files(steps: list[dict[str, Any]], directory: str, workdir: str,
     """Run DataProcess ``steps`` one after the other, each in its own process, handing
     data over through files in ``directory``; each step's result (seconds, stats)."""
     from fluid_core.flow.spawner import Spawner  # noqa: PLC0415
-    from vineyard_runtime.processes import is_alive, terminate  # noqa: PLC0415
+    from fluid_core.flow.steps import ForkedStep  # noqa: PLC0415
+    from vineyard_runtime.waiting import wait_until  # noqa: PLC0415
 
     results = []
     with Spawner(os.path.join(workdir, "files-steps.log")) as spawner:
@@ -73,18 +74,14 @@ def run_with_files(steps: list[dict[str, Any]], directory: str, workdir: str,
             base = os.path.join(workdir, f"files-{index}-{step['metadata']['name']}")
             request = {"resource": step, "files": directory}
             started = time.perf_counter()
-            pid = spawner.spawn(request, base + ".json", base + ".log", target=f"{__name__}:run_file_step")
-            deadline = time.monotonic() + timeout
-            while not os.path.exists(base + ".json") and is_alive(pid):
-                if time.monotonic() > deadline:
-                    terminate([pid])
-                    break
-                time.sleep(0.01)
-            try:
-                with open(base + ".json") as handle:
-                    result = json.load(handle)
-            except (OSError, ValueError):
-                result = {"ok": False, "error": f"the step died; see {base}.log"}
+            running = ForkedStep(spawner.spawn(request, base + ".json", base + ".log",
+                                               target=f"{__name__}:run_file_step"), base + ".json")
+            ended = wait_until(running.poll, timeout, interval=0.01)
+            if ended is None:
+                running.stop()
+                ended = running.poll()
+            result = dict(ended.report) if ended is not None and ended.report else {
+                "ok": False, "error": f"the step died; see {base}.log"}
             result["wall_seconds"] = time.perf_counter() - started
             results.append(result)
             if not result.get("ok"):

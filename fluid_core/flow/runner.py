@@ -10,9 +10,7 @@ run's intermediate objects once nothing runs any more.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
-import signal
 import subprocess
 import tempfile
 import threading
@@ -25,6 +23,7 @@ from typing import Any
 from fluid_core.flow.context import OP_LABEL, RUN_LABEL, object_name
 from fluid_core.flow.ops import script_argv
 from fluid_core.flow.spawner import Spawner
+from fluid_core.flow.steps import ForkedStep, ScriptStep, StepProcess
 from fluid_core.flow.validate import FlowInvalid, check, key_of, order
 from fluid_core.models.base import not_applied_warnings
 from fluid_core.models.operations import OperationKind
@@ -47,7 +46,6 @@ from fluid_core.reconcilers.lifecycle import (
 )
 from fluid_core.stamps import now_stamp
 from vineyard_runtime.naming import safe_value
-from vineyard_runtime.processes import is_alive, terminate
 
 OPERATION_KINDS = {kind.value for kind in OperationKind}
 #: How often OnEvent operations read the dataset's object names from etcd.
@@ -76,8 +74,7 @@ class OperationRun:
     last_successful_time: str | None = None
     runs: int = 0
     removed: bool = False
-    _process: Any = None
-    _result: str | None = None
+    _process: StepProcess | None = None
     _next_fire: float | None = None
     _watch: EventWatch | None = None
     _polled: float = 0.0
@@ -338,7 +335,7 @@ class LocalRunner:
         socket = sockets[run.node]
         run.runs += 1
         base = os.path.join(self.workdir, f"{run.kind.lower()}-{run.name}-{run.runs}")
-        run.log, run._result = base + ".log", base + ".json"
+        run.log, result_path = base + ".log", base + ".json"
         run.state, run.message, run.stats, run.written = RunState.RUNNING, "", {}, []
         run.started, run.finished, run.step_seconds = time.monotonic(), None, None
         run.last_schedule_time = now_stamp()
@@ -352,39 +349,26 @@ class LocalRunner:
             with open(source_file, "w") as handle:
                 handle.write(script.source)
             with open(run.log, "ab") as log:
-                run._process = subprocess.Popen(script_argv(script, source_file),
-                                                env=env, stdout=log, stderr=subprocess.STDOUT,
-                                                stdin=subprocess.DEVNULL, start_new_session=True)
+                run._process = ScriptStep(subprocess.Popen(script_argv(script, source_file),
+                                                           env=env, stdout=log, stderr=subprocess.STDOUT,
+                                                           stdin=subprocess.DEVNULL, start_new_session=True))
         else:
             request = {"resource": run.resource.to_dict(), "socket": socket, "namespace": namespace,
                        "dataset": spec.dataset.name, "run_id": self.run_id, "operation": run.name,
                        "mounts": self.mounts.get(f"{namespace}/{spec.dataset.name}", []),
                        "replicas": [sockets[n] for n in nodes[1:spec.copies() if run.kind == "DataLoad" else 1]]}
             assert self._spawner is not None
-            run._process = self._spawner.spawn(request, run._result, run.log)
+            run._process = ForkedStep(self._spawner.spawn(request, result_path, run.log), result_path)
         self._changed()
 
     def _collect(self, run: OperationRun) -> None:
-        process = run._process
-        if isinstance(process, subprocess.Popen):
-            code = process.poll()
-            if code is None:
-                return
-            ok, message = code == 0, "done" if code == 0 else f"exited with code {code}"
-            result: dict[str, Any] = {}
-        else:
-            done = os.path.exists(run._result or "")
-            if not done and is_alive(process):
-                return
-            try:
-                with open(run._result or "") as handle:
-                    result = json.load(handle)
-            except (OSError, ValueError):
-                result = {"ok": False, "error": f"the step process {process} died before it finished"}
-            ok = bool(result.get("ok"))
-            message = str(result.get("summary") if ok else result.get("error", "failed"))
-        run.stats, run.written = result.get("stats") or {}, result.get("written") or []
-        run.step_seconds = result.get("seconds")
+        assert run._process is not None
+        ended = run._process.poll()
+        if ended is None:
+            return
+        ok, message, report = ended.ok, ended.message, ended.report
+        run.stats, run.written = report.get("stats") or {}, report.get("written") or []
+        run.step_seconds = report.get("seconds")
         if not ok:
             message = f"{message}; log {run.log}: {self._tail(run.log)}"
         self._ended(run, RunState.SUCCEEDED if ok else RunState.FAILED, str(message))
@@ -411,16 +395,7 @@ class LocalRunner:
     def _abort(self, reason: str) -> None:
         for run in self.operations:
             if run.state is RunState.RUNNING and run._process is not None:
-                process = run._process
-                if isinstance(process, subprocess.Popen):
-                    os.killpg(process.pid, signal.SIGTERM)
-                    try:
-                        process.wait(5)
-                    except subprocess.TimeoutExpired:
-                        os.killpg(process.pid, signal.SIGKILL)
-                        process.wait()
-                else:
-                    terminate([process], timeout=5)
+                run._process.stop(timeout=5)
                 self._ended(run, RunState.FAILED, reason)
                 self._apply(run, decide(run.policy, gate(None, None), Observed(run.state, run.runs, False, run.message)))
 
