@@ -7,9 +7,9 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 from objects.errors import ObjectsError
+from vineyard_runtime.restarts import Backoff
 from vineyard_runtime.waiting import wait_until
 from vineyard_runtime.processes import log_tail, spawn, terminate
 
@@ -84,17 +84,28 @@ class MountSupervisor:
 
     def watch(self, interval: float = 0.2) -> None:
         """Remount whenever the FUSE process dies, until ``stop()``."""
+        backoff = Backoff()
+        backoff.started_now()
+        failed = False
         while not self._stop.wait(interval):
             assert self.child is not None
-            if self.child.poll() is None and not is_dead(self.mountpoint):
+            if not failed and self.child.poll() is None and not is_dead(self.mountpoint):
                 continue
-            terminate([self.child.pid], timeout=5)
-            unmount(self.mountpoint)
+            if not failed:
+                terminate([self.child.pid], timeout=5)
+                unmount(self.mountpoint)
+                backoff.schedule()
+            if not backoff.due():
+                failed = True  # wait out the delay, still answering stop()
+                continue
             self.restarts += 1
             try:
                 self._start_child()
-            except ObjectsError:
-                time.sleep(1.0)  # the store may be restarting too: try again
+                backoff.started_now()
+                failed = False
+            except ObjectsError:  # the store may be restarting too: try again, later each time
+                backoff.schedule()
+                failed = True
 
     def interrupt(self) -> None:
         """End ``watch()`` (safe from a signal handler)."""

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO
 
 from vineyard_runtime import node_config
@@ -40,6 +40,7 @@ from vineyard_runtime.probe import Pinger, connect_ipc, registered_instances
 from vineyard_runtime.processes import log_tail, spawn
 from vineyard_runtime.local.state import ClusterState, NodeState, write_state
 from vineyard_runtime.ports import LOOPBACK, socket_accepts
+from vineyard_runtime.restarts import Backoff
 from vineyard_runtime.spec import EtcdSpec, WorkerSpec
 from vineyard_runtime.waiting import wait_until
 
@@ -50,8 +51,6 @@ LIVENESS_EVERY = 1.0
 #: seconds without an answer before a running node is reported Unresponsive
 UNRESPONSIVE_AFTER = 5.0
 REGISTRATION_CHECK_EVERY = 1.0
-MAX_BACKOFF = 10.0
-STABLE_AFTER = 30.0
 MAX_EVENTS = 50
 
 
@@ -61,23 +60,13 @@ def _now() -> str:
 
 @dataclass
 class _Daemon:
-    """A supervised process and its restart bookkeeping."""
+    """A supervised process and when it may be restarted."""
 
     proc: subprocess.Popen[bytes] | None = None
-    started: float = 0.0
-    failures: int = 0
-    next_attempt: float = 0.0
+    backoff: Backoff = field(default_factory=Backoff)
 
     def exited(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
-
-    def schedule_restart(self) -> float:
-        if time.monotonic() - self.started > STABLE_AFTER:
-            self.failures = 0
-        delay = 0.0 if self.failures == 0 else min(MAX_BACKOFF, 0.5 * 2 ** (self.failures - 1))
-        self.failures += 1
-        self.next_attempt = time.monotonic() + delay
-        return delay
 
 
 class _WriteProbe:
@@ -248,7 +237,7 @@ class Supervisor:
         )
         command = etcd_command(spec, binary=etcd_binary())
         self.etcd.proc = spawn(command.argv, env=command.env, log_path=etcd.log)
-        self.etcd.started = time.monotonic()
+        self.etcd.backoff.started_now()
         etcd.pid = self.etcd.proc.pid
         client = self.etcd_client
         assert client is not None
@@ -301,7 +290,7 @@ class Supervisor:
         # SIGKILL: a vineyardd told to stop gracefully retries an etcd that is going away
         # for 11 s or more, and its memory dies with it anyway
         daemon.proc = spawn(command.argv, env=command.env, log_path=node.log, death_signal=signal.SIGKILL)
-        daemon.started = time.monotonic()
+        daemon.backoff.started_now()
         node.pid = daemon.proc.pid
         node.instance_id = None
         while True:
@@ -368,7 +357,7 @@ class Supervisor:
         assert self.state is not None and self.etcd_client is not None
         code = self.etcd.exited()
         if code is not None:
-            delay = self.etcd.schedule_restart()
+            delay = self.etcd.backoff.schedule()
             self._event(
                 f"etcd (pid {self.state.etcd.pid}) exited with code {code}; restarting in {delay:.1f}s"
             )
@@ -377,14 +366,14 @@ class Supervisor:
             self.state.phase = "Degraded"
             self._save()
         if self.etcd.proc is None:
-            if time.monotonic() >= self.etcd.next_attempt:
+            if self.etcd.backoff.due():
                 self._restart_etcd()
             return
         for node in self.state.nodes:
             daemon = self.nodes[node.name]
             code = daemon.exited()
             if code is not None:
-                delay = daemon.schedule_restart()
+                delay = daemon.backoff.schedule()
                 self._event(
                     f"{node.name}: vineyardd (pid {node.pid}) exited with code {code}; "
                     f"restarting in {delay:.1f}s"
@@ -393,7 +382,7 @@ class Supervisor:
                 node.pid = None
                 self.state.phase = "Degraded"
                 self._save()
-            if daemon.proc is None and time.monotonic() >= daemon.next_attempt:
+            if daemon.proc is None and daemon.backoff.due():
                 self._restart_node(node)
         self._check_answering()
         if self.reconnecting:
@@ -407,7 +396,7 @@ class Supervisor:
         try:
             self._start_etcd(time.monotonic() + 30)
         except ClusterStartError as exc:
-            delay = self.etcd.schedule_restart()
+            delay = self.etcd.backoff.schedule()
             self._event(f"etcd failed to restart ({exc}); next attempt in {delay:.1f}s")
             self.etcd.proc = None
             return
@@ -474,7 +463,7 @@ class Supervisor:
                 daemon.proc.wait()
             daemon.proc = None
             node.pid = None
-            delay = daemon.schedule_restart()
+            delay = daemon.backoff.schedule()
             self._event(f"{node.name}: restart failed ({exc}); next attempt in {delay:.1f}s")
             return
         node.restarts += 1
