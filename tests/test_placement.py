@@ -251,3 +251,22 @@ def test_flow_affinity_follows_the_predecessor():
     ranked = rank_nodes(PlacementRequest(affinity=preferred), view)
     assert ranked[0] == ("n3", 100) and len(ranked) == 3
     assert follow(None, "n1", view) is None
+
+
+def test_locations_honour_the_clusters_etcd_prefix_and_skip_foreign_entries(shared_cluster):
+    """Another cluster in the same etcd (its own prefix) is not mixed in, and an entry
+    this version cannot read is skipped rather than failing the read."""
+    from objects.directory import Directory, Entry
+    from vineyard_runtime.etcd_client import EtcdClient
+
+    etcd = EtcdClient(shared_cluster.etcd_endpoint)
+    other = Directory(etcd, "/another-cluster")
+    entry = Entry(id="o00000000000000ff", typename="vineyard::Tensor", nbytes=64, instance_id=7, node="far-node")
+    assert other.create("default/ds/x", entry) is not None
+    etcd.put(other.key("default/ds/broken"), "{not json")
+    try:
+        assert read_locations(shared_cluster.etcd_endpoint, etcd_prefix="/another-cluster") == {
+            "default/ds/x": {"far-node": 64}}
+        assert "default/ds/x" not in read_locations(shared_cluster.etcd_endpoint, etcd_prefix=shared_cluster.etcd_prefix)
+    finally:
+        etcd.delete_prefix("/another-cluster/")

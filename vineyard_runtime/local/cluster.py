@@ -297,6 +297,11 @@ class LocalCluster:
     def etcd_endpoint(self) -> str:
         return self.state.etcd.endpoint
 
+    @property
+    def etcd_prefix(self) -> str:
+        """Where in etcd the cluster keeps its names and vineyardd its metadata."""
+        return self.state.etcd_prefix
+
     def node(self, name: str) -> NodeState:
         return self.state.node(name)
 
