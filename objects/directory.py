@@ -16,7 +16,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from objects.layout import shared_blobs
-from vineyard_runtime.spec import NAMES_PREFIX, ROOT_SESSION
+from vineyard_runtime.probe import instance_records
+from vineyard_runtime.spec import NAMES_PREFIX
 from vineyard_runtime.etcd_client import (
     EtcdClient,
     EtcdUnavailable,
@@ -151,15 +152,7 @@ class Directory:
     def instances(self) -> dict[int, Instance]:
         """The live vineyardd of each node registered in the cluster, by instance id
         (of a node's several registrations, the newest)."""
-        base = f"{self.prefix}{ROOT_SESSION}/instances/"
-        fields: dict[int, dict[str, str]] = {}
-        for kv in self.etcd.range(base)[0]:
-            ident, _, what = kv.key[len(base):].partition("/")
-            if ident.startswith("i") and ident[1:].isdigit():
-                try:
-                    fields.setdefault(int(ident[1:]), {})[what] = json.loads(kv.value)
-                except ValueError:
-                    continue
+        fields = instance_records(self.etcd, self.prefix)
         newest: dict[str, int] = {}  # a restarted node registers anew; its old record lingers a while
         for iid, f in fields.items():
             node = str(f.get("nodename") or f"instance-{iid}")

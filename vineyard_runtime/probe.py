@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import socket
 import struct
 import threading
@@ -19,7 +18,6 @@ from vineyard_runtime.spec import ROOT_SESSION
 
 #: the client version the ping says it speaks (vineyard's, which make test installs)
 VINEYARD_VERSION = "0.24.2"
-_INSTANCE_KEY = re.compile(r"/instances/i(\d+)/")
 
 
 class Pinger:
@@ -130,12 +128,22 @@ def connect_once(*address: Any) -> Any:
         return vineyard.connect(*address)
 
 
+def instance_records(etcd: EtcdClient, prefix: str) -> dict[int, dict[str, Any]]:
+    """The fields (``nodename``, ``rpc_endpoint``, …) of every vineyardd registration in
+    etcd under ``prefix``, by instance id: vineyardd's own layout, read here only."""
+    base = f"{prefix.rstrip('/')}/{ROOT_SESSION}/instances/"
+    records: dict[int, dict[str, Any]] = {}
+    for key, value in etcd.get_prefix(base).items():
+        ident, _, field = key[len(base):].partition("/")
+        if ident.startswith("i") and ident[1:].isdigit() and field:
+            try:
+                records.setdefault(int(ident[1:]), {})[field] = json.loads(value)
+            except ValueError:
+                continue
+    return records
+
+
 def registered_instances(etcd: EtcdClient, prefix: str) -> dict[int, str]:
     """Instance id -> node name of every vineyardd registered in etcd under ``prefix``."""
-    base = f"{prefix.rstrip('/')}/{ROOT_SESSION}/instances/"
-    found: dict[int, str] = {}
-    for key, value in etcd.get_prefix(base).items():
-        match = _INSTANCE_KEY.search(key)
-        if match and key.endswith("/nodename"):
-            found[int(match.group(1))] = value.strip('"')
-    return found
+    return {iid: str(fields["nodename"]) for iid, fields in instance_records(etcd, prefix).items()
+            if "nodename" in fields}

@@ -11,7 +11,8 @@ from vineyard_runtime.quantity import parse_quantity
 MIN_WORKER_SIZE = 16 * 2**20
 #: Prefix under which every worker of a runtime registers in etcd.
 DEFAULT_ETCD_PREFIX = "/vineyard"
-#: The session under which every instance of a cluster registers in etcd.
+#: The session under which every instance of a cluster registers in etcd: vineyardd's root
+#: session, whose id is always 0 (vineyard's ``RootSessionID``), so it is not looked up.
 ROOT_SESSION = "S0000000000000000"
 #: Where, under a cluster's etcd prefix, the object directory keeps one entry per name.
 NAMES_PREFIX = "fluidv/names/"
