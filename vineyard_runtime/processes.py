@@ -83,21 +83,21 @@ def owned(pid: int | None, marker: str) -> bool:
     return pid is not None and is_alive(pid) and marker in cmdline(pid)
 
 
+def _signal_all(pids: Sequence[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
 def terminate(pids: Sequence[int], timeout: float = 10.0) -> None:
     """SIGTERM every pid, wait up to ``timeout`` for all, then SIGKILL the rest."""
     live = [pid for pid in pids if is_alive(pid)]
-    for pid in live:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+    _signal_all(live, signal.SIGTERM)
     wait_until(lambda: not any(is_alive(pid) for pid in live), timeout)
     live = [pid for pid in live if is_alive(pid)]
-    for pid in live:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    _signal_all(live, signal.SIGKILL)
     wait_until(lambda: not any(is_alive(pid) for pid in live), 5, interval=0.02)
 
 
