@@ -219,6 +219,9 @@ def test_a_restore_refuses_a_manifest_pointing_outside_and_restores_nothing(shar
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 1 and "break the object naming rule" in done.stderr, done.stderr
     assert store.list(prefix="default/vault2/") == []
+    manifest_path.write_text("{half a manifest")
+    restore = _restore(shared_cluster, target)
+    assert restore.phase == "Failed" and "is not valid JSON" in restore.message
     manifest_path.write_text(json.dumps(good))
     first = target / good["objects"][1]["entry"]["file"]
     first.unlink()

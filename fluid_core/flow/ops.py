@@ -320,7 +320,10 @@ def restore(ctx: StepContext, plain: Any, root: str) -> int:
     lies outside the backup's root, refuses the restore before anything is read."""
     fs = Rooted(plain, root, what="the backup's root")
     with fs.open_input_file(fs.path(MANIFEST)) as handle:
-        manifest = json.loads(handle.read())
+        try:
+            manifest = json.loads(handle.read())
+        except ValueError as exc:
+            raise OperationFailed(f"{root}/{MANIFEST} is not valid JSON ({exc}); nothing was restored") from None
     if not isinstance(manifest, dict) or manifest.get("format") != BACKUP_FORMAT:
         raise OperationFailed(f"{root}/{MANIFEST} is not a {BACKUP_FORMAT} manifest")
     items = manifest.get("objects")
