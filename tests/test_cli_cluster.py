@@ -85,7 +85,8 @@ def test_down_and_status_when_nothing_runs(home):
     [
         (["--size", "1Gx"], "is not a size"),
         (["--size", "0"], "must be greater than zero"),
-        (["--size", "-1Gi"], "is not a size"),
+        (["--size", "-1Gi"], "must be greater than zero"),
+        (["--size", "4K"], "is not a size (K is not a unit"),
         (["--nodes", "0"], "--nodes must be at least 1"),
         (["--zones", "a,b"], "one non-empty zone per node"),
     ],

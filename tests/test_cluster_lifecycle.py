@@ -82,7 +82,7 @@ def test_killed_supervisor_takes_its_daemons_and_leaves_state_that_up_cleans(tmp
         ({"nodes": -2}, InvalidSpec, "--nodes must be at least 1"),
         ({"size": "1Gx"}, InvalidSpec, "not a size"),
         ({"size": "0"}, InvalidSpec, "greater than zero"),
-        ({"size": "-1Gi"}, InvalidSpec, "not a size"),
+        ({"size": "-1Gi"}, InvalidSpec, "must be greater than zero"),
         ({"size": "4Mi"}, InvalidSpec, "below the minimum"),
         ({"size": "100Ti"}, InvalidSpec, "more than this machine's memory"),
         ({"zones": ["a", "b"]}, InvalidSpec, "one non-empty zone per node"),
