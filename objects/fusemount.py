@@ -72,8 +72,8 @@ class MountSupervisor:
             argv += ["--metrics-port", str(self.metrics_port)]
         self.child = spawn(argv, log_path=self.log_path)
         child = self.child
-        if wait_until(lambda: is_mounted(self.mountpoint) or child.poll() is not None, MOUNT_TIMEOUT) is None \
-                or not is_mounted(self.mountpoint):
+        wait_until(lambda: is_mounted(self.mountpoint) or child.poll() is not None, MOUNT_TIMEOUT)
+        if not is_mounted(self.mountpoint):
             terminate([child.pid])
             raise ObjectsError(f"the FUSE view did not mount at {self.mountpoint}: {log_tail(self.log_path, 4)}")
 
@@ -86,26 +86,21 @@ class MountSupervisor:
         """Remount whenever the FUSE process dies, until ``stop()``."""
         backoff = Backoff()
         backoff.started_now()
-        failed = False
         while not self._stop.wait(interval):
             assert self.child is not None
-            if not failed and self.child.poll() is None and not is_dead(self.mountpoint):
-                continue
-            if not failed:
+            if not backoff.pending:  # running: is it still serving?
+                if self.child.poll() is None and not is_dead(self.mountpoint):
+                    continue
                 terminate([self.child.pid], timeout=5)
                 unmount(self.mountpoint)
-                backoff.schedule()
-            if not backoff.due():
-                failed = True  # wait out the delay, still answering stop()
-                continue
+            if not backoff.may_restart():
+                continue  # wait out the delay, still answering stop()
             self.restarts += 1
             try:
                 self._start_child()
                 backoff.started_now()
-                failed = False
             except ObjectsError:  # the store may be restarting too: try again, later each time
                 backoff.schedule()
-                failed = True
 
     def interrupt(self) -> None:
         """End ``watch()`` (safe from a signal handler)."""

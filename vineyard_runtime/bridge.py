@@ -70,7 +70,6 @@ class LocalWorker:
         self.process: Any = None
         self.restarts = 0
         self._backoff = Backoff()
-        self._restart_scheduled = False
 
     def ensure(self) -> None:
         """Start the worker, or start it again when it has died."""
@@ -81,16 +80,12 @@ class LocalWorker:
         if self.process is not None and self.process.poll() is None:
             return
         if self.process is not None:  # it died
-            if not self._restart_scheduled:
-                self._backoff.schedule()
-                self._restart_scheduled = True
-            if not self._backoff.due():
+            if not self._backoff.may_restart():
                 return  # it keeps dying: wait out the delay
             self.restarts += 1
         command = vineyardd_command(self.spec, binary=vineyardd_binary())
         self.process = spawn(command.argv, env=command.env, log_path=self.log_path)
         self._backoff.started_now()
-        self._restart_scheduled = False
 
     def stop(self) -> None:
         from vineyard_runtime.processes import terminate  # noqa: PLC0415

@@ -66,9 +66,6 @@ class Rooted:
     def open_input_file(self, path: str) -> Any:
         return self.fs.open_input_file(self.check(path))
 
-    def open_input_stream(self, path: str) -> Any:
-        return self.fs.open_input_stream(self.check(path))
-
     def create_dir(self, path: str, recursive: bool = True) -> None:
         self.fs.create_dir(self.check(path), recursive=recursive)
 

@@ -46,7 +46,6 @@ from fluid_core.reconcilers.lifecycle import (
 )
 from fluid_core.stamps import now_stamp
 from vineyard_runtime.naming import safe_value
-from vineyard_runtime.spec import DEFAULT_ETCD_PREFIX
 
 OPERATION_KINDS = {kind.value for kind in OperationKind}
 #: How often OnEvent operations read the dataset's object names from etcd.
@@ -290,7 +289,7 @@ class LocalRunner:
         if run._watch.changed_at is None and now - run._polled < EVENT_POLL_SECONDS:
             return False
         run._polled = now
-        return run._watch.due(named_ids(self.cluster.etcd_endpoint, etcd_prefix=getattr(self.cluster, "etcd_prefix", DEFAULT_ETCD_PREFIX)), now)
+        return run._watch.due(named_ids(self.cluster.etcd_endpoint, etcd_prefix=self.cluster.etcd_prefix), now)
 
     # -- one operation ----------------------------------------------------------------
 

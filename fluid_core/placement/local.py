@@ -7,12 +7,10 @@ from typing import Any
 
 from fluid_core.placement.locations import read_locations
 from fluid_core.placement.view import ClusterView
-from vineyard_runtime.spec import DEFAULT_ETCD_PREFIX
 
 
 def local_view(cluster: Any, datasets: Iterable[str]) -> ClusterView:
     """Every node of a local cluster caches every dataset (``ns/name``) it serves."""
     nodes = {n.name: dict(n.labels) for n in cluster.nodes}
     return ClusterView(nodes=nodes, datasets={d: tuple(nodes) for d in datasets},
-                       objects=read_locations(cluster.etcd_endpoint,
-                                              etcd_prefix=getattr(cluster, "etcd_prefix", DEFAULT_ETCD_PREFIX)))
+                       objects=read_locations(cluster.etcd_endpoint, etcd_prefix=cluster.etcd_prefix))

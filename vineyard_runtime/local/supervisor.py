@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
-import functools
 import json
 import logging
 import os
@@ -326,7 +325,7 @@ class Supervisor:
         if node.name not in self.sweepers:
             self.sweepers[node.name] = NodeSweeper(
                 node.socket, self.state.etcd.endpoint, self.state.etcd_prefix,
-                functools.partial(getattr, node, "instance_id"), connect_ipc).start()
+                lambda: node.instance_id, connect_ipc).start()
         self.sweepers[node.name].announce(node.instance_id)
         node_config.write(node_config.sidecar_path(node.socket), node_config.NodeConfig(
             socket=node.socket, rpc_endpoints=(f"{LOOPBACK}:{node.rpc_port}",),
