@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fluid_core.flow.context import IOStats
@@ -51,13 +52,13 @@ class FileContext:
         return value
 
 
-def run_file_step(request: dict[str, Any], result_path: str, log_path: str) -> None:
+def run_file_step(request: dict[str, Any], report: Callable[[dict[str, Any]], None], log_path: str) -> None:
     """A step process handing over through files in ``request["files"]``."""
     import contextlib  # noqa: PLC0415
 
     from fluid_core.flow.worker import run_step  # noqa: PLC0415
 
-    run_step(request, result_path, log_path, lambda r: contextlib.nullcontext(FileContext(r["files"])))
+    run_step(request, report, log_path, lambda r: contextlib.nullcontext(FileContext(r["files"])))
 
 
 def run_with_files(steps: list[dict[str, Any]], directory: str, workdir: str,
@@ -65,8 +66,6 @@ def run_with_files(steps: list[dict[str, Any]], directory: str, workdir: str,
     """Run DataProcess ``steps`` one after the other, each in its own process, handing
     data over through files in ``directory``; each step's result (seconds, stats)."""
     from fluid_core.flow.spawner import Spawner  # noqa: PLC0415
-    from fluid_core.flow.steps import ForkedStep  # noqa: PLC0415
-    from vineyard_runtime.waiting import wait_until  # noqa: PLC0415
 
     results = []
     with Spawner(os.path.join(workdir, "files-steps.log")) as spawner:
@@ -74,9 +73,8 @@ def run_with_files(steps: list[dict[str, Any]], directory: str, workdir: str,
             base = os.path.join(workdir, f"files-{index}-{step['metadata']['name']}")
             request = {"resource": step, "files": directory}
             started = time.perf_counter()
-            running = ForkedStep(spawner.spawn(request, base + ".json", base + ".log",
-                                               target=f"{__name__}:run_file_step"), base + ".json")
-            ended = wait_until(running.poll, timeout, interval=0.01)
+            running = spawner.spawn(request, base + ".log", target=f"{__name__}:run_file_step")
+            ended = running.wait(timeout)
             if ended is None:
                 running.stop()
                 ended = running.poll()

@@ -23,7 +23,7 @@ from typing import Any
 from fluid_core.flow.context import OP_LABEL, RUN_LABEL, object_name
 from fluid_core.flow.ops import script_argv
 from fluid_core.flow.spawner import Spawner
-from fluid_core.flow.steps import ForkedStep, ScriptStep, StepProcess
+from fluid_core.flow.steps import ScriptStep, StepProcess
 from fluid_core.flow.validate import FlowInvalid, check, key_of, order
 from fluid_core.models.base import not_applied_warnings
 from fluid_core.models.operations import OperationKind
@@ -190,7 +190,7 @@ class LocalRunner:
                 self.watching.set()
                 if self._finished():
                     break
-                time.sleep(self._poll)
+                self._spawner.wait(self._poll)  # woken at once when a step ends
         except BaseException as exc:  # Ctrl-C, a signal, a bug: every step stops, marked with why
             reason = f"the run was interrupted: {exc or type(exc).__name__}"
             raise
@@ -335,7 +335,7 @@ class LocalRunner:
         socket = sockets[run.node]
         run.runs += 1
         base = os.path.join(self.workdir, f"{run.kind.lower()}-{run.name}-{run.runs}")
-        run.log, result_path = base + ".log", base + ".json"
+        run.log = base + ".log"
         run.state, run.message, run.stats, run.written = RunState.RUNNING, "", {}, []
         run.started, run.finished, run.step_seconds = time.monotonic(), None, None
         run.last_schedule_time = now_stamp()
@@ -358,7 +358,7 @@ class LocalRunner:
                        "mounts": self.mounts.get(f"{namespace}/{spec.dataset.name}", []),
                        "replicas": [sockets[n] for n in nodes[1:spec.copies() if run.kind == "DataLoad" else 1]]}
             assert self._spawner is not None
-            run._process = ForkedStep(self._spawner.spawn(request, result_path, run.log), result_path)
+            run._process = self._spawner.spawn(request, run.log)
         self._changed()
 
     def _collect(self, run: OperationRun) -> None:

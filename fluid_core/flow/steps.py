@@ -2,20 +2,20 @@
 ``stop()`` to end it early.
 
 Script processors are a command run by the runner (a ``Popen`` in a session of its
-own); every other step is forked by the spawner's helper, known by its pid, and leaves
-its result as JSON beside its log.
+own); every other step is forked by the spawner's helper, known by its pid, and its
+result comes back through the helper.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from vineyard_runtime.processes import is_alive, terminate
+from vineyard_runtime.processes import terminate
 
 
 @dataclass(frozen=True)
@@ -59,25 +59,45 @@ class ScriptStep(StepProcess):
             self.process.wait()
 
 
-class ForkedStep(StepProcess):
-    """A step forked by the spawner's helper: a pid, and the result file it writes last."""
+class Outcomes(Protocol):
+    """Where a forked step's ending arrives (the spawner)."""
 
-    def __init__(self, pid: int, result_path: str) -> None:
-        self.pid, self.result_path = pid, result_path
+    def outcome(self, pid: int) -> dict[str, Any] | None: ...
+
+    def wait(self, timeout: float) -> None: ...
+
+
+class ForkedStep(StepProcess):
+    """A step forked by the spawner's helper: its pid, and the spawner that relays how it ended."""
+
+    def __init__(self, pid: int, outcomes: Outcomes) -> None:
+        self.pid, self._outcomes = pid, outcomes
+        self._ended: StepResult | None = None
 
     def poll(self) -> StepResult | None:
-        if not os.path.exists(self.result_path) and is_alive(self.pid):
+        if self._ended is None:
+            self._ended = self._read()
+        return self._ended
+
+    def _read(self) -> StepResult | None:
+        ended = self._outcomes.outcome(self.pid)
+        if ended is None:
             return None
-        try:
-            with open(self.result_path) as handle:
-                report: dict[str, Any] = json.load(handle)
-        except (OSError, ValueError):
-            return StepResult(False, f"the step process {self.pid} died before it finished")
+        report: dict[str, Any] | None = ended.get("result")
+        if report is None:
+            return StepResult(False, f"the step process {self.pid} died before it finished: {ended.get('died')}")
         ok = bool(report.get("ok"))
         return StepResult(ok, str(report.get("summary") if ok else report.get("error", "failed")), report)
+
+    def wait(self, timeout: float) -> StepResult | None:
+        """How the step ended, waiting up to ``timeout`` seconds (None if it still runs)."""
+        deadline = time.monotonic() + timeout
+        while (ended := self.poll()) is None and (left := deadline - time.monotonic()) > 0:
+            self._outcomes.wait(left)
+        return ended
 
     def stop(self, timeout: float = 5.0) -> None:
         terminate([self.pid], timeout=timeout)
 
 
-__all__ = ["ForkedStep", "ScriptStep", "StepProcess", "StepResult"]
+__all__ = ["ForkedStep", "Outcomes", "ScriptStep", "StepProcess", "StepResult"]

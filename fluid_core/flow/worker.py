@@ -1,9 +1,8 @@
-"""One operation in its own process on its node: connect, run, write a result file."""
+"""One operation in its own process on its node: connect, run, report the result."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import time
@@ -27,10 +26,11 @@ def store_context(request: dict[str, Any]) -> Iterator[Any]:
         yield ctx
 
 
-def run_step(request: dict[str, Any], result_path: str, log_path: str,
+def run_step(request: dict[str, Any], report: Callable[[dict[str, Any]], None], log_path: str,
              open_context: Callable[[dict[str, Any]], Any] = store_context) -> None:
     """Entry point of a step process (``request`` says what, where and for which run);
-    ``open_context`` makes the context the step gets and puts through."""
+    ``report`` takes its result, ``open_context`` makes the context the step gets and
+    puts through."""
     log = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
@@ -54,7 +54,5 @@ def run_step(request: dict[str, Any], result_path: str, log_path: str,
         if ctx is not None:
             result["stats"] = ctx.stats.to_dict()
             result["written"] = ctx.written
-        with open(result_path + ".tmp", "w") as out:
-            json.dump(result, out)
-        os.replace(result_path + ".tmp", result_path)
         log.flush()
+        report(result)
