@@ -62,6 +62,10 @@ class ClusterState:
     started_at: str | None = None
     events: list[dict[str, str]] = field(default_factory=list)
 
+    def record(self, at: str, message: str, keep: int = 50) -> None:
+        """Add an event to the log ``cluster status`` shows (the last ``keep`` stay)."""
+        self.events = (self.events + [{"time": at, "message": message}])[-keep:]
+
     def node(self, name: str) -> NodeState:
         for node in self.nodes:
             if node.name == name:
