@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from objects.errors import ObjectsError
 from objects.names import name_problem
 
 log = logging.getLogger("fluidv.fuse")
@@ -186,16 +187,19 @@ class DatasetView:
                     tree[f"/{key}.arrow"] = Node(False, ref.name, "arrow")
                     tree[f"/{key}.parquet"] = Node(False, ref.name, "parquet")
                 elif kind == "Nested":
-                    tree.update(self._nested("/" + key, ref))
+                    try:
+                        tree.update(self._nested("/" + key, ref))
+                    except ObjectsError as exc:  # one that would unpickle, say: not shown, the rest are
+                        self._hide(ref.name, str(exc))
             live = {ref.id for ref in refs.values()}
             self._structures = {k: v for k, v in self._structures.items() if k[1] in live}
             self._tree, self._refs, self._listed = tree, refs, time.monotonic()
             return tree
 
-    def _hide(self, what: str) -> None:
+    def _hide(self, what: str, why: str = "it breaks the object naming rule (objects.names)") -> None:
         if what not in self._hidden:  # say it once per name, not on every listing
             self._hidden.add(what)
-            log.warning("%r is not shown: it breaks the object naming rule (objects.names)", what)
+            log.warning("%r is not shown: %s", what, why)
 
     @staticmethod
     def _parents(tree: dict[str, Node], path: str) -> None:
@@ -224,7 +228,7 @@ class DatasetView:
                 for fmt in _format_of(child):
                     tree[f"{child_path}.{fmt}"] = Node(False, name, fmt, child_item)
 
-        walk(self.store.get(ref), path, ())
+        walk(self.store.get(ref, allow_pickle=False), path, ())  # the view never unpickles
         self._structures[key] = tree
         return tree
 
@@ -245,7 +249,7 @@ class DatasetView:
             if key in self._contents:
                 self._contents.move_to_end(key)
                 return self._contents[key]
-        value = self.store.get(ref)
+        value = self.store.get(ref, allow_pickle=False)
         for step in node.item:
             value = value[step]
         if node.fmt == "npy":

@@ -21,6 +21,7 @@ import pytest
 
 import objects
 from conftest import wait_for as wait
+from crafted import hidden_in_nested
 from objects.fusemount import is_mounted, unmount
 from vineyard_runtime.processes import terminate
 
@@ -90,6 +91,20 @@ def test_reads_through_the_mount_equal_the_objects(mounted, store):
     with pytest.raises(FileNotFoundError):
         (point / "missing.npy").read_bytes()
     store.delete_many(prefix="default/view/")
+
+
+def test_a_listing_never_unpickles_and_shows_the_rest(mounted, store, tmp_path):
+    marker = tmp_path / "ran"
+    planted = hidden_in_nested(store.client, marker)
+    store.directory.create("default/bait/model", store._entry_of(store.client.get_meta(planted), {}))
+    store.put(np.arange(4.0), name="default/bait/plain", replace=True)
+    try:
+        point, _ = mounted("bait")
+        assert os.listdir(point) == ["plain.npy"]  # the planted object is not shown, the rest is
+        np.testing.assert_array_equal(np.load(point / "plain.npy"), np.arange(4.0))
+        assert not marker.exists()
+    finally:
+        store.delete_many(prefix="default/bait/")
 
 
 def test_writes_create_objects_and_rm_deletes(mounted, store):

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from objects.codecs import arrow, frames, ndarray, registry, tensors
+from objects.codecs import arrow, foreign, frames, ndarray, registry, tensors
 from objects.codecs.base import Context, blob_view, header_of
 from objects.errors import ObjectsError, UnsupportedType
 
@@ -136,7 +136,7 @@ def decode(client: Any, meta: Any, *, allow_pickle: bool = False) -> Any:
         meta = meta.meta  # a member Object: work on its metadata
     head = header_of(meta)
     if head is None:
-        return client.get(meta.id)  # written by plain vineyard: its own resolvers
+        return foreign.decode_foreign(client, meta, allow_pickle=allow_pickle)  # written by plain vineyard
     kind = head["kind"]
     if kind == ndarray.KIND:
         array = ndarray.decode(meta, head)
