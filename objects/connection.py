@@ -48,12 +48,24 @@ class Target:
             return os.environ[ETCD_ENV], os.environ.get(ETCD_PREFIX_ENV) or DEFAULT_ETCD_PREFIX
         if self.etcd_endpoint:
             return self.etcd_endpoint, self.etcd_prefix
+        published = self.published()
+        if published is not None and published.etcd_endpoint:
+            return published.etcd_endpoint, published.etcd_prefix
+        return None
+
+    def published(self) -> node_config.NodeConfig | None:
+        """The config published beside the socket (of a link, then of its worker)."""
         if self.kind == "ipc":
-            for socket in dict.fromkeys((self.address, os.path.realpath(self.address))):  # a link, then its worker
+            for socket in dict.fromkeys((self.address, os.path.realpath(self.address))):
                 published = node_config.for_socket(socket)
                 if published is not None and published.etcd_endpoint:
-                    return published.etcd_endpoint, published.etcd_prefix
+                    return published
         return None
+
+    def blob_token(self) -> str | None:
+        """What the cluster's blob servers ask of this node's readers (None: nothing)."""
+        published = self.published()
+        return None if published is None else published.blob_token
 
     def describe(self) -> str:
         return f"{self.kind.upper()} {self.address} (from {self.source})"

@@ -171,7 +171,8 @@ class RemoteReads:
     def _from_server(self, entry: Entry, endpoint: str, ask: Callable[[BlobFetcher], _T]) -> _T:
         """``ask(fetcher)`` on the blob server at ``endpoint``; its failures as ours."""
         try:
-            fetcher = self._fetchers.get(endpoint) or self._fetchers.setdefault(endpoint, BlobFetcher(endpoint))
+            fetcher = self._fetchers.get(endpoint) or self._fetchers.setdefault(
+                endpoint, BlobFetcher(endpoint, token=self.store.target.blob_token()))
             return ask(fetcher)
         except BlobFetchError as exc:
             if "ObjectNotExists" in str(exc):

@@ -6,10 +6,16 @@ with ``OK <size> <size>...\\n`` followed by the blobs' bytes, sent straight from
 memory while object ``<object>`` is pinned (:mod:`vineyard_runtime.holds`), or
 ``ERR <reason>\\n``. It listens on loopback or the node's address only,
 never on every interface, and keeps no state but its connection to the node.
+
+A server given a token serves only connections whose first line is ``AUTH <token>``
+(no answer when it matches, so it costs no round trip). The local cluster gives its
+servers one, published beside each node's socket, where only the cluster's users can
+read it: another local user reaching 127.0.0.1 reads no blob.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import socket
@@ -44,8 +50,16 @@ class _Handler(socketserver.StreamRequestHandler):
             if self.deadline is not None:
                 self.deadline.close()
 
+    def _authorized(self, line: bytes) -> bool:
+        assert self.server.token is not None
+        word, _, token = line.strip().partition(b" ")
+        return word == b"AUTH" and hmac.compare_digest(token, self.server.token.encode())
+
     def _serve(self) -> None:
         client: Any = None
+        if self.server.token is not None and not self._authorized(self.rfile.readline(1 << 10)):
+            self.wfile.write(b"ERR not authorized: this blob server takes the token published beside its node's socket" + b"\n")
+            return
         while True:
             line = self.rfile.readline(1 << 20)
             if not line:
@@ -137,8 +151,9 @@ class BlobServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, vineyard_socket: str, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.vineyard_socket = vineyard_socket
+    def __init__(self, vineyard_socket: str, host: str = "127.0.0.1", port: int = 0,
+                 token: str | None = None) -> None:
+        self.vineyard_socket, self.token = vineyard_socket, token
         self.holds = NodeHolds.for_socket(vineyard_socket)
         super().__init__((host, port), _Handler)
 
@@ -175,14 +190,17 @@ class BlobFetchError(OSError):
 class BlobFetcher:
     """A reader's connection to one blob server (not shared between threads)."""
 
-    def __init__(self, endpoint: str, timeout: float | None = None) -> None:
-        """``timeout``: seconds to wait for the server (``$FLUIDV_NODE_TIMEOUT`` unless given)."""
+    def __init__(self, endpoint: str, timeout: float | None = None, token: str | None = None) -> None:
+        """``timeout``: seconds to wait for the server (``$FLUIDV_NODE_TIMEOUT`` unless
+        given); ``token``: the one the server was given, if any."""
         timeout = node_timeout() if timeout is None else timeout
         host, _, port = endpoint.rpartition(":")
         self.endpoint = endpoint
         self._sock = socket.create_connection((host, int(port)), timeout=timeout)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._lines = self._sock.makefile("rb")
+        if token is not None:
+            self._sock.sendall(f"AUTH {token}".encode() + b"\n")
 
     def _ask(self, request: str) -> list[int]:
         self._sock.sendall(request.encode() + b"\n")

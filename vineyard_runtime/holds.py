@@ -26,6 +26,7 @@ import itertools
 import json
 import logging
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -60,6 +61,14 @@ def _unlink(path: str) -> None:
         os.unlink(path)
 
 
+def _share_like_parent(path: str) -> None:
+    """The holds of a node whose directory its owner shares with a group are the group's
+    to write too (each reader pins there); otherwise the owner's alone."""
+    info, parent = os.stat(path), os.stat(os.path.dirname(path))
+    if info.st_uid == os.geteuid():
+        os.chmod(path, (stat.S_ISGID | 0o770) if parent.st_mode & 0o070 else 0o700)
+
+
 @dataclass
 class _Pinned:
     """This process's shared lock on one key, counted (one flock per process and key)."""
@@ -77,6 +86,7 @@ class NodeHolds:
     def __init__(self, path: str) -> None:
         self.path = path
         os.makedirs(path, mode=_MODE, exist_ok=True)
+        _share_like_parent(path)
 
     @classmethod
     def for_socket(cls, socket: str) -> "NodeHolds | None":

@@ -1,7 +1,8 @@
 """A node's ``vineyard-config.yaml``: how clients reach its vineyardd and its cluster's etcd.
 
-Fluid's format (``Vineyard: {IPCSocket, RPCEndpoint}``) with two more keys,
-``EtcdEndpoint`` and ``EtcdPrefix``, which the object directory needs. The local
+Fluid's format (``Vineyard: {IPCSocket, RPCEndpoint}``) with three more keys:
+``EtcdEndpoint`` and ``EtcdPrefix``, which the object directory needs, and
+``BlobToken``, which the cluster's blob servers ask of readers. The local
 cluster writes one beside each node's socket (``<socket>.yaml``); on Kubernetes the
 client bridge writes it into the dataset's mount directory.
 """
@@ -26,6 +27,8 @@ class NodeConfig:
     rpc_endpoints: tuple[str, ...] = ()
     etcd_endpoint: str | None = None
     etcd_prefix: str = DEFAULT_ETCD_PREFIX
+    #: what the cluster's blob servers ask of a reader (None: they ask nothing)
+    blob_token: str | None = None
 
     def to_yaml(self) -> str:
         section: dict[str, str] = {}
@@ -36,6 +39,8 @@ class NodeConfig:
         if self.etcd_endpoint:
             section["EtcdEndpoint"] = self.etcd_endpoint
             section["EtcdPrefix"] = self.etcd_prefix
+        if self.blob_token:
+            section["BlobToken"] = self.blob_token
         return str(yaml.safe_dump({"Vineyard": section}, sort_keys=False))
 
     @classmethod
@@ -49,6 +54,7 @@ class NodeConfig:
             rpc_endpoints=endpoints,
             etcd_endpoint=str(section["EtcdEndpoint"]) if section.get("EtcdEndpoint") else None,
             etcd_prefix=str(section.get("EtcdPrefix") or DEFAULT_ETCD_PREFIX),
+            blob_token=str(section["BlobToken"]) if section.get("BlobToken") else None,
         )
 
 

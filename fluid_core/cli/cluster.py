@@ -34,9 +34,10 @@ def cluster() -> None:
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for readiness.")
 @click.option("--unresponsive-grace", type=float, default=30.0, show_default=True,
               help="Seconds a node may stop answering before it is restarted.")
+@click.option("--group", help="Share the cluster with this group's members (default: only you may use it).")
 def up(nodes: int, size: str, zones: str | None, workdir: str | None, spill_path: str | None,
        compression: bool, reserve_memory: bool, etcd_port: int | None, rpc_port: int | None, timeout: float,
-       unresponsive_grace: float) -> None:
+       unresponsive_grace: float, group: str | None) -> None:
     """Start the cluster and return once every node is ready."""
     from vineyard_runtime.local import LocalCluster  # noqa: PLC0415
 
@@ -44,7 +45,7 @@ def up(nodes: int, size: str, zones: str | None, workdir: str | None, spill_path
         local = LocalCluster(
             nodes=nodes, size=size, zones=_zones(zones), workdir=workdir, spill_path=spill_path,
             compression=compression, reserve_memory=reserve_memory, etcd_port=etcd_port, rpc_port=rpc_port,
-            start_timeout=timeout, unresponsive_grace=unresponsive_grace,
+            start_timeout=timeout, unresponsive_grace=unresponsive_grace, group=group,
         )
         local.start(detach=True)
     for line in local.cleaned:
@@ -56,8 +57,10 @@ def up(nodes: int, size: str, zones: str | None, workdir: str | None, spill_path
     )
     for node in state.nodes:
         click.echo(f"  {node.name}  socket {node.socket}  rpc {node.rpc_endpoint}")
-    click.echo("note: etcd, the sockets and the blob servers are local to this machine, but vineyardd "
-               "binds its RPC port on every interface (0.0.0.0): firewall those ports on shared machines")
+    shared = f"you and group {group!r}" if group else "you alone"
+    click.echo(f"note: the sockets and files are for {shared}; etcd and the blob servers listen on 127.0.0.1 "
+               "without authentication, and vineyardd binds its RPC port on every interface (0.0.0.0): "
+               "on a machine with other users, see the README's security section")
     click.echo(f"description: {local.layout.state_file}")
 
 

@@ -119,6 +119,7 @@ class LocalCluster:
         rpc_port: int | None = None,
         start_timeout: float = 60.0,
         unresponsive_grace: float = 30.0,
+        group: str | None = None,
     ) -> None:
         self.config = ClusterConfig(
             workdir=os.path.abspath(workdir or default_workdir()),
@@ -132,6 +133,7 @@ class LocalCluster:
             rpc_port=rpc_port,
             start_timeout=start_timeout,
             unresponsive_grace=unresponsive_grace,
+            group=group,
         )
         self.layout = Layout(self.config.workdir)
         self._supervisor: subprocess.Popen[bytes] | None = None
@@ -193,7 +195,7 @@ class LocalCluster:
                 f"a cluster already runs in {self.workdir}; stop it with "
                 "`fluidv cluster down` or choose another --workdir"
             )
-        self.layout.prepare()
+        self.layout.prepare(self.config.access)
         self.cleaned = clean_stale(self.workdir)
         if self.config.etcd_port is not None:
             require_free(self.config.etcd_port, flag="--etcd-port")

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from vineyard_runtime.errors import InvalidSpec
+from vineyard_runtime.local.access import Access
 from vineyard_runtime.quantity import format_bytes, human_bytes, parse_quantity
 from vineyard_runtime.spec import DEFAULT_ETCD_PREFIX, MIN_WORKER_SIZE, check_port
 
@@ -39,6 +40,8 @@ class ClusterConfig:
     #: seconds a node may stop answering before the supervisor restarts it (it is
     #: reported Unresponsive after UNRESPONSIVE_AFTER)
     unresponsive_grace: float = 30.0
+    #: a group whose members may use the cluster too (None: its owner alone)
+    group: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.nodes, bool) or not isinstance(self.nodes, int) or self.nodes < 1:
@@ -70,9 +73,15 @@ class ClusterConfig:
             raise InvalidSpec("start timeout must be positive")
         if not self.unresponsive_grace > 0:
             raise InvalidSpec(f"--unresponsive-grace must be a positive number of seconds, got {self.unresponsive_grace!r}")
+        _ = self.access.gid  # an unknown group, or one this user is not in, fails here
         object.__setattr__(self, "workdir", os.path.abspath(self.workdir))
         if self.spill_path:
             object.__setattr__(self, "spill_path", os.path.abspath(self.spill_path))
+
+    @property
+    def access(self) -> Access:
+        """The modes of the cluster's files and sockets."""
+        return Access(self.group)
 
     def zone(self, index: int) -> str:
         return self.zones[index] if self.zones else DEFAULT_ZONE

@@ -8,6 +8,7 @@ import tempfile
 from dataclasses import dataclass
 
 from vineyard_runtime.errors import WorkdirError
+from vineyard_runtime.local.access import OWNER_ONLY, Access
 from vineyard_runtime.spec import MAX_SOCKET_PATH
 
 WORKDIR_ENV = "FLUIDV_HOME"
@@ -59,11 +60,22 @@ class Layout:
     def socket(self, node: str) -> str:
         return os.path.join(self.socket_dir, f"{node}.sock")
 
-    def prepare(self) -> None:
-        """Create the directories, or raise WorkdirError saying why it cannot be done."""
+    @property
+    def users_dir(self) -> str:
+        return os.path.join(self.workdir, "users")
+
+    def prepare(self, access: Access = OWNER_ONLY) -> None:
+        """Create the directories (or take over those of an earlier cluster) with
+        ``access``'s modes, or raise WorkdirError saying why it cannot be done."""
         try:
             for path in (self.workdir, self.log_dir, self.socket_dir):
-                os.makedirs(path, mode=0o700, exist_ok=True)  # this user's: no world access
+                access.directory(path)
+            access.directory(self.users_dir, shared_writes=True)  # each command joins there
+            for path in (self.lock_file, self.supervisor_log):
+                access.file(path)
+            for path in [self.state_file, *(os.path.join(self.log_dir, n) for n in os.listdir(self.log_dir))]:
+                if os.path.isfile(path) and not os.path.islink(path):  # left by an earlier cluster
+                    access.apply(path, access.file_mode)
             probe = os.path.join(self.workdir, ".write-test")
             with open(probe, "w") as handle:
                 handle.write("ok")

@@ -4,6 +4,8 @@ and the node's sidecar config. They outlive vineyardd restarts."""
 
 from __future__ import annotations
 
+import secrets
+
 from vineyard_runtime import node_config
 from vineyard_runtime.blob_server import BlobServer, endpoint_key
 from vineyard_runtime.etcd_client import EtcdClient
@@ -19,6 +21,8 @@ class NodeServices:
 
     def __init__(self, state: ClusterState, etcd: EtcdClient) -> None:
         self.state, self.etcd = state, etcd
+        #: asked of every reader by the blob servers; only the cluster's users read it
+        self.token = secrets.token_urlsafe(24)
         self.blob_servers: dict[str, BlobServer] = {}
         self.sweepers: dict[str, NodeSweeper] = {}
         self.liveness: dict[str, Liveness] = {}
@@ -30,7 +34,8 @@ class NodeServices:
         prefix = self.state.etcd_prefix
         server = self.blob_servers.get(node.name)
         if server is None:
-            server = self.blob_servers[node.name] = BlobServer(node.socket, host=LOOPBACK).start()
+            server = self.blob_servers[node.name] = BlobServer(node.socket, host=LOOPBACK,
+                                                                    token=self.token).start()
         self.etcd.put(endpoint_key(prefix, node.instance_id), server.endpoint)
         if node.name in self.liveness:
             self.liveness[node.name].reset()
@@ -42,7 +47,7 @@ class NodeServices:
         self.sweepers[node.name].announce(node.instance_id)
         node_config.write(node_config.sidecar_path(node.socket), node_config.NodeConfig(
             socket=node.socket, rpc_endpoints=(f"{LOOPBACK}:{node.rpc_port}",),
-            etcd_endpoint=self.state.etcd.endpoint, etcd_prefix=prefix,
+            etcd_endpoint=self.state.etcd.endpoint, etcd_prefix=prefix, blob_token=self.token,
         ))
 
     def silent(self, node: str) -> float | None:

@@ -130,7 +130,7 @@ class Supervisor:
     # -- start ---------------------------------------------------------------------
 
     def _start_all(self) -> None:
-        self.layout.prepare()
+        self.layout.prepare(self.config.access)
         shutil.rmtree(self.layout.etcd_data_dir, ignore_errors=True)
         self.state = plan_cluster(self.config, self.layout, pick_ports(self.config),
                                   supervisor_pid=os.getpid(), started_at=_now())
@@ -235,6 +235,8 @@ class Supervisor:
 
         if not wait_until(registered, max(0.0, deadline - time.monotonic())):
             raise ClusterStartError(f"vineyardd of {node.name} did not become ready in time; see {node.log}")
+        access = self.config.access  # vineyardd makes its socket srwxrwxrwx
+        access.apply(node.socket, access.socket_mode)
         self.services.attach(node)
         self._save()
 
@@ -418,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
     config = ClusterConfig.from_dict(json.loads(args[0]))
+    os.umask(config.access.umask)  # what it and its daemons create: no access beyond the config's
     report = os.dup(sys.stdout.fileno())
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())

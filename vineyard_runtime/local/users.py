@@ -32,7 +32,7 @@ class ClusterUsers:
     @contextlib.contextmanager
     def deciding(self) -> Iterator[None]:
         """Hold the lock under which users join and leave (and start or stop the cluster)."""
-        os.makedirs(self.path, mode=0o700, exist_ok=True)
+        os.makedirs(self.path, mode=0o700, exist_ok=True)  # the cluster's start sets its sharing
         with open(os.path.join(self.path, "users.lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
@@ -40,7 +40,7 @@ class ClusterUsers:
     def join(self, started: bool) -> None:
         """Count this process as a user (inside :meth:`deciding`); ``started``: it has just
         started the cluster, which then stops when its last user leaves."""
-        self._fd = os.open(self._file, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._fd = os.open(self._file, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o640)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         if started:
             open(self.marker, "w").close()
