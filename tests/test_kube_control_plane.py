@@ -299,3 +299,36 @@ def test_an_operator_killed_mid_reconcile_converges_with_no_duplicates(control_p
     for name in names:  # (their deletion is the first test's; eight at once can wait on kopf a minute)
         kube.delete(Ref(API, "VineyardRuntime", NS, name))
         kube.delete(Ref(API, "Dataset", NS, name))
+
+
+def test_long_names_keep_their_own_jobs_and_a_long_runtime_gets_valid_pods(control_plane, kube):
+    """Names derived from long user names keep a hash of the whole: three operations whose
+    names share their first 55 characters get three Jobs, each running its own step, and a
+    runtime of 60 characters gets a StatefulSet whose pods the controller can create."""
+    wait = control_plane.wait_for
+    name = "d" * 60
+    create(kube, "Dataset", name, {})
+    create(kube, "VineyardRuntime", name, {"replicas": 1})
+    wait(lambda: status_of(kube, "Dataset", name).get("phase") == "Bound", timeout=120,
+         message="the long-named dataset bound (its pods were created)")
+    statefulsets = [s["metadata"]["name"] for s in kube.list(Ref("apps/v1", "StatefulSet", NS))
+                    if s["metadata"]["name"].startswith(name[:30])]
+    assert len(statefulsets) == 2 and all(len(s) <= 52 for s in statefulsets)
+    assert all(ready(p) for s in statefulsets for p in pods_of(kube, s)) and all(pods_of(kube, s) for s in statefulsets)
+    steps = [f"{'s' * 55}-{i}" for i in range(3)]
+    for i, step in enumerate(steps):
+        create(kube, "DataProcess", step, {"dataset": {"name": name}, "processor": {
+            "script": {"image": "busybox", "source": f"echo step {i}"}}})
+    for step in steps:
+        wait(lambda step=step: status_of(kube, "DataProcess", step).get("phase") == "Complete", timeout=120,
+             message=f"{step} completed")
+    jobs = {j["metadata"]["name"]: j for j in kube.list(Ref("batch/v1", "Job", NS))
+            if j["metadata"]["name"].startswith("s" * 20)}
+    assert len(jobs) == 3 and all(len(j) <= 52 for j in jobs)
+    scripts = sorted(kube.get(Ref("v1", "ConfigMap", NS, f"{job}-scripts"))["data"]["preprocess.sh"] for job in jobs)
+    assert scripts == ["echo step 0", "echo step 1", "echo step 2"]  # each Job runs its own step
+    for step in steps:
+        kube.delete(Ref(API, "DataProcess", NS, step))
+    kube.delete(Ref(API, "VineyardRuntime", NS, name))
+    kube.delete(Ref(API, "Dataset", NS, name))
+    wait(lambda: kube.get(Ref(API, "Dataset", NS, name)) is None, timeout=120, message="dataset gone")

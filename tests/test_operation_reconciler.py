@@ -222,3 +222,19 @@ def test_one_gate_for_both_executors():
     assert gate(after, "Complete", dataset="d", dataset_bound=False).message == "waiting for Dataset d to be Bound"
     assert gate(after, "Complete", cycle=("DataLoad/a", "DataLoad/b")).message.startswith(
         "runAfter makes a cycle: DataLoad/a -> DataLoad/b -> DataLoad/a")
+
+
+def test_derived_names_keep_fluids_form_when_short_and_a_hash_when_long():
+    from fluid_core.reconcilers.operation import job_name
+    from vineyard_runtime.naming import derived_name
+
+    def op(name: str, kind: str = "DataProcess"):
+        return parse({"apiVersion": "data.fluid.io/v1alpha1", "kind": kind, "metadata": {"name": name},
+                      "spec": {"dataset": {"name": "d"}, "processor": {"script": {"image": "b", "source": "x"}}}})
+
+    assert job_name(op("warm")) == "warm-dataprocess" and job_name(op("warm"), 3) == "warm-dataprocess-3"
+    long = [f"{'x' * 60}-{i}" for i in range(3)]
+    names = {job_name(op(n), run) for n in long for run in (0, 1, 12)}
+    assert len(names) == 9 and all(len(n) <= 52 and n[0].isalnum() for n in names)
+    assert derived_name("r" * 63, "-worker").endswith("-worker") and len(derived_name("r" * 63, "-worker")) == 52
+    assert derived_name("r" * 45, "-worker") == "r" * 45 + "-worker"  # fits: unchanged

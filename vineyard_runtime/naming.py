@@ -19,6 +19,21 @@ def _shorten(text: str, limit: int) -> str:
     return f"{head}-{digest}"
 
 
+#: names whose controller labels its pods ``<name>-<10-character hash>`` (StatefulSets,
+#: DaemonSets) or appends 11 characters (CronJobs) stay within this
+MAX_OWNER_NAME = 52
+
+
+def derived_name(name: str, suffix: str, limit: int = MAX_OWNER_NAME) -> str:
+    """``<name><suffix>`` when it fits ``limit``; otherwise a head of ``name``, a hash of
+    all of it, then ``suffix``, so that two long names never share a derived one."""
+    if len(name) + len(suffix) <= limit:
+        return name + suffix
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    head = name[: max(0, limit - len(suffix) - len(digest) - 1)].rstrip("-.")
+    return f"{head}-{digest}{suffix}" if head else f"{digest}{suffix}"
+
+
 def safe_value(text: str) -> str:
     """A label value for ``text``: at most 63 characters, starting and ending alphanumeric;
     longer values keep a readable head and a hash of the whole."""

@@ -14,7 +14,7 @@ from fluid_core.reconcilers.operation import (
     PROJECT_IMAGE,
     dataset_volume,
 )
-from vineyard_runtime.naming import safe_value
+from vineyard_runtime.naming import derived_name, safe_value
 from vineyard_runtime.kube.manifests import MANAGED_BY
 from vineyard_runtime.quantity import human_bytes
 
@@ -29,7 +29,7 @@ class DatasetOutcome:
 
 
 def restore_job_name(name: str) -> str:
-    return safe_value(f"{name}-restore")[:52].rstrip("-.")
+    return derived_name(name, "-restore")
 
 
 def restore_job(name: str, namespace: str, restore: Any, owner: list[dict[str, Any]] | None) -> dict[str, Any]:

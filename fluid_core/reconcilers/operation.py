@@ -28,7 +28,7 @@ from fluid_core.reconcilers.lifecycle import (
     gate,
 )
 from fluid_core.stamps import seconds_between
-from vineyard_runtime.naming import safe_value
+from vineyard_runtime.naming import derived_name, safe_value
 from vineyard_runtime.kube.manifests import MANAGED_BY
 
 PROJECT_IMAGE = f"{DEFAULT_IMAGE}:{DEFAULT_TAG}"
@@ -69,9 +69,9 @@ class OperationOutcome:
 
 def job_name(op: Any, run: int = 0) -> str:
     """``<name>-<kind>``, at most 52 characters (a CronJob appends 11); ``-<run>`` added
-    for the runs of an OnEvent operation, each a Job of its own."""
-    suffix = f"-{run}" if run else ""
-    return safe_value(f"{op.name}-{op.kind.lower()}")[:52 - len(suffix)].rstrip("-.") + suffix
+    for the runs of an OnEvent operation, each a Job of its own. A long name keeps a hash
+    of itself, so two operations never share a Job."""
+    return derived_name(op.name, f"-{op.kind.lower()}" + (f"-{run}" if run else ""))
 
 
 def dataset_volume(name: str, mount_path: str, sub_path: str | None = None,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vineyard_runtime.daemons import etcd_command, vineyardd_command
-from vineyard_runtime.naming import fuse_node_label, safe_value
+from vineyard_runtime.naming import derived_name, fuse_node_label, safe_value
 from vineyard_runtime.quantity import format_bytes, parse_quantity
 from vineyard_runtime.spec import DEFAULT_ETCD_PREFIX, EtcdSpec, WorkerSpec
 
@@ -69,21 +69,24 @@ class KubeRuntime:
 
     # -- names -----------------------------------------------------------------------
 
+    # Fluid's names when they fit; a long runtime name keeps a hash of itself instead,
+    # so that the StatefulSets' and DaemonSet's pods get valid labels and host names
+
     @property
     def master_name(self) -> str:
-        return f"{self.name}-master"
+        return derived_name(self.name, "-master")
 
     @property
     def worker_name(self) -> str:
-        return f"{self.name}-worker"
+        return derived_name(self.name, "-worker")
 
     @property
     def bridge_name(self) -> str:
-        return f"{self.name}-fuse"
+        return derived_name(self.name, "-fuse")
 
     @property
     def rpc_conf_name(self) -> str:
-        return f"{self.name}-rpc-conf"
+        return derived_name(self.name, "-rpc-conf")
 
     @property
     def pv_name(self) -> str:
