@@ -91,6 +91,12 @@ def test_https_admission_returns_a_patch_that_applies(tls, cache):
     (json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}).encode(), "request.uid"),
     (json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
                  "request": {"uid": "x"}}).encode(), "request.object"),
+    (json.dumps(admission({**POD, "metadata": ["not", "a", "map"]})).encode(), "request.object.metadata"),
+    (json.dumps(admission({**POD, "spec": "not a map"})).encode(), "request.object.spec"),
+    (json.dumps(admission({**POD, "metadata": {"name": "p", "annotations": ["x"]}})).encode(),
+     "request.object.metadata.annotations"),
+    (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "x", "object": '
+     + b'{"a": ' * 100_000 + b"1" + b"}" * 100_001 + b"}", "nested too deeply"),
 ])
 def test_malformed_reviews_get_400_and_the_server_lives_on(tls, cache, body, needle):
     cert, key, context = tls

@@ -54,6 +54,7 @@ def review(body: Any, view: ClusterView, config: PlacementConfig | None = None) 
     if not isinstance(obj, dict):
         raise BadReview("request.object is missing: the webhook mutates Pods on CREATE")
     if obj.get("kind", "Pod") == "Pod":
+        _check_pod_shape(obj)
         try:
             patch = mutate(obj, view, config)
         except Exception as exc:
@@ -64,6 +65,32 @@ def review(body: Any, view: ClusterView, config: PlacementConfig | None = None) 
             response["patchType"] = "JSONPatch"
             response["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()
     return {"apiVersion": REVIEW_API, "kind": "AdmissionReview", "response": response}
+
+
+#: the parts of a Pod that placement reads, and the JSON type each must have
+_POD_SHAPE: tuple[tuple[tuple[str, ...], type], ...] = (
+    (("metadata",), dict), (("metadata", "labels"), dict), (("metadata", "annotations"), dict),
+    (("spec",), dict), (("spec", "volumes"), list), (("spec", "containers"), list),
+    (("spec", "initContainers"), list), (("spec", "affinity"), dict), (("spec", "nodeSelector"), dict),
+)
+
+
+def _check_pod_shape(pod: dict[str, Any]) -> None:
+    """BadReview naming the first part of ``pod`` that has the wrong JSON type (the API
+    server never sends one: it decodes pods before admission; a direct caller might)."""
+    for path, kind in _POD_SHAPE:
+        value: Any = pod
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        where = "request.object." + ".".join(path)
+        if value is not None and not isinstance(value, kind):
+            raise BadReview(f"{where} must be a JSON {'object' if kind is dict else 'array'}, "
+                            f"got {type(value).__name__}")
+        if kind is dict and path[-1] in ("labels", "annotations", "nodeSelector") and value and not all(
+                isinstance(v, str) for v in value.values()):
+            raise BadReview(f"{where} must map strings to strings")
+        if kind is list and value and not all(isinstance(item, dict) for item in value):
+            raise BadReview(f"{where} must be an array of JSON objects")
 
 
 class WebhookServer:
