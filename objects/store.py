@@ -8,7 +8,6 @@ import itertools
 import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 import numpy as np
@@ -26,6 +25,8 @@ from objects.errors import (
     ObjectsError,
     StoreFull,
     StoreUnavailable,
+    UnsupportedType,
+    translated,
 )
 from objects.pinning import reading
 from objects.layout import (
@@ -151,10 +152,16 @@ class ObjectStore:
     def is_ipc(self) -> bool:
         return self.target.kind == "ipc"
 
-    def bounded(self, what: str) -> AbstractContextManager[None]:
+    @contextlib.contextmanager
+    def bounded(self, what: str) -> Iterator[None]:
         """The node's deadline around a block of calls to it (``what`` names them in
-        the NodeUnavailable it raises); no bound for an RPC connection."""
-        return contextlib.nullcontext() if self.deadline is None else self.deadline.call(what)
+        the NodeUnavailable it raises; no bound for an RPC connection), and vineyard's
+        errors raised as ours."""
+        if self._closed:
+            raise StoreUnavailable(f"this store of {self.target.describe()} was closed; connect again")
+        with translated(self.target.describe()), (
+                contextlib.nullcontext() if self.deadline is None else self.deadline.call(what)):
+            yield
 
     def close(self) -> None:
         """Disconnect (the connection stays while other stores of this process use it);
@@ -324,6 +331,8 @@ class ObjectStore:
         if isinstance(target, vineyard.ObjectID):
             return None, None, target
         if isinstance(target, int) and not isinstance(target, bool):
+            if not 0 <= target < 1 << 64:
+                raise ObjectNotFound(f"no object {target}: object ids are 0 … 2**64-1")
             return None, None, vineyard.ObjectID(target)
         if isinstance(target, str):
             if _INLINE_ID.match(target):
@@ -447,7 +456,11 @@ class ObjectStore:
                 return self._ref(meta, None)
             return self._ref_of(self._name(name, self._entry_of(meta, labels), replace, ctx.record), name)
 
-        return Allocation(ctx, shape, np.dtype(dtype), order, publish=publish, bounded=self.bounded)
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError as exc:
+            raise UnsupportedType(f"allocate: {exc}; give a numpy dtype such as 'float32'") from None
+        return Allocation(ctx, shape, dtype, order, publish=publish, bounded=self.bounded)
 
     # -- reading -------------------------------------------------------------------
 
@@ -517,6 +530,8 @@ class ObjectStore:
 
         One read of what changed since this store's last listing of ``prefix`` (see
         :mod:`objects.listing`), whatever the number of objects."""
+        if prefix is not None and not isinstance(prefix, str):
+            raise ObjectsError(f"prefix must be a string, got {type(prefix).__name__}")
         wanted = _check_labels(labels)
         listing = self._listings.pop(prefix or "", None) or Listing(prefix or "", self._ref_of)
         self._listings[prefix or ""] = listing  # the most recent last; a few are kept
