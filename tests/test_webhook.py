@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -15,6 +17,7 @@ import urllib.request
 import jsonpatch
 import pytest
 
+from conftest import wait_for
 from fluid_core.operator.certs import self_signed
 from fluid_core.operator.webhook import WebhookError, WebhookServer
 from fluid_core.placement.cache import ViewCache
@@ -179,3 +182,45 @@ def test_fluidv_webhook_rejects_a_bad_view(tmp_path):
     run = subprocess.run([sys.executable, "-m", "fluid_core.cli", "webhook", "--view", str(view)],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 1 and "error: datasets: 'demo' is not 'namespace/name'" in run.stderr
+
+
+def _mount_like_a_secret(root, cert: str, key: str, version: str) -> None:
+    """The layout the kubelet gives a Secret volume: files behind ``..data``, a link it swaps."""
+    data = root / f"..{version}"
+    data.mkdir()
+    shutil.copyfile(cert, data / "tls.crt")
+    shutil.copyfile(key, data / "tls.key")
+    link = root / "..data.tmp"
+    link.symlink_to(data.name)
+    os.replace(link, root / "..data")
+    for name in ("tls.crt", "tls.key"):
+        if not (root / name).is_symlink():
+            (root / name).symlink_to(f"..data/{name}")
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(tmp_path, cache):
+    first = self_signed(["127.0.0.1"], tmp_path / "first")
+    second = self_signed(["127.0.0.1"], tmp_path / "second")
+    mounted = tmp_path / "mounted"
+    mounted.mkdir()
+    _mount_like_a_secret(mounted, *first, version="1")
+    trusts = {n: ssl.create_default_context(cafile=pair[0]) for n, pair in (("first", first), ("second", second))}
+    body = json.dumps(admission(POD)).encode()
+    with WebhookServer(cache.view, certfile=str(mounted / "tls.crt"), keyfile=str(mounted / "tls.key"),
+                       cert_check_seconds=0.2) as server:
+        assert post(server.url, body, trusts["first"])[0] == 200
+        (tmp_path / "bad.crt").write_text("not a certificate")
+        (tmp_path / "bad.key").write_text("nor a key")
+        _mount_like_a_secret(mounted, str(tmp_path / "bad.crt"), str(tmp_path / "bad.key"), version="2")
+        time.sleep(0.6)  # a pair that does not load is skipped: the old certificate stays
+        assert post(server.url, body, trusts["first"])[0] == 200
+        _mount_like_a_secret(mounted, *second, version="3")
+        wait_for(lambda: _answers(server.url, body, trusts["second"]), timeout=10, message="the new certificate served")
+        assert not _answers(server.url, body, trusts["first"])
+
+
+def _answers(url: str, body: bytes, context: ssl.SSLContext) -> bool:
+    try:
+        return post(url, body, context)[0] == 200
+    except (ssl.SSLError, OSError):
+        return False

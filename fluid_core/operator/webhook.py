@@ -13,6 +13,7 @@ import asyncio
 import base64
 import json
 import logging
+import os
 import ssl
 import threading
 import time
@@ -28,6 +29,9 @@ PATH = "/mutate-pods"
 MAX_BODY = 4 * 1024 * 1024  # an AdmissionReview carries one object, which etcd caps at 1.5 MiB
 READ_TIMEOUT = 10.0  # the API server's default timeoutSeconds for a webhook call
 IDLE_TIMEOUT = 30.0
+#: how often the certificate files are checked: a Secret mounted as a volume changes
+#: in place when it is renewed (cert-manager) or replaced (a reinstall)
+CERT_CHECK_SECONDS = 10.0
 
 
 class BadReview(FluidError, ValueError):
@@ -86,11 +90,48 @@ def _check_pod_shape(pod: dict[str, Any]) -> None:
         if value is not None and not isinstance(value, kind):
             raise BadReview(f"{where} must be a JSON {'object' if kind is dict else 'array'}, "
                             f"got {type(value).__name__}")
-        if kind is dict and path[-1] in ("labels", "annotations", "nodeSelector") and value and not all(
+        if isinstance(value, dict) and path[-1] in ("labels", "annotations", "nodeSelector") and not all(
                 isinstance(v, str) for v in value.values()):
             raise BadReview(f"{where} must map strings to strings")
-        if kind is list and value and not all(isinstance(item, dict) for item in value):
+        if isinstance(value, list) and not all(isinstance(item, dict) for item in value):
             raise BadReview(f"{where} must be an array of JSON objects")
+
+
+class ServingCertificate:
+    """The webhook's certificate and key, loaded into ``context`` again whenever the
+    files change; a half-written pair is skipped and the one loaded before kept."""
+
+    def __init__(self, certfile: str, keyfile: str | None) -> None:
+        self.certfile, self.keyfile = certfile, keyfile
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(certfile, keyfile)
+        self._seen = self._version()
+
+    def _version(self) -> tuple[tuple[str, int, int], ...]:
+        files = [self.certfile] + ([self.keyfile] if self.keyfile else [])
+        versions = []
+        for path in files:
+            real = os.path.realpath(path)  # a mounted Secret swaps a symbolic link
+            try:
+                info = os.stat(real)
+            except OSError:
+                return ()
+            versions.append((real, info.st_mtime_ns, info.st_size))
+        return tuple(versions)
+
+    def refresh(self) -> bool:
+        """Load the files again if they changed since the last load; True when it did."""
+        version = self._version()
+        if not version or version == self._seen:
+            return False
+        try:
+            self.context.load_cert_chain(self.certfile, self.keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            log.warning("the webhook keeps its certificate: the new files do not load (%s)", exc)
+            return False
+        self._seen = version
+        log.info("the webhook serves the certificate in %s again, as it changed", self.certfile)
+        return True
 
 
 class WebhookServer:
@@ -103,11 +144,12 @@ class WebhookServer:
                  host: str = "127.0.0.1", port: int = 0, certfile: str | None = None,
                  keyfile: str | None = None, observe: Callable[[float, bool], None] | None = None,
                  max_body: int = MAX_BODY, read_timeout: float = READ_TIMEOUT,
-                 idle_timeout: float = IDLE_TIMEOUT) -> None:
+                 idle_timeout: float = IDLE_TIMEOUT, cert_check_seconds: float = CERT_CHECK_SECONDS) -> None:
         self._view, self._config = view, config
         self._max_body, self._read_timeout, self._idle_timeout = max_body, read_timeout, idle_timeout
         self.host, self.port = host, port
         self._certfile, self._keyfile = certfile, keyfile
+        self._cert_check = cert_check_seconds
         self._observe = observe
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
@@ -151,17 +193,21 @@ class WebhookServer:
         app.router.add_get("/healthz", healthz)
         runner = web.AppRunner(app, access_log=None, keepalive_timeout=self._idle_timeout)
         await runner.setup()
-        context = None
-        if self._certfile:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(self._certfile, self._keyfile)
-        site = web.TCPSite(runner, self.host, self.port, ssl_context=context, backlog=1024)
+        serving = ServingCertificate(self._certfile, self._keyfile) if self._certfile else None
+        site = web.TCPSite(runner, self.host, self.port, ssl_context=serving.context if serving else None,
+                           backlog=1024)
         try:
             await site.start()
             self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
             self._stopped = asyncio.Event()
             ready.set()
-            await self._stopped.wait()
+            while True:
+                try:
+                    await asyncio.wait_for(self._stopped.wait(), self._cert_check)
+                    break
+                except TimeoutError:
+                    if serving is not None:
+                        serving.refresh()
         finally:
             await runner.cleanup()
 
