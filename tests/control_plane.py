@@ -351,12 +351,14 @@ class OperatorProcess:
     certificate for 127.0.0.1, and its key); started and stopped (or killed) by its pid."""
 
     def __init__(self, control_plane: ControlPlane, namespace: str | None, tls: tuple[str, str], webhook_port: int,
-                 env: dict[str, str] | None = None, kubeconfig: Path | None = None) -> None:
+                 env: dict[str, str] | None = None, kubeconfig: Path | None = None,
+                 policy: Path | None = None) -> None:
         """``namespace`` None: every namespace; ``kubeconfig`` (default the administrator's):
-        whose credentials the operator uses."""
+        whose credentials the operator uses; ``policy``: its ``--policy`` file."""
         self.control_plane, self.namespace, self.tls, self.webhook_port = control_plane, namespace, tls, webhook_port
         self.env = env or {}
         self.kubeconfig = kubeconfig or control_plane.kubeconfig
+        self.policy = policy
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -367,7 +369,8 @@ class OperatorProcess:
                 *(["--namespace", self.namespace] if self.namespace else []),
                 "--webhook-host", "127.0.0.1", "--webhook-port", str(self.webhook_port),
                 "--webhook-cert", cert, "--webhook-key", key, "--metrics-port", "0",
-                "--liveness", f"http://127.0.0.1:{free_ports(1)[0]}/healthz"]
+                "--liveness", f"http://127.0.0.1:{free_ports(1)[0]}/healthz",
+                *(["--policy", str(self.policy)] if self.policy else [])]
         if os.environ.get("FLUIDV_TEST_OPERATOR_VERBOSE"):  # kopf's debug log, to find a stall
             argv.append("--verbose")
         self.process = spawn(argv, env=env, log_path=str(self.control_plane.workdir / "operator.log"),

@@ -23,6 +23,8 @@ VARIANTS = {
     "cert-manager-issuer": {"webhook": {"certManager": {"enabled": True, "issuerRef": {"name": "ca", "kind": "ClusterIssuer"}}}},
     "no-webhook": {"webhook": {"enabled": False}, "networkPolicy": {"enabled": False}},
     "namespaced": {"operator": {"namespaces": ["team-a", "team-b"], "verbose": True}},
+    "namespace-scoped": {"operator": {"namespaces": ["team-a", "team-b"]}, "rbac": {"scope": "namespace"},
+                         "policy": {"allowedImages": ["registry.example.com/"], "podSecurity": "baseline"}},
 }
 NOT_BUILT_IN = {"Certificate", "Issuer"}  # cert-manager's kinds
 
@@ -78,6 +80,38 @@ def test_rbac_covers_exactly_what_the_operator_touches():
     for rule in role["rules"]:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"]
     assert not any("delete" in r["verbs"] for r in role["rules"] if "data.fluid.io" in r["apiGroups"])
+
+
+def test_a_namespace_scoped_install_grants_namespaced_kinds_only_in_its_namespaces():
+    docs = render(VARIANTS["namespace-scoped"])
+    cluster_role = next(d for d in docs if d["kind"] == "ClusterRole")
+    cluster_wide = {r for rule in cluster_role["rules"] for r in rule["resources"]}
+    assert cluster_wide == {"persistentvolumes", "nodes", "customresourcedefinitions"}
+    roles = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "Role"}
+    bindings = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "RoleBinding"}
+    assert set(roles) == set(bindings) == {"team-a", "team-b"}
+    namespaced = {r for rule in roles["team-a"]["rules"] for r in rule["resources"]}
+    assert {"jobs", "statefulsets", "dataprocesses", "configmaps", "events"} <= namespaced
+    cluster_scope = next(d for d in render({}) if d["kind"] == "ClusterRole")
+    assert {r for rule in cluster_scope["rules"] for r in rule["resources"]} == namespaced | cluster_wide | {
+        "namespaces"}  # the same grants, only scoped
+    with pytest.raises(helm_python.HelmError, match="needs operator.namespaces"):
+        render({"rbac": {"scope": "namespace"}})
+
+
+def test_the_policy_reaches_the_operator_as_its_policy_file():
+    from fluid_core.reconcilers.policy import Policy
+
+    docs = render(VARIANTS["namespace-scoped"])
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and "policy.yaml" in d["data"])
+    policy = Policy.from_mapping(yaml.safe_load(config["data"]["policy.yaml"]))
+    assert policy.allowed_images == ("registry.example.com/",) and policy.pod_security == "baseline"
+    assert Policy.from_mapping(yaml.safe_load(next(d for d in render({}) if d["kind"] == "ConfigMap" and (
+        "policy.yaml" in d["data"]))["data"]["policy.yaml"])) == Policy()  # the chart's defaults are the operator's
+    command = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert "--policy=/etc/fluidv/policy.yaml" in command
+    with pytest.raises(helm_python.HelmError):
+        render({"policy": {"podSecurity": "lenient"}})
 
 
 def _options(*command: str) -> str:

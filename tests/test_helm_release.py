@@ -90,7 +90,9 @@ def test_install_operate_under_the_charts_account_upgrade_and_uninstall(plane, t
     wait = plane.wait_for
     port = free_ports(1)[0]
     values = ["--set", "operator.replicas=0", "--set", f"webhook.url=https://127.0.0.1:{port}/mutate-pods",
-              "--set", "webhook.failurePolicy=Fail"]
+              "--set", "webhook.failurePolicy=Fail",
+              # the backup below writes to the node's /var/backups: allowed through the chart's policy
+              "--set-json", 'policy.hostPathRoots=["/mnt", "/var/backups"]']
     run("helm", "install", RELEASE, CHART, "-n", SYSTEM, "--create-namespace", "--wait", "--timeout", "2m",
         *values, plane=plane)
     data, bundle = secret_and_bundle(kube)
@@ -101,7 +103,9 @@ def test_install_operate_under_the_charts_account_upgrade_and_uninstall(plane, t
     kube.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
 
     account = plane.service_account_kubeconfig(SYSTEM, RELEASE, tmp_path / "operator.kubeconfig")
-    operator = OperatorProcess(plane, None, (str(cert), str(key)), port, kubeconfig=account)
+    policy = tmp_path / "policy.yaml"  # what the chart's Deployment mounts for its operator
+    policy.write_text(kube.get(Ref("v1", "ConfigMap", SYSTEM, f"{RELEASE}-placement"))["data"]["policy.yaml"])
+    operator = OperatorProcess(plane, None, (str(cert), str(key)), port, kubeconfig=account, policy=policy)
     operator.start()
     try:
         # a runtime before its dataset: a Warning event, then the pair binds

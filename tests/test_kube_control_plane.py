@@ -332,3 +332,83 @@ def test_long_names_keep_their_own_jobs_and_a_long_runtime_gets_valid_pods(contr
     kube.delete(Ref(API, "VineyardRuntime", NS, name))
     kube.delete(Ref(API, "Dataset", NS, name))
     wait(lambda: kube.get(Ref(API, "Dataset", NS, name)) is None, timeout=120, message="dataset gone")
+
+
+def _pod_security_cases() -> dict[str, dict[str, Any]]:
+    def c(**context: Any) -> dict[str, Any]:
+        return {"name": "c", "image": "busybox", **({"securityContext": context} if context else {})}
+
+    return {
+        "plain": {"containers": [c()]},
+        "privileged": {"containers": [c(privileged=True)]},
+        "hostPID": {"hostPID": True, "containers": [c()]},
+        "hostNetwork": {"hostNetwork": True, "containers": [c()]},
+        "hostPath": {"containers": [c()], "volumes": [{"name": "h", "hostPath": {"path": "/mnt/x"}}]},
+        "hostPort": {"containers": [{**c(), "ports": [{"containerPort": 80, "hostPort": 8080}]}]},
+        "NET_ADMIN": {"containers": [c(capabilities={"add": ["NET_ADMIN"]})]},
+        "CHOWN": {"containers": [c(capabilities={"add": ["CHOWN"]})]},
+        "root": {"securityContext": {"runAsUser": 0}, "containers": [c()]},
+        "escalation": {"containers": [c(allowPrivilegeEscalation=True)]},
+        "unconfined seccomp": {"securityContext": {"seccompProfile": {"type": "Unconfined"}}, "containers": [c()]},
+        "unsafe sysctl": {"securityContext": {"sysctls": [{"name": "kernel.msgmax", "value": "1"}]},
+                          "containers": [c()]},
+        "safe sysctl": {"securityContext": {"sysctls": [{"name": "net.ipv4.tcp_syncookies", "value": "1"}]},
+                        "containers": [c()]},
+        "selinux user": {"containers": [c(seLinuxOptions={"user": "system_u"})]},
+        "nfs": {"containers": [c()], "volumes": [{"name": "n", "nfs": {"server": "x", "path": "/"}}]},
+        "emptyDir": {"containers": [c()], "volumes": [{"name": "e", "emptyDir": {}}]},
+        "run as non-root off": {"securityContext": {"runAsNonRoot": False}, "containers": [c()]},
+    }
+
+
+def test_our_pod_security_check_agrees_with_the_api_servers_own(control_plane, kube):
+    """For each pod, with the restricted settings filled in as the operator fills them,
+    the PodSecurity admission of the real API server and ours give the same verdict at
+    baseline and at restricted."""
+    from fluid_core.operator.kube import KubeError
+    from fluid_core.reconcilers.pod_security import secure_defaults, violations
+
+    disagreements = []
+    for level in ("baseline", "restricted"):
+        namespace = f"pss-{level}"
+        kube.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {
+            "name": namespace, "labels": {"pod-security.kubernetes.io/enforce": level}}})
+        for case, spec in _pod_security_cases().items():
+            spec = secure_defaults(spec) if level == "restricted" else spec
+            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe"}, "spec": spec}
+            try:
+                kube.request("POST", f"/api/v1/namespaces/{namespace}/pods?dryRun=All", pod)
+                theirs = True
+            except KubeError as exc:
+                assert exc.status == 403, (level, case, exc)
+                theirs = False
+            ours = not violations(spec, level)
+            if ours != theirs:
+                disagreements.append((level, case, "ours" if ours else "theirs", violations(spec, level)))
+    assert not disagreements
+
+
+def test_a_user_who_may_only_create_crs_gets_no_privileged_job_or_host_root(control_plane, kube):
+    wait = control_plane.wait_for
+    create(kube, "Dataset", "deputy", {})
+    create(kube, "VineyardRuntime", "deputy", {"replicas": 1})
+    wait(lambda: status_of(kube, "Dataset", "deputy").get("phase") == "Bound", timeout=120, message="bound")
+    create(kube, "DataProcess", "escape", {"dataset": {"name": "deputy"}, "processor": {"job": {"podSpec": {
+        "hostPID": True, "containers": [{"name": "c", "image": "busybox", "securityContext": {"privileged": True}}],
+        "volumes": [{"name": "root", "hostPath": {"path": "/"}}]}}}})
+    failed = wait(lambda: (s := status_of(kube, "DataProcess", "escape")).get("phase") == "Failed" and s,
+                  timeout=60, message="the hostile DataProcess failed")
+    message = failed["conditions"][-1]["message"]
+    assert "privileged containers" in message and "hostPID" in message and "host path '/'" in message
+    assert kube.get(Ref("batch/v1", "Job", NS, "escape-dataprocess")) is None
+    create(kube, "Dataset", "hostroot", {})
+    create(kube, "VineyardRuntime", "hostroot", {"tieredstore": {"levels": [
+        {"mediumtype": "SSD", "path": "/", "quota": "1Gi"}]}})
+    wait(lambda: any(c.get("reason") == "PolicyViolation" for c in
+                     status_of(kube, "VineyardRuntime", "hostroot").get("conditions") or []),
+         timeout=60, message="the runtime refused")
+    assert kube.get(Ref("apps/v1", "StatefulSet", NS, "hostroot-worker")) is None
+    assert kube.get(Ref("apps/v1", "StatefulSet", NS, "hostroot-master")) is None
+    for kind, name in (("DataProcess", "escape"), ("VineyardRuntime", "deputy"), ("Dataset", "deputy"),
+                       ("VineyardRuntime", "hostroot"), ("Dataset", "hostroot")):
+        kube.delete(Ref(API, kind, NS, name))

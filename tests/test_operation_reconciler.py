@@ -99,7 +99,8 @@ def test_a_backup_runs_as_the_user_it_names():
                                                                              "user": "me", "group": "us"}})
     manifest = job_manifest(backup, None)
     kubernetes_validate.validate(manifest, "1.33.0", strict=True)
-    assert manifest["spec"]["template"]["spec"]["securityContext"] == {"runAsUser": 1000, "runAsGroup": 100}
+    assert manifest["spec"]["template"]["spec"]["securityContext"] == {
+        "runAsUser": 1000, "runAsGroup": 100, "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
 def test_a_script_without_command_runs_the_images_entrypoint_on_the_source():

@@ -387,8 +387,8 @@ def test_a_dataset_with_a_restore_location_binds_once_its_restore_job_succeeded(
         assert pod["containers"][0]["command"] == [
             "fluidv", "op", "restore", name, "--namespace", NS, "--path", "/fluid-backup/team"]
         assert {"name": "fluid-backup", "persistentVolumeClaim": {"claimName": "backups"}} in pod["volumes"]
-        ready = next(c for c in status_of(kube, "Dataset", name)["conditions"] if c["type"] == "Ready")
-        assert ready["reason"] == "Restoring"
+        wait(lambda: next(c for c in status_of(kube, "Dataset", name)["conditions"] if c["type"] == "Ready")
+             ["reason"] == "Restoring", message="the Dataset says it is restoring")  # its status follows the Job
         job_ran(cluster, f"{name}-restore", "n1", succeeded=outcome)
         done = wait(lambda: (s := status_of(kube, "Dataset", name)).get("phase") in ("Bound", "Failed") and s,
                     message="restore ended")

@@ -12,12 +12,25 @@ from fluid_core.cli.errors import reported
 
 if TYPE_CHECKING:
     from fluid_core.placement import PlacementConfig
+    from fluid_core.reconcilers.policy import Policy
 
 
 def _placement_config(path: str | None) -> PlacementConfig | None:
     from fluid_core.placement import PlacementConfig  # noqa: PLC0415
 
     return PlacementConfig.from_file(path) if path else None
+
+
+def _policy(path: str) -> Policy:
+    import yaml  # noqa: PLC0415
+
+    from fluid_core.reconcilers.policy import Policy, PolicyError  # noqa: PLC0415
+
+    try:
+        with open(path) as handle:
+            return Policy.from_mapping(yaml.safe_load(handle))
+    except (PolicyError, yaml.YAMLError, TypeError, ValueError) as exc:
+        raise click.UsageError(f"--policy {path}: {exc}") from None
 
 
 def _certificates(cert: str | None, key: str | None, host: str) -> tuple[str, str]:
@@ -48,16 +61,21 @@ def _certificates(cert: str | None, key: str | None, host: str) -> tuple[str, st
               help="YAML with locality tiers and weights (a mounted ConfigMap key).")
 @click.option("--metrics-port", type=int, default=9090, show_default=True,
               help="Port of /metrics (reconciles, admissions); 0 disables it.")
+@click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False),
+              help="YAML of what a CR may ask for: allowedImages, hostPathRoots, podSecurity, serviceAccounts.")
 @click.option("--verbose", is_flag=True, help="Log every handler call.")
 def operator(namespaces: tuple[str, ...], liveness: str, webhook_port: int, webhook_host: str,
-             webhook_cert: str | None,
-             webhook_key: str | None, placement_config: str | None, metrics_port: int, verbose: bool) -> None:
+             webhook_cert: str | None, webhook_key: str | None, placement_config: str | None, metrics_port: int,
+             policy_file: str | None, verbose: bool) -> None:
     """Reconcile Datasets and VineyardRuntimes; place pods near their data."""
     import kopf  # noqa: PLC0415
 
     import fluid_core.operator.handlers  # noqa: PLC0415 - registers the handlers
     import fluid_core.operator.operations  # noqa: F401,PLC0415 - and those of the data operations
-    from fluid_core.operator import placement_feed  # noqa: PLC0415
+    from fluid_core.operator import placement_feed, settings  # noqa: PLC0415
+
+    if policy_file:
+        settings.configure_policy(_policy(policy_file))
 
     if webhook_port:
         with reported():

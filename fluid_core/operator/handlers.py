@@ -21,7 +21,7 @@ from fluid_core.errors import InvalidResource
 from fluid_core.metrics import reconciling
 from fluid_core.models import GROUP, VERSION, Dataset, VineyardRuntime, parse
 from fluid_core.models.operations import OperationKind
-from fluid_core.operator import placement_feed
+from fluid_core.operator import placement_feed, settings
 from fluid_core.operator.kube import KubeClient, KubeError, Ref
 from fluid_core.reconcilers.dataset import (
     deletion_blockers,
@@ -271,7 +271,7 @@ def resync_runtime(kube: KubeClient, namespace: str, name: str, logger: Any) -> 
         exists, dataset = _dataset_of(kube, namespace, name)
         engine = VineyardEngine(kube_runtime(runtime, dataset))
         observed = observe_runtime(kube, runtime, engine, exists)
-        outcome = reconcile_runtime(engine, observed, dict(previous), now=now_stamp())
+        outcome = reconcile_runtime(engine, observed, dict(previous), now=now_stamp(), rules=settings.policy())
         digest = hashlib.sha256(json.dumps(outcome.desired, sort_keys=True).encode()).hexdigest()[:16]
         workloads_present = observed.workers is not None or not any(
             m["kind"] == "StatefulSet" and m["metadata"]["name"].endswith("-worker") for m in outcome.desired)

@@ -21,7 +21,7 @@ from fluid_core.flow.context import object_name
 from fluid_core.models import GROUP, VERSION
 from fluid_core.models import KINDS as MODELS
 from fluid_core.models.operations import OperationKind
-from fluid_core.operator import placement_feed
+from fluid_core.operator import placement_feed, settings
 from fluid_core.operator.handlers import (
     API,
     apply_all,
@@ -116,7 +116,7 @@ def resync_operation(kube: KubeClient, kind: str, namespace: str, name: str, log
 
     def sync(body: dict[str, Any], op: Any, previous: dict[str, Any]) -> dict[str, Any]:
         observed = observe_operation(kube, op, previous, due=due)
-        outcome = reconcile_operation(op, observed, previous, now=now_stamp())
+        outcome = reconcile_operation(op, observed, previous, now=now_stamp(), rules=settings.policy())
         apply_all(kube, outcome.desired, logger)
         post_events(body, outcome.events)
         return outcome.status

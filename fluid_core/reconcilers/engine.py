@@ -28,6 +28,8 @@ class Engine(Protocol):
     def worker_selector(self) -> str: ...
     def value_file(self) -> str: ...
     def teardown(self) -> list[dict[str, Any]]: ...
+    def images(self) -> dict[str, str]: ...
+    def host_paths(self) -> dict[str, str]: ...
 
 
 class VineyardEngine:
@@ -35,6 +37,17 @@ class VineyardEngine:
 
     def __init__(self, runtime: KubeRuntime) -> None:
         self.rt = runtime
+
+    def images(self) -> dict[str, str]:
+        """The images the runtime asks to run, by the field that names them."""
+        images = {"spec.worker.image": self.rt.worker_image.ref, "spec.fuse.image": self.rt.bridge_image.ref}
+        if not self.external_master:
+            images["spec.master.image"] = self.rt.master_image.ref
+        return images
+
+    def host_paths(self) -> dict[str, str]:
+        """The node paths the runtime asks for (its socket directory is the operator's own)."""
+        return {"spec.tieredstore.levels[].path": self.rt.spill_path} if self.rt.spill_path else {}
 
     @property
     def external_master(self) -> bool:

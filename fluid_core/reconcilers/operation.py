@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fluid_core.errors import FluidError
+from fluid_core.models.backup_location import VOLUME as BACKUP_VOLUME
 from fluid_core.models.backup_location import BackupLocation
 from fluid_core.models.base import not_applied_warnings
 from fluid_core.models.runtime import DEFAULT_IMAGE, DEFAULT_TAG
@@ -18,6 +20,7 @@ from fluid_core.placement.flow import follow
 from fluid_core.placement.mutate import CONFIG_FILE
 from fluid_core.placement.view import ClusterView
 from fluid_core.reconcilers.conditions import set_condition
+from fluid_core.reconcilers.policy import Policy
 from fluid_core.reconcilers.lifecycle import (
     COMPLETE,
     FAILED,
@@ -215,9 +218,19 @@ def owner_references(op: Any) -> list[dict[str, Any]] | None:
              "controller": True, "blockOwnerDeletion": True}]
 
 
-def job_manifest(op: Any, affinity: dict[str, Any] | None, run: int = 0) -> dict[str, Any]:
+class PolicyViolation(FluidError):
+    """The operation asks for what the operator's policy does not allow (``problems``)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def job_manifest(op: Any, affinity: dict[str, Any] | None, run: int = 0, rules: Policy | None = None,
+                 ) -> dict[str, Any]:
     """The Job (CronJob for ``policy: Cron``) running the operation (its ``run``-th
-    run for an OnEvent operation)."""
+    run for an OnEvent operation), its pod held to ``rules`` (the default Policy unless
+    given): PolicyViolation says what breaks them."""
     labels = {"app.kubernetes.io/managed-by": MANAGED_BY, OPERATION_LABEL: safe_value(f"{op.kind}-{op.name}"),
               "fluid.io/dataset": safe_value(f"{op.namespace}-{op.spec.dataset.name}")}
     owner = owner_references(op)
@@ -225,8 +238,11 @@ def job_manifest(op: Any, affinity: dict[str, Any] | None, run: int = 0) -> dict
     template_meta: dict[str, Any] = {"labels": {**pod_labels, **labels}}
     if pod_annotations:
         template_meta["annotations"] = pod_annotations
-    job_spec: dict[str, Any] = {"backoffLimit": BACKOFF_LIMIT, "template": {
-        "metadata": template_meta, "spec": pod_spec(op, affinity)}}
+    own = frozenset({BACKUP_VOLUME}) if op.kind == "DataBackup" else frozenset()
+    pod, problems = (rules or Policy()).review_pod(pod_spec(op, affinity), own_host_paths=own)
+    if problems:
+        raise PolicyViolation(problems)
+    job_spec: dict[str, Any] = {"backoffLimit": BACKOFF_LIMIT, "template": {"metadata": template_meta, "spec": pod}}
     if op.spec.ttl_seconds_after_finished is not None:
         job_spec["ttlSecondsAfterFinished"] = op.spec.ttl_seconds_after_finished
     copies = op.spec.copies() if op.kind == "DataLoad" else 1
@@ -276,8 +292,9 @@ def invalid_operation_status(op_body: dict[str, Any], message: str, now: str) ->
 
 
 def reconcile_operation(op: Any, observed: OperationObserved, previous_status: dict[str, Any] | None,
-                        *, now: str) -> OperationOutcome:
-    """Desired Job and status of one data operation."""
+                        *, now: str, rules: Policy | None = None) -> OperationOutcome:
+    """Desired Job and status of one data operation; ``rules``: what the operator lets
+    a CR ask for (the default Policy unless given)."""
     out = OperationOutcome()
     previous = dict(previous_status or {})
     conditions = list(previous.get("conditions", []))
@@ -317,10 +334,17 @@ def reconcile_operation(op: Any, observed: OperationObserved, previous_status: d
         runs += 1
         status["infos"] = {**(status.get("infos") or {}), RUNS_INFO: str(runs)}
     if decision.launch or job is not None:
+        try:
+            manifest = job_manifest(op, affinity, run=runs if policy == "OnEvent" else 0, rules=rules)
+        except PolicyViolation as refused:  # nothing is created (or changed) for it
+            if previous.get("phase") != FAILED:
+                out.events.append(("Warning", "PolicyViolation", str(refused)))
+            status["waitingFor"] = {}
+            return finish(FAILED, "PolicyViolation", f"refused by the operator's policy: {refused}")
         scripts = script_config_map(op, owner_references(op))
         if scripts is not None:
             out.desired.append(scripts)
-        out.desired.append(job_manifest(op, affinity, run=runs if policy == "OnEvent" else 0))
+        out.desired.append(manifest)
     name = job_name(op, runs if policy == "OnEvent" else 0)
     if job is not None and job.node:
         status["node"] = job.node

@@ -8,6 +8,7 @@ from typing import Any
 from fluid_core.reconcilers.conditions import set_condition
 from fluid_core.reconcilers.engine import Engine
 from fluid_core.reconcilers.observed import RuntimeObserved, Workload
+from fluid_core.reconcilers.policy import Policy
 
 NOT_READY, PARTIAL_READY, READY = "NotReady", "PartialReady", "Ready"
 
@@ -38,11 +39,14 @@ def reconcile_runtime(
     previous_status: dict[str, Any] | None,
     *,
     now: str,
+    rules: Policy | None = None,
 ) -> RuntimeOutcome:
     """Desired objects and status for a runtime, from what was observed.
 
     The master comes first; workers are set up once the master is ready (and kept once
-    they exist); the bridge and the dataset's volume follow the workers.
+    they exist); the bridge and the dataset's volume follow the workers. A runtime that
+    asks for images or node paths ``rules`` (the default Policy unless given) do not
+    allow gets nothing created or changed.
     """
     out = RuntimeOutcome()
     previous = dict(previous_status or {})
@@ -54,6 +58,15 @@ def reconcile_runtime(
                       "masterPhase": NOT_READY, "workerPhase": NOT_READY, "fusePhase": NOT_READY}
         out.events.append(("Warning", "DatasetNotFound",
                            "waiting for a Dataset of the same name; nothing is created until it exists"))
+        return out
+    refused = (rules or Policy()).review_runtime(engine.images(), engine.host_paths())
+    if refused:
+        message = "refused by the operator's policy: " + "; ".join(refused)
+        conditions = set_condition(conditions, "Ready", False, "PolicyViolation", message, now)
+        out.status = {**_counts_status(engine, None, None, None), "masterPhase": NOT_READY,
+                      "workerPhase": NOT_READY, "fusePhase": NOT_READY, **previous, "conditions": conditions}
+        if not any(c.get("reason") == "PolicyViolation" for c in previous.get("conditions", [])):
+            out.events.append(("Warning", "PolicyViolation", message))
         return out
 
     out.desired += engine.setup_master()

@@ -31,6 +31,15 @@ class Image:
         return f"{self.repository}:{self.tag}"
 
 
+#: every container of a runtime: no privilege to gain, no capability, the runtime's
+#: seccomp profile (vineyardd and etcd need none of them; the user is the image's)
+CONTAINER_SECURITY: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
 @dataclass(frozen=True)
 class KubeRuntime:
     """Everything the manifests depend on, in plain values (no API models)."""
@@ -203,6 +212,7 @@ def master_objects(rt: KubeRuntime) -> list[dict[str, Any]]:
     command = etcd_command(spec, binary="etcd")
     container: dict[str, Any] = {
         "name": "etcd",
+        "securityContext": CONTAINER_SECURITY,
         "image": rt.master_image.ref,
         "imagePullPolicy": rt.master_image.pull_policy,
         "command": command.argv,
@@ -280,6 +290,7 @@ def worker_objects(rt: KubeRuntime) -> list[dict[str, Any]]:
         mounts.append({"name": "spill", "mountPath": rt.spill_path})
     container = {
         "name": "vineyardd",
+        "securityContext": CONTAINER_SECURITY,
         "image": rt.worker_image.ref,
         "imagePullPolicy": rt.worker_image.pull_policy,
         "command": command.argv,
@@ -352,6 +363,7 @@ def bridge_objects(rt: KubeRuntime) -> list[dict[str, Any]]:
         command += ["--option", f"{key}={value}"]
     container: dict[str, Any] = {
         "name": "bridge",
+        "securityContext": {**CONTAINER_SECURITY, "runAsNonRoot": True},  # the project image's user 65532
         "image": rt.bridge_image.ref,
         "imagePullPolicy": rt.bridge_image.pull_policy,
         "command": command,
