@@ -168,7 +168,7 @@ class ControlPlane:
         self._spawn("kube-controller-manager", [
             str(bin_dir / "kube-controller-manager"), *common,
             f"--service-account-private-key-file={sa_key}", f"--root-ca-file={cert}",
-            "--use-service-account-credentials=false", "--controllers=*,-node-ipam-controller",
+            "--use-service-account-credentials=true", "--controllers=*,-node-ipam-controller",
             # KWOK renews every node's lease from one process: when a benchmark saturates the
             # machine, a late renewal must not mark nodes NotReady (and their pods not Ready).
             "--node-monitor-grace-period=10m"])

@@ -25,7 +25,7 @@ from control_plane import (
     resource_status,
 )
 
-from fluid_core.operator.kube import KubeClient, Ref
+from fluid_core.operator.kube import KubeClient, KubeError, Ref
 from vineyard_runtime.ports import free_ports
 
 API = "data.fluid.io/v1alpha1"
@@ -139,6 +139,23 @@ def test_install_operate_under_the_charts_account_upgrade_and_uninstall(plane, t
                         "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "shared"}}]}}
         admitted = kube.request("POST", f"/api/v1/namespaces/{NS}/pods", pod)
         assert admitted["spec"].get("affinity"), "the chart's webhook placed the pod"
+        # ... and gave it the runtime's peer label, which no other pod may take for itself
+        assert admitted["metadata"]["labels"]["fluid.io/vineyard-peer"] == "shared"
+        assert all(p["metadata"]["labels"].get("fluid.io/vineyard-peer") == "shared"
+                   for p in kube.list(Ref("v1", "Pod", NS)) if p["metadata"]["name"].startswith("shared-"))
+        stranger = {"apiVersion": "v1", "kind": "Pod", "metadata": {
+            "name": "stranger", "namespace": NS, "labels": {"fluid.io/vineyard-peer": "shared"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+        with pytest.raises(KubeError, match="may carry it") as refused:
+            kube.request("POST", f"/api/v1/namespaces/{NS}/pods", stranger)
+        assert refused.value.status == 403
+        plain = kube.request("POST", f"/api/v1/namespaces/{NS}/pods", {
+            **stranger, "metadata": {"name": "stranger", "namespace": NS}})
+        with pytest.raises(KubeError, match="may carry it"):  # nor by relabelling a pod it has
+            kube.request("PATCH", f"/api/v1/namespaces/{NS}/pods/stranger",
+                         {"metadata": {"labels": {"fluid.io/vineyard-peer": "shared"}}}, "application/merge-patch+json")
+        assert plain and "fluid.io/vineyard-peer" not in (kube.get(Ref("v1", "Pod", NS, "stranger"))["metadata"]
+                                                          .get("labels") or {})
 
         # an upgrade changes the webhook's settings and keeps its certificate
         run("helm", "upgrade", RELEASE, CHART, "-n", SYSTEM, *values, "--set", "webhook.timeoutSeconds=7",
@@ -151,7 +168,7 @@ def test_install_operate_under_the_charts_account_upgrade_and_uninstall(plane, t
         pod["metadata"]["name"] = "reader-2"
         assert kube.request("POST", f"/api/v1/namespaces/{NS}/pods", pod)["spec"].get("affinity")
 
-        for kind, name in (("Pod", "reader"), ("Pod", "reader-2")):
+        for kind, name in (("Pod", "reader"), ("Pod", "reader-2"), ("Pod", "stranger")):
             kube.request("DELETE", f"/api/v1/namespaces/{NS}/pods/{name}?gracePeriodSeconds=0")
         for kind, name, _ in OPERATIONS:
             kube.delete(Ref(API, kind, NS, name))

@@ -239,3 +239,15 @@ def test_derived_names_keep_fluids_form_when_short_and_a_hash_when_long():
     assert len(names) == 9 and all(len(n) <= 52 and n[0].isalnum() for n in names)
     assert derived_name("r" * 63, "-worker").endswith("-worker") and len(derived_name("r" * 63, "-worker")) == 52
     assert derived_name("r" * 45, "-worker") == "r" * 45 + "-worker"  # fits: unchanged
+
+
+def test_a_required_successor_waits_for_the_node_its_predecessor_ran_on():
+    step = op("DataProcess", {"dataset": {"name": "d"}, "processor": {"script": {"image": "b", "source": "x"}},
+                              "runAfter": {"kind": "DataLoad", "name": "load", "affinityStrategy": {"policy": "Require"}}})
+    early = reconcile_operation(step, OperationObserved(dataset_bound=True, predecessor_phase="Complete"), None, now=NOW)
+    assert early.desired == [] and early.status["phase"] == "Pending"
+    later = reconcile_operation(step, OperationObserved(dataset_bound=True, predecessor_phase="Complete",
+                                                        predecessor_node="n2"), early.status, now=NOW)
+    job = next(d for d in later.desired if d["kind"] == "Job")
+    terms = job["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["n2"]

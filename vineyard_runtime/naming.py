@@ -57,6 +57,19 @@ def vineyard_cache_node_label(namespace: str, name: str) -> str:
     return safe_key("fluid.io", f"s-vineyard-{namespace}-{name}")
 
 
+#: The label the NetworkPolicy of runtime ``<value>`` admits to its etcd and RPC ports:
+#: the runtime's own pods carry it, and the webhook gives it to pods that mount the
+#: runtime's dataset; the webhook refuses it on any other pod.
+PEER_LABEL = "fluid.io/vineyard-peer"
+
+
+def runtime_workloads(name: str) -> dict[str, str]:
+    """The StatefulSets (master, workers) and the DaemonSet (bridge) of runtime ``name``,
+    by their names (each derived as :func:`derived_name` derives them)."""
+    return {derived_name(name, "-master"): "StatefulSet", derived_name(name, "-worker"): "StatefulSet",
+            derived_name(name, "-fuse"): "DaemonSet"}
+
+
 def fuse_node_label(namespace: str, name: str) -> str:
     """Nodes labelled with this key (value ``true``) run the dataset's client bridge."""
     return safe_key("fluid.io", f"f-{namespace}-{name}")

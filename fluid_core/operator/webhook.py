@@ -21,11 +21,13 @@ from collections.abc import Callable
 from typing import Any
 
 from fluid_core.errors import FluidError
+from fluid_core.operator.peers import peer_problem
 from fluid_core.placement import ClusterView, PlacementConfig, mutate
 
 log = logging.getLogger(__name__)
 REVIEW_API = "admission.k8s.io/v1"
 PATH = "/mutate-pods"
+VALIDATE_PATH = "/validate-pods"
 MAX_BODY = 4 * 1024 * 1024  # an AdmissionReview carries one object, which etcd caps at 1.5 MiB
 READ_TIMEOUT = 10.0  # the API server's default timeoutSeconds for a webhook call
 IDLE_TIMEOUT = 30.0
@@ -42,9 +44,8 @@ class WebhookError(FluidError):
     """The webhook server could not start."""
 
 
-def review(body: Any, view: ClusterView, config: PlacementConfig | None = None) -> dict[str, Any]:
-    """The AdmissionReview answer to ``body``: always allowed, with a JSON Patch when
-    the pod mounts a dataset or consumes objects."""
+def _request_of(body: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The AdmissionReview's request and its object, or BadReview saying what is missing."""
     if not isinstance(body, dict):
         raise BadReview("the body is not a JSON object; send an admission.k8s.io/v1 AdmissionReview")
     if body.get("apiVersion") != REVIEW_API or body.get("kind") != "AdmissionReview":
@@ -53,10 +54,17 @@ def review(body: Any, view: ClusterView, config: PlacementConfig | None = None) 
     request = body.get("request")
     if not isinstance(request, dict) or not isinstance(request.get("uid"), str):
         raise BadReview("request.uid is missing")
-    response: dict[str, Any] = {"uid": request["uid"], "allowed": True}
     obj = request.get("object")
     if not isinstance(obj, dict):
         raise BadReview("request.object is missing: the webhook mutates Pods on CREATE")
+    return request, obj
+
+
+def review(body: Any, view: ClusterView, config: PlacementConfig | None = None) -> dict[str, Any]:
+    """The AdmissionReview answer to ``body``: always allowed, with a JSON Patch when
+    the pod mounts a dataset or consumes objects."""
+    request, obj = _request_of(body)
+    response: dict[str, Any] = {"uid": request["uid"], "allowed": True}
     if obj.get("kind", "Pod") == "Pod":
         _check_pod_shape(obj)
         try:
@@ -68,6 +76,21 @@ def review(body: Any, view: ClusterView, config: PlacementConfig | None = None) 
         if patch:
             response["patchType"] = "JSONPatch"
             response["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()
+    return {"apiVersion": REVIEW_API, "kind": "AdmissionReview", "response": response}
+
+
+def review_peers(body: Any, view: ClusterView) -> dict[str, Any]:
+    """The AdmissionReview answer of ``/validate-pods``: a pod may carry a runtime's peer
+    label only when it is that runtime's own or mounts its dataset (:mod:`.peers`)."""
+    request, obj = _request_of(body)
+    _check_pod_shape(obj)
+    namespace = str(request.get("namespace") or (obj.get("metadata") or {}).get("namespace") or "default")
+    runtimes = [key.split("/", 1)[1] for key in view.datasets if key.startswith(namespace + "/")]
+    username = str((request.get("userInfo") or {}).get("username") or "")
+    problem = peer_problem(obj, username, runtimes)
+    response: dict[str, Any] = {"uid": request["uid"], "allowed": problem is None}
+    if problem is not None:
+        response["status"] = {"code": 403, "reason": "Forbidden", "message": problem}
     return {"apiVersion": REVIEW_API, "kind": "AdmissionReview", "response": response}
 
 
@@ -162,6 +185,12 @@ class WebhookServer:
         return f"{scheme}://{self.host}:{self.port}"
 
     async def _mutate(self, request: Any) -> Any:
+        return await self._answer(request, lambda body: review(body, self._view(), self._config), observe=True)
+
+    async def _validate(self, request: Any) -> Any:
+        return await self._answer(request, lambda body: review_peers(body, self._view()), observe=False)
+
+    async def _answer(self, request: Any, answer_of: Callable[[Any], dict[str, Any]], *, observe: bool) -> Any:
         from aiohttp import web  # noqa: PLC0415
 
         started = time.perf_counter()
@@ -173,12 +202,12 @@ class WebhookServer:
             return web.Response(status=413, text=f"the body is larger than {self._max_body} bytes; "
                                                  "an AdmissionReview of one pod is far smaller\n")
         try:
-            answer = review(json.loads(raw), self._view(), self._config)
+            answer = answer_of(json.loads(raw))
         except (ValueError, BadReview) as exc:  # json errors are ValueErrors
             return web.Response(status=400, text=f"bad AdmissionReview: {exc}\n")
         except RecursionError:
             return web.Response(status=400, text="bad AdmissionReview: JSON nested too deeply\n")
-        if self._observe is not None:
+        if observe and self._observe is not None:
             self._observe(time.perf_counter() - started, "patch" in answer["response"])
         return web.json_response(answer)
 
@@ -187,6 +216,7 @@ class WebhookServer:
 
         app = web.Application(client_max_size=self._max_body)
         app.router.add_post(PATH, self._mutate)
+        app.router.add_post(VALIDATE_PATH, self._validate)
         async def healthz(_: Any) -> Any:
             return web.Response(text="ok\n")
 

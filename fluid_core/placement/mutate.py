@@ -8,6 +8,7 @@ from typing import Any
 from fluid_core.placement.config import PlacementConfig
 from fluid_core.placement.terms import INJECTION, PlacementRequest, Terms, terms_for
 from fluid_core.placement.view import ClusterView
+from vineyard_runtime.naming import PEER_LABEL, safe_value
 
 #: File the client bridge publishes in each dataset mount; clients find the store through it.
 CONFIG_FILE = "vineyard-config.yaml"
@@ -28,7 +29,23 @@ def mutate(pod: Mapping[str, Any], view: ClusterView, config: PlacementConfig | 
     patch = _affinity_patch(pod, terms_for(request, view, config))
     patch += _spread_patch(pod, request, view)
     patch += _config_env_patch(pod, request)
+    patch += _peer_label_patch(pod, request)
     return patch
+
+
+def _peer_label_patch(pod: Mapping[str, Any], request: PlacementRequest) -> list[dict[str, Any]]:
+    """The peer label of the (first) dataset the pod mounts: its runtime's NetworkPolicy
+    admits the pod to etcd (the object directory) and the RPC port."""
+    if not request.datasets:
+        return []
+    labels = (pod.get("metadata") or {}).get("labels")
+    if labels is not None and PEER_LABEL in labels:
+        return []
+    value = safe_value(request.datasets[0])
+    if labels is None:
+        return [{"op": "add", "path": "/metadata/labels", "value": {PEER_LABEL: value}}]
+    return [{"op": "add", "path": "/metadata/labels/" + PEER_LABEL.replace("~", "~0").replace("/", "~1"),
+             "value": value}]
 
 
 def _spread_patch(pod: Mapping[str, Any], request: PlacementRequest, view: ClusterView) -> list[dict[str, Any]]:

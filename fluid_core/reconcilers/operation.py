@@ -24,6 +24,7 @@ from fluid_core.reconcilers.policy import Policy
 from fluid_core.reconcilers.lifecycle import (
     COMPLETE,
     FAILED,
+    PENDING,
     UNFINISHED,
     Observed,
     RunState,
@@ -325,6 +326,13 @@ def reconcile_operation(op: Any, observed: OperationObserved, previous_status: d
     status["waitingFor"] = decision.waiting_for
     if job is None and not decision.launch:  # waiting, failed before it ran, or its Job was removed
         return finish(decision.phase, decision.reason, decision.message)
+    strategy = after.affinity_strategy if after is not None else None
+    required = strategy is not None and getattr(strategy.policy, "value", strategy.policy) == "Require"
+    if job is None and decision.launch and required and not observed.predecessor_node:
+        # the predecessor ended, but the node it ran on is not in its status yet: a Job
+        # launched now would not be held to that node
+        status["waitingFor"] = {"operationComplete": True}
+        return finish(PENDING, "WaitingForPredecessorNode", "waiting for the node the predecessor ran on")
     affinity = None
     if after is not None and after.affinity_strategy is not None and observed.predecessor_node:
         affinity = follow(after.affinity_strategy, observed.predecessor_node, ClusterView())

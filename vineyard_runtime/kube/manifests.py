@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vineyard_runtime.daemons import etcd_command, vineyardd_command
-from vineyard_runtime.naming import derived_name, fuse_node_label, safe_value
+from vineyard_runtime.naming import PEER_LABEL, derived_name, fuse_node_label, safe_value
 from vineyard_runtime.quantity import format_bytes, parse_quantity
 from vineyard_runtime.spec import DEFAULT_ETCD_PREFIX, EtcdSpec, WorkerSpec
 
@@ -160,6 +160,11 @@ def selector(rt: KubeRuntime, component: str) -> dict[str, str]:
     }
 
 
+def peer_labels(rt: KubeRuntime, component: str) -> dict[str, str]:
+    """The labels of the runtime's pods: theirs, and the one its NetworkPolicy admits."""
+    return {**labels(rt, component), PEER_LABEL: safe_value(rt.name)}
+
+
 def _meta(rt: KubeRuntime, name: str, component: str | None, *, namespaced: bool = True) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "labels": labels(rt, component)}
     if namespaced:
@@ -235,7 +240,7 @@ def master_objects(rt: KubeRuntime) -> list[dict[str, Any]]:
         "replicas": rt.master_replicas,
         "podManagementPolicy": "Parallel",
         "selector": {"matchLabels": selector(rt, "master")},
-        "template": {"metadata": {"labels": labels(rt, "master")}, "spec": pod_spec},
+        "template": {"metadata": {"labels": peer_labels(rt, "master")}, "spec": pod_spec},
     }
     if rt.etcd_persistence:
         claim: dict[str, Any] = {
@@ -331,7 +336,7 @@ def worker_objects(rt: KubeRuntime) -> list[dict[str, Any]]:
                 "replicas": rt.workers,
                 "podManagementPolicy": "Parallel",
                 "selector": {"matchLabels": selector(rt, "worker")},
-                "template": {"metadata": {"labels": labels(rt, "worker")}, "spec": pod_spec},
+                "template": {"metadata": {"labels": peer_labels(rt, "worker")}, "spec": pod_spec},
             },
         },
     ]
@@ -381,7 +386,7 @@ def bridge_objects(rt: KubeRuntime) -> list[dict[str, Any]]:
         "spec": {
             "selector": {"matchLabels": selector(rt, "fuse")},
             "template": {
-                "metadata": {"labels": labels(rt, "fuse")},
+                "metadata": {"labels": peer_labels(rt, "fuse")},
                 "spec": {
                     "nodeSelector": {fuse_node_label(rt.namespace, rt.name): "true"},
                     "containers": [container],
@@ -437,13 +442,14 @@ def volume_objects(rt: KubeRuntime) -> list[dict[str, Any]]:
 
 
 def network_policy(rt: KubeRuntime) -> dict[str, Any]:
-    """Admit etcd and RPC traffic only from the runtime's own pods and its bridge.
+    """Admit etcd and RPC traffic only from the runtime's own pods (master, workers,
+    bridge) and the pods that mount its dataset: those that carry ``PEER_LABEL``, which
+    the webhook refuses on any other pod. The metrics port stays open to scrapers.
 
-    vineyardd's RPC port listens on every interface, so this is its only fence.
+    vineyardd's RPC port listens on every interface, so this is its only fence (none for
+    HostNetwork workers: a NetworkPolicy does not apply to the node's network).
     """
-    peers = [{"podSelector": {"matchLabels": {
-        "app.kubernetes.io/instance": safe_value(rt.name), "app.kubernetes.io/name": "vineyard",
-    }}}]
+    peers = [{"podSelector": {"matchLabels": {PEER_LABEL: safe_value(rt.name)}}}]
     ports = [rt.rpc_port] + ([] if rt.external_etcd else [rt.client_port, rt.peer_port])
     return {
         "apiVersion": "networking.k8s.io/v1",
