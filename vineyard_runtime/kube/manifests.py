@@ -210,8 +210,9 @@ def master_objects(rt: KubeRuntime) -> list[dict[str, Any]]:
         data_dir=ETCD_DATA,
         client_url=f"http://$(POD_NAME).{rt.master_name}.{rt.namespace}:{rt.client_port}",
         peer_url=f"http://$(POD_NAME).{rt.master_name}.{rt.namespace}:{rt.peer_port}",
-        listen_client_url=f"http://0.0.0.0:{rt.client_port}",
-        listen_peer_url=f"http://0.0.0.0:{rt.peer_port}",
+        # the pod's own address (and loopback), never every interface
+        listen_client_url=f"http://$(POD_IP):{rt.client_port},http://127.0.0.1:{rt.client_port}",
+        listen_peer_url=f"http://$(POD_IP):{rt.peer_port}",
         initial_cluster=members,
     )
     command = etcd_command(spec, binary="etcd")
@@ -221,7 +222,8 @@ def master_objects(rt: KubeRuntime) -> list[dict[str, Any]]:
         "image": rt.master_image.ref,
         "imagePullPolicy": rt.master_image.pull_policy,
         "command": command.argv,
-        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
         "ports": [
             {"name": "client", "containerPort": rt.client_port, "protocol": "TCP"},
             {"name": "peer", "containerPort": rt.peer_port, "protocol": "TCP"},
