@@ -12,6 +12,7 @@ What no mode can fence (vineyard 0.24.2 has no authentication): etcd listens on
 
 from __future__ import annotations
 
+import functools
 import grp
 import os
 import stat
@@ -26,7 +27,7 @@ class Access:
 
     group: str | None = None
 
-    @property
+    @functools.cached_property
     def gid(self) -> int | None:
         """The group's id (None when the cluster is not shared); InvalidSpec when this user
         is not a member, or the group does not exist."""
