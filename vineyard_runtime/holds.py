@@ -65,8 +65,9 @@ def _share_like_parent(path: str) -> None:
     """The holds of a node whose directory its owner shares with a group are the group's
     to write too (each reader pins there); otherwise the owner's alone."""
     info, parent = os.stat(path), os.stat(os.path.dirname(path))
-    if info.st_uid == os.geteuid():
-        os.chmod(path, (stat.S_ISGID | 0o770) if parent.st_mode & 0o070 else 0o700)
+    mode = (stat.S_ISGID | 0o770) if parent.st_mode & 0o070 else 0o700
+    if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) != mode:  # once, not at every connect
+        os.chmod(path, mode)
 
 
 @dataclass

@@ -63,11 +63,15 @@ def vineyard_cache_node_label(namespace: str, name: str) -> str:
 PEER_LABEL = "fluid.io/vineyard-peer"
 
 
+#: what a runtime's workloads append to its name (Fluid's names)
+MASTER, WORKER, BRIDGE = "-master", "-worker", "-fuse"
+
+
 def runtime_workloads(name: str) -> dict[str, str]:
     """The StatefulSets (master, workers) and the DaemonSet (bridge) of runtime ``name``,
-    by their names (each derived as :func:`derived_name` derives them)."""
-    return {derived_name(name, "-master"): "StatefulSet", derived_name(name, "-worker"): "StatefulSet",
-            derived_name(name, "-fuse"): "DaemonSet"}
+    by their names."""
+    return {derived_name(name, MASTER): "StatefulSet", derived_name(name, WORKER): "StatefulSet",
+            derived_name(name, BRIDGE): "DaemonSet"}
 
 
 def fuse_node_label(namespace: str, name: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from fluid_core.placement.terms import claims_of
 from vineyard_runtime.naming import PEER_LABEL, runtime_workloads, safe_value
 
 #: the users the controller manager creates a StatefulSet's or DaemonSet's pods as
@@ -19,18 +20,13 @@ CONTROLLERS = frozenset({
 })
 
 
-def _claims(pod: Mapping[str, Any]) -> set[str]:
-    return {str((v.get("persistentVolumeClaim") or {}).get("claimName"))
-            for v in (pod.get("spec") or {}).get("volumes") or [] if v.get("persistentVolumeClaim")}
-
-
 def peer_problem(pod: Mapping[str, Any], username: str, runtimes: Iterable[str]) -> str | None:
     """Why ``pod``, created or changed by ``username``, may not carry the peer label it
     carries (None: it carries none, or may). ``runtimes``: the runtimes of its namespace."""
     value = ((pod.get("metadata") or {}).get("labels") or {}).get(PEER_LABEL)
     if value is None:
         return None
-    if any(safe_value(claim) == value for claim in _claims(pod)):
+    if any(safe_value(claim) == value for claim in claims_of(pod)):
         return None  # it mounts the runtime's dataset: a consumer
     if username in CONTROLLERS:
         owners = {(o.get("kind"), o.get("name")) for o in (pod.get("metadata") or {}).get("ownerReferences") or []

@@ -50,7 +50,7 @@ class PlacementRequest:
         labels = meta.get("labels") or {}
         annotations = meta.get("annotations") or {}
         datasets = tuple(dict.fromkeys(
-            claim for claim in _claims(pod) if f"{namespace}/{claim}" in view.datasets))
+            claim for claim in claims_of(pod) if f"{namespace}/{claim}" in view.datasets))
         required = frozenset(d for d in datasets if labels.get(required_label(d)) == "required")
         consumes = tuple(k.strip() for k in str(annotations.get(CONSUMES, "")).split(",") if k.strip())
         rank = _int(labels.get(POD_INDEX_LABEL, annotations.get(JOB_INDEX)))
@@ -185,7 +185,8 @@ def _unique(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _claims(pod: Mapping[str, Any]) -> list[str]:
+def claims_of(pod: Mapping[str, Any]) -> list[str]:
+    """The PersistentVolumeClaims ``pod`` mounts, by name."""
     return [str((v.get("persistentVolumeClaim") or {}).get("claimName"))
             for v in (pod.get("spec") or {}).get("volumes") or []
             if (v.get("persistentVolumeClaim") or {}).get("claimName")]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vineyard_runtime.daemons import etcd_command, vineyardd_command
-from vineyard_runtime.naming import PEER_LABEL, derived_name, fuse_node_label, safe_value
+from vineyard_runtime.naming import BRIDGE, MASTER, PEER_LABEL, WORKER, derived_name, fuse_node_label, safe_value
 from vineyard_runtime.quantity import format_bytes, parse_quantity
 from vineyard_runtime.spec import DEFAULT_ETCD_PREFIX, EtcdSpec, WorkerSpec
 
@@ -83,15 +83,15 @@ class KubeRuntime:
 
     @property
     def master_name(self) -> str:
-        return derived_name(self.name, "-master")
+        return derived_name(self.name, MASTER)
 
     @property
     def worker_name(self) -> str:
-        return derived_name(self.name, "-worker")
+        return derived_name(self.name, WORKER)
 
     @property
     def bridge_name(self) -> str:
-        return derived_name(self.name, "-fuse")
+        return derived_name(self.name, BRIDGE)
 
     @property
     def rpc_conf_name(self) -> str:
