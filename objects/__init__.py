@@ -27,16 +27,19 @@ from objects.store import ObjectStore
 
 
 def connect(
-    socket: str | None = None, *, endpoint: str | None = None, config: str | None = None
+    socket: str | None = None, *, endpoint: str | None = None, config: str | None = None,
+    workdir: str | None = None, node: str | None = None,
 ) -> ObjectStore:
     """Connect to a Vineyard node.
 
-    Resolution: the argument, else ``$VINEYARD_IPC_SOCKET``, else ``$VINEYARD_CONFIG``
-    (a ``vineyard-config.yaml``), else ``$VINEYARD_RPC_ENDPOINT``. Raises
-    StoreUnavailable at once, naming what was tried, when nothing answers; never
-    spawns a daemon.
+    Resolution: the arguments (``socket``, ``endpoint``, ``config``, or the local
+    cluster of ``workdir``), else ``$VINEYARD_IPC_SOCKET``, else ``$VINEYARD_CONFIG``
+    (a ``vineyard-config.yaml``), else ``$VINEYARD_RPC_ENDPOINT``, else the local
+    cluster running in ``$FLUIDV_HOME`` or ``./.fluidv``. ``node`` picks a node of a
+    local cluster (``"node-1"``; node-0 by default). Raises StoreUnavailable at once,
+    naming what was tried, when nothing answers; never spawns a daemon.
     """
-    client, target = connect_first(candidate_targets(socket, endpoint, config))
+    client, target = connect_first(candidate_targets(socket, endpoint, config, workdir, node))
     return ObjectStore(client, target, open_directory(target))
 
 

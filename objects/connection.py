@@ -19,6 +19,7 @@ from vineyard_runtime import node_config
 from vineyard_runtime.ports import socket_accepts
 from vineyard_runtime.probe import connect_once
 from vineyard_runtime.spec import DEFAULT_ETCD_PREFIX
+from vineyard_runtime.workdir import WORKDIR_ENV, client_config_path, default_workdir, resolve_workdir
 
 IPC_ENV = "VINEYARD_IPC_SOCKET"
 CONFIG_ENV = "VINEYARD_CONFIG"
@@ -71,7 +72,7 @@ class Target:
         return f"{self.kind.upper()} {self.address} (from {self.source})"
 
 
-def _config_targets(path: str, source: str) -> list[Target]:
+def _read_config(path: str, source: str) -> node_config.NodeConfig:
     try:
         with open(path) as handle:
             data = yaml.safe_load(handle) or {}
@@ -79,35 +80,66 @@ def _config_targets(path: str, source: str) -> list[Target]:
         raise StoreUnavailable(f"cannot read Vineyard config {path} ({source}): {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise StoreUnavailable(f"Vineyard config {path} ({source}) is not valid YAML: {exc}") from None
-    config = node_config.NodeConfig.from_mapping(data)
+    return node_config.NodeConfig.from_mapping(data)
+
+
+def _config_targets(path: str, source: str, node: str | None = None) -> list[Target]:
+    config = _read_config(path, source)
     where = f"{source} {path}"
-    targets = [Target("ipc", config.socket, where)] if config.socket else []
-    targets += [Target("rpc", endpoint, where) for endpoint in config.rpc_endpoints]
+    socket = config.socket
+    if node is not None:
+        socket = config.node_socket(node)
+        if socket is None:
+            known = ", ".join(name for name, _ in config.nodes) or "none"
+            raise StoreUnavailable(f"{where} names no node {node!r} (its nodes: {known})")
+    targets = [Target("ipc", socket, where)] if socket else []
+    if node is None:
+        targets += [Target("rpc", endpoint, where) for endpoint in config.rpc_endpoints]
     if not targets:
         raise StoreUnavailable(f"Vineyard config {path} ({source}) names neither IPCSocket nor RPCEndpoint")
     return [dataclasses.replace(t, etcd_endpoint=config.etcd_endpoint, etcd_prefix=config.etcd_prefix)
             for t in targets]
 
 
-def candidate_targets(socket: str | None, endpoint: str | None, config: str | None) -> list[Target]:
-    """The places to try, in order: arguments first, then the environment."""
+def _local_cluster_targets(workdir: str, source: str, node: str | None) -> list[Target]:
+    path = client_config_path(workdir)
+    if not os.path.exists(path):
+        flag = f" --workdir {workdir}" if source == "argument workdir" else ""
+        raise StoreUnavailable(f"no local cluster runs in {workdir} ({source}): start one with "
+                               f"`fluidv cluster up{flag}`")
+    return _config_targets(path, f"the local cluster of {source}", node)
+
+
+def candidate_targets(socket: str | None, endpoint: str | None, config: str | None,
+                      workdir: str | None = None, node: str | None = None) -> list[Target]:
+    """The places to try, in order: arguments first, then the environment, then the
+    local cluster of ``$FLUIDV_HOME`` or ``./.fluidv``."""
     if socket:
         return [Target("ipc", socket, "argument socket")]
     if endpoint:
         return [Target("rpc", endpoint, "argument endpoint")]
     if config:
-        return _config_targets(config, "argument config")
+        return _config_targets(config, "argument config", node)
+    if workdir or node:
+        where = resolve_workdir(workdir)
+        return _local_cluster_targets(where, "argument workdir" if workdir else _default_source(), node)
     if os.environ.get(IPC_ENV):
         return [Target("ipc", os.environ[IPC_ENV], f"${IPC_ENV}")]
     if os.environ.get(CONFIG_ENV):
         return _config_targets(os.environ[CONFIG_ENV], f"${CONFIG_ENV}")
     if os.environ.get(RPC_ENV):
         return [Target("rpc", e.strip(), f"${RPC_ENV}") for e in os.environ[RPC_ENV].split(",") if e.strip()]
+    if os.path.exists(client_config_path(default_workdir())):
+        return _local_cluster_targets(default_workdir(), _default_source(), None)
     raise StoreUnavailable(
-        "no Vineyard node given: pass a socket, endpoint or config, or set "
-        f"${IPC_ENV}, ${CONFIG_ENV} or ${RPC_ENV} (a local cluster: `fluidv cluster up`, then "
-        "use a node's socket from `fluidv cluster status`)"
+        "no Vineyard node given: pass a socket, endpoint, config or workdir, or set "
+        f"${IPC_ENV}, ${CONFIG_ENV} or ${RPC_ENV}; and no local cluster runs in {default_workdir()} "
+        f"({_default_source()}): start one with `fluidv cluster up`"
     )
+
+
+def _default_source() -> str:
+    return f"${WORKDIR_ENV}" if os.environ.get(WORKDIR_ENV) else "the default workdir ./.fluidv"
 
 
 def _split_endpoint(address: str) -> tuple[str, int]:

@@ -11,7 +11,7 @@ import threading
 from objects.errors import ObjectsError
 from vineyard_runtime.restarts import Backoff
 from vineyard_runtime.waiting import wait_until
-from vineyard_runtime.processes import log_tail, spawn, terminate
+from vineyard_runtime.processes import spawn, terminate
 
 MOUNT_TIMEOUT = 30.0
 
@@ -42,10 +42,12 @@ class MountSupervisor:
     within a second of the child dying; ``stop()`` unmounts."""
 
     def __init__(self, mountpoint: str, prefix: str, *, socket: str | None = None, config: str | None = None,
-                 writable: bool = False, log_path: str | None = None, metrics_port: int | None = None) -> None:
+                 workdir: str | None = None, node: str | None = None, writable: bool = False,
+                 log_path: str | None = None, metrics_port: int | None = None) -> None:
         self.mountpoint = os.path.abspath(mountpoint)
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
         self.socket, self.config, self.writable = socket, config, writable
+        self.workdir, self.node = workdir, node
         self.metrics_port = metrics_port
         self.log_path = log_path or os.path.join(os.path.dirname(self.mountpoint),
                                                  f".{os.path.basename(self.mountpoint)}.fuse.log")
@@ -66,16 +68,34 @@ class MountSupervisor:
             argv += ["--socket", self.socket]
         if self.config:
             argv += ["--config", self.config]
+        if self.workdir:
+            argv += ["--workdir", self.workdir]
+        if self.node:
+            argv += ["--node", self.node]
         if self.writable:
             argv.append("--writable")
         if self.metrics_port is not None:
             argv += ["--metrics-port", str(self.metrics_port)]
+        logged = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         self.child = spawn(argv, log_path=self.log_path)
         child = self.child
         wait_until(lambda: is_mounted(self.mountpoint) or child.poll() is not None, MOUNT_TIMEOUT)
         if not is_mounted(self.mountpoint):
             terminate([child.pid])
-            raise ObjectsError(f"the FUSE view did not mount at {self.mountpoint}: {log_tail(self.log_path, 4)}")
+            raise ObjectsError(f"the FUSE view did not mount at {self.mountpoint}: {self._why(logged)}")
+
+    def _why(self, offset: int) -> str:
+        """The mount process's own one-line reason (in what it logged past ``offset``),
+        else where to look."""
+        from objects.fuseview import ERROR_MARK  # noqa: PLC0415
+
+        with open(self.log_path, errors="replace") as log:
+            log.seek(offset)
+            lines = log.read().splitlines()
+        reasons = [line[len(ERROR_MARK):] for line in lines if line.startswith(ERROR_MARK)]
+        if reasons:
+            return reasons[-1]
+        return f"see {self.log_path}, which ends with:\n" + "\n".join(lines[-6:])
 
     def start(self) -> "MountSupervisor":
         self._check_mountpoint()

@@ -463,12 +463,18 @@ def serve(mountpoint: str, store: Any, prefix: str, *, writable: bool = False,
                  fsname=f"fluidv:{prefix.rstrip('/')}", default_permissions=True)
 
 
+#: how the mount process starts the line that says why it could not serve
+ERROR_MARK = "error: "
+
+
 def main(argv: list[str] | None = None) -> None:  # pragma: no cover - the mount process
     parser = argparse.ArgumentParser(prog="python -m objects.fuseview")
     parser.add_argument("mountpoint")
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--socket")
     parser.add_argument("--config")
+    parser.add_argument("--workdir")
+    parser.add_argument("--node")
     parser.add_argument("--writable", action="store_true")
     parser.add_argument("--metrics-port", type=int, help="serve fluidv_fuse_bytes_served on this port")
     args = parser.parse_args(argv)
@@ -482,7 +488,12 @@ def main(argv: list[str] | None = None) -> None:  # pragma: no cover - the mount
         served = Counter("fluidv_fuse_bytes_served", "Bytes read through the FUSE view")
         start_http_server(args.metrics_port, addr="0.0.0.0")  # noqa: S104 - scraped in-cluster
         on_bytes = served.inc
-    with connect(args.socket, config=args.config) as store:
+    try:
+        store = connect(args.socket, config=args.config, workdir=args.workdir, node=args.node)
+    except ObjectsError as exc:  # one line for the supervisor to report, not a traceback
+        print(f"{ERROR_MARK}{exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    with store:
         serve(args.mountpoint, store, args.prefix, writable=args.writable, on_bytes=on_bytes)
 
 

@@ -1,10 +1,12 @@
 """A node's ``vineyard-config.yaml``: how clients reach its vineyardd and its cluster's etcd.
 
-Fluid's format (``Vineyard: {IPCSocket, RPCEndpoint}``) with three more keys:
-``EtcdEndpoint`` and ``EtcdPrefix``, which the object directory needs, and
-``BlobToken``, which the cluster's blob servers ask of readers. The local
-cluster writes one beside each node's socket (``<socket>.yaml``); on Kubernetes the
-client bridge writes it into the dataset's mount directory.
+Fluid's format (``Vineyard: {IPCSocket, RPCEndpoint}``) with four more keys:
+``EtcdEndpoint`` and ``EtcdPrefix``, which the object directory needs,
+``BlobToken``, which the cluster's blob servers ask of readers, and ``Nodes``
+(node name -> socket), with which a client picks a node of a local cluster. The local
+cluster writes one beside each node's socket (``<socket>.yaml``) and one for the whole
+cluster in its working directory; on Kubernetes the client bridge writes it into the
+dataset's mount directory.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class NodeConfig:
     etcd_prefix: str = DEFAULT_ETCD_PREFIX
     #: what the cluster's blob servers ask of a reader (None: they ask nothing)
     blob_token: str | None = None
+    #: (node name, socket) of every node, for a config that describes a whole local cluster
+    nodes: tuple[tuple[str, str], ...] = ()
 
     def to_yaml(self) -> str:
         section: dict[str, str] = {}
@@ -41,7 +45,10 @@ class NodeConfig:
             section["EtcdPrefix"] = self.etcd_prefix
         if self.blob_token:
             section["BlobToken"] = self.blob_token
-        return str(yaml.safe_dump({"Vineyard": section}, sort_keys=False))
+        body: dict[str, object] = dict(section)
+        if self.nodes:
+            body["Nodes"] = dict(self.nodes)
+        return str(yaml.safe_dump({"Vineyard": body}, sort_keys=False))
 
     @classmethod
     def from_mapping(cls, data: object) -> "NodeConfig":
@@ -49,13 +56,19 @@ class NodeConfig:
         if not isinstance(section, dict):
             section = {}
         endpoints = tuple(e.strip() for e in str(section.get("RPCEndpoint") or "").split(",") if e.strip())
+        nodes = section.get("Nodes")
         return cls(
             socket=str(section["IPCSocket"]) if section.get("IPCSocket") else None,
             rpc_endpoints=endpoints,
             etcd_endpoint=str(section["EtcdEndpoint"]) if section.get("EtcdEndpoint") else None,
             etcd_prefix=str(section.get("EtcdPrefix") or DEFAULT_ETCD_PREFIX),
             blob_token=str(section["BlobToken"]) if section.get("BlobToken") else None,
+            nodes=tuple((str(k), str(v)) for k, v in nodes.items()) if isinstance(nodes, dict) else (),
         )
+
+    def node_socket(self, node: str) -> str | None:
+        """The socket of ``node`` named in ``Nodes`` (None when it names no such node)."""
+        return dict(self.nodes).get(node)
 
 
 def sidecar_path(socket: str) -> str:

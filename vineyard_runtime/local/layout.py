@@ -10,13 +10,8 @@ from dataclasses import dataclass
 from vineyard_runtime.errors import WorkdirError
 from vineyard_runtime.local.access import OWNER_ONLY, Access
 from vineyard_runtime.spec import MAX_SOCKET_PATH
+from vineyard_runtime.workdir import WORKDIR_ENV, client_config_path, default_workdir
 
-WORKDIR_ENV = "FLUIDV_HOME"
-
-
-def default_workdir() -> str:
-    """``$FLUIDV_HOME`` when set, else ``./.fluidv``."""
-    return os.path.abspath(os.environ.get(WORKDIR_ENV) or ".fluidv")
 
 
 @dataclass(frozen=True)
@@ -28,6 +23,11 @@ class Layout:
     @property
     def state_file(self) -> str:
         return os.path.join(self.workdir, "cluster.yaml")
+
+    @property
+    def client_config(self) -> str:
+        """How clients reach the running cluster (``objects.connect()`` reads it)."""
+        return client_config_path(self.workdir)
 
     @property
     def lock_file(self) -> str:
@@ -90,3 +90,6 @@ class Layout:
 def node_name(index: int) -> str:
     """Name of the node with this index: ``node-0``, ``node-1``, ..."""
     return f"node-{index}"
+
+
+__all__ = ["Layout", "default_workdir", "node_name"]

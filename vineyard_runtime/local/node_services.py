@@ -50,6 +50,16 @@ class NodeServices:
             etcd_endpoint=self.state.etcd.endpoint, etcd_prefix=prefix, blob_token=self.token,
         ))
 
+    def publish(self, path: str) -> None:
+        """Write the whole cluster's client config to ``path``: node-0 as the default
+        node, every RPC endpoint, the etcd, the token and every node's socket."""
+        nodes = self.state.nodes
+        node_config.write(path, node_config.NodeConfig(
+            socket=nodes[0].socket, rpc_endpoints=tuple(f"{LOOPBACK}:{n.rpc_port}" for n in nodes),
+            etcd_endpoint=self.state.etcd.endpoint, etcd_prefix=self.state.etcd_prefix, blob_token=self.token,
+            nodes=tuple((n.name, n.socket) for n in nodes),
+        ))
+
     def silent(self, node: str) -> float | None:
         """Seconds since ``node`` last answered a ping (None before it first started)."""
         liveness = self.liveness.get(node)
@@ -60,13 +70,16 @@ class NodeServices:
         self.liveness[node].reset()
 
     def close(self) -> None:
+        """Stop every service: all are told first, then each is waited for."""
+        for liveness in self.liveness.values():
+            liveness.stop()
+        for sweeper in self.sweepers.values():
+            sweeper.stop_soon()
         for server in self.blob_servers.values():
             server.shutdown()
             server.server_close()
         for sweeper in self.sweepers.values():
             sweeper.stop()
-        for liveness in self.liveness.values():
-            liveness.stop()
 
 
 __all__ = ["NodeServices"]
