@@ -32,11 +32,27 @@ def test_up_and_down_leave_no_process_or_socket(tmp_path):
         assert all(os.path.exists(s) for s in sockets)
     finally:
         local.stop()
-    assert wait_gone(pids, timeout=5) == []
+    assert wait_gone(pids) == []
     assert not any(os.path.exists(s) for s in sockets)
     assert not os.path.exists(local.layout.state_file)
     assert not os.path.exists(local.layout.etcd_data_dir)
     assert not is_running(str(tmp_path))
+
+
+def test_a_node_that_ignores_sigterm_is_killed_after_a_second_and_named_in_the_log(tmp_path):
+    local = LocalCluster(nodes=2, size="64Mi", workdir=str(tmp_path))
+    local.start()
+    state = local.state
+    pids, stuck = cluster_pids(state), state.nodes[1]
+    try:
+        os.kill(stuck.pid, signal.SIGSTOP)  # a stopped process holds SIGTERM until it goes on
+    finally:
+        local.stop()
+    assert wait_gone(pids) == []
+    with open(local.layout.supervisor_log) as log:
+        text = log.read()
+    assert f"node-1 (pid {stuck.pid}) did not stop within 1.0s of SIGTERM: killed" in text
+    assert f"node-0 (pid {state.nodes[0].pid})" in text and "stopping etcd" in text
 
 
 def test_second_up_in_the_same_workdir_is_refused(make_cluster, tmp_path):
@@ -60,7 +76,7 @@ def test_killed_supervisor_takes_its_daemons_and_leaves_state_that_up_cleans(tmp
     pids = cluster_pids(state)
     try:
         os.kill(state.supervisor_pid, signal.SIGKILL)
-        assert wait_gone(pids, timeout=15) == [], "daemons die with their supervisor"
+        assert wait_gone(pids) == [], "daemons die with their supervisor"
         assert os.path.exists(local.layout.state_file), "a crash leaves its description"
         again = LocalCluster(nodes=2, size="64Mi", workdir=str(tmp_path))
         again.start()
@@ -72,7 +88,7 @@ def test_killed_supervisor_takes_its_daemons_and_leaves_state_that_up_cleans(tmp
         for pid in pids:
             if is_alive(pid):
                 os.kill(pid, signal.SIGKILL)
-    assert wait_gone(pids, timeout=5) == []
+    assert wait_gone(pids) == []
 
 
 @pytest.mark.parametrize(

@@ -65,6 +65,10 @@ class NodeSweeper:
         """Undo :meth:`announce` (deletes elsewhere then free over RPC at once)."""
         self.etcd.txn([], [delete_op(sweeper_key(self.prefix, instance_id))])
 
+    def stop_soon(self) -> None:
+        """Tell the thread to end after the round it is in (``stop`` waits for it)."""
+        self._stop.set()
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)

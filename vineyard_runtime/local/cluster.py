@@ -76,9 +76,10 @@ def clean_stale(workdir: str | None = None) -> list[str]:
             if os.path.lexists(node.socket):
                 os.unlink(node.socket)
                 done.append(f"removed stale socket {node.socket}")
-    if os.path.exists(layout.state_file):
-        os.unlink(layout.state_file)
-        done.append(f"removed stale {layout.state_file}")
+    for path in (layout.state_file, layout.client_config):
+        if os.path.exists(path):
+            os.unlink(path)
+            done.append(f"removed stale {path}")
     shutil.rmtree(layout.etcd_data_dir, ignore_errors=True)
     return done
 
@@ -191,10 +192,7 @@ class LocalCluster:
         PortInUse, WorkdirError or ClusterStartError; on error nothing is left running.
         """
         if self.running() and not self._dead_supervisor_lets_go():
-            raise ClusterAlreadyRunning(
-                f"a cluster already runs in {self.workdir}; stop it with "
-                "`fluidv cluster down` or choose another --workdir"
-            )
+            raise self._already_running()
         self.layout.prepare(self.config.access)
         self.cleaned = clean_stale(self.workdir)
         if self.config.etcd_port is not None:
@@ -219,7 +217,14 @@ class LocalCluster:
             return self
         proc.wait(timeout=STOP_TIMEOUT)
         self._supervisor = None
-        raise _report_error(line, self.layout)
+        error = _report_error(line, self.layout)
+        raise self._already_running() if isinstance(error, ClusterAlreadyRunning) else error
+
+    def _already_running(self) -> ClusterAlreadyRunning:
+        """Said in Python's terms (the CLI says it in its own)."""
+        return ClusterAlreadyRunning(
+            f"a cluster already runs in {self.workdir}; use it with LocalCluster.attach({self.workdir!r}), "
+            "stop it with that one's stop() or `fluidv cluster down`, or give another workdir=")
 
     def _await_report(self, proc: subprocess.Popen[bytes]) -> str:
         assert proc.stdout is not None
@@ -244,8 +249,19 @@ class LocalCluster:
             proc.stdout.close()
         return buffer.decode(errors="replace").strip()
 
+    def describe(self) -> str:
+        """What a stop stops: ``etcd (pid 1) and 3 nodes (node-0 pid 2, ...) in W``."""
+        state = read_state(self.layout)
+        if state is None:
+            return f"nothing (no cluster runs in {self.workdir})"
+        nodes = ", ".join(f"{n.name} pid {n.pid or '-'}" for n in state.nodes)
+        return (f"etcd (pid {state.etcd.pid or '-'}) and {len(state.nodes)} node(s) ({nodes}) "
+                f"in {self.workdir}")
+
     def stop(self) -> None:
-        """Stop every daemon, remove sockets; ClusterNotRunning when nothing runs."""
+        """Stop every daemon, remove sockets; ClusterNotRunning when nothing runs. A
+        daemon that does not end within a second of SIGTERM is killed (the supervisor's
+        log says which)."""
         state = read_state(self.layout) if self.running() else None
         if state is None:
             self.cleaned = clean_stale(self.workdir)

@@ -63,26 +63,31 @@ class Daemon:
             self.proc.wait()
         self.proc = None
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM, SIGKILL after ``timeout``; the daemon is down afterwards."""
-        stop_all([self], timeout)
+    def stop(self, timeout: float = 10.0) -> bool:
+        """SIGTERM, SIGKILL after ``timeout``; the daemon is down afterwards. True when
+        it had to be killed."""
+        return bool(stop_all([self], timeout))
 
 
-def stop_all(daemons: Sequence[Daemon], timeout: float = 10.0) -> None:
-    """SIGTERM every daemon at once, then SIGKILL what still runs after ``timeout``."""
+def stop_all(daemons: Sequence[Daemon], timeout: float = 10.0) -> list[int]:
+    """SIGTERM every daemon at once, then SIGKILL what still runs after ``timeout``;
+    the pids that had to be killed."""
     procs = [d.proc for d in daemons if d.proc is not None]
     for proc in procs:
         if proc.poll() is None:
             proc.terminate()
     deadline = time.monotonic() + timeout
+    killed = []
     for proc in procs:
         try:
             proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+            killed.append(proc.pid)
     for daemon in daemons:
         daemon.proc = None
+    return killed
 
 
 __all__ = ["Daemon", "stop_all"]

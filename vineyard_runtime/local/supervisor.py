@@ -49,6 +49,11 @@ TICK = 0.2
 #: seconds without an answer before a running node is reported Unresponsive
 UNRESPONSIVE_AFTER = 5.0
 REGISTRATION_CHECK_EVERY = 1.0
+#: seconds a daemon has after SIGTERM at shutdown before it is killed. Nothing of a
+#: stopping cluster survives it (vineyardd keeps its objects in memory only, and etcd's
+#: data is removed), and vineyardd now and then ignores SIGTERM while it stops its etcd
+#: watch: waiting longer only makes ``cluster down`` slow.
+SHUTDOWN_GRACE = 1.0
 
 
 def _now() -> str:
@@ -112,10 +117,7 @@ class Supervisor:
         try:
             fcntl.flock(self.lock_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ClusterAlreadyRunning(
-                f"a cluster already runs in {self.layout.workdir}; "
-                "stop it with `fluidv cluster down` or choose another --workdir"
-            ) from None
+            raise ClusterAlreadyRunning(f"a cluster already runs in {self.layout.workdir}") from None
 
     def _report(self, line: str) -> None:
         if self.report_fd is None:
@@ -145,6 +147,8 @@ class Supervisor:
             self.nodes[node.name] = Daemon()
             self._start_node(node, deadline, attempts=3)
         self._wait_all_see_all(deadline)
+        assert self.services is not None
+        self.services.publish(self.layout.client_config)
         self.state.phase = "Ready"
         self._event(f"cluster ready: {len(self.state.nodes)} node(s), etcd at {self.state.etcd.endpoint}")
 
@@ -397,13 +401,22 @@ class Supervisor:
             self._save()
         if self.services is not None:
             self.services.close()
-        stop_all(list(self.nodes.values()))
-        self.etcd.stop()
+        names = {d.proc.pid: name for name, d in self.nodes.items() if d.proc is not None}
+        log.info("stopping %s", ", ".join(f"{name} (pid {pid})" for pid, name in names.items()) or "no node")
+        for pid in stop_all(list(self.nodes.values()), SHUTDOWN_GRACE):
+            log.info("%s (pid %d) did not stop within %.1fs of SIGTERM: killed", names[pid], pid, SHUTDOWN_GRACE)
+        if self.etcd.proc is not None:
+            pid = self.etcd.proc.pid
+            log.info("stopping etcd (pid %d)", pid)
+            if self.etcd.stop(SHUTDOWN_GRACE):
+                log.info("etcd (pid %d) did not stop within %.1fs of SIGTERM: killed", pid, SHUTDOWN_GRACE)
         if self.state is not None:
             for node in self.state.nodes:
                 for path in (node.socket, node_config.sidecar_path(node.socket)):
                     if os.path.lexists(path):
                         os.unlink(path)
+        if os.path.exists(self.layout.client_config):
+            os.unlink(self.layout.client_config)
         socket_dir = self.layout.socket_dir
         if os.path.isdir(socket_dir) and not os.listdir(socket_dir):
             os.rmdir(socket_dir)
