@@ -21,7 +21,7 @@ from objects.errors import ObjectNotFound, ObjectsError
 from objects.layout import LayoutMeta, shared_blobs, with_blob_ids
 from vineyard_runtime.blob_server import BlobFetcher, BlobFetchError, endpoint_key
 from vineyard_runtime.etcd_client import put_op, unchanged
-from vineyard_runtime.probe import connect_once
+from vineyard_runtime.probe import connect_once, import_vineyard
 from vineyard_runtime.sweeper import doomed_key, sweeper_key
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class RemoteReads:
         their nodes once nobody there reads it: on this node through its holds; on a
         node with a sweeper by asking it (in etcd); elsewhere at once over RPC. Best
         effort, and nothing for nodes that are gone (their memory went with them)."""
-        import vineyard  # noqa: PLC0415
+        vineyard = import_vineyard()
 
         directory = self.store.directory
         instances = functools.cache(lambda: self.store.directory_call(directory.instances))
@@ -106,7 +106,7 @@ class RemoteReads:
         """How to read the blobs of ``entry``: in place on their node; else received in
         one request from the blob server of the node holding them; else (no server
         published) copied over Vineyard's RPC."""
-        import vineyard  # noqa: PLC0415
+        vineyard = import_vineyard()
 
         if self.store.is_ipc and entry.instance_id == self.store.instance_id:
             ipc = self.store.client.ipc_client
@@ -131,7 +131,7 @@ class RemoteReads:
         """This node's copy of an object held by another node: the one received before
         (recorded in the directory), else received now from the holder's blob server
         straight into new blobs of this node, and recorded while ``name`` still holds it."""
-        import vineyard  # noqa: PLC0415
+        vineyard = import_vineyard()
 
         directory, ipc = self.store.directory, self.store.client.ipc_client
         key = directory.replica_key(entry.id, self.store.instance_id)

@@ -43,6 +43,7 @@ from objects.remote import RemoteReads, Vanished
 from objects.streams import StreamReader, StreamWriter, delete_stream
 from vineyard_runtime.deadline import Deadline
 from vineyard_runtime.holds import NodeHolds, Pin, Writing, writing
+from vineyard_runtime.probe import import_vineyard
 
 _T = TypeVar("_T")
 _OBJECT_ID = re.compile(r"^o[0-9a-f]{16}$")
@@ -208,7 +209,7 @@ class ObjectStore:
 
     def delete_ids(self, ids: list[str]) -> None:
         """Delete vineyard objects or blobs of this node by id, deep; gone ones are skipped."""
-        import vineyard  # noqa: PLC0415
+        vineyard = import_vineyard()
 
         try:
             self._client.delete([vineyard.ObjectID(i) for i in ids], force=False, deep=True)
@@ -263,7 +264,7 @@ class ObjectStore:
                    blobs: Callable[[str], Any] | None = None) -> Any:
         """The value an entry describes (raises Vanished when its object is gone);
         ``blobs``: where to take the blobs of a layout entry, when already fetched."""
-        import vineyard  # noqa: PLC0415
+        vineyard = import_vineyard()
 
         pin = self.pin(entry.id) if entry.on_node and self.is_ipc else None
         try:
@@ -280,7 +281,7 @@ class ObjectStore:
 
     def _load(self, entry: Entry, allow_pickle: bool, name: str | None, blobs: Callable[[str], Any] | None) -> Any:
         """Read ``entry`` (``load_entry`` pins it and reports what vanished)."""
-        import vineyard  # noqa: PLC0415
+        vineyard = import_vineyard()
 
         if entry.layout is not None:
             if entry.blobs and blobs is None:
@@ -322,7 +323,7 @@ class ObjectStore:
     def _find(self, target: ObjectRef | str | int | Any) -> tuple[str | None, Entry | None, Any]:
         """(name, directory entry, vineyard id) of ``target``: a name gives its entry; an
         id gives a vineyard id; ObjectNotFound when the name is unknown."""
-        import vineyard  # noqa: PLC0415
+        vineyard = import_vineyard()
 
         if isinstance(target, ObjectRef):
             if target.name is not None:
@@ -353,7 +354,7 @@ class ObjectStore:
         raise ObjectNotFound(f"no object {object_id} in the cluster of {self.node}")
 
     def _meta(self, object_id: Any, what: Any) -> Any:
-        import vineyard  # noqa: PLC0415
+        vineyard = import_vineyard()
 
         try:
             return self._client.get_meta(object_id)
@@ -495,7 +496,7 @@ class ObjectStore:
         raise ObjectNotFound(f"object {name!r} was deleted while it was being read")
 
     def _migrate(self, meta: Any) -> Any:
-        import vineyard  # noqa: PLC0415
+        vineyard = import_vineyard()
 
         try:
             local_id = self._client.ipc_client.migrate(meta.id)

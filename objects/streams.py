@@ -27,6 +27,7 @@ from objects.directory import Entry, EtcdUnavailable
 from objects.errors import ObjectExists, ObjectNotFound, ObjectsError, StoreUnavailable, StreamFailed
 from vineyard_runtime.etcd_client import absent, delete_op, put_op
 from vineyard_runtime.processes import is_alive
+from vineyard_runtime.probe import import_vineyard
 
 if TYPE_CHECKING:
     from objects.store import ObjectStore
@@ -217,7 +218,7 @@ class StreamReader:
         """The blobs of chunk ``index`` when it is on this node, fetched together with
         those of the chunks after it that are known already (one call to the node for a
         record's worth of chunks); None otherwise."""
-        import vineyard  # noqa: PLC0415
+        vineyard = import_vineyard()
 
         store = self._store
         if not entry.blobs or not store.is_ipc or entry.instance_id != store.instance_id:

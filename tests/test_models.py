@@ -53,7 +53,16 @@ def test_dataset_defaults():
         ("VineyardRuntime", {"master": {"replicas": 2}}, "demo", "spec.master", "odd number"),
         ("VineyardRuntime", {"master": {"endpoint": {"uri": "etcd:2379"}}}, "demo",
          "spec.master.endpoint.uri", "pattern"),
-        ("VineyardRuntime", {"unknown": 1}, "demo", "spec.unknown", "Extra inputs"),
+        ("VineyardRuntime", {"unknown": 1}, "demo", "spec.unknown",
+         "unknown field `unknown`; the fields here are: disablePrometheus, fuse, master, podMetadata, replicas, "
+         "tieredstore, volumes, worker"),
+        ("VineyardRuntime", {"replica": 2}, "demo", "spec.replica", "unknown field `replica`; did you mean `replicas`?"),
+        ("VineyardRuntime", {"worker": {"nodeSelektor": {}}}, "demo", "spec.worker.nodeSelektor",
+         "did you mean `nodeSelector`?"),
+        ("VineyardRuntime", {"tieredstore": {"levels": [{"mediumtype": "MEM", "quota": "1GB"}]}},
+         "demo", "spec.tieredstore.levels[0].quota", "'1GB' is not a Kubernetes quantity; write 1G (1 x 10^9 bytes)"),
+        ("DataProcess", {"dataset": {"name": "d"}, "run_afte": {}, "processor": {"function": "m:f"}}, "demo",
+         "spec.run_afte", "did you mean `runAfter`?"),
         ("VineyardRuntime", {}, "Bad_Name", "metadata.name", "DNS-1035"),
         ("Dataset", {"accessModes": ["Sometimes"]}, "demo", "spec.accessModes[0]", "Input should be"),
         ("DataProcess", {"dataset": {"name": "d"}, "processor": {}}, "demo", "spec.processor",
@@ -75,6 +84,16 @@ def test_invalid_resources_name_the_field(kind, spec, name, path, message):
     with pytest.raises(InvalidResource) as info:
         parse(doc(kind, spec, name))
     assert any(p == path and message in m for p, m in info.value.problems), info.value.problems
+
+
+def test_an_unknown_field_leaves_the_other_problems_as_they_are():
+    with pytest.raises(InvalidResource) as info:
+        parse({**doc("VineyardRuntime", {"replicas": 0, "replica": 2}), "spce": {}})
+    assert sorted(info.value.problems) == [
+        ("spce", "unknown field `spce`; did you mean `spec`?"),
+        ("spec.replica", "unknown field `replica`; did you mean `replicas`?"),
+        ("spec.replicas", "Input should be greater than or equal to 1"),
+    ]
 
 
 def test_wrong_api_version_and_kind():
@@ -126,6 +145,9 @@ def test_crd_schema_rejects_what_the_models_reject():
     bad = doc("VineyardRuntime", {"replicas": 0, "tieredstore": {"levels": [{"mediumtype": "RAM"}]}})
     with pytest.raises(jsonschema.ValidationError):
         _validate_with_crd(bad)
-    quota = doc("VineyardRuntime", {"tieredstore": {"levels": [{"mediumtype": "MEM", "quota": "2Gx"}]}})
-    with pytest.raises(jsonschema.ValidationError):
-        _validate_with_crd(copy.deepcopy(quota))
+    for size in ("2Gx", "1GB", "512 Mi"):  # the CRDs keep Kubernetes' grammar, as the models do
+        quota = doc("VineyardRuntime", {"tieredstore": {"levels": [{"mediumtype": "MEM", "quota": size}]}})
+        with pytest.raises(jsonschema.ValidationError):
+            _validate_with_crd(copy.deepcopy(quota))
+        with pytest.raises(InvalidResource):
+            parse(quota)

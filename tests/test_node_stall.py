@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -23,7 +22,7 @@ from vineyard_runtime.processes import is_alive
 def cluster_status(workdir: str) -> tuple[int, list[dict]]:
     done = subprocess.run([sys.executable, "-m", "fluid_core.cli", "cluster", "status", "--json", "--workdir", workdir],
                           capture_output=True, text=True, timeout=60)
-    return done.returncode, json.loads(done.stdout)
+    return done.returncode, json.loads(done.stdout)["nodes"]
 
 
 def test_a_stopped_node_fails_its_clients_and_is_restarted(make_cluster, monkeypatch):
@@ -34,10 +33,8 @@ def test_a_stopped_node_fails_its_clients_and_is_restarted(make_cluster, monkeyp
     pid = local.node("node-0").pid
     os.kill(pid, signal.SIGSTOP)
     try:
-        began = time.monotonic()
         with pytest.raises(objects.NodeUnavailable, match="did not answer get within 2s"):
-            stalled.get("stall/big")
-        assert time.monotonic() - began < 15, "the call failed instead of waiting for the node"
+            stalled.get("stall/big")  # a deadline that did not fire would hang past the test's limit
         with pytest.raises(objects.NodeUnavailable, match="connect again"):
             stalled.put(np.ones(4), "stall/after")  # the cut connection says so at once
         other.put(np.ones(1 << 16), "stall/elsewhere")  # the other node is not held up
@@ -77,10 +74,8 @@ def test_streams_and_allocations_on_a_stopped_node_fail_within_the_deadline(make
             attempt = prepare(store)
             os.kill(pid, signal.SIGSTOP)
             try:
-                began = time.monotonic()
                 with pytest.raises(objects.NodeUnavailable, match=f"did not answer {what} within 2s"):
                     attempt()
-                assert time.monotonic() - began < 15, f"{what} failed instead of waiting for the node"
             finally:
                 os.kill(pid, signal.SIGCONT)
     with objects.connect(socket) as store:  # the node answers again, and nothing half-made was named

@@ -15,7 +15,42 @@ def test_parses_kubernetes_quantities(text, expected):
     assert parse_quantity(text) == expected
 
 
-@pytest.mark.parametrize("text", ["1Gx", "", "Gi", "-1Gi", "1 G i", "one", "1e", "1e1.5", "1K", True])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1GB", 10**9), ("1 GB", 10**9), ("1gb", 10**9), ("1Gb", 10**9), ("512MB", 512 * 10**6), ("4kB", 4000),
+     ("4KB", 4000), ("1GiB", 2**30), ("1 GiB", 2**30), ("1gib", 2**30), ("512MiB", 512 * 2**20), ("2KiB", 2048),
+     ("1.5 GiB", 3 * 2**29), ("100B", 100), ("100 b", 100), ("1 Gi", 2**30), ("512 M", 512 * 10**6),
+     (" 2TB ", 2 * 10**12)],
+)
+def test_sizes_as_people_write_them(text, expected):
+    """Sizes given to the local cluster: GB/MB/kB are powers of 1000, GiB/MiB/KiB of 1024."""
+    assert parse_quantity(text) == expected
+
+
+@pytest.mark.parametrize(("text", "kubernetes"), [("1GB", "1G (1 x 10^9 bytes)"), ("512MiB", "512Mi (512 x 2^20 bytes)"),
+                                                  ("1 Gi", "1Gi (1 x 2^30 bytes)"), ("100B", "100")])
+def test_custom_resources_keep_kubernetes_grammar(text, kubernetes):
+    """Kubernetes itself refuses these (the CRDs carry its pattern): each is told what to write."""
+    import re
+
+    from vineyard_runtime.quantity import QUANTITY_PATTERN
+
+    assert not re.match(QUANTITY_PATTERN, text)
+    with pytest.raises(InvalidSpec) as caught:
+        parse_quantity(text, what="quota", kubernetes=True)
+    assert str(caught.value) == f"quota {text!r} is not a Kubernetes quantity; write {kubernetes}"
+
+
+def test_a_malformed_size_lists_what_is_accepted():
+    with pytest.raises(InvalidSpec) as caught:
+        parse_quantity("1XB", what="--size")
+    assert str(caught.value) == (
+        "--size '1XB' is not a size; write a number and a unit: KiB, MiB, GiB, TiB (powers of 1024; or Ki, Mi, Gi, "
+        "Ti) or kB, MB, GB, TB (powers of 1000; or k, M, G, T), e.g. 1Gi, 512MB or 2 GB; a plain number counts bytes")
+
+
+@pytest.mark.parametrize("text", ["1Gx", "", "Gi", "-1Gi", "1 G i", "one", "1e", "1e1.5", "1K", True, "1iB", "GB",
+                                  "1 GB B", "1XB"])
 def test_rejects_malformed_sizes_with_a_hint(text):
     with pytest.raises(InvalidSpec, match="not a size|greater than zero"):
         parse_quantity(text, what="--size")

@@ -26,6 +26,7 @@ from typing import Any
 from vineyard_runtime.deadline import Deadline, node_timeout
 from vineyard_runtime.holds import Delete, NodeHolds
 from vineyard_runtime.pages import populate
+from vineyard_runtime.probe import import_vineyard
 
 log = logging.getLogger("fluidv.blobs")
 
@@ -108,7 +109,7 @@ _NOT_FIELDS = {"id", "instance_id", "global", "transient", "signature", "__times
 
 
 def _object_id(text: str) -> Any:
-    import vineyard  # noqa: PLC0415
+    vineyard = import_vineyard()
 
     return vineyard.ObjectID(text)
 
@@ -116,7 +117,7 @@ def _object_id(text: str) -> Any:
 def layout_of(meta: Any, blob_size: Any) -> dict[str, Any]:
     """An object's metadata tree as ``{"fields", "members"}``; blobs as id and size
     (``blob_size(id)``: a member's own record of it says 0)."""
-    import vineyard  # noqa: PLC0415
+    vineyard = import_vineyard()
 
     fields: dict[str, Any] = {}
     members: dict[str, Any] = {}
@@ -133,7 +134,7 @@ def layout_of(meta: Any, blob_size: Any) -> dict[str, Any]:
 
 def delete_with(client: Any) -> Delete:
     """How to delete objects or blobs by id (deep) through ``client``."""
-    import vineyard  # noqa: PLC0415
+    vineyard = import_vineyard()
 
     def delete(ids: list[str]) -> None:
         for i in ids:
@@ -169,7 +170,7 @@ class BlobServer(socketserver.ThreadingTCPServer):
 
     @staticmethod
     def view(client: Any, blob_id: str) -> memoryview:
-        import vineyard  # noqa: PLC0415
+        vineyard = import_vineyard()
 
         blob = client.ipc_client.get_blob(vineyard.ObjectID(blob_id))
         if not blob.size:
@@ -179,7 +180,9 @@ class BlobServer(socketserver.ThreadingTCPServer):
         return view
 
     def start(self) -> "BlobServer":
-        threading.Thread(target=self.serve_forever, name=f"blobs-{self.endpoint}", daemon=True).start()
+        # a short poll: ``shutdown`` waits for the loop to notice, and a cluster stops in a second
+        threading.Thread(target=self.serve_forever, args=(0.05,), name=f"blobs-{self.endpoint}",
+                         daemon=True).start()
         return self
 
 

@@ -7,7 +7,9 @@ import json
 import os
 import socket
 import struct
+import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -120,10 +122,24 @@ def _retries_off() -> Iterator[None]:
                         os.environ[key] = value
 
 
+#: The warning vineyard 0.24.2's import prints on stderr (its deploy module imports
+#: setuptools' deprecated pkg_resources): silenced where vineyard is imported, and only it.
+PKG_RESOURCES_WARNING = "pkg_resources is deprecated as an API"
+
+
+def import_vineyard() -> Any:
+    """The ``vineyard`` module; its first import (about 1 s) runs without the warning above."""
+    if "vineyard" not in sys.modules:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=PKG_RESOURCES_WARNING, category=UserWarning)
+            import vineyard  # noqa: PLC0415 - slow import, only when a client is needed
+    import vineyard  # noqa: PLC0415
+    return vineyard
+
+
 def connect_once(*address: Any) -> Any:
     """``vineyard.connect(*address)`` with its retries off (by default it retries for 11 s)."""
-    import vineyard  # noqa: PLC0415 - slow import, only when a client is needed
-
+    vineyard = import_vineyard()
     with _retries_off():
         return vineyard.connect(*address)
 

@@ -7,6 +7,7 @@ import click
 from fluid_core.cli.bridge import bridge
 from fluid_core.cli.cluster import cluster
 from fluid_core.cli.demo import demo
+from fluid_core.cli.group import Group
 from fluid_core.cli.mount import mount
 from fluid_core.cli.op import op
 from fluid_core.cli.operator import operator, webhook
@@ -14,7 +15,25 @@ from fluid_core.cli.resources import crds, render, validate
 from fluid_core.cli.run import run
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """Print fluidv's version and vineyard's, then exit."""
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    def of(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "not installed"
+
+    click.echo(f"fluidv {of('fluid-vineyard')} (vineyard {of('vineyard')})")
+    ctx.exit()
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version,
+              help="Show the version (and vineyard's) and exit.")
 def cli() -> None:
     """fluid-vineyard: a shared-memory object cache for data pipelines."""
 

@@ -7,21 +7,22 @@ import os
 
 import click
 
-from fluid_core.cli.errors import reported
+from fluid_core.cli.errors import CommandError, reported
+from fluid_core.cli.group import Group
 
 
 def _zones(value: str | None) -> list[str] | None:
     return [z.strip() for z in value.split(",")] if value else None
 
 
-@click.group()
+@click.group(cls=Group)
 def cluster() -> None:
     """Run a local Vineyard cluster: one etcd and N vineyardd nodes on this machine."""
 
 
 @cluster.command()
 @click.option("--nodes", type=int, default=3, show_default=True, help="Number of vineyardd nodes.")
-@click.option("--size", default="1Gi", show_default=True, help="Shared memory per node (1Gi, 512Mi).")
+@click.option("--size", default="1Gi", show_default=True, help="Shared memory per node (1Gi, 512MiB, 2GB).")
 @click.option("--zones", help="Zone of each node, comma-separated (a,a,b).")
 @click.option("--workdir", help="Where the cluster keeps its files [$FLUIDV_HOME or ./.fluidv].")
 @click.option("--spill-path", help="Directory where nodes spill objects when memory runs short.")
@@ -39,7 +40,9 @@ def up(nodes: int, size: str, zones: str | None, workdir: str | None, spill_path
        compression: bool, reserve_memory: bool, etcd_port: int | None, rpc_port: int | None, timeout: float,
        unresponsive_grace: float, group: str | None) -> None:
     """Start the cluster and return once every node is ready."""
+    from vineyard_runtime.errors import ClusterAlreadyRunning  # noqa: PLC0415
     from vineyard_runtime.local import LocalCluster  # noqa: PLC0415
+    from vineyard_runtime.quantity import human_bytes, parse_quantity  # noqa: PLC0415
 
     with reported():
         local = LocalCluster(
@@ -47,40 +50,50 @@ def up(nodes: int, size: str, zones: str | None, workdir: str | None, spill_path
             compression=compression, reserve_memory=reserve_memory, etcd_port=etcd_port, rpc_port=rpc_port,
             start_timeout=timeout, unresponsive_grace=unresponsive_grace, group=group,
         )
-        local.start(detach=True)
+        try:
+            local.start(detach=True)
+        except ClusterAlreadyRunning:
+            raise CommandError(f"a cluster already runs in {local.workdir}; stop it with `fluidv cluster down` "
+                               "or choose another --workdir") from None
     for line in local.cleaned:
         click.echo(f"note: {line} (left by a cluster that was not stopped cleanly)")
     state = local.state
     click.echo(
-        f"cluster up in {local.workdir}: {len(state.nodes)} node(s) of {state.nodes[0].size}, "
+        f"cluster up in {local.workdir}: {len(state.nodes)} node(s) of {human_bytes(parse_quantity(state.nodes[0].size))}, "
         f"etcd at {state.etcd.endpoint}"
     )
     for node in state.nodes:
         click.echo(f"  {node.name}  socket {node.socket}  rpc {node.rpc_endpoint}")
     shared = f"you and group {group!r}" if group else "you alone"
-    click.echo(f"note: the sockets and files are for {shared}; etcd and the blob servers listen on 127.0.0.1 "
-               "without authentication, and vineyardd binds its RPC port on every interface (0.0.0.0): "
-               "on a machine with other users, see the README's security section")
+    click.echo(f"note: the sockets and files are for {shared}, but etcd (on 127.0.0.1) and each vineyardd's "
+               "RPC port (on every interface) have no authentication: any local user can read and change "
+               "names in etcd, and an RPC port answers anyone who reaches it. With users you do not trust, "
+               "run the cluster in a container or VM of its own, or firewall the RPC ports.")
     click.echo(f"description: {local.layout.state_file}")
 
 
-@cluster.command()
+@cluster.command(short_help="Show the cluster's phase, etcd and nodes; exit 2 when one is unhealthy.")
 @click.option("--workdir", help="The cluster's working directory [$FLUIDV_HOME or ./.fluidv].")
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable list of nodes.")
-def status(workdir: str | None, as_json: bool) -> None:
-    """Show each node: labels, instance, pid, socket, memory, objects, health. Exits 2
-    when a node is not healthy."""
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: phase, workdir, etcd, and nodes (a list).")
+@click.option("--wide", is_flag=True, help="Add a line per node: region, instance, socket and RPC endpoint.")
+def status(workdir: str | None, as_json: bool, wide: bool) -> None:
+    """Show the cluster's phase (Starting, Ready, Degraded, Stopping), workdir and etcd,
+    then each node: zone, pid, memory, objects, restarts, health (what is wrong with an
+    unhealthy one is said under the table); --wide adds each node's region, instance,
+    socket and RPC endpoint. Exits 2 when etcd or a node is not healthy."""
     from vineyard_runtime.local import LocalCluster  # noqa: PLC0415
+    from vineyard_runtime.local.status import cluster_status  # noqa: PLC0415
 
     with reported():
-        nodes = LocalCluster.attach(workdir).status()
+        status = cluster_status(LocalCluster.attach(workdir).state)
     if as_json:
-        click.echo(json.dumps([n.to_dict() for n in nodes], indent=2))
+        click.echo(json.dumps(status.to_dict(), indent=2))
     else:
         from fluid_core.cli.tables import status_table  # noqa: PLC0415
 
-        status_table(nodes)
-    if any(n.health != "healthy" for n in nodes):
+        status_table(status, wide=wide)
+    if not status.healthy:
         raise click.exceptions.Exit(2)
 
 
@@ -97,6 +110,11 @@ def down(workdir: str | None) -> None:
             click.echo(f"note: {line} (left by a cluster that was not stopped cleanly)")
         click.echo(f"no cluster runs in {path}; nothing to stop")
         return
+    import time  # noqa: PLC0415
+
     with reported():
-        LocalCluster.attach(path).stop()
-    click.echo(f"cluster in {path} stopped")
+        local = LocalCluster.attach(path)
+        click.echo(f"stopping {local.describe()} ...")
+        began = time.monotonic()
+        local.stop()
+    click.echo(f"cluster in {path} stopped in {time.monotonic() - began:.1f}s")

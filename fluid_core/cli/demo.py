@@ -24,8 +24,9 @@ def demo(nodes: int, size_mib: int, workdir: str | None) -> None:
     from rich.console import Console  # noqa: PLC0415
 
     from fluid_core.demo.files import run_with_files  # noqa: PLC0415
-    from fluid_core.demo.flow import build_flow, comparison_table, rows_for  # noqa: PLC0415
+    from fluid_core.demo.flow import build_flow, comparison_table, evaluation_line, rows_for  # noqa: PLC0415
     from fluid_core.flow import FlowInvalid  # noqa: PLC0415
+    from fluid_core.sdk import FlowFailed  # noqa: PLC0415
     from vineyard_runtime.local import LocalCluster  # noqa: PLC0415
 
     if size_mib < 1:
@@ -47,10 +48,12 @@ def demo(nodes: int, size_mib: int, workdir: str | None) -> None:
                 handle = flow.run("demo", show=True)
             except FlowInvalid as exc:
                 raise CommandError(str(exc)) from None
-            cache = handle.wait(timeout=3600)
-            failed = [s for s in cache if s["phase"] != "Complete"]
-            if failed:
-                raise CommandError(f"{failed[0]['name']} failed: {failed[0]['message']}")
+            try:
+                cache = handle.wait(timeout=3600)
+            except FlowFailed as exc:
+                raise CommandError(f"{exc.step} failed: {exc.reason}") from None
+            if not console.is_terminal:  # rich's live table ends with a newline on terminals only
+                console.line()
             files_dir = os.path.join(base, "files")
             os.makedirs(files_dir)
             console.print("the same pipeline through Parquet/.npy files on local disk ...")
@@ -63,4 +66,6 @@ def demo(nodes: int, size_mib: int, workdir: str | None) -> None:
                           f"files ({totals['fi'] / max(totals['ci'], 1e-9):.1f}x); whole pipeline "
                           f"{totals['cs']:.2f}s vs {totals['fs']:.2f}s "
                           f"({totals['fs'] / max(totals['cs'], 1e-9):.1f}x)")
+            console.print(evaluation_line(local, flow), highlight=False)
+            console.print(f"stopping the demo's cluster: {local.describe()} ...", highlight=False)
         console.print("cluster stopped")

@@ -8,9 +8,10 @@ from typing import Any
 import click
 
 from fluid_core.cli.errors import CommandError, reported
+from fluid_core.cli.group import Group
 
 
-@click.group()
+@click.group(cls=Group)
 def op() -> None:
     """Data operations, as their Jobs run them."""
 

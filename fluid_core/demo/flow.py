@@ -56,4 +56,15 @@ def comparison_table(cache: list[dict[str, Any]], files: list[dict[str, Any]]) -
     return table, totals
 
 
-__all__ = ["build_flow", "comparison_table", "rows_for"]
+def evaluation_line(local: Any, flow: Flow) -> str:
+    """What the pipeline found: the metrics its evaluate stage put into the cache."""
+    import objects  # noqa: PLC0415
+    from fluid_core.flow.context import object_name  # noqa: PLC0415
+
+    with objects.connect(local.nodes[0].socket) as store:
+        metrics = store.get(object_name(flow.dataset.namespace, flow.dataset.name, "metrics"))
+    return (f"evaluation: accuracy {metrics['accuracy']:.1%} over {metrics['rows']:,} rows, "
+            f"final training loss {metrics['final_loss']:.4f}")
+
+
+__all__ = ["build_flow", "comparison_table", "evaluation_line", "rows_for"]

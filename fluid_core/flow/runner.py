@@ -24,9 +24,8 @@ from fluid_core.flow.context import OP_LABEL, RUN_LABEL, object_name
 from fluid_core.flow.ops import script_argv
 from fluid_core.flow.spawner import Spawner
 from fluid_core.flow.steps import ScriptStep, StepProcess
-from fluid_core.flow.validate import FlowInvalid, check, key_of, order
+from fluid_core.flow.validate import FlowInvalid, check_flow, dataset_mounts, dataset_restores, key_of, operations_of, order
 from fluid_core.models.base import not_applied_warnings
-from fluid_core.models.operations import OperationKind
 from fluid_core.placement import PlacementRequest, rank_nodes
 from fluid_core.placement.flow import follow, with_node_selector
 from fluid_core.placement.local import local_view
@@ -47,7 +46,6 @@ from fluid_core.reconcilers.lifecycle import (
 from fluid_core.stamps import now_stamp
 from vineyard_runtime.naming import safe_value
 
-OPERATION_KINDS = {kind.value for kind in OperationKind}
 #: How often OnEvent operations read the dataset's object names from etcd.
 EVENT_POLL_SECONDS = 0.2
 
@@ -136,13 +134,11 @@ class LocalRunner:
         self.run_id = run_id or f"run-{uuid.uuid4().hex[:8]}"
         self.datasets = {f"{r.namespace}/{r.name}" for r in resources if r.kind == "Dataset"}
         #: each dataset's ``spec.mounts``: the storage a DataLoad reads
-        self.mounts = {f"{r.namespace}/{r.name}": [m.to_dict() for m in r.spec.mounts]
-                       for r in resources if r.kind == "Dataset"}
+        self.mounts = dataset_mounts(resources)
         #: datasets to restore before anything runs: ``ns/name`` -> ``dataRestoreLocation.path``
-        self.restores = {f"{r.namespace}/{r.name}": r.spec.data_restore_location.path
-                         for r in resources if r.kind == "Dataset" and r.spec.data_restore_location is not None}
-        operations = [r for r in resources if r.kind in OPERATION_KINDS]
-        check(self.datasets, operations, mounts=self.mounts, restores=self.restores)
+        self.restores = dataset_restores(resources)
+        check_flow(resources)
+        operations = operations_of(resources)
         #: what each restore did (``ns/name`` -> a one-line summary), once ``run`` began
         self.restored: dict[str, str] = {}
         self.operations = [OperationRun(op) for op in order(operations)]

@@ -171,6 +171,9 @@ def main() -> None:  # pragma: no cover - runs in the helper process
     import importlib  # noqa: PLC0415
     import selectors  # noqa: PLC0415
 
+    from vineyard_runtime.probe import import_vineyard  # noqa: PLC0415
+
+    import_vineyard()  # first: without the warning its own import prints into the steps' log
     for module in PRELOAD:
         importlib.import_module(module)
     print("ready", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from enum import Enum
@@ -13,9 +14,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
     WithJsonSchema,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from vineyard_runtime.errors import InvalidSpec
 from vineyard_runtime.quantity import QUANTITY_PATTERN, parse_quantity
@@ -39,10 +44,44 @@ class Model(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _name_unknown_fields(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        """Say which field an unknown one was probably meant to be, instead of pydantic's
+        "Extra inputs are not permitted"."""
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            if not any(_unknown_here(e) for e in errors):
+                raise
+            details = [InitErrorDetails(
+                type=PydanticCustomError(e["type"] if not _unknown_here(e) else "unknown_field", "{message}",
+                                         {"message": unknown_field(cls, str(e["loc"][0])) if _unknown_here(e)
+                                          else e["msg"]}),
+                loc=e["loc"], input=e["input"]) for e in errors]
+            raise ValidationError.from_exception_data(exc.title, details) from None
+
+
+def _unknown_here(error: Any) -> bool:
+    """An unknown field of the model being validated itself (not of one inside it)."""
+    return bool(error["type"] == "extra_forbidden" and len(error["loc"]) == 1)
+
+
+def unknown_field(model: type[BaseModel], field: str) -> str:
+    """What to say of ``field``, which ``model`` does not have: the closest field it has
+    (as written in YAML), else every field it has."""
+    spelled = {name: info.alias or name for name, info in model.model_fields.items()}
+    candidates = {key.lower(): wire for name, wire in spelled.items() for key in (name, wire)}
+    close = difflib.get_close_matches(field.lower(), list(candidates), n=1, cutoff=0.6)
+    if close:
+        return f"unknown field `{field}`; did you mean `{candidates[close[0]]}`?"
+    return f"unknown field `{field}`; the fields here are: {', '.join(sorted(spelled.values())) or 'none'}"
+
 
 def _quantity(value: str) -> str:
     try:
-        parse_quantity(value, what="quantity")
+        parse_quantity(value, what="quantity", kubernetes=True)
     except InvalidSpec as exc:
         raise ValueError(str(exc)) from None
     return value

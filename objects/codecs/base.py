@@ -16,6 +16,7 @@ from objects.errors import StoreFull
 from objects.pinning import held_view
 from vineyard_runtime.holds import Writing
 from vineyard_runtime.pages import populate
+from vineyard_runtime.probe import import_vineyard
 
 HEADER_KEY = "fluidv"
 LABELS_KEY = "labels"
@@ -39,7 +40,7 @@ class Context:
 
     def new_blob(self, nbytes: int) -> Any:
         """A writable blob builder of ``nbytes``; StoreFull when the node has no room."""
-        import vineyard  # noqa: PLC0415
+        vineyard = import_vineyard()
 
         try:
             builder = self.ipc.create_blob(nbytes)
@@ -83,7 +84,7 @@ class Context:
 
     def new_meta(self, kind: str, header: dict[str, Any], nbytes: int) -> Any:
         """An ObjectMeta of our layout, not yet created."""
-        import vineyard  # noqa: PLC0415
+        vineyard = import_vineyard()
 
         meta = vineyard.ObjectMeta()
         for key, value in meta_fields(kind, header, nbytes, self.labels).items():

@@ -41,6 +41,43 @@ class NodeStatus:
         return asdict(self)
 
 
+@dataclass
+class ClusterStatus:
+    """What ``fluidv cluster status`` shows: the cluster's phase, its workdir and etcd,
+    and each node."""
+
+    phase: str
+    workdir: str
+    etcd: dict[str, Any]
+    nodes: list[NodeStatus]
+
+    @property
+    def healthy(self) -> bool:
+        """Every node and etcd answer."""
+        return self.etcd["health"] == "healthy" and all(n.health == "healthy" for n in self.nodes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"phase": self.phase, "workdir": self.workdir, "etcd": dict(self.etcd),
+                "nodes": [n.to_dict() for n in self.nodes]}
+
+
+def cluster_status(state: ClusterState) -> ClusterStatus:
+    """The cluster's phase, etcd and nodes, probed now. The phase is the one the
+    supervisor records (``Starting``, ``Ready``, ``Degraded``, ``Stopping``), except that a
+    ``Ready`` cluster in which this probe finds etcd or a node unhealthy is ``Degraded``:
+    the supervisor notices a dead process, not a socket that stopped accepting."""
+    nodes = collect_status(state)
+    etcd = state.etcd
+    health = ("down: etcd is not running (restarting)" if not is_alive(etcd.pid)
+              else f"unresponsive since {etcd.unresponsive_since}" if etcd.unresponsive_since else "healthy")
+    status = ClusterStatus(state.phase, state.workdir,
+                           {"endpoint": etcd.endpoint, "prefix": state.etcd_prefix, "pid": etcd.pid,
+                            "restarts": etcd.restarts, "health": health}, nodes)
+    if status.phase == "Ready" and not status.healthy:
+        status.phase = "Degraded"
+    return status
+
+
 def _health(pid: int | None, socket: str) -> str | None:
     if not is_alive(pid):
         return "down: vineyardd is not running (restarting)"
