@@ -5,7 +5,7 @@
               .process(features, inputs=["raw"])
               .process(train, inputs=["features", "labels"], outputs=["model"]))
     handle = flow.run("run-1")
-    handle.wait(timeout=600)
+    handle.wait(timeout=600)                           # FlowFailed when a step failed
 
 Each step becomes a Data* resource linked to the one before by ``runAfter``
 (``affinityStrategy: Require`` by default, so a step runs on its predecessor's node);
@@ -21,11 +21,33 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fluid_core.errors import FluidError
+from fluid_core.flow.scripts import script_path, stop_if_importing
 from fluid_core.models import API_VERSION, parse
 
 
 class SdkError(FluidError):
     """A flow that cannot be built as asked; the message says how to fix it."""
+
+
+class FlowFailed(SdkError, RuntimeError):
+    """A flow ended with a failed step. ``step`` and ``kind`` name the first one that
+    failed, ``reason`` says why (a local step's reason ends with its log's tail), and
+    ``statuses`` holds every step's status, as ``wait(check=False)`` returns them."""
+
+    def __init__(self, run_id: str, step: str, kind: str, reason: str, statuses: Any) -> None:
+        self.run_id, self.step, self.kind, self.reason, self.statuses = run_id, step, kind, reason, statuses
+        super().__init__(f"flow {run_id} failed: {kind} {step} failed: {reason or 'no reason given'}")
+
+
+def first_failure(run_id: str, statuses: list[dict[str, Any]]) -> FlowFailed | None:
+    """FlowFailed for the first failed step of ``statuses`` (``kind``, ``name``,
+    ``phase``, ``message`` each, in flow order), None when no step failed. The first
+    one is the cause: the steps after a failed one fail without running."""
+    failed = next((s for s in statuses if s.get("phase") == "Failed"), None)
+    if failed is None:
+        return None
+    return FlowFailed(run_id, str(failed.get("name")), str(failed.get("kind")), str(failed.get("message") or ""),
+                      statuses)
 
 
 def function_reference(func: Callable[..., Any]) -> str:
@@ -34,8 +56,8 @@ def function_reference(func: Callable[..., Any]) -> str:
     if not module or "<" in qualname:
         raise SdkError(f"{func!r} cannot be run in a step process: use a module-level function "
                        "(not a lambda or a nested function)")
-    if module == "__main__":
-        path = getattr(sys.modules["__main__"], "__file__", None)
+    if module == "__main__" or script_path(sys.modules.get(module)):
+        path = script_path(sys.modules.get(module))
         if not path:
             raise SdkError("functions defined interactively cannot run in a step; put them in a module")
         return f"{path}:{qualname}"
@@ -97,7 +119,9 @@ class Flow:
 
     def run(self, run_id: str | None = None, *, show: bool = False) -> "RunHandle | KubeRun":
         """Start the flow on the dataset's backend (a local cluster, or a Kubernetes
-        ``KubeClient``: one custom resource per step); returns at once."""
+        ``KubeClient``: one custom resource per step); returns at once. Inside a step
+        that imports this flow's script, the import stops here instead."""
+        stop_if_importing("flow.run()")
         if _is_kube(self.dataset.backend):
             return KubeRun(self, run_id)
         return RunHandle(self, run_id, show).start()
@@ -122,6 +146,7 @@ class Dataset:
         if cache_medium != "MEM":
             raise SdkError("the local cluster caches in memory only: cache_medium='MEM'")
         if self.backend is None:
+            stop_if_importing("bind_runtime()")
             from vineyard_runtime.local import LocalCluster  # noqa: PLC0415
 
             self.backend = LocalCluster(nodes=replicas, size=f"{int(cache_capacity_GiB * 1024)}Mi").start()
@@ -171,22 +196,28 @@ class KubeRun:
         out = []
         for ref in self.refs:
             status = (self.kube.get(ref) or {}).get("status") or {}
+            reasons = "; ".join(c.get("message", "") for c in status.get("conditions") or [] if c.get("message"))
             out.append({"kind": ref.kind, "name": ref.name, "phase": status.get("phase", "Pending"),
-                        "node": status.get("node"), "duration": status.get("duration")})
+                        "node": status.get("node"), "duration": status.get("duration"), "message": reasons})
         return out
 
     def statuses(self) -> dict[str, dict[str, Any]]:
         """Each step's name and its whole status, as the operator wrote it."""
         return {str(ref.name): (self.kube.get(ref) or {}).get("status") or {"phase": "Pending"} for ref in self.refs}
 
-    def wait(self, timeout: float | None = None, poll: float = 1.0) -> list[dict[str, Any]]:
-        """Poll until every step is Complete or Failed; TimeoutError at ``timeout``."""
+    def wait(self, timeout: float | None = None, poll: float = 1.0, *, check: bool = True) -> list[dict[str, Any]]:
+        """Poll until every step is Complete or Failed; the steps' statuses. FlowFailed
+        naming the first failed step (``check=False``: return the statuses anyway);
+        TimeoutError at ``timeout``."""
         import time  # noqa: PLC0415
 
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             status = self.status()
             if all(s["phase"] in ("Complete", "Failed") for s in status):
+                failure = first_failure(self.run_id, status) if check else None
+                if failure is not None:
+                    raise failure
                 return status
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"flow {self.run_id} still runs after {timeout}s")
@@ -239,11 +270,17 @@ class RunHandle:
         """Each step's name and its whole status, as its custom resource would carry it."""
         return {run.name: run.status() for run in self.runner.operations}
 
-    def wait(self, timeout: float | None = None) -> list[dict[str, Any]]:
-        """Wait until the flow has finished; its final status. TimeoutError at ``timeout``."""
+    def wait(self, timeout: float | None = None, *, check: bool = True) -> list[dict[str, Any]]:
+        """Wait until the flow has finished; each step's final status. FlowFailed naming
+        the first failed step, with its log's tail (``check=False``: return the statuses
+        anyway); TimeoutError at ``timeout``."""
         self._thread.join(timeout)
         if self._thread.is_alive():
             raise TimeoutError(f"flow {self.run_id} still runs after {timeout}s")
         if self._error is not None:
             raise self._error
-        return self.status()
+        status = self.status()
+        failure = first_failure(self.run_id, status) if check else None
+        if failure is not None:
+            raise failure
+        return status

@@ -17,6 +17,19 @@ from objects.codecs import dict_key, from_inline, inline
 #: File extensions DataLoad understands, and the format each means.
 EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".arrow": "arrow",
               ".feather": "feather", ".ipc": "arrow", ".npy": "npy"}
+#: A file of any other type that a load names: cached as its bytes (a 1-d ``uint8``
+#: array, its key keeping the extension), and exported as that file again.
+RAW = "bytes"
+
+
+def is_raw(value: Any, path: str) -> bool:
+    """True when ``value`` at ``path`` is a file cached as its bytes: a 1-d ``uint8``
+    array whose name ends in an extension that is none of ``EXTENSIONS``."""
+    import numpy as np  # noqa: PLC0415
+
+    ext = posixpath.splitext(posixpath.basename(path))[1].lower()
+    return (bool(ext) and ext not in EXTENSIONS and isinstance(value, np.ndarray) and value.ndim == 1
+            and value.dtype == np.uint8)
 
 
 class FormatError(FluidError, ValueError):
@@ -48,6 +61,11 @@ def write_value(value: Any, fs: Any, base: str, *, table_format: str = "parquet"
         return {"kind": "inline", "node": scalar}
     if isinstance(value, np.generic):
         value = np.asarray(value)
+    if is_raw(value, base):
+        _parent(fs, base)
+        with fs.open_output_stream(base) as out:
+            out.write(value.tobytes())
+        return {"kind": RAW, "file": base}
     if isinstance(value, np.ndarray):
         return _npy(value, fs, base, "npy")
     entry: dict[str, Any]
@@ -135,6 +153,8 @@ def read_value(entry: dict[str, Any], fs: Any) -> Any:
         if kind == "dict":
             return {k[1]: v for k, v in zip(entry["keys"], items)}
         return tuple(items) if kind == "tuple" else items
+    if kind == RAW:
+        return read_file(entry["file"], fs, RAW)
     if kind in ("npy", "torch"):
         array = read_file(entry["file"], fs, "npy")
         if kind == "npy":
@@ -167,12 +187,15 @@ def _empty_batch(table: Any) -> Any:
 
 
 def read_file(path: str, fs: Any, fmt: str) -> Any:
-    """A file as a value: ``npy`` -> ndarray, tables -> ``pyarrow.Table``."""
+    """A file as a value: ``npy`` -> ndarray, tables -> ``pyarrow.Table``, ``bytes`` ->
+    its bytes as a 1-d ``uint8`` array."""
     import numpy as np  # noqa: PLC0415
     import pyarrow as pa  # noqa: PLC0415
 
     try:
         with fs.open_input_file(path) as handle:
+            if fmt == RAW:
+                return np.frombuffer(handle.read(), dtype=np.uint8)
             if fmt == "npy":
                 return np.load(handle, allow_pickle=False)
             if fmt == "parquet":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import posixpath
 from collections import deque
@@ -15,6 +14,7 @@ from fluid_core.errors import FluidError
 from fluid_core.flow.context import StepContext
 from fluid_core.flow.formats import (
     EXTENSIONS,
+    RAW,
     FormatError,
     filesystem,
     read_file,
@@ -42,17 +42,18 @@ def script_argv(script: Any, source_file: str) -> list[str]:
 
 
 def load_function(reference: str) -> Callable[..., Any]:
-    """``module:function`` or ``path/to/file.py:function`` -> the function."""
+    """``module:function`` or ``path/to/file.py:function`` -> the function. A script
+    file is never run as ``__main__`` again (see ``fluid_core.flow.scripts``)."""
     module_name, _, attribute = reference.rpartition(":")
+    if module_name.endswith(".py"):
+        from fluid_core.flow.scripts import ScriptError, load_script_function  # noqa: PLC0415
+
+        try:
+            return load_script_function(module_name, attribute)
+        except ScriptError as exc:
+            raise OperationFailed(f"processor.function: {exc}") from None
     try:
-        if module_name.endswith(".py"):
-            spec = importlib.util.spec_from_file_location(f"fluidv_step_{abs(hash(module_name))}", module_name)
-            if spec is None or spec.loader is None:
-                raise ImportError(f"no Python file {module_name}")
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(module_name)
+        module = importlib.import_module(module_name)
     except (ImportError, OSError, SyntaxError) as exc:
         raise OperationFailed(f"processor.function: cannot import {module_name!r}: {exc}") from None
     target: Any = module
@@ -73,8 +74,9 @@ def _paths(fs: Rooted, root: str) -> list[tuple[str, str]]:
     info = fs.get_file_info(root)
     if info.type == pafs.FileType.NotFound:
         raise OperationFailed(f"{root} does not exist")
-    if info.type == pafs.FileType.File:
-        return [(root, posixpath.splitext(posixpath.basename(root))[0])]
+    if info.type == pafs.FileType.File:  # named by itself: any file, a raw one keeping its extension
+        stem, ext = posixpath.splitext(posixpath.basename(root))
+        return [(root, stem if ext.lower() in EXTENSIONS else posixpath.basename(root))]
     found = []
     for item in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
         ext = posixpath.splitext(item.path)[1].lower()
@@ -132,9 +134,7 @@ def import_files(ctx: StepContext, location: str, *, key: str | None = None, fmt
     single = fs.get_file_info(root).type.name == "File"
     found, jobs = _paths(fs, root), []
     for path, relative in found:
-        kind = fmt or EXTENSIONS.get(posixpath.splitext(path)[1].lower())
-        if kind is None:
-            raise OperationFailed(f"{path}: unknown format; give target[].format (parquet, csv, arrow, feather, npy)")
+        kind = fmt or EXTENSIONS.get(posixpath.splitext(path)[1].lower()) or RAW  # only a file named by itself
         name = (key or relative) if single else (f"{key}/{relative}" if key else relative)
         if name not in skip:
             jobs.append((name, (path, fs, kind)))

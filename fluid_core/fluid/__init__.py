@@ -10,9 +10,10 @@ points it at Kubernetes, where the operator runs the flows.
 """
 
 from fluid_core.fluid import constants, models
-from fluid_core.fluid.client import ClientConfig, FluidClient, FluidDataset
+from fluid_core.fluid.client import ClientConfig, FluidClient, FluidDataset, RuntimeShapeWarning
 from fluid_core.fluid.dataflow import FlowHandle, FluidDataFlow
-from fluid_core.fluid.processors import make_processor_from_func
+from fluid_core.fluid.processors import create_processor, make_processor_from_func
+from fluid_core.sdk import FlowFailed
 
-__all__ = ["ClientConfig", "FlowHandle", "FluidClient", "FluidDataFlow", "FluidDataset", "constants", "models",
-           "make_processor_from_func"]
+__all__ = ["ClientConfig", "FlowFailed", "FlowHandle", "FluidClient", "FluidDataFlow", "FluidDataset", "constants",
+           "RuntimeShapeWarning", "create_processor", "make_processor_from_func", "models"]

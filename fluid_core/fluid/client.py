@@ -3,12 +3,18 @@ on the local cluster or on Kubernetes."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
+from fluid_core.flow.scripts import stop_if_importing
 from fluid_core.fluid import constants
-from vineyard_runtime.waiting import wait_until
 from fluid_core.fluid.models import wire
 from fluid_core.sdk import Dataset, SdkError
+from vineyard_runtime.waiting import wait_until
+
+
+class RuntimeShapeWarning(UserWarning):
+    """``bind_runtime`` uses a local cluster whose shape is not the one it asked for."""
 
 
 class ClientConfig:
@@ -130,10 +136,15 @@ class FluidDataset:
             raise SdkError(f"this cache is Vineyard: runtime_type {runtime_type!r} is not offered; use 'vineyard'")
         if cache_medium != "MEM":
             raise SdkError("Vineyard workers cache in memory: cache_medium='MEM'")
+        stop_if_importing("bind_runtime()")
         client = self.fluid_client
         if not client.on_kubernetes:
             if client.backend is None:
                 client.backend = _local_cluster(replicas, cache_capacity_GiB)
+            else:
+                _warn_if_other_shape(client.backend, replicas, cache_capacity_GiB,
+                                     "the cluster given as ClientConfig(backend=...)",
+                                     "pass a cluster of that shape as the backend", stacklevel=3)
             self.obj.backend = client.backend
             return
         runtime = {"apiVersion": constants.API_VERSION, "kind": constants.VINEYARD_RUNTIME_KIND,
@@ -154,11 +165,13 @@ class FluidDataset:
             body = client.backend.get(_dataset_ref(self.namespace, self.name)) or {}
             return body.get("status")
         if client.backend is None:
-            return None
+            return not_bound("no runtime: call bind_runtime() first")
         return local_status(client.backend, self.namespace, self.name)
 
     def report_status(self, status_type: str = "cache") -> Any:
-        """``mount``, ``cache`` (cacheStates), ``binding_status`` or ``full``, as Fluid's SDK."""
+        """``mount``, ``cache`` (cacheStates, the dataset's total size and file count),
+        ``binding_status`` or ``full``, as Fluid's SDK. Locally the phase is the local
+        cluster's: ``Bound`` while it runs with a healthy node, else ``NotBound``."""
         kinds = ["mount", "cache", "binding_status", "full"]
         if status_type not in kinds:
             raise ValueError(f"status_type must be one of {kinds}")
@@ -168,8 +181,9 @@ class FluidDataset:
         if status_type == "mount":
             return self.obj.spec.get("mounts")
         if status_type == "cache":
-            return {**(status.get("cacheStates") or {}), "dataset total size": status.get("ufsTotal") or "",
-                    "dataset file num": status.get("fileNum") or ""}
+            cache = status.get("cacheStates") or {}
+            total = status.get("ufsTotal") or cache.get("cached") or ""  # the dataset is its objects
+            return {**cache, "dataset total size": total, "dataset file num": status.get("fileNum") or ""}
         if status_type == "binding_status":
             return {"phase": status.get("phase"), "runtimes": status.get("runtimes") or []}
         return status
@@ -198,34 +212,95 @@ class FluidDataset:
     def preload(self, target_path: Any = "/", load_metadata: bool = False) -> Any:
         return self._flow().preload(target_path, load_metadata)
 
-    def migrate(self, path: str, migrate_direction: str, external_storage: Any) -> Any:
+    def load(self, target_path: Any = "/", load_metadata: bool = False) -> Any:
+        """Fluid's other name for ``preload``."""
+        return self._flow().load(target_path, load_metadata)
+
+    def migrate(self, path: str, migrate_direction: str, external_storage: Any = None) -> Any:
+        """Without ``external_storage``: between the dataset and its own mount."""
         return self._flow().migrate(path, migrate_direction, external_storage)
 
-    def process(self, dataset_mountpath: str, processor: Any, sub_path: str | None = None) -> Any:
+    def process(self, dataset_mountpath: str = constants.DEFAULT_DATASET_MOUNTPATH, processor: Any = None,
+                sub_path: str | None = None) -> Any:
         return self._flow().process(dataset_mountpath, processor, sub_path)
 
 
 def _local_cluster(replicas: int, capacity_gib: float) -> Any:
-    """The local cluster that runs (``$FLUIDV_HOME``), else a new one of that shape."""
+    """The local cluster that runs (``$FLUIDV_HOME``), else a new one of that shape. A
+    running cluster of another shape is used, with a ``RuntimeShapeWarning``."""
     from vineyard_runtime.local import LocalCluster, default_workdir  # noqa: PLC0415
     from vineyard_runtime.local.cluster import is_running  # noqa: PLC0415
 
     workdir = default_workdir()
     if is_running(workdir):
-        return LocalCluster.attach(workdir)
+        cluster = LocalCluster.attach(workdir)
+        _warn_if_other_shape(cluster, replicas, capacity_gib, f"the cluster that runs in {cluster.workdir}",
+                             f"stop it (`fluidv cluster down --workdir {cluster.workdir}`) or set $FLUIDV_HOME "
+                             "to another folder, then bind again", stacklevel=4)
+        return cluster
     return LocalCluster(nodes=replicas, size=f"{int(capacity_gib * 1024)}Mi", workdir=workdir).start()
 
 
-def local_status(cluster: Any, namespace: str, name: str) -> dict[str, Any]:
-    """A local dataset's status as Fluid reports it: Bound, with ``cacheStates`` from the
-    nodes' memory and the bytes of the dataset's objects."""
-    import objects  # noqa: PLC0415
-    from fluid_core.reconcilers.dataset import cache_states  # noqa: PLC0415
+def _warn_if_other_shape(cluster: Any, replicas: int, capacity_gib: float, which: str, remedy: str, *,
+                         stacklevel: int) -> None:
+    """A RuntimeShapeWarning (shown at the caller ``stacklevel`` frames up) when
+    ``cluster`` is not ``replicas`` nodes of ``capacity_gib``."""
+    from vineyard_runtime.quantity import human_bytes, parse_quantity  # noqa: PLC0415
 
-    capacity = sum(n.memory_limit or 0 for n in cluster.status())
-    with objects.connect(cluster.nodes[0].socket) as store:
-        refs = store.list(prefix=f"{namespace}/{name}/")
+    if not cluster.running():  # nothing to compare; its status says NotBound
+        return
+    nodes, size = len(cluster.nodes), parse_quantity(cluster.config.size)
+    asked = int(capacity_gib * 1024) * 2**20
+    if (nodes, size) != (replicas, asked):
+        warnings.warn(f"bind_runtime(replicas={replicas}, cache_capacity_GiB={capacity_gib:g}) uses {which}: "
+                      f"{nodes} node(s) of {human_bytes(size)}, not {replicas} of {human_bytes(asked)}. "
+                      f"For the shape asked for, {remedy}", RuntimeShapeWarning, stacklevel=stacklevel)
+
+
+def not_bound(why: str) -> dict[str, Any]:
+    """A local dataset's status while it has no cluster to be cached in."""
+    from fluid_core.reconcilers.conditions import set_condition  # noqa: PLC0415
+    from fluid_core.stamps import now_stamp  # noqa: PLC0415
+
+    return {"phase": "NotBound", "runtimes": [],
+            "conditions": set_condition([], "Ready", False, "NotBound", why, now_stamp())}
+
+
+def local_status(cluster: Any, namespace: str, name: str) -> dict[str, Any]:
+    """A local dataset's status as Fluid reports it, from the local cluster's state:
+    ``Bound`` while the cluster runs and a node of it is healthy (the ``Ready``
+    condition names the nodes that are not), ``NotBound`` when no cluster runs or no
+    node answers. ``cacheStates`` come from the healthy nodes' memory and the bytes of
+    the dataset's objects, which are also its ``ufsTotal``."""
+    import objects  # noqa: PLC0415
+    from fluid_core.reconcilers.conditions import set_condition  # noqa: PLC0415
+    from fluid_core.reconcilers.dataset import cache_states  # noqa: PLC0415
+    from fluid_core.stamps import now_stamp  # noqa: PLC0415
+    from vineyard_runtime.errors import VineyardRuntimeError  # noqa: PLC0415
+    from vineyard_runtime.local.status import collect_status  # noqa: PLC0415
+    from vineyard_runtime.quantity import human_bytes  # noqa: PLC0415
+
+    where = f"the local cluster in {cluster.workdir}"
+    try:
+        nodes = collect_status(cluster.state) if cluster.running() else None
+    except VineyardRuntimeError:  # it stopped between the two looks
+        nodes = None
+    if nodes is None:
+        return not_bound(f"no cluster runs in {cluster.workdir}: start it (`fluidv cluster up`) or call "
+                         "bind_runtime() again")
+    healthy = [n for n in nodes if n.health == "healthy"]
+    sick = "; ".join(f"{n.name}: {n.health}" for n in nodes if n.health != "healthy")
+    if not healthy:
+        return not_bound(f"no node of {where} is healthy: {sick}")
+    try:
+        with objects.connect(healthy[0].socket) as store:
+            refs = store.list(prefix=f"{namespace}/{name}/")
+    except (objects.ObjectsError, VineyardRuntimeError, OSError) as exc:
+        return not_bound(f"{where} does not answer: {exc}")
+    total = sum(r.nbytes for r in refs)
+    ready = f"bound to {where}: {len(healthy)} of {len(nodes)} node(s) healthy{'; ' + sick if sick else ''}"
     return {"phase": "Bound", "runtimes": [{"name": name, "namespace": namespace, "category": "Accelerate",
                                             "type": "vineyard"}],
-            "cacheStates": cache_states(capacity, sum(r.nbytes for r in refs)),
-            "fileNum": str(len(refs)), "conditions": []}
+            "cacheStates": cache_states(sum(n.memory_limit or 0 for n in healthy), total),
+            "ufsTotal": human_bytes(total), "fileNum": str(len(refs)),
+            "conditions": set_condition([], "Ready", True, "DatasetReady", ready, now_stamp())}

@@ -1,5 +1,6 @@
-"""``make_processor_from_func``: a Python function as a script processor, as Fluid's
-SDK builds it (the function's source and a call to it, run by ``python3``)."""
+"""``make_processor_from_func`` (and ``create_processor``, its name in Fluid 1.0's
+announcement): a Python function as a script processor, as Fluid's SDK builds it (the
+function's source and a call to it, run by ``python3``)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,9 @@ def make_processor_from_func(process_func: Callable[..., Any], process_func_para
     image, _, tag = base_image.partition(":")
     return Processor(script=ScriptProcessor(command=["bash"], source=source, image=image, image_tag=tag or "latest",
                                             **kwargs))
+
+
+def create_processor(process_func: Callable[..., Any], process_func_params: dict[str, Any] | None = None,
+                     **kwargs: Any) -> Processor:
+    """``make_processor_from_func`` under the name Fluid 1.0's announcement uses."""
+    return make_processor_from_func(process_func, process_func_params, **kwargs)
