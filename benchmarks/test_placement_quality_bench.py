@@ -19,6 +19,7 @@ import pytest
 
 from vineyard_runtime.local import LocalCluster
 from vineyard_runtime.ports import free_ports
+from vineyard_runtime.quantity import human_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -55,7 +56,7 @@ def holders(tmp_path_factory):
 def plane(tmp_path_factory, holders):
     from fluid_core.operator.certs import self_signed
 
-    local, _ = holders
+    local, placed = holders
     crds = project_crds()
     zones = tuple(f"zone-{z}" for z in range(10))
     with ControlPlane(tmp_path_factory.mktemp("quality-plane"), nodes=NODES, zones=zones, crds=crds,
@@ -74,10 +75,11 @@ def plane(tmp_path_factory, holders):
                     "endpoint": {"uri": local.etcd_endpoint}}})):
                 control_plane.request("POST", f"/apis/{API}/namespaces/{HOOKED}/{kind.lower()}s", {
                     "apiVersion": API, "kind": kind, "metadata": {"name": "feed"}, "spec": spec})
+            held = human_bytes(sum(size for _, size in placed.values()))
             control_plane.wait_for(lambda: ((control_plane.request(
                 "GET", f"/apis/{API}/namespaces/{HOOKED}/datasets/feed").get("status") or {}).get(
-                "cacheStates") or {}).get("cached", "0B") != "0B", timeout=300,
-                message="dataset bound, its objects' locations read")
+                "cacheStates") or {}).get("cached") == held, timeout=300,
+                message=f"dataset bound, its objects' locations read ({held} cached)")
             yield control_plane
         finally:
             operator.stop()

@@ -41,6 +41,17 @@ def wait_gone(pids: list[int], timeout: float = 30.0) -> list[int]:
     return [p for p in pids if is_alive(p)]
 
 
+def kill_recorded(state: ClusterState | None) -> None:
+    """SIGKILL every daemon ``state`` records that still runs, and wait until all are gone."""
+    if state is None:
+        return
+    pids = cluster_pids(state)
+    for pid in pids:
+        if is_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    wait_gone(pids)
+
+
 def force_stop(local: LocalCluster, seen: set[int]) -> None:
     """Stop a cluster and SIGKILL anything of it that still runs."""
     try:

@@ -98,9 +98,10 @@ def test_bridge_without_a_worker_is_unhealthy_and_links_nothing(tmp_path):
 
 
 @contextlib.contextmanager
-def edge_bridge(local, tmp_path) -> Iterator[tuple[Path, int]]:
+def edge_bridge(local, tmp_path) -> Iterator[tuple[Path, int, int]]:
     """``fluidv bridge`` on a node without a worker: it runs a local one ("edge-node")
-    joined to ``local``'s etcd. Yields the publish directory and the metrics port."""
+    joined to ``local``'s etcd. Yields the publish directory, the metrics port and the
+    bridge's pid."""
     from vineyard_runtime.ports import free_ports
 
     publish = tmp_path / "pub"
@@ -112,27 +113,29 @@ def edge_bridge(local, tmp_path) -> Iterator[tuple[Path, int]]:
     try:
         port = int(re.search(r"metrics on 127.0.0.1:(\d+)", proc.stderr.readline()).group(1))
         wait(lambda: scrape(port, "/healthz")[0] == 200, timeout=60, message="local worker linked")
-        yield publish, port
+        yield publish, port, proc.pid
     finally:
         terminate([proc.pid], timeout=30)
         proc.wait()
 
 
 def test_a_node_without_a_worker_gets_a_local_one_joined_to_the_cluster(make_cluster, tmp_path):
-    from vineyard_runtime.processes import cmdline
+    import psutil
 
     local = make_cluster(nodes=1, size="64Mi")
     with objects.connect(local.nodes[0].socket) as store:
         store.put(np.arange(3), name="bridge/shared")
-    worker_pid = None
-    with edge_bridge(local, tmp_path) as (publish, _):
+    with edge_bridge(local, tmp_path) as (publish, _, bridge_pid):
+        socket = str(publish / "local-vineyardd.sock")
         with objects.connect(config=str(publish / "vineyard-config.yaml")) as store:
             assert store.node == "edge-node"
             np.testing.assert_array_equal(store.get("bridge/shared"), np.arange(3))  # joined: sees the cluster
-        found = subprocess.run(["pgrep", "-f", str(publish / "local-vineyardd.sock")], capture_output=True, text=True)
-        worker_pid = int(found.stdout.split()[0])
-        assert "vineyardd" in cmdline(worker_pid)
-    assert worker_pid is not None
+        # the worker is the bridge's own child, a vineyardd serving the published socket
+        children = {p.pid: " ".join(p.cmdline()) for p in psutil.Process(bridge_pid).children()}
+        workers = [pid for pid, command in children.items() if "vineyardd" in command and socket in command]
+        assert len(workers) == 1, children
+        worker_pid = workers[0]
+        assert is_alive(worker_pid) and os.path.realpath(publish / "vineyard.sock") == socket
     wait(lambda: not is_alive(worker_pid), timeout=30, message="the local worker stops with the bridge")
 
 
@@ -142,7 +145,7 @@ def test_the_bridge_sweeps_for_its_node_so_a_delete_from_another_node_waits_for_
 
     local = make_cluster(nodes=1, size="64Mi")
     size = 1 << 18  # 2 MiB of float64: shared memory, not inline
-    with edge_bridge(local, tmp_path) as (publish, _), \
+    with edge_bridge(local, tmp_path) as (publish, _, _), \
             objects.connect(config=str(publish / "vineyard-config.yaml")) as edge, \
             objects.connect(local.nodes[0].socket) as far:
         announced = sweeper_key(edge.directory.prefix, edge.instance_id)

@@ -53,12 +53,19 @@ def test_lint_is_clean():
     assert report["errors"] == [] and report["messages"] == [], report
 
 
-def test_chart_crds_are_the_generated_ones():
-    root = os.path.join(CHART, "..", "..", "crds")
-    names = sorted(os.listdir(root))
-    assert sorted(os.listdir(os.path.join(CHART, "crds"))) == names
-    _, mismatch, errors = filecmp.cmpfiles(root, os.path.join(CHART, "crds"), names, shallow=False)
-    assert not mismatch and not errors, f"run `fluidv crds` (it writes both copies): {mismatch or errors}"
+def test_both_crd_copies_are_what_the_models_generate_now(tmp_path):
+    """``crds/`` and the chart's ``crds/`` byte for byte against a fresh ``fluidv crds``:
+    a model changed without regenerating fails here."""
+    fresh = tmp_path / "generated"
+    result = CliRunner().invoke(cli, ["crds", "--out", str(fresh)])
+    assert result.exit_code == 0, result.output
+    names = sorted(os.listdir(fresh))
+    assert len(names) == len(KINDS)
+    for copy in (os.path.join(CHART, "..", "..", "crds"), os.path.join(CHART, "crds")):
+        copy = os.path.normpath(copy)
+        assert sorted(os.listdir(copy)) == names, f"{copy}: run `fluidv crds` (it writes both copies)"
+        _, mismatch, errors = filecmp.cmpfiles(fresh, copy, names, shallow=False)
+        assert not mismatch and not errors, f"{copy} is stale, run `fluidv crds`: {mismatch or errors}"
 
 
 def test_values_schema_rejects_bad_values():

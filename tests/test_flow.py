@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
-import time
 
 import numpy as np
 import pandas as pd
@@ -16,10 +16,15 @@ import pytest
 import torch
 
 import objects
-from conftest import assert_same
+from conftest import assert_same, cluster_pids, wait_for, wait_gone
 from fluid_core.flow import FlowInvalid, LocalRunner
 from fluid_core.models import parse
 from fluid_core.sdk import Dataset, SdkError
+from vineyard_runtime.local import LocalCluster
+from vineyard_runtime.local.cluster import is_running
+from vineyard_runtime.local.layout import Layout
+from vineyard_runtime.local.state import read_state
+from vineyard_runtime.processes import is_alive
 
 STEPS = os.path.join(os.path.dirname(__file__), "flow_steps.py")
 API = "data.fluid.io/v1alpha1"
@@ -237,29 +242,57 @@ def test_parallel_migration_moves_every_file_and_names_the_one_that_fails(shared
 
 
 def test_cron_fires_on_schedule(shared_cluster, store):
-    runs = LocalRunner(shared_cluster, [parse(d) for d in [
-        dataset("tick"), process("tick", "tick", "count_runs", policy="Cron", schedule="* * * * * */1")]]
-    ).run(until=3.6)
-    fired = runs[0].runs
-    assert 2 <= fired <= 5 and store.get("default/tick/count") == fired
+    """A schedule of every second fires again and again, never twice in one second, and
+    each firing runs the step once (stopped after the third: no clock to race)."""
+    fired_at: list[str | None] = []
+    runner = LocalRunner(shared_cluster, [parse(d) for d in [
+        dataset("tick"), process("tick", "tick", "count_runs", policy="Cron", schedule="* * * * * */1")]])
+
+    def launched(runs) -> None:
+        if runs[0].runs > len(fired_at):
+            fired_at.append(runs[0].last_schedule_time)
+            if runs[0].runs == 3:
+                runner.stop()
+
+    runner.on_change = launched
+    runs = runner.run(timeout=120)
+    assert runs[0].runs == 3 == store.get("default/tick/count"), runs[0].message
+    assert len(fired_at) == 3 and fired_at == sorted(set(fired_at)), f"each in a second of its own: {fired_at}"
     store.delete_many(prefix="default/tick/")
 
 
 def test_on_event_fires_once_per_matching_put(shared_cluster, store):
+    """``react`` runs once per put under incoming/; a put elsewhere fires nothing. That
+    nothing is proven by ``probe`` (watching that other name, polled in the same loop):
+    once its run is over, react has read the directory after the put too, and would have
+    fired (it waits no debounce)."""
     runner = LocalRunner(shared_cluster, [parse(d) for d in [
-        dataset("watch"), process("react", "watch", "count_runs", policy="OnEvent",
-                                  onEvent={"objectPattern": "incoming/*", "debounceSeconds": 0.3})]])
-    thread = threading.Thread(target=runner.run, kwargs={"until": 5.0})
+        dataset("watch"),
+        process("react", "watch", "count_runs", policy="OnEvent",
+                onEvent={"objectPattern": "incoming/*", "debounceSeconds": 0}),
+        op("DataProcess", "probe", "watch", processor={"function": f"{STEPS}:slow", "params": {"seconds": "0"}},
+           policy="OnEvent", onEvent={"objectPattern": "unrelated", "debounceSeconds": 0.5})]])
+    ops = {r.name: r for r in runner.operations}
+
+    def ran(name: str, times: int) -> bool:
+        return ops[name].runs == times and ops[name].phase == "Complete"
+
+    thread = threading.Thread(target=runner.run, kwargs={"timeout": 300})
     thread.start()
     try:
         assert runner.watching.wait(60)
         store.put(np.zeros(3), name="default/watch/incoming/a")
+        wait_for(lambda: ran("react", 1), timeout=60, message="the first put ran react")
         store.put(np.zeros(3), name="default/watch/unrelated")
-        time.sleep(1.8)
+        wait_for(lambda: ran("probe", 1), timeout=60, message="the other put ran probe")
+        assert ops["react"].runs == 1, "a put outside incoming/ fired react"
         store.put(np.ones(3), name="default/watch/incoming/a", replace=True)  # replaced: fires again
+        wait_for(lambda: ran("react", 2), timeout=60, message="the replacing put ran react again")
     finally:
-        thread.join(30)
-    assert runner.operations[0].runs == 2
+        runner.stop()
+        thread.join(60)
+    assert not thread.is_alive()
+    assert ops["react"].runs == 2 and ops["probe"].runs == 1
     assert store.get("default/watch/count") == 2
     store.delete_many(prefix="default/watch/")
 
@@ -290,7 +323,27 @@ def test_sdk_flow_runs_and_reports(shared_cluster, store):
     store.delete_many(prefix="default/sdk/")
 
 
-def test_fluidv_run_json_and_rejection(tmp_path):
+@pytest.fixture
+def run_workdir(tmp_path):
+    """The workdir of ``fluidv run``'s local cluster, which runs detached: stopped (and
+    whatever of it survives killed, by pid) whatever the test did."""
+    workdir = tmp_path / "wd"
+    try:
+        yield workdir
+    finally:
+        state = read_state(Layout(str(workdir))) if workdir.exists() else None
+        pids = cluster_pids(state) if state is not None else []
+        try:
+            if is_running(str(workdir)):
+                LocalCluster.attach(str(workdir)).stop()
+        finally:
+            for pid in pids:
+                if is_alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+        assert not wait_gone(pids)
+
+
+def test_fluidv_run_json_and_rejection(tmp_path, run_workdir):
     np.save(tmp_path / "nums.npy", np.arange(5))
     flow = tmp_path / "flow.yaml"
     import yaml
@@ -298,7 +351,7 @@ def test_fluidv_run_json_and_rejection(tmp_path):
     flow.write_text(yaml.safe_dump_all([
         dataset("cli"), op("DataLoad", "load", "cli", target=[{"path": str(tmp_path / "nums.npy")}]),
         process("double", "cli", "double", after=("DataLoad", "load"), inputs=["nums"])]))
-    command = [sys.executable, "-m", "fluid_core.cli", "run", str(flow), "--json", "--workdir", str(tmp_path / "wd"),
+    command = [sys.executable, "-m", "fluid_core.cli", "run", str(flow), "--json", "--workdir", str(run_workdir),
                "--size", "128Mi", "--nodes", "2"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr

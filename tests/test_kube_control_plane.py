@@ -10,6 +10,8 @@ import functools
 import json
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +239,7 @@ def test_the_api_server_calls_the_webhook_and_the_scheduler_obeys_it(control_pla
                                  "resources": ["pods"]}]}]}
     base = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
     control_plane.request("POST", base, configuration)
+    orphans: list[str] = []
     try:
         create(kube, "Dataset", "placed", {})
         create(kube, "VineyardRuntime", "placed", {"replicas": 1})
@@ -256,49 +259,84 @@ def test_the_api_server_calls_the_webhook_and_the_scheduler_obeys_it(control_pla
             assert pod["spec"]["nodeName"] == cache_node  # the webhook's required term, obeyed by the scheduler
             assert pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
         # a webhook that does not answer: failurePolicy Fail refuses the pod, Ignore lets it through
+        # (the API server takes a configuration change a moment later: each is polled for)
         configuration["webhooks"][0]["clientConfig"]["url"] = f"https://127.0.0.1:{free_ports(1)[0]}/mutate-pods"
         control_plane.request("PUT", f"{base}/fluid-vineyard-test", {
             **configuration, "metadata": control_plane.request("GET", f"{base}/fluid-vineyard-test")["metadata"]})
-        orphan = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "orphan", "namespace": NS,
-                                                                   "labels": {"test": "placed"}},
-                  "spec": {"containers": [{"name": "c", "image": "x"}]}}
-        with pytest.raises(Exception, match="failed calling webhook"):
-            kube.request("POST", Ref("v1", "Pod", NS).path(), orphan)
+        refusal = wait(lambda: pod_refused(kube, orphans), timeout=60, message="the dead webhook refuses pods")
+        assert "failed calling webhook" in refusal
         configuration["webhooks"][0]["failurePolicy"] = "Ignore"
         control_plane.request("PUT", f"{base}/fluid-vineyard-test", {
             **configuration, "metadata": control_plane.request("GET", f"{base}/fluid-vineyard-test")["metadata"]})
-        kube.request("POST", Ref("v1", "Pod", NS).path(), orphan)
-        assert kube.get(Ref("v1", "Pod", NS, "orphan")) is not None
+        wait(lambda: pod_refused(kube, orphans) is None, timeout=60, message="the ignored webhook lets pods through")
+        assert kube.get(Ref("v1", "Pod", NS, orphans[-1])) is not None
     finally:
         control_plane.request("DELETE", f"{base}/fluid-vineyard-test")
-        for name in ("reader-0", "reader-1", "reader-2", "orphan"):
+        for name in ("reader-0", "reader-1", "reader-2", *orphans):
             kube.delete(Ref("v1", "Pod", NS, name))
         kube.delete(Ref(API, "VineyardRuntime", NS, "placed"))
         kube.delete(Ref(API, "Dataset", NS, "placed"))
 
 
+def pod_refused(kube: KubeClient, created: list[str]) -> str | None:
+    """Create a pod the test webhook sees (its name appended to ``created``); why the API
+    server refused it, or None when it was created."""
+    from fluid_core.operator.kube import KubeError
+
+    name = f"orphan-{len(created)}"
+    created.append(name)
+    try:
+        kube.request("POST", Ref("v1", "Pod", NS).path(), {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS, "labels": {"test": "placed"}},
+            "spec": {"containers": [{"name": "c", "image": "x"}]}})
+    except KubeError as refused:
+        return str(refused)
+    return None
+
+
 def test_an_operator_killed_mid_reconcile_converges_with_no_duplicates(control_plane, kube, operator):
     """SIGKILL the operator while it creates eight runtimes' objects; the next one finishes
     the work: every dataset Bound, each object made once (names are deterministic, and
-    the apply is idempotent), no operation re-run."""
+    the apply is idempotent). An operation that ran before is not run again, though its
+    Job was removed meanwhile (as ``ttlSecondsAfterFinished`` does): only its status
+    remembers the run."""
     wait = control_plane.wait_for
+    job = Ref("batch/v1", "Job", NS, "crashmove-datamigrate")
+    create(kube, "Dataset", "crashop", {})
+    create(kube, "VineyardRuntime", "crashop", {"replicas": 1})
+    wait(lambda: status_of(kube, "Dataset", "crashop").get("phase") == "Bound", timeout=120, message="crashop bound")
+    create(kube, "DataMigrate", "crashmove", {"from": {"dataset": {"name": "crashop"}},
+                                              "to": {"externalStorage": {"uri": "local:///tmp/out"}}})
+    ran = wait(lambda: (s := status_of(kube, "DataMigrate", "crashmove")).get("phase") == "Complete" and s,
+               timeout=120, message="the operation ran (KWOK completed its Job)")
     names = [f"crash{index}" for index in range(8)]
     for name in names:
         create(kube, "Dataset", name, {})
         create(kube, "VineyardRuntime", name, {"replicas": 1})
     wait(lambda: kube.get(Ref("apps/v1", "StatefulSet", NS, "crash0-master")), message="work under way")
     operator.stop(kill=True)
+    kube.request("DELETE", job.path() + "?propagationPolicy=Background")
+    wait(lambda: kube.get(job) is None, message="the operation's Job removed")
     operator.start()
     for name in names:
         wait(lambda: status_of(kube, "Dataset", name).get("phase") == "Bound", timeout=120, message=f"{name} bound")
     statefulsets = [s["metadata"]["name"] for s in kube.list(Ref("apps/v1", "StatefulSet", NS))
                     if s["metadata"]["name"].startswith("crash")]
-    assert sorted(statefulsets) == sorted([f"{n}-master" for n in names] + [f"{n}-worker" for n in names])
+    assert sorted(statefulsets) == sorted([f"{n}-master" for n in names] + [f"{n}-worker" for n in names]
+                                          + ["crashop-master", "crashop-worker"])
     counts = lambda: {n: len(pods_of(kube, f"{n}-worker")) for n in names}  # noqa: E731
     wait(lambda: set(counts().values()) == {1}, timeout=60, message=f"one worker pod each: {counts()}")
-    for name in names:  # (their deletion is the first test's; eight at once can wait on kopf a minute)
-        kube.delete(Ref(API, "VineyardRuntime", NS, name))
-        kube.delete(Ref(API, "Dataset", NS, name))
+    # a change the new operator must reconcile (a field it reports as not applied): once it
+    # reports it, it has reconciled the operation since it started (kopf handles an
+    # object's events in order) and ran nothing
+    kube.patch(Ref(API, "DataMigrate", NS, "crashmove"), {"spec": {"block": True}})
+    after = wait(lambda: "spec.block" in ((s := status_of(kube, "DataMigrate", "crashmove")).get("infos") or {}).get(
+        "notApplied", "") and s, timeout=60, message="the new operator reconciled the operation")
+    assert kube.get(job) is None, "the operation ran again"
+    assert (after["phase"], after["lastScheduleTime"]) == ("Complete", ran["lastScheduleTime"])
+    for kind, name in [("DataMigrate", "crashmove"), ("VineyardRuntime", "crashop"), ("Dataset", "crashop"),
+                       *[(kind, name) for name in names for kind in ("VineyardRuntime", "Dataset")]]:
+        kube.delete(Ref(API, kind, NS, name))  # (waiting for eight deletions at once can take kopf a minute)
 
 
 def test_long_names_keep_their_own_jobs_and_a_long_runtime_gets_valid_pods(control_plane, kube):
@@ -412,3 +450,61 @@ def test_a_user_who_may_only_create_crs_gets_no_privileged_job_or_host_root(cont
     for kind, name in (("DataProcess", "escape"), ("VineyardRuntime", "deputy"), ("Dataset", "deputy"),
                        ("VineyardRuntime", "hostroot"), ("Dataset", "hostroot")):
         kube.delete(Ref(API, kind, NS, name))
+
+
+#: The namespace of an operator left at the production resync period.
+PROD = "resync-default"
+
+
+def production_settings() -> dict[str, str]:
+    """The operator's resync and full-apply periods as shipped: read by a fresh interpreter
+    with neither variable set (this process may have set them for its own tests)."""
+    names = ("FLUIDV_RESYNC_SECONDS", "FLUIDV_FULL_APPLY_SECONDS")
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    done = subprocess.run([sys.executable, "-c", "from fluid_core.operator import handlers as h; "
+                           "print(h.RESYNC_SECONDS, h.FULL_APPLY_SECONDS)"],
+                          env=env, capture_output=True, text=True, timeout=120, check=True)
+    return dict(zip(names, done.stdout.split()))
+
+
+@pytest.fixture
+def production_operator(control_plane, webhook_tls):
+    """A second operator, for namespace ``PROD`` only, at the production periods."""
+    settings = production_settings()
+    control_plane.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                          "metadata": {"name": PROD}})
+    running = OperatorProcess(control_plane, PROD, webhook_tls, free_ports(1)[0], env=settings)
+    running.start()
+    try:
+        yield running, float(settings["FLUIDV_RESYNC_SECONDS"])
+    finally:
+        running.stop()
+
+
+def test_at_the_production_resync_watch_events_bind_a_dataset_well_before_a_resync(control_plane,
+                                                                                   production_operator):
+    """Every other test here resyncs each second, so a broken watch would still pass them.
+    At the shipped period, the workers are made only once the master is seen ready, and
+    the dataset binds only once the workers are seen ready: through the timer alone that
+    takes two resyncs, a full period apart, after the master is ready. Through the watch
+    of the workloads it takes their start-up: the bound below is well within a period."""
+    running, resync = production_operator
+    assert resync >= 10, f"the production resync is {resync:g} s: this test needs one of at least 10 s"
+    kube = KubeClient(control_plane.api_client())
+    wait = control_plane.wait_for
+    master = Ref("apps/v1", "StatefulSet", PROD, "prompt-master")
+    create_resource(kube, "Dataset", "prompt", {}, namespace=PROD)
+    create_resource(kube, "VineyardRuntime", "prompt", {"replicas": 1}, namespace=PROD)
+    try:
+        master_ready = wait(lambda: ((kube.get(master) or {}).get("status") or {}).get("readyReplicas") == 1
+                            and time.monotonic(), timeout=120, message="the master ready (KWOK)")
+        bound = wait(lambda: resource_status(kube, "Dataset", "prompt", namespace=PROD).get("phase") == "Bound"
+                     and time.monotonic(), timeout=120, message="the dataset bound")
+        assert bound - master_ready < resync - 2, (
+            f"bound {bound - master_ready:.1f} s after the master was ready: the resync, not a watch event, "
+            f"did it; operator log: {control_plane.log_tail('operator')}")
+    finally:
+        for kind in ("VineyardRuntime", "Dataset"):
+            kube.delete(Ref(API, kind, PROD, "prompt"))
+        wait(lambda: kube.get(Ref(API, "Dataset", PROD, "prompt")) is None, timeout=120, message="dataset gone")
+        assert running.running(), control_plane.log_tail("operator")

@@ -22,6 +22,7 @@ from control_plane import (
 
 from fluid_core.operator.kube import KubeClient, Ref
 from vineyard_runtime.ports import free_ports
+from vineyard_runtime.quantity import human_bytes
 
 API = "data.fluid.io/v1alpha1"
 NS = "placed"
@@ -64,8 +65,9 @@ def kube(plane, shared_cluster):
         # a worker on every node: the dataset's cache tier prefers no node over another
         create(client, "VineyardRuntime", "feed", {"replicas": 3, "master": {"endpoint": {
             "uri": shared_cluster.etcd_endpoint}}})
+        held = human_bytes(sum(size for _, size in OBJECTS.values()))
         plane.wait_for(lambda: (status_of(client, "Dataset", "feed").get("cacheStates") or {}).get(
-            "cached", "0B") != "0B", timeout=120, message="dataset bound, its objects' locations read")
+            "cached") == held, timeout=120, message=f"dataset bound, its objects' locations read ({held} cached)")
         yield client
     finally:
         plane.request("DELETE", f"{WEBHOOKS}/placement-test")

@@ -1,4 +1,6 @@
-"""Every supported type round-trips exactly, from the node that wrote it and from another."""
+"""Every supported type round-trips exactly, from the node that wrote it and from another:
+small values through their inline directory entry, values past ``INLINE_MAX`` through
+shared memory (and, on another node, a copy received into that node's memory)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.extra import numpy as hnp
 
 import objects
+from conftest import assert_same
+from objects.layout import INLINE_MAX
 
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -205,6 +209,43 @@ def test_registered_custom_type(stores):
         objects.unregister(Point)
 
 
+def large_values() -> dict[str, object]:
+    """A value of each type family, each past the inline limit."""
+    rows = 4 * INLINE_MAX // 8
+    rng = np.random.default_rng(7)
+    numbers = rng.random(rows)
+    words = pa.array([f"w{i}" if i % 7 else None for i in range(rows)])
+    table = pa.table({"x": numbers, "i": pa.array(range(rows), type=pa.int64()), "s": words})
+    frame = pd.DataFrame({"x": numbers, "n": pd.array(range(rows), dtype="Int64"),
+                          "c": pd.Categorical(["u", "v"] * (rows // 2)),
+                          "t": pd.date_range("2024-01-01", periods=rows, freq="s", tz="UTC")})
+    return {
+        "numpy": numbers.reshape(-1, 64),
+        "numpy_fortran": np.asfortranarray(rng.integers(0, 1 << 40, size=(rows // 64, 64))),
+        "numpy_strings": np.array([f"s{i}" for i in range(rows)], dtype="U8"),
+        "arrow_table": table,
+        "arrow_array": words,
+        "arrow_record_batch": table.to_batches()[0],
+        "arrow_chunked": pa.chunked_array([numbers[: rows // 2], numbers[rows // 2:]]),
+        "pandas_frame": frame,
+        "pandas_series": pd.Series(numbers, name="x", index=pd.RangeIndex(rows, name="k")),
+        "nested": {"weights": [numbers, numbers[::-1].copy()], "table": table, "meta": ("run", 1)},
+    }
+
+
+@pytest.mark.parametrize("kind", list(large_values()))
+def test_large_values_of_every_family_go_through_shared_memory_and_to_another_node(stores, kind):
+    value = large_values()[kind]
+    ref = stores["node-0"].put(value, f"types/large-{kind}-{uuid.uuid4().hex}")
+    assert ref.id.startswith("o"), f"{kind}: past INLINE_MAX ({INLINE_MAX} bytes) a value is not inline"
+    assert ref.nbytes > INLINE_MAX
+    for node in ("node-0", "node-2"):
+        assert_same(value, stores[node].get(ref))
+    if isinstance(value, np.ndarray):
+        copy = stores["node-2"].get(ref)
+        assert stores["node-2"].client.ipc_client.is_shared_memory(copy.ctypes.data), "received into node-2"
+
+
 def test_torch_cpu_tensors(stores):
     torch = pytest.importorskip("torch", reason="torch is not installed")
     for value in (torch.arange(12, dtype=torch.float32).reshape(3, 4),
@@ -216,3 +257,9 @@ def test_torch_cpu_tensors(stores):
             assert torch.equal(got, value)
     shared = stores["node-0"].get(stores["node-0"].put(torch.zeros(1000)))
     assert stores["node-0"].client.ipc_client.is_shared_memory(shared.data_ptr())
+    large = torch.arange(4 * INLINE_MAX // 4, dtype=torch.float32).reshape(-1, 16)  # past the inline limit
+    ref = stores["node-0"].put(large, f"types/large-torch-{uuid.uuid4().hex}")
+    assert ref.id.startswith("o")
+    for got in (stores["node-0"].get(ref), stores["node-2"].get(ref)):
+        assert isinstance(got, torch.Tensor) and got.dtype == large.dtype and torch.equal(got, large)
+    assert stores["node-2"].client.ipc_client.is_shared_memory(stores["node-2"].get(ref).data_ptr())

@@ -67,6 +67,11 @@ def node_labels(kube: KubeClient, name: str) -> dict[str, str]:
     return (kube.get(Ref("v1", "Node", None, name)) or {}).get("metadata", {}).get("labels") or {}
 
 
+def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The condition of type ``kind`` in ``status`` ({} when it has none)."""
+    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
+
+
 def test_dataset_and_runtime_reach_bound_then_scale_and_delete(cluster):
     kube, wait = cluster.kube, cluster.wait_for
     for node in ("n1", "n2", "n3"):
@@ -75,6 +80,9 @@ def test_dataset_and_runtime_reach_bound_then_scale_and_delete(cluster):
     cluster.create(resource("VineyardRuntime", "demo", {"replicas": 2}))
 
     wait(lambda: exists(kube, "apps/v1", "StatefulSet", "demo-master"), message="master created")
+    # the reconcile that made the master has ended (its status says so) and made no workers
+    wait(lambda: condition(status_of(kube, "VineyardRuntime", "demo"), "WorkersInitialized").get("reason")
+         == "WaitingForMaster", message="the runtime waits for its master")
     assert not exists(kube, "apps/v1", "StatefulSet", "demo-worker"), "workers wait for the master"
     wait(lambda: status_of(kube, "Dataset", "demo").get("phase") == "NotBound", message="dataset NotBound")
 
@@ -99,7 +107,7 @@ def test_dataset_and_runtime_reach_bound_then_scale_and_delete(cluster):
                    message="dataset bound")
     assert dataset["runtimes"][0] == {"name": "demo", "namespace": NS, "category": "Accelerate", "type": "vineyard"}
     wait(lambda: node_labels(kube, "n1").get("fluid.io/s-default-demo") == "true", message="n1 labelled")
-    assert node_labels(kube, "n2").get("fluid.io/s-vineyard-default-demo") == "true"
+    wait(lambda: node_labels(kube, "n2").get("fluid.io/s-vineyard-default-demo") == "true", message="n2 labelled")
     assert "fluid.io/s-default-demo" not in node_labels(kube, "n3")
 
     # an object deleted behind the operator's back comes back (full apply every few seconds)
@@ -137,9 +145,15 @@ def test_invalid_runtime_gets_a_condition_and_nothing_is_created(cluster):
                                   message="condition written")
     ready = {c["type"]: c for c in conditions}["Ready"]
     assert ready["reason"] == "InvalidSpec" and "quota" in ready["message"] and "not a size" in ready["message"]
-    time.sleep(1)
+    # a later change, still invalid, is processed after the first (kopf handles an object's
+    # events in order): once its condition is written, the first made nothing either
+    kube.patch(Ref(API, "VineyardRuntime", NS, "bad"), {"spec": {"tieredstore": {"levels": [
+        {"mediumtype": "MEM", "quota": "3Gy"}]}}})
+    cluster.wait_for(lambda: "3Gy" in condition(status_of(kube, "VineyardRuntime", "bad"), "Ready").get("message", ""),
+                     message="the second invalid spec reported")
     assert not exists(kube, "apps/v1", "StatefulSet", "bad-master")
-    assert any(e.get("reason") == "InvalidSpec" for e in kube.list(Ref("v1", "Event", NS)))
+    cluster.wait_for(lambda: any(e.get("reason") == "InvalidSpec" for e in kube.list(Ref("v1", "Event", NS))),
+                     message="an InvalidSpec event")
 
 
 def test_invalid_operation_fails_with_its_reason_and_runs_nothing(cluster):
@@ -304,7 +318,9 @@ def test_operations_run_as_jobs_in_flow_order_on_their_predecessors_node(cluster
     terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert terms == [{"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["n2"]}]}]
     assert pod["containers"][0]["volumeMounts"] == [{"name": "dataset", "mountPath": "/mnt/flow"}]
-    assert status_of(kube, "DataProcess", "step")["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    affinity = wait(lambda: status_of(kube, "DataProcess", "step").get("nodeAffinity"),
+                    message="the step's status names its node affinity")  # patched after the Job is made
+    assert affinity["requiredDuringSchedulingIgnoredDuringExecution"] == {"nodeSelectorTerms": terms}
 
     job_ran(cluster, "step-dataprocess", "n2", succeeded=False)
     wait(lambda: status_of(kube, "DataProcess", "step").get("phase") == "Failed", message="step failed")
@@ -337,18 +353,46 @@ def test_the_sdk_runs_the_same_flow_on_kubernetes(cluster):
                                                                     ("features", "Complete", "n1")]
 
 
+class DirectoryReads:
+    """The operator's reads of a dataset's object directory, seen by a listener of its
+    own placed after the operator's (a refresh calls them in turn with the same names):
+    once this one has seen a read, the OnEvent triggers have judged it."""
+
+    def __init__(self, dataset: str) -> None:
+        self.dataset = dataset
+        #: (when, object names) of each read, in order
+        self.seen: list[tuple[float, frozenset[str]]] = []
+
+    def __call__(self, dataset: str, ids: dict[str, str]) -> None:
+        if dataset == self.dataset:
+            self.seen.append((time.monotonic(), frozenset(ids)))
+
+    def after(self, moment: float, count: int = 2) -> bool:
+        """Whether ``count`` reads began after ``moment`` (the first of two may have
+        been judged just before it; the second began after the first ended)."""
+        return sum(1 for at, _ in self.seen if at > moment) >= count
+
+    def first_with(self, name: str) -> float | None:
+        return next((at for at, names in self.seen if name in names), None)
+
+
 def test_on_event_runs_a_job_each_time_its_objects_change(make_cluster):
     """The operator reads the runtime's object directory (a real local cluster's etcd,
     named as the runtime's external etcd): a put under the pattern makes a Job, each
-    run a Job of its own; the Dataset's cacheStates count the objects' bytes."""
+    run a Job of its own, a put elsewhere none; the Dataset's cacheStates count the
+    objects' bytes."""
     import numpy as np
 
     import objects
     from fluid_core.operator import placement_feed
+    from vineyard_runtime.quantity import human_bytes
 
     local = make_cluster(nodes=1, size="64Mi")
     before = placement_feed.REFRESH_SECONDS
     placement_feed.REFRESH_SECONDS = 0.2
+    reads = DirectoryReads("default/events")
+    placement_feed.NAMES_LISTENERS.append(reads)
+    debounce = 1.0  # onEvent's default
     try:
         with EmulatedCluster() as emulated, objects.connect(local.nodes[0].socket) as store:
             emulated.start_operator(namespaces=(NS,))
@@ -358,20 +402,31 @@ def test_on_event_runs_a_job_each_time_its_objects_change(make_cluster):
                 "dataset": {"name": "events"}, "processor": {"function": "mine:react"}, "policy": "OnEvent",
                 "onEvent": {"objectPattern": "raw/*"}}))
             wait(lambda: status_of(kube, "DataProcess", "react").get("phase") == "Pending", message="waits")
-            time.sleep(1.0)  # a few reads of the directory: the baseline, and nothing fires
-            assert not exists(kube, "batch/v1", "Job", "react-dataprocess-1")
+            waiting = time.monotonic()
+            wait(lambda: reads.after(waiting, 3), message="the baseline read, and one more")
+            assert not exists(kube, "batch/v1", "Job", "react-dataprocess-1"), "nothing changed, nothing fires"
+
             store.put(np.ones(1024), name="default/events/other")  # not matching: fires nothing
+            seen = wait(lambda: reads.first_with("default/events/other"), message="the operator read the put")
+            wait(lambda: reads.after(seen + debounce), message="reads past the debounce after it")
+            assert not exists(kube, "batch/v1", "Job", "react-dataprocess-1"), "a put outside raw/ fired"
+
             store.put(np.ones(1024), name="default/events/raw/a")
             wait(lambda: exists(kube, "batch/v1", "Job", "react-dataprocess-1"), timeout=30, message="first run")
-            assert status_of(kube, "DataProcess", "react")["infos"]["runs"] == "1"
+            wait(lambda: (status_of(kube, "DataProcess", "react").get("infos") or {}).get("runs") == "1",
+                 message="the status counts the run")  # patched after the Job is made
             job_ran(emulated, "react-dataprocess-1", "n1", succeeded=True)
             wait(lambda: status_of(kube, "DataProcess", "react").get("phase") == "Complete", message="run done")
+            done = time.monotonic()
+            wait(lambda: reads.after(done), message="a read of the idle operation (its new baseline)")
             store.put(np.zeros(1024), name="default/events/raw/a", replace=True)
             wait(lambda: exists(kube, "batch/v1", "Job", "react-dataprocess-2"), timeout=30, message="second run")
+            held = human_bytes(sum(r.nbytes for r in store.list("default/events/")))
             cache = wait(lambda: (c := status_of(kube, "Dataset", "events").get("cacheStates", {})).get("cached")
-                         and c, timeout=30, message="cached bytes reported")
-            assert cache["cached"] != "0B" and cache["cachedPercentage"].endswith("%")
+                         == held and c, timeout=30, message=f"cached bytes reported: {held}")
+            assert held != human_bytes(0) and cache["cachedPercentage"].endswith("%")
     finally:
+        placement_feed.NAMES_LISTENERS.remove(reads)
         placement_feed.REFRESH_SECONDS = before
 
 

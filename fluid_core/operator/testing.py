@@ -107,11 +107,24 @@ class EmulatedCluster:
             ready.set()
 
     def __exit__(self, *exc: object) -> None:
-        self.stop_operator()
+        try:
+            self.stop_operator()
+        finally:  # the API server stops even when the operator failed or did not stop
+            self.stop_server()
+
+    def stop_server(self) -> None:
+        """Stop the emulated API server and wait for its thread; RuntimeError if it stays."""
         if self._loop is not None and self._stop_server is not None:
-            self._loop.call_soon_threadsafe(self._stop_server.set)
+            try:
+                self._loop.call_soon_threadsafe(self._stop_server.set)
+            except RuntimeError:  # its loop has ended already
+                pass
         if self._server_thread is not None:
             self._server_thread.join(START_TIMEOUT)
+            alive = self._server_thread.is_alive()
+            self._server_thread = None
+            if alive:
+                raise RuntimeError("the emulated API server did not stop")
 
     # -- the operator ----------------------------------------------------------------
 
