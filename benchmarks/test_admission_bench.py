@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from goals import goal
+
 from vineyard_runtime.ports import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,4 +184,7 @@ def test_pod_creates_with_and_without_the_webhook(benchmark, plane):
     benchmark.pedantic(run, rounds=1)
     assert figures["mutated_webhook_on"] == CREATES and figures["mutated_webhook_off"] == 0
     benchmark.extra_info.update(figures)
+    goal("admission", "p99 added <= 10 ms", figures["p99_ms_added"], at_most=10, unit=" ms")
+    goal("admission", ">= 500 creates/s through the webhook", figures["creates_per_second_webhook_on"],
+         at_least=500, unit="/s")
     print(f"\n{CREATES} pod creates, {CONNECTIONS} connections: {figures}")

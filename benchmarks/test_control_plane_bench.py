@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from goals import goal
+
 from vineyard_runtime.ports import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,4 +89,6 @@ def test_pairs_bound_per_minute(benchmark, plane, pairs):
 
     benchmark.pedantic(bind_all, rounds=1)
     benchmark.extra_info.update(figures)
+    goal("control plane", "> 500 pairs Bound per minute (Fluid)", figures["pairs_per_minute"], at_least=500,
+         unit="/min")
     print(f"\n{pairs} pairs: {figures}")

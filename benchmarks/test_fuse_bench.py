@@ -8,16 +8,17 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 import objects
 from conftest import stop_for_sure
+from goals import goal
 from objects.fusemount import is_mounted, unmount
 from vineyard_runtime.local import LocalCluster
 from vineyard_runtime.processes import terminate
+from vineyard_runtime.waiting import wait_until
 
 SIZE = int(os.environ.get("FLUIDV_BENCH_FUSE_BYTES", str(1 << 30)))
 CHUNK = 1 << 20
@@ -40,9 +41,7 @@ def mounted(tmp_path_factory):
             store.put(np.random.default_rng(0).random(SIZE // 8), name="default/bench/big")
         proc = subprocess.Popen([sys.executable, "-m", "fluid_core.cli", "mount", "bench", str(point),
                                  "--socket", local.nodes[0].socket])
-        deadline = time.monotonic() + 60
-        while not is_mounted(str(point)) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        assert wait_until(lambda: is_mounted(str(point)), 60), "the FUSE view did not mount"
         yield local, point
     finally:
         if proc is not None:
@@ -52,8 +51,10 @@ def mounted(tmp_path_factory):
         stop_for_sure(local)
 
 
-def record(benchmark, nbytes: int) -> None:
-    benchmark.extra_info["GBps"] = round(nbytes / benchmark.stats.stats.mean / 1e9, 2)
+def record(benchmark, nbytes: int) -> float:
+    rate = nbytes / benchmark.stats.stats.mean / 1e9
+    benchmark.extra_info["GBps"] = round(rate, 2)
+    return rate
 
 
 def test_fuse_sequential_read(benchmark, mounted):
@@ -69,7 +70,7 @@ def test_fuse_sequential_read(benchmark, mounted):
 
     total = benchmark.pedantic(read, rounds=3, iterations=1, warmup_rounds=1)
     assert total >= SIZE
-    record(benchmark, total)
+    goal("fuse", "sequential read >= 1 GB/s through FUSE", record(benchmark, total), at_least=1, unit=" GB/s")
 
 
 def test_objects_get_and_copy(benchmark, mounted):

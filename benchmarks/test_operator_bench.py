@@ -15,6 +15,8 @@ import uuid
 
 import pytest
 
+from goals import goal
+
 from fluid_core.operator.kube import Ref
 from fluid_core.operator.testing import EmulatedCluster
 
@@ -75,5 +77,6 @@ def test_datasets_bound_per_minute(benchmark, cluster):
     per_minute = PAIRS / benchmark.stats.stats.mean * 60
     benchmark.extra_info["pairs"] = PAIRS
     benchmark.extra_info["bound_per_minute"] = round(per_minute)
+    goal("operator (emulated API)", "> 500 pairs Bound per minute (Fluid)", per_minute, at_least=500, unit="/min")
     # the emulator answers one request at a time: requests per pair bound the throughput
     benchmark.extra_info["requests_per_pair"] = round(sum(cluster.requests.values()) / PAIRS)

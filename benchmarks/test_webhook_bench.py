@@ -20,6 +20,8 @@ import time
 
 import pytest
 
+from goals import goal
+
 from fluid_core.operator.certs import self_signed
 from vineyard_runtime.processes import terminate
 
@@ -108,3 +110,7 @@ def test_admissions(benchmark, server, placed):
         "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
         "connections": CONNECTIONS,
     })
+    if placed:  # Fluid's figures, for admissions that compute a placement
+        goal("webhook", ">= 125 admissions/s (Fluid)", benchmark.extra_info["admissions_per_second"],
+             at_least=125, unit="/s")
+        goal("webhook", "p90 <= 25 ms (Fluid)", benchmark.extra_info["p90_ms"], at_most=25, unit=" ms")
