@@ -13,7 +13,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 GO_VENV := .venv-go
 GO      := $(shell command -v go 2>/dev/null || echo $(CURDIR)/$(GO_VENV)/bin/go)
 
-.PHONY: demo test bench lint fuse clean control-plane
+.PHONY: demo test bench lint fuse nodes clean control-plane
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,15 @@ fuse:
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq fuse3 >/dev/null; }
 
+# Real Kubernetes nodes in the tests: containerd, runc and the CNI plugins run pods,
+# debootstrap makes the image's base, iptables and conntrack serve kube-proxy.
+NODE_PACKAGES := containerd runc containernetworking-plugins debootstrap iptables conntrack
+nodes:
+	@missing=""; for p in $(NODE_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
+
 demo: $(STAMP) fuse
 	$(BIN)/fluidv demo
 
@@ -46,8 +55,9 @@ $(GO_VENV)/bin/go:
 
 control-plane: $(if $(shell command -v go 2>/dev/null),,$(GO_VENV)/bin/go)
 	@GO=$(GO) bash tests/controlplane/build.sh
+	@GO=$(GO) bash tests/controlplane/build.sh nodes
 
-test: $(STAMP) $(PYSDK_STAMP) fuse lint control-plane
+test: $(STAMP) $(PYSDK_STAMP) fuse nodes lint control-plane
 	$(BIN)/python -m pytest tests
 
 bench: $(STAMP) fuse

@@ -4,7 +4,9 @@ kube-scheduler and KWOK simulating the nodes and their pods.
 The binaries, etcd included (a 3.6 release: the API server's watch cache needs watch
 progress reports), come from ``controlplane/build.sh``, built once into a cache outside
 the repository. Everything listens on 127.0.0.1 on ports picked free at start, every
-process is stopped by its pid, and nothing is reached but loopback.
+process is stopped by its pid, and nothing is reached but loopback. For real nodes
+(``support/nodes.py``) the API server also listens on ``address``, the test's end of
+the nodes' network, and keeps the ``kubernetes`` Service's endpoint so that pods reach it.
 """
 
 from __future__ import annotations
@@ -62,18 +64,27 @@ def resource_status(kube: Any, kind: str, name: str, namespace: str) -> dict[str
     return (kube.get(Ref(CR_API, kind, namespace, name)) or {}).get("status") or {}
 
 
-def binaries() -> Path:
+def binaries(which: str = "control-plane") -> Path:
     """The directory with ``bin/`` and ``stages.yaml``, built now if the cache lacks it."""
-    done = subprocess.run(["bash", str(BUILD)], capture_output=True, text=True, timeout=3600)
+    done = subprocess.run(["bash", str(BUILD), which], capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
-        raise RuntimeError(f"building the control plane failed: {done.stderr[-2000:]}")
+        raise RuntimeError(f"building the test cluster's {which} failed: {done.stderr[-2000:]}")
     return Path(done.stdout.strip().splitlines()[-1])
 
 
-def _serving_certificate(directory: Path) -> tuple[Path, Path]:
+def _serving_certificate(directory: Path, address: str | None, service_range: str) -> tuple[Path, Path]:
+    """The API server's certificate: for loopback, and for real nodes ``address`` and the
+    names and ClusterIP by which pods reach the ``kubernetes`` Service."""
+    import ipaddress
+
     from fluid_core.operator.certs import self_signed
 
-    cert, key = self_signed(["127.0.0.1", "localhost"], directory)
+    names = ["127.0.0.1", "localhost"]
+    if address:
+        service_ip = str(next(ipaddress.ip_network(service_range).hosts()))
+        names += [address, service_ip, "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                  "kubernetes.default.svc.cluster.local"]
+    cert, key = self_signed(names, directory)
     return Path(cert), Path(key)
 
 
@@ -108,6 +119,10 @@ class ControlPlane:
     crds: tuple[dict[str, Any], ...] = ()
     #: write the API server's audit log (every request's user, verb, resource, code)
     audit: bool = False
+    #: where the API server listens besides loopback (real nodes reach it there), and the
+    #: Service range; with an address, the ``kubernetes`` Service gets its endpoint
+    address: str | None = None
+    service_range: str = "10.96.0.0/16"
     url: str = ""
     kubeconfig: Path = field(default_factory=Path)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -134,7 +149,7 @@ class ControlPlane:
         self.workdir.mkdir(parents=True, exist_ok=True)
         pki = self.workdir / "pki"
         pki.mkdir(exist_ok=True)
-        cert, key = _serving_certificate(pki)
+        cert, key = _serving_certificate(pki, self.address, self.service_range)
         sa_key, sa_pub = _service_account_keys(pki)
         tokens = pki / "tokens.csv"
         tokens.write_text(f'{ADMIN_TOKEN},admin,admin,"system:masters"\n')
@@ -149,15 +164,22 @@ class ControlPlane:
                              "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
                              "--initial-cluster", f"cp=http://127.0.0.1:{peer}",
                              "--listen-metrics-urls", f"http://127.0.0.1:{metrics}"])
-        self.url = f"https://127.0.0.1:{api}"
+        self.url = f"https://{self.address or '127.0.0.1'}:{api}"
+        self.port = api
+        if self.address:  # reached by real nodes (the Service's endpoint); webhooks at their pods' IPs
+            listen = [f"--bind-address={self.address}", f"--advertise-address={self.address}",
+                      "--endpoint-reconciler-type=lease", "--enable-aggregator-routing=true",
+                      "--kubelet-preferred-address-types=InternalIP,Hostname"]
+        else:
+            listen = ["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none"]
         self._spawn("kube-apiserver", [
             str(bin_dir / "kube-apiserver"), f"--etcd-servers=http://127.0.0.1:{client}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api}",
+            *listen, f"--secure-port={api}",
             f"--tls-cert-file={cert}", f"--tls-private-key-file={key}", f"--client-ca-file={cert}",
             f"--token-auth-file={tokens}", "--authorization-mode=RBAC",
             "--service-account-issuer=https://kubernetes.default.svc",
             f"--service-account-key-file={sa_pub}", f"--service-account-signing-key-file={sa_key}",
-            "--service-cluster-ip-range=10.96.0.0/16", "--endpoint-reconciler-type=none",
+            f"--service-cluster-ip-range={self.service_range}",
             "--allow-privileged=true", "--profiling=false", "--enable-priority-and-fairness=false",
             *self._audit_flags(),
         ])
@@ -175,7 +197,9 @@ class ControlPlane:
         self._spawn("kube-scheduler", [str(bin_dir / "kube-scheduler"), *common])
         self._spawn("kwok", [
             str(bin_dir / "kwok"), f"--kubeconfig={self.kubeconfig}", f"--config={built / 'stages.yaml'}",
-            "--manage-all-nodes=true", f"--server-address=127.0.0.1:{kwok}", "--node-ip=127.0.0.1"])
+            # only the nodes it was told to play: real kubelets run the others
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            f"--server-address=127.0.0.1:{kwok}", "--node-ip=127.0.0.1"])
         for index, name in enumerate(self.node_names()):
             self.create_node(name, self.zones[index % len(self.zones)])
         self._wait(lambda: self._ready_nodes() == self.nodes, f"{self.nodes} KWOK nodes Ready")

@@ -1,0 +1,3 @@
+module fluid-vineyard/image/pause
+
+go 1.21
