@@ -155,24 +155,3 @@ def test_every_referenced_entrypoint_exists():
     assert "--namespace" in _options("op", "run")
     worker = next(o for o in objects if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "d-worker")
     assert worker["spec"]["template"]["spec"]["containers"][0]["command"][0].endswith("vineyardd")
-
-
-def test_the_image_provides_every_entrypoint():
-    """The Dockerfile installs the project (the ``fluidv`` script) and puts the binaries
-    the manifests run (vineyardd, etcd) on PATH through functions that exist."""
-    import tomllib
-
-    from vineyard_runtime import binaries
-
-    root = os.path.join(CHART, "..", "..")
-    with open(os.path.join(root, "Dockerfile")) as handle:
-        dockerfile = handle.read()
-    with open(os.path.join(root, "pyproject.toml"), "rb") as handle:
-        assert tomllib.load(handle)["project"]["scripts"]["fluidv"] == "fluid_core.cli:main"
-    assert "pip install --no-cache-dir ." in dockerfile
-    for binary, function in (("vineyardd", "vineyardd_binary"), ("etcd", "etcd_binary")):
-        assert f"from vineyard_runtime.binaries import {function}" in dockerfile
-        assert f"/usr/local/bin/{binary}" in dockerfile
-        assert os.access(getattr(binaries, function)(), os.X_OK)
-    for package in ("objects", "vineyard_runtime", "fluid_core"):
-        assert f"COPY {package} {package}" in dockerfile
