@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -83,19 +84,25 @@ def login(**_: Any) -> kopf.ConnectionInfo:
     kopf's ``login_via_client``: that loads the configuration from the environment again,
     while ``use_client`` may have pointed the operator at another server."""
     cfg = client().api.configuration
-    header = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken") or ""
-    prefix = (cfg.api_key_prefix or {}).get("authorization", "")
-    token = header.removeprefix("Bearer ").strip() or None
-    if prefix and not header.startswith("Bearer"):
-        token = header or None
     return kopf.ConnectionInfo(
         server=cfg.host,
         ca_path=cfg.ssl_ca_cert,
         insecure=not cfg.verify_ssl,
-        token=token,
+        token=bearer_token(cfg),
         certificate_path=cfg.cert_file,
         private_key_path=cfg.key_file,
     )
+
+
+def bearer_token(cfg: Any) -> str | None:
+    """The token of a kubernetes client configuration, read again from its file when it
+    has one: in a pod, the ServiceAccount token is rotated by the kubelet, and the
+    client keeps it as ``"bearer <token>"`` (lower case) until its refresh hook runs."""
+    if cfg.refresh_api_key_hook is not None:
+        cfg.refresh_api_key_hook(cfg)
+    keys = cfg.api_key or {}
+    header = str(keys.get("authorization") or keys.get("BearerToken") or "").strip()
+    return re.sub(r"(?i)^bearer\s+", "", header) or None
 
 
 @kopf.on.startup()
