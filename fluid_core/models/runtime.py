@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import Enum
 from typing import Literal
 
@@ -21,8 +22,25 @@ from vineyard_runtime.quantity import parse_quantity
 
 DEFAULT_IMAGE = "ghcr.io/fluid-vineyard/fluid-vineyard"
 DEFAULT_TAG = "0.1.0"
-DEFAULT_ETCD_IMAGE = "quay.io/coreos/etcd"
-DEFAULT_ETCD_TAG = "v3.5.1"
+#: The project image every role runs when a resource names none (the etcd master, the
+#: workers, the bridge, the operations' Jobs): the chart sets it to the operator's own.
+IMAGE_ENV = "FLUIDV_IMAGE"
+
+
+def project_image() -> tuple[str, str]:
+    """``(repository, tag)`` of the project image: ``$FLUIDV_IMAGE``, else this release's."""
+    configured = os.environ.get(IMAGE_ENV, "").strip()
+    if not configured:
+        return DEFAULT_IMAGE, DEFAULT_TAG
+    repository, _, tag = configured.rpartition(":")
+    if not repository or "/" in tag:  # no tag given (a registry port is not a tag)
+        return configured, "latest"
+    return repository, tag
+
+
+def project_image_ref() -> str:
+    """The project image as one reference, ``repository:tag``."""
+    return ":".join(project_image())
 
 
 class RuntimePhase(str, Enum):
@@ -61,8 +79,8 @@ class MasterPorts(Model):
 
 class Master(Model):
     replicas: int = Field(1, ge=1, le=7)
-    image: str = DEFAULT_ETCD_IMAGE
-    image_tag: str = DEFAULT_ETCD_TAG
+    image: str = Field(default_factory=lambda: project_image()[0])  # it has etcd, as Fluid's vineyardd image
+    image_tag: str = Field(default_factory=lambda: project_image()[1])
     image_pull_policy: PullPolicy = PullPolicy.IF_NOT_PRESENT
     resources: Passthrough | None = None
     endpoint: Endpoint | None = None
@@ -103,8 +121,8 @@ class NetworkMode(str, Enum):
 class Component(Model):
     """What the worker and the bridge have in common: image, resources, env, options."""
 
-    image: str = DEFAULT_IMAGE
-    image_tag: str = DEFAULT_TAG
+    image: str = Field(default_factory=lambda: project_image()[0])
+    image_tag: str = Field(default_factory=lambda: project_image()[1])
     image_pull_policy: PullPolicy = PullPolicy.IF_NOT_PRESENT
     resources: Passthrough | None = None
     env: dict[str, str] = Field(default_factory=dict)

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fluid_core.models.backup_location import BackupLocation
+from fluid_core.models.runtime import project_image_ref
 from fluid_core.reconcilers.conditions import set_condition
 from fluid_core.reconcilers.observed import DatasetObserved
 from fluid_core.reconcilers.operation import (
     BACKOFF_LIMIT,
-    PROJECT_IMAGE,
     dataset_volume,
 )
 from vineyard_runtime.naming import derived_name, safe_value
@@ -43,7 +43,7 @@ def restore_job(name: str, namespace: str, restore: Any, owner: list[dict[str, A
         volumes.append(backup[0])
         mounts.append(backup[1])
     pod: dict[str, Any] = {"restartPolicy": "Never", "volumes": volumes, "containers": [{
-        "name": "restore", "image": PROJECT_IMAGE, "env": env, "volumeMounts": mounts,
+        "name": "restore", "image": project_image_ref(), "env": env, "volumeMounts": mounts,
         "command": ["fluidv", "op", "restore", name, "--namespace", namespace, "--path", location.in_pod()]}]}
     if restore.node_name:
         pod["nodeSelector"] = {"kubernetes.io/hostname": restore.node_name}

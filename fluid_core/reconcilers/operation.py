@@ -15,7 +15,7 @@ from fluid_core.errors import FluidError
 from fluid_core.models.backup_location import VOLUME as BACKUP_VOLUME
 from fluid_core.models.backup_location import BackupLocation
 from fluid_core.models.base import not_applied_warnings
-from fluid_core.models.runtime import DEFAULT_IMAGE, DEFAULT_TAG
+from fluid_core.models.runtime import project_image_ref
 from fluid_core.placement.flow import follow
 from fluid_core.placement.mutate import CONFIG_FILE
 from fluid_core.placement.view import ClusterView
@@ -35,7 +35,6 @@ from fluid_core.stamps import seconds_between
 from vineyard_runtime.naming import derived_name, safe_value
 from vineyard_runtime.kube.manifests import MANAGED_BY
 
-PROJECT_IMAGE = f"{DEFAULT_IMAGE}:{DEFAULT_TAG}"
 BACKOFF_LIMIT = 2
 OPERATION_LABEL = "data.fluid.io/operation"
 
@@ -114,7 +113,7 @@ def _script_container(op: Any, script: Any, env: list[dict[str, Any]], mount: di
     file holding ``source``."""
     container: dict[str, Any] = {
         "name": "script",
-        "image": f"{script.image}:{script.image_tag or 'latest'}" if script.image else PROJECT_IMAGE,
+        "image": f"{script.image}:{script.image_tag or 'latest'}" if script.image else project_image_ref(),
         "env": env + list(script.env), "volumeMounts": [mount] + list(script.volume_mounts)}
     if script.command:
         container["command"] = list(script.command)
@@ -173,7 +172,7 @@ def pod_spec(op: Any, affinity: dict[str, Any] | None) -> dict[str, Any]:
             pod["restartPolicy"] = script.restart_policy
     else:  # DataLoad, DataMigrate, DataBackup and function processors: the project image
         container = {
-            "name": op.kind.lower(), "image": PROJECT_IMAGE,
+            "name": op.kind.lower(), "image": project_image_ref(),
             "command": ["fluidv", "op", "run", op.kind, op.name, "--namespace", op.namespace],
             "env": env, "volumeMounts": [mount]}
         if getattr(spec, "image", None):
