@@ -87,6 +87,8 @@ def _config_targets(path: str, source: str, node: str | None = None) -> list[Tar
     config = _read_config(path, source)
     where = f"{source} {path}"
     socket = config.socket
+    if socket and not os.path.isabs(socket):  # the bridge names the socket beside its config
+        socket = os.path.join(os.path.dirname(os.path.abspath(path)), socket)
     if node is not None:
         socket = config.node_socket(node)
         if socket is None:

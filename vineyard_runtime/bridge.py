@@ -1,10 +1,13 @@
 """The client bridge: publishes how to reach the node's Vineyard worker.
 
 Into a dataset's mount directory it writes ``vineyard-config.yaml`` (``Vineyard:
-{IPCSocket, RPCEndpoint}``) and a link ``vineyard.sock`` to the worker's socket, so a
-client connects with ``objects.connect()`` and ``$VINEYARD_CONFIG`` alone. It checks the
-socket ten times a second: a worker that restarts (a new socket) is relinked within a
-second, and a vanished worker removes the link (clients then fall back to RPC).
+{IPCSocket, RPCEndpoint}``) and ``vineyard.sock``, a hard link to the worker's socket, so
+a client connects with ``objects.connect()`` and ``$VINEYARD_CONFIG`` alone, wherever a
+pod mounts the dataset: the config names the socket relative to itself, and the hard
+link (unlike a symbolic one) needs no path outside the mount. Readers' holds are kept
+beside it (``vineyard.sock.holds``). It checks the socket ten times a second: a worker
+that restarts (a new socket) is relinked within a second, and a vanished worker removes
+the link (clients then fall back to RPC).
 
 On a node without a worker, ``LocalWorker`` runs a small vineyardd joined to the
 cluster's etcd (``fuse.options.size``), and the bridge links that one instead.
@@ -16,6 +19,7 @@ readers, and publishes itself so that deletes on other nodes leave those frees t
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -25,6 +29,7 @@ from typing import Any
 
 from vineyard_runtime import node_config
 from vineyard_runtime.node_config import CONFIG_FILE, NodeConfig
+from vineyard_runtime.ports import socket_accepts
 from vineyard_runtime.restarts import Backoff
 from vineyard_runtime.spec import DEFAULT_ETCD_PREFIX
 
@@ -38,22 +43,24 @@ class BridgeState:
 
     relinks: int = 0  # links renewed after the first (a worker restarted)
     last_change: float = 0.0
-    socket_identity: tuple[int, int, int] | None = None  # (device, inode, ctime) of the linked socket
+    socket_identity: tuple[int, int] | None = None  # (device, inode) of the linked socket
 
     @property
     def linked(self) -> bool:
         return self.socket_identity is not None
 
 
-def _identity(path: str) -> tuple[int, int, int] | None:
+def _identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of the socket at ``path``. The hard link keeps the linked inode in
+    use, so a restarted worker's new socket never gets its number (its change time would
+    not tell: linking changes it)."""
     try:
         info = os.stat(path)
     except OSError:
         return None
     import stat  # noqa: PLC0415
 
-    # a restarted worker's socket may reuse the old inode number: its change time differs
-    return (info.st_dev, info.st_ino, info.st_ctime_ns) if stat.S_ISSOCK(info.st_mode) else None
+    return (info.st_dev, info.st_ino) if stat.S_ISSOCK(info.st_mode) else None
 
 
 class LocalWorker:
@@ -111,7 +118,7 @@ class Bridge:
         self.state = BridgeState()
         self._stop = threading.Event()
         self._sweeper: Any = None
-        self._announced: tuple[tuple[int, int, int], int] | None = None  # (socket identity, instance id)
+        self._announced: tuple[tuple[int, int], int] | None = None  # (socket identity, instance id)
 
     @property
     def link(self) -> str:
@@ -125,14 +132,18 @@ class Bridge:
         """Write the client configuration (the link as IPC socket, RPC as fallback, and
         the cluster's etcd for the object directory)."""
         os.makedirs(self.publish_dir, exist_ok=True)
-        config = NodeConfig(socket=self.link, rpc_endpoints=tuple(self.rpc_endpoints),
+        config = NodeConfig(socket=LINK, rpc_endpoints=tuple(self.rpc_endpoints),
                             etcd_endpoint=self.etcd_endpoint, etcd_prefix=self.etcd_prefix)
         node_config.write(self.config_path, config)
 
     def sync(self) -> bool:
-        """Link the current socket (or drop the link when there is none); True on a change."""
+        """Link the current socket (or drop the link when there is none); True on a change.
+        A new socket is linked once it accepts connections: a worker that binds it then
+        dies, or has not yet opened it to every user, is never published."""
         identity = _identity(self.socket)
-        linked = os.path.islink(self.link) and os.readlink(self.link) == self.socket
+        if identity is not None and identity != self.state.socket_identity and not socket_accepts(self.socket):
+            identity = None
+        linked = identity is not None and _identity(self.link) == identity
         if identity is not None and identity == self.state.socket_identity and linked:
             return False
         if identity is None and self.state.socket_identity is None and not os.path.lexists(self.link):
@@ -144,7 +155,12 @@ class Bridge:
             temporary = f"{self.link}.{os.getpid()}.tmp"
             if os.path.lexists(temporary):
                 os.unlink(temporary)
-            os.symlink(self.socket, temporary)
+            try:
+                os.link(self.socket, temporary)
+            except OSError as exc:  # another file system: a symbolic link, for pods that see its target
+                if exc.errno != errno.EXDEV:
+                    raise
+                os.symlink(self.socket, temporary)
             os.replace(temporary, self.link)
             if self.state.last_change:
                 self.state.relinks += 1
@@ -193,7 +209,8 @@ class Bridge:
                 self._announced = (identity, pinger.instance_id)
             return self._announced[1]
 
-        sweeper = NodeSweeper(self.socket, self.etcd_endpoint, self.etcd_prefix, instance_id,
+        # through the link: the holds it keeps are those beside it, where the readers pin
+        sweeper = NodeSweeper(self.link, self.etcd_endpoint, self.etcd_prefix, instance_id,
                               lambda socket: connect_ipc(socket))
         self._sweeper = sweeper.start()
 

@@ -14,7 +14,11 @@ lock on ``w-<pid>-<n>.writing``, which lists the blobs; the sweeper frees the bl
 a writer that died before it named or dropped them (see :class:`Writing`).
 
 The holds directory sits beside the node's socket (``<socket>.holds``), so every
-process that can reach the node's memory can reach its holds, in both modes.
+process that can reach the node's memory can reach its holds, in both modes. It is as
+open as the socket's folder: the owner's alone (a local cluster's default), its group's
+(``--group``), or everyone's who can reach the folder (a dataset's mount on Kubernetes,
+where the pods of any user that mount the dataset read the node's objects; they could
+delete them through the socket anyway).
 """
 
 from __future__ import annotations
@@ -38,7 +42,6 @@ Delete = Callable[[list[str]], None]
 #: True when ``name`` is in the object directory as the entry of this id.
 Named = Callable[[str, str], bool]
 
-_MODE = 0o770  # the node's users share it; nobody else writes there
 
 
 def holds_dir(socket: str) -> str:
@@ -61,13 +64,19 @@ def _unlink(path: str) -> None:
         os.unlink(path)
 
 
-def _share_like_parent(path: str) -> None:
-    """The holds of a node whose directory its owner shares with a group are the group's
-    to write too (each reader pins there); otherwise the owner's alone."""
+def _share_like_parent(path: str) -> int:
+    """Give the holds the openness of the socket's folder (each reader pins there): its
+    owner's, its group's, or everyone's who can enter it; the mode of the files in them."""
     info, parent = os.stat(path), os.stat(os.path.dirname(path))
-    mode = (stat.S_ISGID | 0o770) if parent.st_mode & 0o070 else 0o700
+    if parent.st_mode & 0o001:
+        mode, files = 0o777, 0o666
+    elif parent.st_mode & 0o070:
+        mode, files = stat.S_ISGID | 0o770, 0o660
+    else:
+        mode, files = 0o700, 0o600
     if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) != mode:  # once, not at every connect
         os.chmod(path, mode)
+    return files
 
 
 @dataclass
@@ -86,8 +95,8 @@ class NodeHolds:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        os.makedirs(path, mode=_MODE, exist_ok=True)
-        _share_like_parent(path)
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        self.file_mode = _share_like_parent(path)
 
     @classmethod
     def for_socket(cls, socket: str) -> "NodeHolds | None":
@@ -113,7 +122,7 @@ class NodeHolds:
         with self._lock:
             held = self._pins.get(path)
             if held is None:
-                fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o660)
+                fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, self.file_mode)
                 fcntl.flock(fd, fcntl.LOCK_SH)
                 held = self._pins[path] = _Pinned(fd)
             held.count += 1
@@ -152,7 +161,7 @@ class NodeHolds:
         with self._lock:
             if path in self._pins:  # this very process still reads it
                 return False
-            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o660)
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, self.file_mode)
         try:
             if not _try_lock(fd, fcntl.LOCK_EX):
                 return False
@@ -241,7 +250,8 @@ class Writing:
     def add(self, blob_id: str) -> None:
         """Record ``blob_id`` before filling it (a crash from here on frees it)."""
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o660)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                               self.holds.file_mode)
             fcntl.flock(self._fd, fcntl.LOCK_EX)
         self.blobs.append(blob_id)
         self._line(blob_id)

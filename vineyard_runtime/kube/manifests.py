@@ -38,6 +38,11 @@ CONTAINER_SECURITY: dict[str, Any] = {
     "capabilities": {"drop": ["ALL"]},
     "seccompProfile": {"type": "RuntimeDefault"},
 }
+#: the worker and the bridge share the node's runtime folder (a hostPath the kubelet makes,
+#: owned by root, mode 0755): they run as root there, still without any capability, so
+#: they own what they make in it (vineyardd's socket is 0777 for every client's user)
+NODE_FOLDER_SECURITY: dict[str, Any] = {**CONTAINER_SECURITY, "runAsUser": 0, "runAsGroup": 0,
+                                        "runAsNonRoot": False}
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,8 @@ class KubeRuntime:
     peer_port: int = 2380
     rpc_port: int = 9600
     metrics_port: int = 9144
+    #: the bridge's metrics and /healthz (ready once it links a serving worker)
+    bridge_metrics_port: int = 9145
     spill_path: str | None = None
     spill_lower_rate: float = 0.3
     spill_upper_rate: float = 0.8
@@ -297,7 +304,7 @@ def worker_objects(rt: KubeRuntime) -> list[dict[str, Any]]:
         mounts.append({"name": "spill", "mountPath": rt.spill_path})
     container = {
         "name": "vineyardd",
-        "securityContext": CONTAINER_SECURITY,
+        "securityContext": NODE_FOLDER_SECURITY,
         "image": rt.worker_image.ref,
         "imagePullPolicy": rt.worker_image.pull_policy,
         "command": command.argv,
@@ -365,18 +372,22 @@ def bridge_objects(rt: KubeRuntime) -> list[dict[str, Any]]:
         "--socket", SOCKET,
         "--publish-dir", f"{SOCKET_DIR}/fuse",
         "--etcd-endpoint", rt.etcd_endpoint,
+        "--metrics-port", str(rt.bridge_metrics_port),
     ]
     for key, value in sorted(rt.bridge_options.items()):
         command += ["--option", f"{key}={value}"]
     container: dict[str, Any] = {
         "name": "bridge",
-        "securityContext": {**CONTAINER_SECURITY, "runAsNonRoot": True},  # the project image's user 65532
+        "securityContext": NODE_FOLDER_SECURITY,
         "image": rt.bridge_image.ref,
         "imagePullPolicy": rt.bridge_image.pull_policy,
         "command": command,
         "env": [{"name": "MY_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]
         + _env(rt.bridge_env),
         "envFrom": [{"configMapRef": {"name": rt.rpc_conf_name}}],
+        "ports": [{"name": "metrics", "containerPort": rt.bridge_metrics_port, "protocol": "TCP"}],
+        # ready once the node's worker answers through the link it published
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": rt.bridge_metrics_port}, "periodSeconds": 2},
         "volumeMounts": [{"name": "vineyard-socket", "mountPath": SOCKET_DIR}],
     }
     if rt.bridge_resources:
