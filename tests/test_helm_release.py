@@ -37,7 +37,7 @@ OPERATIONS = (
     ("DataProcess", "step", {"dataset": {"name": "shared"}, "runAfter": {"kind": "DataLoad", "name": "warm"},
                              "processor": {"script": {"image": "busybox", "source": "echo hi"}}}),
     ("DataMigrate", "out", {"from": {"dataset": {"name": "shared"}}, "to": {"externalStorage": {
-        "uri": "local:///tmp/out"}}, "runAfter": {"kind": "DataProcess", "name": "step"}}),
+        "uri": "local:///mnt/out"}}, "runAfter": {"kind": "DataProcess", "name": "step"}}),
     ("DataBackup", "keep", {"dataset": "shared", "backupPath": "local:///var/backups/team"}),
     ("DataLoad", "nightly", {"dataset": {"name": "shared"}, "policy": "Cron", "schedule": "0 3 * * *"}),
 )

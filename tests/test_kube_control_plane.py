@@ -209,7 +209,7 @@ def test_this_projects_fluid_sdk_flow_completes(control_plane, kube):
     dataset.bind_runtime(replicas=2, cache_capacity_GiB=1)
     processor = models.Processor(script=models.ScriptProcessor(command=["sh"], source="ls /data"))
     flow = (dataset.preload("/").process(dataset_mountpath="/data", processor=processor)
-            .migrate("/", constants.DATA_MIGRATE_DIRECTION_TO, models.ExternalStorage(uri="local:///tmp/o"))
+            .migrate("/", constants.DATA_MIGRATE_DIRECTION_TO, models.ExternalStorage(uri="local:///mnt/o"))
             .run(run_id="kflow"))
     flow.wait(timeout_for_each_step=60)
     statuses = flow.get_current_status()
@@ -306,7 +306,7 @@ def test_an_operator_killed_mid_reconcile_converges_with_no_duplicates(control_p
     create(kube, "VineyardRuntime", "crashop", {"replicas": 1})
     wait(lambda: status_of(kube, "Dataset", "crashop").get("phase") == "Bound", timeout=120, message="crashop bound")
     create(kube, "DataMigrate", "crashmove", {"from": {"dataset": {"name": "crashop"}},
-                                              "to": {"externalStorage": {"uri": "local:///tmp/out"}}})
+                                              "to": {"externalStorage": {"uri": "local:///mnt/out"}}})
     ran = wait(lambda: (s := status_of(kube, "DataMigrate", "crashmove")).get("phase") == "Complete" and s,
                timeout=120, message="the operation ran (KWOK completed its Job)")
     names = [f"crash{index}" for index in range(8)]

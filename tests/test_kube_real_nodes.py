@@ -18,6 +18,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from control_plane import binaries, project_crds
 
@@ -176,3 +177,135 @@ def test_objects_cross_between_pods_on_different_nodes(cluster: RealCluster, kub
     other = cluster.node_names[1]
     _, logs = run_pod(cluster, kube, "consumer-other-node", CONSUME, node=other)
     assert f"read on {other} from {producer_node}" in logs
+
+
+FLOW = "flow"
+ROWS = 20_000
+EVALUATE = f"""
+import numpy as np, objects
+store = objects.connect()
+x, y = store.get("{NS}/{FLOW}/features"), store.get("{NS}/{FLOW}/labels")
+model = store.get("{NS}/{FLOW}/model")
+accuracy = float((((x @ model["weights"] + model["bias"]) > 0) == (y > 0.5)).mean())
+store.put(np.array([accuracy]), "{NS}/{FLOW}/accuracy")
+print("accuracy", accuracy, "on", store.node)
+"""
+
+
+#: the image's user: operations run as it, so the folders they write are made its own
+IMAGE_USER = 65532
+
+
+def node_folders(cluster: RealCluster, *names: str) -> None:
+    """``/mnt/<name>`` on every node, writable by the operations' user (as an administrator
+    prepares the host folders that operations write to)."""
+    assert cluster.real is not None
+    for node in cluster.real.nodes:
+        for name in names:
+            folder = node.own("/mnt") / name
+            folder.mkdir(parents=True, exist_ok=True)
+            os.chown(folder, IMAGE_USER, IMAGE_USER)
+
+
+def flow_inputs(cluster: RealCluster) -> tuple[np.ndarray, np.ndarray]:
+    """features.npy and labels.npy in every node's /mnt/flow-in (the dataset's mount)."""
+    node_folders(cluster, "flow-out", "flow-backup", "sdk-out")
+    rng = np.random.default_rng(7)
+    features = rng.standard_normal((ROWS, 4)).astype(np.float32)
+    labels = (features[:, 0] + 0.5 * features[:, 1] > 0).astype(np.float32)
+    assert cluster.real is not None
+    for node in cluster.real.nodes:
+        folder = node.own("/mnt") / "flow-in"
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "features.npy", features)
+        np.save(folder / "labels.npy", labels)
+    return features, labels
+
+
+def operation(kind: str, name: str, spec: dict[str, Any], after: str | None = None) -> dict[str, Any]:
+    if after is not None:  # on the node the step before ran on
+        kind_after, name_after = after.split("/")
+        spec = {**spec, "runAfter": {"kind": kind_after, "name": name_after,
+                                     "affinityStrategy": {"policy": "Require"}}}
+    return {"apiVersion": API, "kind": kind, "metadata": {"name": name, "namespace": NS}, "spec": spec}
+
+
+def test_a_flow_runs_as_jobs_of_the_image_each_on_its_predecessors_node(cluster: RealCluster,
+                                                                         kube: KubeClient) -> None:
+    features, labels = flow_inputs(cluster)
+    repository, tag = cluster.images["project"].rsplit(":", 1)
+    dataset = {"name": FLOW, "namespace": NS}
+    steps = [
+        operation("Dataset", FLOW, {"mounts": [{"name": "in", "mountPoint": "local:///mnt/flow-in"}]}),
+        operation("VineyardRuntime", FLOW, {"replicas": 2, "tieredstore": {"levels": [
+            {"mediumtype": "MEM", "quota": "512Mi"}]}}),
+        operation("DataLoad", "load", {"dataset": dataset}),
+        operation("DataProcess", "train", {"dataset": dataset, "processor": {
+            "function": "fluid_core.demo.pipeline:train", "params": {"epochs": "20"}}}, after="DataLoad/load"),
+        operation("DataProcess", "evaluate", {"dataset": {**dataset, "mountPath": "/data"}, "processor": {
+            "script": {"image": repository, "imageTag": tag, "command": ["python3"], "source": EVALUATE}}},
+            after="DataProcess/train"),
+        operation("DataMigrate", "export", {"from": {"dataset": dataset}, "to": {
+            "externalStorage": {"uri": "local:///mnt/flow-out"}}}, after="DataProcess/evaluate"),
+        operation("DataBackup", "keep", {"dataset": FLOW, "backupPath": "local:///mnt/flow-backup"},
+                  after="DataMigrate/export"),
+    ]
+    for step in steps:
+        plural = {"DataProcess": "dataprocesses"}.get(step["kind"], step["kind"].lower() + "s")
+        kube.request("POST", f"/apis/{API}/namespaces/{NS}/{plural}", step)
+    names = [(s["kind"], s["metadata"]["name"]) for s in steps[2:]]
+
+    def ended() -> bool:
+        phases = [status_of(kube, kind, name).get("phase") for kind, name in names]
+        failed = {name: [c.get("message") for c in status_of(kube, kind, name).get("conditions") or []]
+                  for (kind, name), phase in zip(names, phases) if phase == "Failed"}
+        if failed:
+            pytest.fail("\n".join(f"{name}: {' | '.join(m for m in messages if m)}" for name, messages in failed.items()),
+                        pytrace=False)
+        return phases == ["Complete"] * len(names)
+
+    cluster.control_plane.wait_for(ended, timeout=900, message=f"the flow Complete: {describe(kube)}")
+    nodes = [status_of(kube, kind, name)["node"] for kind, name in names]
+    assert len(set(nodes)) == 1 and nodes[0] in cluster.node_names, nodes  # each on its predecessor's
+    jobs = [p for p in pods(kube, NS) if "job-name" in p["metadata"].get("labels", {})]
+    assert len(jobs) == len(names) and all(
+        p["spec"]["containers"][0]["image"] == cluster.images["project"] for p in jobs)
+
+    assert cluster.real is not None
+    node = next(n for n in cluster.real.nodes if n.name == nodes[0])
+    out = node.own("/mnt") / "flow-out"
+    assert np.array_equal(np.load(out / "features.npy"), features)
+    assert np.array_equal(np.load(out / "labels.npy"), labels)
+    accuracy = float(np.load(out / "accuracy.npy")[0])
+    assert accuracy > 0.9, accuracy  # the model trained in the step before learned the rule
+    weights = np.load(out / "model" / "00000.npy")  # a dict is a folder of its values, in order
+    assert weights.shape == (4,) and weights[0] > weights[2]
+    manifest = json.loads((node.own("/mnt") / "flow-backup" / "fluidv-backup.json").read_text())
+    assert {"features", "labels", "model", "accuracy"} <= {e["key"] for e in manifest["objects"]}, manifest
+
+    # a folder its user may not write: the operation fails, saying so in one line
+    denied = operation("DataMigrate", "export-denied", {"from": {"dataset": dataset}, "to": {
+        "externalStorage": {"uri": "local:///mnt/flow-denied"}}})
+    kube.request("POST", f"/apis/{API}/namespaces/{NS}/datamigrates", denied)
+    cluster.control_plane.wait_for(lambda: status_of(kube, "DataMigrate", "export-denied").get("phase") == "Failed",
+                                   timeout=300, message="the denied export Failed")
+    message = " ".join(c.get("message", "") for c in status_of(kube, "DataMigrate", "export-denied")["conditions"])
+    assert "Permission denied" in message and f"runs as uid {IMAGE_USER}" in message, message
+    assert "Traceback" not in message
+
+
+def test_fluid_pysdk_flow_runs_as_jobs(cluster: RealCluster, kube: KubeClient) -> None:
+    """Fluid's own SDK, in its venv, as its documentation uses it: bind, preload, a script
+    step in the project image, a migration out; every step a Job that ran."""
+    sdk = Path(__file__).resolve().parent.parent / ".venv-fluid-pysdk" / "bin" / "python"
+    flows = Path(__file__).resolve().parent / "fluid_pysdk_flows.py"
+    assert sdk.exists(), f"no fluid-pysdk venv at {sdk}: `make test` creates it"
+    done = subprocess.run([str(sdk), str(flows), str(cluster.control_plane.kubeconfig), cluster.images["project"],
+                           "local:///mnt/sdk-out", "ls /data > /dev/null && echo step-ran", "600"],
+                          capture_output=True, text=True, timeout=1200,
+                          env={**os.environ, "PYTHONPATH": "", "KUBECONFIG": str(cluster.control_plane.kubeconfig)})
+    assert done.returncode == 0, done.stderr[-3000:] + describe(kube, "default")
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["bound"] == "Bound" and seen["phases"] == ["Complete"] * 3, seen
+    logs = tool(cluster, "kubectl", "logs", "-n", "default", "job/sdkflow-step2-dataprocess").stdout
+    assert "step-ran" in logs

@@ -251,3 +251,42 @@ def test_a_required_successor_waits_for_the_node_its_predecessor_ran_on():
     job = next(d for d in later.desired if d["kind"] == "Job")
     terms = job["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert terms["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["n2"]
+
+
+def test_a_job_is_given_its_operation_and_the_node_folders_it_reads_and_writes():
+    import json
+
+    from fluid_core.reconcilers.operation import MOUNTS_ENV, OPERATION_ENV
+
+    mounts = ({"name": "in", "mountPoint": "local:///mnt/in"}, {"name": "s3", "mountPoint": "s3://bucket/x"})
+    migrate = op("DataMigrate", {"from": {"dataset": {"name": "d"}}, "to": {"externalStorage": {"uri": "local:///mnt/out"}}})
+    pod = job_manifest(migrate, None, mounts=mounts)["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    given = json.loads(env[OPERATION_ENV])  # the pod needs no API access to learn what to do
+    assert (given["kind"], given["metadata"]["name"]) == ("DataMigrate", "op")
+    assert given["spec"]["to"]["externalStorage"]["uri"] == "local:///mnt/out"
+    assert json.loads(env[MOUNTS_ENV]) == list(mounts)
+    host = {v["hostPath"]["path"]: v for v in pod["volumes"] if "hostPath" in v}
+    assert set(host) == {"/mnt/in", "/mnt/out"}  # s3:// is read directly
+    mounted = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounted["/mnt/in"]["readOnly"] and not mounted["/mnt/out"]["readOnly"]
+    assert host["/mnt/out"]["hostPath"]["type"] == "DirectoryOrCreate"
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+def test_a_job_writing_outside_the_allowed_host_folders_is_refused():
+    migrate = op("DataMigrate", {"from": {"dataset": {"name": "d"}}, "to": {"externalStorage": {"uri": "local:///etc/x"}}})
+    outcome = reconcile_operation(migrate, OperationObserved(dataset_bound=True), None, now=NOW)
+    assert outcome.status["phase"] == "Failed" and outcome.desired == []
+    assert "/etc/x" in outcome.status["conditions"][-1]["message"]
+
+
+def test_a_failed_job_says_how_its_last_pod_ended():
+    load = op("DataLoad", {"dataset": {"name": "d"}})
+    job = JobObserved(failed=3, last_failure="PermissionError: [Errno 13] /mnt/out")
+    outcome = reconcile_operation(load, OperationObserved(dataset_bound=True, job=job), {"phase": "Executing"},
+                                  now=NOW)
+    assert outcome.status["phase"] == "Failed"
+    message = next(c["message"] for c in outcome.status["conditions"] if c["type"] == "Failed")
+    assert message.endswith("its last pod's log ends with:\nPermissionError: [Errno 13] /mnt/out"), message

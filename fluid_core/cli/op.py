@@ -21,34 +21,57 @@ def op() -> None:
 @click.argument("name")
 @click.option("--namespace", default="default", show_default=True)
 def run_operation(kind: str, name: str, namespace: str) -> None:
-    """Read the operation from the API server and run it against the dataset mounted in
-    this pod (the store is found through $VINEYARD_CONFIG)."""
+    """Run the operation against the dataset mounted in this pod (the store is found
+    through $VINEYARD_CONFIG). The operator gives its Jobs the operation and the dataset's
+    mounts ($FLUIDV_OPERATION, $FLUIDV_DATASET_MOUNTS); without them both are read from
+    the API server."""
     import objects  # noqa: PLC0415
     from fluid_core.flow.context import StepContext  # noqa: PLC0415
     from fluid_core.flow.ops import execute  # noqa: PLC0415
-    from fluid_core.models import API_VERSION, parse  # noqa: PLC0415
-    from fluid_core.operator.kube import KubeClient, Ref  # noqa: PLC0415
+    from fluid_core.models import parse  # noqa: PLC0415
 
     with reported():
-        kube = KubeClient.from_environment()
-        body = kube.get(Ref(API_VERSION, kind, namespace, name))
-        if body is None:
-            raise CommandError(f"no {kind} {namespace}/{name}")
+        body, mounts = _operation(kind, name, namespace)
         resource = parse(body)
         spec: Any = resource.spec  # an operation's: each kind has a dataset
         if kind == "DataBackup":  # Fluid's pvc:// or local:// path is a volume of this pod
             from fluid_core.models.backup_location import BackupLocation  # noqa: PLC0415
 
             spec = spec.model_copy(update={"backup_path": BackupLocation(spec.backup_path).in_pod()})
-        dataset = kube.get(Ref(API_VERSION, "Dataset", spec.dataset.namespace or namespace, spec.dataset.name)) or {}
         with objects.connect() as store:
             ctx = StepContext(store, spec.dataset.namespace or namespace, spec.dataset.name,
                               run_id=f"{kind}-{name}", operation=name)
-            ctx.mounts = list((dataset.get("spec") or {}).get("mounts") or [])
+            ctx.mounts = mounts
             ctx.replica_index = int(os.environ.get("JOB_COMPLETION_INDEX", "0"))  # a DataLoad's copies
             click.echo(execute(kind, spec, ctx))
             click.echo(f"read {ctx.stats.bytes_read} B ({ctx.stats.remote_reads} remote reads), "
                        f"wrote {ctx.stats.bytes_written} B on {ctx.node}")
+
+
+def _operation(kind: str, name: str, namespace: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The operation's resource and its dataset's mounts: as the Job was given them, else
+    from the API server."""
+    import json  # noqa: PLC0415
+
+    from fluid_core.models import API_VERSION  # noqa: PLC0415
+    from fluid_core.reconcilers.operation import MOUNTS_ENV, OPERATION_ENV  # noqa: PLC0415
+
+    if os.environ.get(OPERATION_ENV):
+        try:
+            return json.loads(os.environ[OPERATION_ENV]), list(json.loads(os.environ.get(MOUNTS_ENV) or "[]"))
+        except ValueError as exc:
+            raise CommandError(f"${OPERATION_ENV} or ${MOUNTS_ENV} is not JSON: {exc}") from None
+    from fluid_core.operator.kube import KubeClient, Ref  # noqa: PLC0415
+
+    kube = KubeClient.from_environment()
+    body = kube.get(Ref(API_VERSION, kind, namespace, name))
+    if body is None:
+        raise CommandError(f"no {kind} {namespace}/{name}")
+    from fluid_core.models import parse  # noqa: PLC0415
+
+    dataset: Any = parse(body).spec.dataset  # type: ignore[union-attr]  # every operation has one
+    found = kube.get(Ref(API_VERSION, "Dataset", dataset.namespace or namespace, dataset.name)) or {}
+    return body, list((found.get("spec") or {}).get("mounts") or [])
 
 
 @op.command("restore")

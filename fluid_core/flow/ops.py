@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
+import os
 import posixpath
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -350,7 +352,17 @@ def restore(ctx: StepContext, plain: Any, root: str) -> int:
 
 
 def execute(kind: str, spec: Any, ctx: StepContext) -> str:
-    """Run one operation of ``kind`` with its parsed ``spec``; a one-line summary."""
+    """Run one operation of ``kind`` with its parsed ``spec``; a one-line summary. A file
+    it cannot read or write fails it with OperationFailed saying which, and as whom."""
+    try:
+        return _execute(kind, spec, ctx)
+    except OSError as exc:  # storage the step cannot reach: one line, not a traceback
+        who = (f" (this step runs as uid {os.getuid()}, gid {os.getgid()}: the folder must let that user "
+               "in, or the operation run as a user it does)" if exc.errno in (errno.EACCES, errno.EPERM) else "")
+        raise OperationFailed(f"{kind}: {exc}{who}") from None
+
+
+def _execute(kind: str, spec: Any, ctx: StepContext) -> str:
     if kind == "DataLoad":
         return warm(ctx, spec)
     if kind == "DataBackup":

@@ -43,6 +43,12 @@ def source_of(mount_point: str) -> str:
     return mount_point
 
 
+def node_paths(mounts: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The node directories of the ``local://`` mounts: on Kubernetes, volumes of the
+    operations' pods, seen there at the same paths."""
+    return [source_of(str(m["mountPoint"])) for m in mounts if str(m.get("mountPoint", "")).startswith("local://")]
+
+
 def resolve(mounts: Sequence[Mapping[str, Any]], dataset_path: str) -> tuple[str, str, str]:
     """(where the data of ``dataset_path`` is, the dataset path of that place, and the
     root of the mount holding it: nothing outside that root is read for it)."""

@@ -64,7 +64,19 @@ def _job(kube: KubeClient, op: Any, status: dict[str, Any]) -> JobObserved | Non
                            start_time=status.get("lastScheduleTime"), completion_time=done)
     pods = kube.list(Ref("v1", "Pod", op.namespace), {"job-name": name})
     nodes = [p["spec"]["nodeName"] for p in pods if (p.get("spec") or {}).get("nodeName")]
-    return dataclasses.replace(job_counts(body), node=nodes[-1] if nodes else None)
+    return dataclasses.replace(job_counts(body), node=nodes[-1] if nodes else None, last_failure=_last_failure(pods))
+
+
+def _last_failure(pods: list[dict[str, Any]]) -> str:
+    """The termination message (the log's tail, FallbackToLogsOnError) of the pod that
+    failed last, trimmed to what a condition should carry."""
+    failed = []
+    for pod in pods:
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            ended = (container.get("state") or {}).get("terminated") or {}
+            if ended.get("exitCode") and ended.get("message"):
+                failed.append((str(ended.get("finishedAt") or ""), str(ended["message"])))
+    return max(failed)[1].strip()[-1500:] if failed else ""
 
 
 def observe_operation(kube: KubeClient, op: Any, status: dict[str, Any] | None = None, *,
@@ -82,7 +94,8 @@ def observe_operation(kube: KubeClient, op: Any, status: dict[str, Any] | None =
             other = kube.get(Ref(API, depend_on.kind, depend_on.namespace or op.namespace, depend_on.name))
             node = ((other or {}).get("status") or {}).get("node")
     return OperationObserved(dataset_bound=bound, predecessor_phase=phase, predecessor_node=node,
-                             job=_job(kube, op, status or {}), cycle=_run_after_cycle(kube, op), due=due)
+                             job=_job(kube, op, status or {}), cycle=_run_after_cycle(kube, op), due=due,
+                             dataset_mounts=tuple(((dataset or {}).get("spec") or {}).get("mounts") or ()))
 
 
 #: How far a runAfter chain is followed looking for a cycle.

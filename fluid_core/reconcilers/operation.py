@@ -8,6 +8,7 @@ predecessor to be ``Complete``; a failed predecessor fails it without a Job; wit
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ from fluid_core.errors import FluidError
 from fluid_core.models.backup_location import VOLUME as BACKUP_VOLUME
 from fluid_core.models.backup_location import BackupLocation
 from fluid_core.models.base import not_applied_warnings
+from fluid_core.models.mounts import node_paths, source_of
 from fluid_core.models.runtime import project_image_ref
 from fluid_core.placement.flow import follow
 from fluid_core.placement.mutate import CONFIG_FILE
@@ -49,6 +51,8 @@ class JobObserved:
     node: str | None = None
     start_time: str | None = None
     completion_time: str | None = None
+    #: the end of the last failed pod's log (its containers' termination message)
+    last_failure: str = ""
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,13 @@ class OperationObserved:
     cycle: tuple[str, ...] = ()
     #: an OnEvent operation's objects changed (the operator's object watch says so)
     due: bool = False
+    #: the dataset's ``spec.mounts`` (what a DataLoad loads from, a migrate's own mount)
+    dataset_mounts: tuple[dict[str, Any], ...] = ()
+
+
+#: What a Job running ``fluidv op run`` is given: the operation and its dataset's mounts,
+#: so that its pod needs no access to the API server (its account may have none).
+OPERATION_ENV, MOUNTS_ENV = "FLUIDV_OPERATION", "FLUIDV_DATASET_MOUNTS"
 
 
 @dataclass
@@ -145,9 +156,10 @@ def _merge_node_affinity(user: dict[str, Any] | None, follow_node: dict[str, Any
     return affinity
 
 
-def pod_spec(op: Any, affinity: dict[str, Any] | None) -> dict[str, Any]:
+def pod_spec(op: Any, affinity: dict[str, Any] | None,
+             mounts: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
     """The pod of the operation's Job: the dataset mounted, ``VINEYARD_CONFIG`` set, and
-    Fluid's pod fields of the operation applied."""
+    Fluid's pod fields of the operation applied; ``mounts``: the dataset's."""
     spec = op.spec
     dataset = spec.dataset
     volume, mount, env = dataset_volume(dataset.name, getattr(dataset, "mount_path", None) or "/data",
@@ -171,22 +183,29 @@ def pod_spec(op: Any, affinity: dict[str, Any] | None) -> dict[str, Any]:
         if script.restart_policy:
             pod["restartPolicy"] = script.restart_policy
     else:  # DataLoad, DataMigrate, DataBackup and function processors: the project image
+        host = _host_volumes(op, mounts)
+        given = {"apiVersion": op.api_version, "kind": op.kind,
+                 "metadata": {"name": op.name, "namespace": op.namespace}, "spec": op.spec.to_dict()}
         container = {
             "name": op.kind.lower(), "image": project_image_ref(),
             "command": ["fluidv", "op", "run", op.kind, op.name, "--namespace", op.namespace],
-            "env": env, "volumeMounts": [mount]}
+            "env": env + [{"name": OPERATION_ENV, "value": json.dumps(given, sort_keys=True)},
+                          {"name": MOUNTS_ENV, "value": json.dumps(list(mounts), sort_keys=True)}],
+            "volumeMounts": [mount] + [m for _, m in host]}
         if getattr(spec, "image", None):
             container["image"] = f"{spec.image}:{spec.image_tag or 'latest'}"
         if getattr(spec, "image_pull_policy", None):
             container["imagePullPolicy"] = spec.image_pull_policy
         if getattr(spec, "resources", None):
             container["resources"] = dict(spec.resources)
-        pod = {"containers": [container], "volumes": [volume]}
+        pod = {"containers": [container], "volumes": [volume] + [v for v, _ in host]}
         backup = BackupLocation(spec.backup_path).volume() if op.kind == "DataBackup" else None
         if backup is not None:  # Fluid's pvc:// or local:// backupPath
             pod["volumes"].append(backup[0])
             container["volumeMounts"].append(backup[1])
     pod.setdefault("restartPolicy", "Never")
+    for container in pod.get("containers") or []:  # a failed run's status ends with its log's tail
+        container.setdefault("terminationMessagePolicy", "FallbackToLogsOnError")
     if processor is not None and processor.service_account_name:
         pod["serviceAccountName"] = processor.service_account_name
     if getattr(spec, "node_selector", None):
@@ -202,6 +221,30 @@ def pod_spec(op: Any, affinity: dict[str, Any] | None) -> dict[str, Any]:
     if merged:
         pod["affinity"] = merged
     return pod
+
+
+#: The names of the node directories an operation's pod mounts (``local://`` storage).
+HOST_VOLUME = "fluid-local-"
+
+
+def _host_volumes(op: Any, mounts: tuple[dict[str, Any], ...]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Volumes (and their mounts, at the same paths) of the node directories the operation
+    reads or writes: the dataset's ``local://`` mounts, read-only, and a DataMigrate's
+    ``local://`` external storage (written when it is the ``to`` side)."""
+    places = [(path, False) for path in node_paths(mounts)]
+    if op.kind == "DataMigrate":
+        for storage, writes in ((op.spec.from_.external_storage, False), (op.spec.to.external_storage, True)):
+            if storage is not None and storage.uri.startswith("local://"):
+                places.append((source_of(storage.uri), writes))
+    merged: dict[str, bool] = {}  # a directory both read and written is mounted once, writable
+    for path, writes in places:
+        merged[path] = merged.get(path, False) or writes
+    volumes = []
+    for index, (path, writes) in enumerate(merged.items()):
+        name = f"{HOST_VOLUME}{index}"
+        volumes.append(({"name": name, "hostPath": {"path": path, "type": "DirectoryOrCreate" if writes else ""}},
+                        {"name": name, "mountPath": path, "readOnly": not writes}))
+    return volumes
 
 
 def _pod_metadata(op: Any) -> tuple[dict[str, str], dict[str, str]]:
@@ -227,10 +270,10 @@ class PolicyViolation(FluidError):
 
 
 def job_manifest(op: Any, affinity: dict[str, Any] | None, run: int = 0, rules: Policy | None = None,
-                 ) -> dict[str, Any]:
+                 mounts: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
     """The Job (CronJob for ``policy: Cron``) running the operation (its ``run``-th
     run for an OnEvent operation), its pod held to ``rules`` (the default Policy unless
-    given): PolicyViolation says what breaks them."""
+    given): PolicyViolation says what breaks them; ``mounts``: the dataset's."""
     labels = {"app.kubernetes.io/managed-by": MANAGED_BY, OPERATION_LABEL: safe_value(f"{op.kind}-{op.name}"),
               "fluid.io/dataset": safe_value(f"{op.namespace}-{op.spec.dataset.name}")}
     owner = owner_references(op)
@@ -238,8 +281,9 @@ def job_manifest(op: Any, affinity: dict[str, Any] | None, run: int = 0, rules: 
     template_meta: dict[str, Any] = {"labels": {**pod_labels, **labels}}
     if pod_annotations:
         template_meta["annotations"] = pod_annotations
-    own = frozenset({BACKUP_VOLUME}) if op.kind == "DataBackup" else frozenset()
-    pod, problems = (rules or Policy()).review_pod(pod_spec(op, affinity), own_host_paths=own)
+    own = frozenset({BACKUP_VOLUME} if op.kind == "DataBackup" else set()) | frozenset(
+        v["name"] for v, _ in _host_volumes(op, mounts))
+    pod, problems = (rules or Policy()).review_pod(pod_spec(op, affinity, mounts), own_host_paths=own)
     if problems:
         raise PolicyViolation(problems)
     job_spec: dict[str, Any] = {"backoffLimit": BACKOFF_LIMIT, "template": {"metadata": template_meta, "spec": pod}}
@@ -342,7 +386,8 @@ def reconcile_operation(op: Any, observed: OperationObserved, previous_status: d
         status["infos"] = {**(status.get("infos") or {}), RUNS_INFO: str(runs)}
     if decision.launch or job is not None:
         try:
-            manifest = job_manifest(op, affinity, run=runs if policy == "OnEvent" else 0, rules=rules)
+            manifest = job_manifest(op, affinity, run=runs if policy == "OnEvent" else 0, rules=rules,
+                                    mounts=observed.dataset_mounts)
         except PolicyViolation as refused:  # nothing is created (or changed) for it
             if previous.get("phase") != FAILED:
                 out.events.append(("Warning", "PolicyViolation", str(refused)))
@@ -396,9 +441,9 @@ def job_run(op: Any, job: JobObserved | None, previous: dict[str, Any], runs: in
     if job.succeeded > 0:
         return Observed(RunState.SUCCEEDED, runs, due)
     if job.failed > BACKOFF_LIMIT:
+        tail = f": its last pod's log ends with:\n{job.last_failure}" if job.last_failure else "; see its pods' logs"
         return Observed(RunState.FAILED, runs, due,
-                        f"Job {job_name(op, runs if policy == 'OnEvent' else 0)} failed {job.failed} times; "
-                        "see its pods' logs")
+                        f"Job {job_name(op, runs if policy == 'OnEvent' else 0)} failed {job.failed} times{tail}")
     if policy == "Cron":  # the CronJob waits for its schedule
         return Observed(RunState.NOT_STARTED, runs, False)
     return Observed(RunState.RUNNING, runs, due)
