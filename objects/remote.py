@@ -9,6 +9,7 @@ Vineyard migrates it (about 0.1 s per object), or single blobs are copied over R
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import time
@@ -46,6 +47,9 @@ class RemoteReads:
         self._blob_endpoints: dict[int, str | None] = {}
         self._fetchers: dict[str, BlobFetcher] = {}
         self._sweepers: set[int] = set()
+        #: how this store's reads of other nodes' objects went: "blob server" (received
+        #: into this node), "migration" (Vineyard's, over RPC)
+        self.paths: collections.Counter[str] = collections.Counter()
 
     def forget_copies(self, entry: Entry) -> list[tuple[int, list[str]]]:
         """Drop the records of the copies other nodes received of ``entry``; return what
@@ -166,6 +170,7 @@ class RemoteReads:
         if not won:  # replaced or deleted meanwhile: keep nothing
             self.store.client.delete([s.id for s in sealed], force=False, deep=True)
             raise Vanished(entry.id)
+        self.paths["blob server"] += 1
         return LayoutMeta.from_json(mine, local)
 
     def _from_server(self, entry: Entry, endpoint: str, ask: Callable[[BlobFetcher], _T]) -> _T:
@@ -219,4 +224,5 @@ class RemoteReads:
                 if attempt + 1 == PERSIST_TRIES:
                     raise ObjectNotFound(f"node {entry.node} holding {entry.id} could not publish it: {exc}") from None
                 time.sleep(0.02)
+        self.paths["migration"] += 1
         return self.store._migrate(self.store.client.get_meta(object_id, sync_remote=True))

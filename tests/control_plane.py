@@ -359,15 +359,17 @@ class ControlPlane:
         configuration.api_key = {"authorization": f"Bearer {ADMIN_TOKEN}"}
         return kubernetes.client.ApiClient(configuration)
 
-    def wait_for(self, predicate: Callable[[], Any], timeout: float = 60.0, message: str = "") -> Any:
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 60.0,
+                 message: str | Callable[[], str] = "") -> Any:
         """Poll ``predicate`` until truthy (AssertionError with ``message`` at the timeout,
-        and the operator's last log lines when one ran)."""
+        made then when it is a function, and the operator's last log lines when one ran)."""
         try:
-            return self._wait(predicate, message, timeout)
+            return self._wait(predicate, message if isinstance(message, str) else "a state", timeout)
         except TimeoutError as exc:
+            said = str(exc) if isinstance(message, str) else f"timed out after {timeout:g}s waiting for {message()}"
             operator = self.workdir / "operator.log"
             tail = f"; operator log: {self.log_tail('operator')}" if operator.exists() else ""
-            raise AssertionError(f"{exc}{tail}") from None
+            raise AssertionError(f"{said}{tail}") from None
 
 
 class OperatorProcess:

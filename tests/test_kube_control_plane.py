@@ -147,8 +147,9 @@ def network_policy_fences_the_runtime(kube: KubeClient, name: str) -> None:
         assert [selected_by(kube, peer["podSelector"]) for peer in fenced["from"]] == [own]
         ports = {c["name"]: c["containerPort"] for p in kube.list(Ref("v1", "Pod", NS)) if p["metadata"]["name"] in own
                  for container in p["spec"]["containers"] for c in container.get("ports") or []}
-        assert {p["port"] for p in fenced["ports"]} == {ports["rpc"], ports["client"], ports["peer"]}
-        assert "from" not in open_rule and [p["port"] for p in open_rule["ports"]] == [ports["metrics"]]
+        assert {p["port"] for p in fenced["ports"]} == {ports["rpc"], ports["client"], ports["peer"], ports["blobs"]}
+        assert "from" not in open_rule
+        assert [p["port"] for p in open_rule["ports"]] == [ports["metrics"], ports["bridge-metrics"]]
     finally:
         kube.delete(Ref("v1", "Pod", NS, stranger["metadata"]["name"]))
 

@@ -15,6 +15,9 @@ cluster's etcd (``fuse.options.size``), and the bridge links that one instead.
 Given the cluster's etcd, the bridge is also the node's sweeper
 (:mod:`vineyard_runtime.sweeper`): it frees what deletes deferred for this node's
 readers, and publishes itself so that deletes on other nodes leave those frees to it.
+Given a blob address too, it is the node's blob server (:mod:`vineyard_runtime.blob_server`):
+readers on other nodes receive this node's blobs from it over TCP, asking with the
+cluster's token, which it publishes to this node's readers in ``vineyard-config.yaml``.
 """
 
 from __future__ import annotations
@@ -107,7 +110,10 @@ class Bridge:
 
     def __init__(self, socket: str, publish_dir: str, rpc_endpoints: list[str] | None = None,
                  local_worker: LocalWorker | None = None, etcd_endpoint: str | None = None,
-                 etcd_prefix: str = DEFAULT_ETCD_PREFIX) -> None:
+                 etcd_prefix: str = DEFAULT_ETCD_PREFIX, blob_address: tuple[str, int] | None = None,
+                 blob_token: str | None = None) -> None:
+        """``blob_address``: (host, port) where this node's blob server listens (None: no
+        server; port 0 picks one), with ``blob_token`` asked of every reader."""
         self.socket = os.path.abspath(socket)
         #: The cluster's etcd, published so that clients find the object directory.
         self.etcd_endpoint, self.etcd_prefix = etcd_endpoint, etcd_prefix
@@ -119,6 +125,8 @@ class Bridge:
         self._stop = threading.Event()
         self._sweeper: Any = None
         self._announced: tuple[tuple[int, int], int] | None = None  # (socket identity, instance id)
+        self.blob_address, self.blob_token = blob_address, blob_token
+        self.blob_server: Any = None
 
     @property
     def link(self) -> str:
@@ -133,7 +141,8 @@ class Bridge:
         the cluster's etcd for the object directory)."""
         os.makedirs(self.publish_dir, exist_ok=True)
         config = NodeConfig(socket=LINK, rpc_endpoints=tuple(self.rpc_endpoints),
-                            etcd_endpoint=self.etcd_endpoint, etcd_prefix=self.etcd_prefix)
+                            etcd_endpoint=self.etcd_endpoint, etcd_prefix=self.etcd_prefix,
+                            blob_token=self.blob_token if self.blob_address else None)
         node_config.write(self.config_path, config)
 
     def sync(self) -> bool:
@@ -206,6 +215,7 @@ class Bridge:
                 if not pinger.ping() or pinger.instance_id is None:
                     return None
                 sweeper.announce(pinger.instance_id)  # etcd down: raises, and the next round tries again
+                self._serve_blobs(sweeper.etcd, pinger.instance_id)
                 self._announced = (identity, pinger.instance_id)
             return self._announced[1]
 
@@ -214,11 +224,32 @@ class Bridge:
                               lambda socket: connect_ipc(socket))
         self._sweeper = sweeper.start()
 
+    def _serve_blobs(self, etcd: Any, instance_id: int) -> None:
+        """Start the blob server (once: it follows the link through worker restarts) and
+        say in etcd that it serves instance ``instance_id``."""
+        if self.blob_address is None:
+            return
+        from vineyard_runtime.blob_server import BlobServer, endpoint_key  # noqa: PLC0415
+
+        if self.blob_server is None:
+            host, port = self.blob_address
+            self.blob_server = BlobServer(self.link, host=host, port=port, token=self.blob_token).start()
+            log.info("serving this node's blobs on %s", self.blob_server.endpoint)
+        etcd.put(endpoint_key(self.etcd_prefix, instance_id), self.blob_server.endpoint)
+
     def _stop_sweeper(self) -> None:
         if self._sweeper is None:
             return
-        if self._announced is not None:  # deletes elsewhere free over RPC again
+        if self._announced is not None:  # deletes elsewhere free over RPC again, reads migrate
             self._sweeper.withdraw(self._announced[1])
+            if self.blob_server is not None:
+                from vineyard_runtime.blob_server import endpoint_key  # noqa: PLC0415
+                from vineyard_runtime.etcd_client import delete_op  # noqa: PLC0415
+
+                self._sweeper.etcd.txn([], [delete_op(endpoint_key(self.etcd_prefix, self._announced[1]))])
+        if self.blob_server is not None:
+            self.blob_server.shutdown()
+            self.blob_server.server_close()
         self._sweeper.stop()
         self._sweeper = None
 

@@ -24,12 +24,17 @@ from fluid_core.cli.errors import reported
 @click.option("--etcd-endpoint", help="The cluster's etcd: published for the object directory, and "
               "joined by a local worker.")
 @click.option("--node-name", envvar="MY_NODE_NAME", help="This node's name [$MY_NODE_NAME].")
+@click.option("--blob-port", type=int, default=None,
+              help="Serve this node's blobs to other nodes on this port (needs --etcd-endpoint; 0 picks one).")
+@click.option("--blob-host", envvar="POD_IP", default="127.0.0.1", show_default=True,
+              help="The address the blob server listens on [$POD_IP]: never every interface.")
 @click.option("--metrics-host", default="0.0.0.0", show_default=True)  # noqa: S104 - scraped in-cluster
 @click.option("--metrics-port", type=int, default=9145, show_default=True, help="0 picks a free port.")
 def bridge(socket: str, publish_dir: str, rpc_endpoints: tuple[str, ...], runtime: str | None, namespace: str,
-           options: tuple[str, ...], etcd_endpoint: str | None, node_name: str | None, metrics_host: str,
-           metrics_port: int) -> None:
-    """Keep vineyard-config.yaml and a socket link current; serve /healthz and /metrics."""
+           options: tuple[str, ...], etcd_endpoint: str | None, node_name: str | None, blob_port: int | None,
+           blob_host: str, metrics_host: str, metrics_port: int) -> None:
+    """Keep vineyard-config.yaml and a socket link current; serve /healthz and /metrics,
+    and with --blob-port this node's blobs (readers present $FLUIDV_BLOB_TOKEN)."""
     import signal  # noqa: PLC0415
 
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily  # noqa: PLC0415
@@ -51,7 +56,13 @@ def bridge(socket: str, publish_dir: str, rpc_endpoints: tuple[str, ...], runtim
             local = LocalWorker(settings["size"], os.path.join(publish_dir, "local-vineyardd.sock"), etcd_endpoint,
                                 int(settings.get("rpc_port", "9600")), node_name,
                                 os.path.join(publish_dir, "local-vineyardd.log"))
-    worker = Bridge(socket, publish_dir, endpoints, local_worker=local, etcd_endpoint=etcd_endpoint)
+    if blob_port is not None and not etcd_endpoint:
+        raise click.UsageError("--blob-port announces the blob server in the cluster's etcd: give --etcd-endpoint too")
+    if blob_host in ("0.0.0.0", "::"):  # noqa: S104 - refused, not bound
+        raise click.UsageError("--blob-host must be one address (the pod's), not every interface")
+    worker = Bridge(socket, publish_dir, endpoints, local_worker=local, etcd_endpoint=etcd_endpoint,
+                    blob_address=(blob_host, blob_port) if blob_port is not None else None,
+                    blob_token=os.environ.get("FLUIDV_BLOB_TOKEN") or None)
 
     class Collector:
         def collect(self) -> Iterator[Any]:  # prometheus_client's collector protocol

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -33,10 +34,10 @@ from fluid_core.reconcilers.engine import VineyardEngine
 from fluid_core.reconcilers.observed import DatasetObserved, RuntimeObserved, Workload
 from fluid_core.reconcilers.operation import JobObserved, invalid_operation_status
 from fluid_core.reconcilers.runtime import reconcile_runtime
-from fluid_core.reconcilers.translate import kube_runtime
+from fluid_core.reconcilers.translate import kube_runtime, owner_reference
 from fluid_core.stamps import now_stamp, seconds_between
 from vineyard_runtime.errors import InvalidSpec
-from vineyard_runtime.kube.manifests import MANAGED_BY, selector
+from vineyard_runtime.kube.manifests import BLOB_TOKEN_KEY, MANAGED_BY, selector
 from vineyard_runtime.quantity import parse_quantity
 
 #: Seconds between re-syncs of readiness from the workloads' status.
@@ -271,12 +272,33 @@ def post_events(body: Any, events: list[tuple[str, str, str]]) -> None:
         kopf.event(body, type=kind, reason=reason, message=message)
 
 
+def ensure_blob_token(kube: KubeClient, rt: Any, owner: dict[str, Any] | None) -> None:
+    """The runtime's blob token Secret, made once with a fresh random token (kept as it
+    is afterwards: every bridge reads it, and its readers present it)."""
+    ref = Ref("v1", "Secret", rt.namespace, rt.blob_token_name)
+    if kube.get(ref) is not None:
+        return
+    metadata: dict[str, Any] = {"name": rt.blob_token_name, "namespace": rt.namespace,
+                                "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}}
+    if owner:
+        metadata["ownerReferences"] = [owner]
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": "Opaque",
+              "stringData": {BLOB_TOKEN_KEY: secrets.token_urlsafe(32)}}
+    try:
+        kube.request("POST", Ref("v1", "Secret", rt.namespace).path(), secret)
+    except KubeError as error:
+        if error.status != 409:  # made meanwhile by another round: that one stands
+            raise
+
+
 def resync_runtime(kube: KubeClient, namespace: str, name: str, logger: Any) -> None:
     """Apply the runtime's objects and node labels, post its events, patch what changed in its status."""
 
     def sync(body: dict[str, Any], runtime: Any, previous: dict[str, Any]) -> dict[str, Any]:
         exists, dataset = _dataset_of(kube, namespace, name)
         engine = VineyardEngine(kube_runtime(runtime, dataset))
+        if exists:
+            ensure_blob_token(kube, engine.rt, owner_reference(runtime))
         observed = observe_runtime(kube, runtime, engine, exists)
         outcome = reconcile_runtime(engine, observed, dict(previous), now=now_stamp(), rules=settings.policy())
         digest = hashlib.sha256(json.dumps(outcome.desired, sort_keys=True).encode()).hexdigest()[:16]

@@ -18,6 +18,8 @@ HOST_ROOT = "/runtime-mnt/vineyard"
 #: Memory a worker needs above its shared-memory size.
 WORKER_OVERHEAD = 500 * 2**20
 MANAGED_BY = "fluid-vineyard"
+#: The key of the blob token in its Secret (made by the operator, one per runtime).
+BLOB_TOKEN_KEY = "token"
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ class KubeRuntime:
     metrics_port: int = 9144
     #: the bridge's metrics and /healthz (ready once it links a serving worker)
     bridge_metrics_port: int = 9145
+    #: the bridge's blob server: readers on other nodes receive this node's blobs there
+    blob_port: int = 9700
     spill_path: str | None = None
     spill_lower_rate: float = 0.3
     spill_upper_rate: float = 0.8
@@ -103,6 +107,11 @@ class KubeRuntime:
     @property
     def rpc_conf_name(self) -> str:
         return derived_name(self.name, "-rpc-conf")
+
+    @property
+    def blob_token_name(self) -> str:
+        """The Secret holding the token every blob server asks of its readers."""
+        return derived_name(self.name, "-blob-token")
 
     @property
     def pv_name(self) -> str:
@@ -373,6 +382,7 @@ def bridge_objects(rt: KubeRuntime) -> list[dict[str, Any]]:
         "--publish-dir", f"{SOCKET_DIR}/fuse",
         "--etcd-endpoint", rt.etcd_endpoint,
         "--metrics-port", str(rt.bridge_metrics_port),
+        "--blob-port", str(rt.blob_port),
     ]
     for key, value in sorted(rt.bridge_options.items()):
         command += ["--option", f"{key}={value}"]
@@ -382,10 +392,14 @@ def bridge_objects(rt: KubeRuntime) -> list[dict[str, Any]]:
         "image": rt.bridge_image.ref,
         "imagePullPolicy": rt.bridge_image.pull_policy,
         "command": command,
-        "env": [{"name": "MY_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]
+        "env": [{"name": "MY_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": "FLUIDV_BLOB_TOKEN", "valueFrom": {"secretKeyRef": {
+                    "name": rt.blob_token_name, "key": BLOB_TOKEN_KEY}}}]
         + _env(rt.bridge_env),
         "envFrom": [{"configMapRef": {"name": rt.rpc_conf_name}}],
-        "ports": [{"name": "metrics", "containerPort": rt.bridge_metrics_port, "protocol": "TCP"}],
+        "ports": [{"name": "bridge-metrics", "containerPort": rt.bridge_metrics_port, "protocol": "TCP"},
+                  {"name": "blobs", "containerPort": rt.blob_port, "protocol": "TCP"}],
         # ready once the node's worker answers through the link it published
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": rt.bridge_metrics_port}, "periodSeconds": 2},
         "volumeMounts": [{"name": "vineyard-socket", "mountPath": SOCKET_DIR}],
@@ -455,7 +469,7 @@ def volume_objects(rt: KubeRuntime) -> list[dict[str, Any]]:
 
 
 def network_policy(rt: KubeRuntime) -> dict[str, Any]:
-    """Admit etcd and RPC traffic only from the runtime's own pods (master, workers,
+    """Admit etcd, RPC and blob traffic only from the runtime's own pods (master, workers,
     bridge) and the pods that mount its dataset: those that carry ``PEER_LABEL``, which
     the webhook refuses on any other pod. The metrics port stays open to scrapers.
 
@@ -463,7 +477,7 @@ def network_policy(rt: KubeRuntime) -> dict[str, Any]:
     HostNetwork workers: a NetworkPolicy does not apply to the node's network).
     """
     peers = [{"podSelector": {"matchLabels": {PEER_LABEL: safe_value(rt.name)}}}]
-    ports = [rt.rpc_port] + ([] if rt.external_etcd else [rt.client_port, rt.peer_port])
+    ports = [rt.rpc_port, rt.blob_port] + ([] if rt.external_etcd else [rt.client_port, rt.peer_port])
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -475,7 +489,7 @@ def network_policy(rt: KubeRuntime) -> dict[str, Any]:
             "policyTypes": ["Ingress"],
             "ingress": [
                 {"from": peers, "ports": [{"port": p, "protocol": "TCP"} for p in ports]},
-                {"ports": [{"port": rt.metrics_port, "protocol": "TCP"}]},
+                {"ports": [{"port": p, "protocol": "TCP"} for p in (rt.metrics_port, rt.bridge_metrics_port)]},
             ],
         },
     }
