@@ -43,11 +43,11 @@ class MountSupervisor:
 
     def __init__(self, mountpoint: str, prefix: str, *, socket: str | None = None, config: str | None = None,
                  workdir: str | None = None, node: str | None = None, writable: bool = False,
-                 log_path: str | None = None, metrics_port: int | None = None) -> None:
+                 allow_other: bool = False, log_path: str | None = None, metrics_port: int | None = None) -> None:
         self.mountpoint = os.path.abspath(mountpoint)
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
         self.socket, self.config, self.writable = socket, config, writable
-        self.workdir, self.node = workdir, node
+        self.workdir, self.node, self.allow_other = workdir, node, allow_other
         self.metrics_port = metrics_port
         self.log_path = log_path or os.path.join(os.path.dirname(self.mountpoint),
                                                  f".{os.path.basename(self.mountpoint)}.fuse.log")
@@ -74,6 +74,8 @@ class MountSupervisor:
             argv += ["--node", self.node]
         if self.writable:
             argv.append("--writable")
+        if self.allow_other:
+            argv.append("--allow-other")
         if self.metrics_port is not None:
             argv += ["--metrics-port", str(self.metrics_port)]
         logged = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0

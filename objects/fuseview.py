@@ -453,14 +453,16 @@ def operations(view: DatasetView) -> Any:
     return Ops()
 
 
-def serve(mountpoint: str, store: Any, prefix: str, *, writable: bool = False,
+def serve(mountpoint: str, store: Any, prefix: str, *, writable: bool = False, allow_other: bool = False,
           on_bytes: Callable[[int], None] | None = None) -> None:
-    """Mount and serve until unmounted or signalled (runs in the foreground)."""
+    """Mount and serve until unmounted or signalled (runs in the foreground);
+    ``allow_other``: users other than the mounting one may read it (their modes apply)."""
     import mfusepy  # noqa: PLC0415
 
     view = DatasetView(store, prefix, writable=writable, on_bytes=on_bytes)
+    extra = {"allow_other": True} if allow_other else {}
     mfusepy.FUSE(operations(view), mountpoint, foreground=True, ro=not writable, nothreads=False,
-                 fsname=f"fluidv:{prefix.rstrip('/')}", default_permissions=True)
+                 fsname=f"fluidv:{prefix.rstrip('/')}", default_permissions=True, **extra)
 
 
 #: how the mount process starts the line that says why it could not serve
@@ -476,6 +478,7 @@ def main(argv: list[str] | None = None) -> None:  # pragma: no cover - the mount
     parser.add_argument("--workdir")
     parser.add_argument("--node")
     parser.add_argument("--writable", action="store_true")
+    parser.add_argument("--allow-other", action="store_true", help="let other users read it")
     parser.add_argument("--metrics-port", type=int, help="serve fluidv_fuse_bytes_served on this port")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -494,7 +497,8 @@ def main(argv: list[str] | None = None) -> None:  # pragma: no cover - the mount
         print(f"{ERROR_MARK}{exc}", file=sys.stderr, flush=True)
         sys.exit(1)
     with store:
-        serve(args.mountpoint, store, args.prefix, writable=args.writable, on_bytes=on_bytes)
+        serve(args.mountpoint, store, args.prefix, writable=args.writable, allow_other=args.allow_other,
+              on_bytes=on_bytes)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ CHART = str(Path(__file__).resolve().parent.parent / "charts" / "fluid-vineyard"
 RELEASE, SYSTEM, NS, DATASET = "fv", "fluid-system", "team", "shared"
 API = "data.fluid.io/v1alpha1"
 FRAME_ROWS = 1 << 24  # two float64 columns: 256 MiB
+#: the image's user: pods and operations run as it, so the folders they write are made its own
+IMAGE_USER = 65532
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +183,33 @@ def test_objects_cross_between_pods_on_different_nodes(cluster: RealCluster, kub
     assert f"read on {other} from {producer_node} by {{'blob server': 2}}" in logs, logs
 
 
+READ_FILES = f"""
+    import numpy as np, os, pyarrow.parquet as pq
+    listed = sorted(os.listdir("/data/objects"))
+    frame = pq.read_table("/data/objects/frame.parquet")
+    tensor = np.load("/data/objects/tensor.npy")
+    assert frame.num_rows == {FRAME_ROWS} and frame.column("a")[-1].as_py() == {FRAME_ROWS - 1}
+    assert tensor.shape == (1024, 1024) and int(tensor.sum()) == (1 << 20) * ((1 << 20) - 1) // 2
+    print("files", listed, "as uid", os.getuid())
+"""
+
+
+def test_a_pod_reads_the_datasets_objects_as_files(cluster: RealCluster, kube: KubeClient) -> None:
+    """The FUSE view: each node's bridge mounts the dataset's objects as files in the
+    dataset's folder; a pod of an ordinary user that mounts the dataset reads them."""
+    kube.patch(Ref(API, "VineyardRuntime", NS, DATASET), {"spec": {"fuse": {"options": {"view": "true"}}}})
+
+    def viewing() -> bool:
+        bridges = pods(kube, NS, "app.kubernetes.io/component=fuse")
+        return len(bridges) == 2 and all(ready(p) and "--view" in p["spec"]["containers"][0]["command"]
+                                         for p in bridges)
+
+    cluster.control_plane.wait_for(viewing, timeout=300, message=lambda: f"the bridges mounting: {describe(kube)}")
+    for node in cluster.node_names:
+        _, logs = run_pod(cluster, kube, f"files-{node}", READ_FILES, node=node)
+        assert "frame.parquet" in logs and "tensor.npy" in logs and f"as uid {IMAGE_USER}" in logs, logs
+
+
 FLOW = "flow"
 ROWS = 20_000
 EVALUATE = f"""
@@ -192,10 +221,6 @@ accuracy = float((((x @ model["weights"] + model["bias"]) > 0) == (y > 0.5)).mea
 store.put(np.array([accuracy]), "{NS}/{FLOW}/accuracy")
 print("accuracy", accuracy, "on", store.node)
 """
-
-
-#: the image's user: operations run as it, so the folders they write are made its own
-IMAGE_USER = 65532
 
 
 def node_folders(cluster: RealCluster, *names: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,11 +29,13 @@ from fluid_core.cli.errors import reported
               help="Serve this node's blobs to other nodes on this port (needs --etcd-endpoint; 0 picks one).")
 @click.option("--blob-host", envvar="POD_IP", default="127.0.0.1", show_default=True,
               help="The address the blob server listens on [$POD_IP]: never every interface.")
+@click.option("--view", is_flag=True, help="Keep the dataset's objects mounted as files (FUSE, read-only, "
+              "for every user) in PUBLISH_DIR/objects; needs /dev/fuse and the right to mount.")
 @click.option("--metrics-host", default="0.0.0.0", show_default=True)  # noqa: S104 - scraped in-cluster
 @click.option("--metrics-port", type=int, default=9145, show_default=True, help="0 picks a free port.")
 def bridge(socket: str, publish_dir: str, rpc_endpoints: tuple[str, ...], runtime: str | None, namespace: str,
            options: tuple[str, ...], etcd_endpoint: str | None, node_name: str | None, blob_port: int | None,
-           blob_host: str, metrics_host: str, metrics_port: int) -> None:
+           blob_host: str, view: bool, metrics_host: str, metrics_port: int) -> None:
     """Keep vineyard-config.yaml and a socket link current; serve /healthz and /metrics,
     and with --blob-port this node's blobs (readers present $FLUIDV_BLOB_TOKEN)."""
     import signal  # noqa: PLC0415
@@ -79,9 +82,61 @@ def bridge(socket: str, publish_dir: str, rpc_endpoints: tuple[str, ...], runtim
     click.echo(f"bridge for {namespace}/{runtime or '-'}: {publish_dir} -> {socket}; "
                f"metrics on {metrics_host}:{server.port}", err=True)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    viewer = None
+    if view:
+        viewer = Viewer(worker, f"{namespace}/{runtime or os.path.basename(publish_dir.rstrip('/'))}/")
+        threading.Thread(target=viewer.run, name="view", daemon=True).start()
     try:
         worker.run()
     except KeyboardInterrupt:
         pass
     finally:
+        if viewer is not None:
+            viewer.stop()
         server.stop()
+
+
+#: the folder of the published directory where the FUSE view shows the dataset's objects
+VIEW = "objects"
+
+
+class Viewer:
+    """Keeps the FUSE view of ``prefix`` mounted in the bridge's ``objects/`` once the
+    bridge links a worker: a FUSE process that dies is remounted, one that cannot start is
+    tried again, later each time."""
+
+    def __init__(self, bridge: Any, prefix: str) -> None:
+        self.bridge, self.prefix = bridge, prefix
+        self.mount: Any = None
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        from objects.errors import ObjectsError  # noqa: PLC0415
+        from objects.fusemount import MountSupervisor  # noqa: PLC0415
+        from vineyard_runtime.restarts import Backoff  # noqa: PLC0415
+
+        point = os.path.join(self.bridge.publish_dir, VIEW)
+        backoff = Backoff()
+        while not self._stop.is_set():
+            if not self.bridge.state.linked:
+                self._stop.wait(0.2)
+                continue
+            os.makedirs(point, exist_ok=True)
+            mount = MountSupervisor(point, self.prefix, config=self.bridge.config_path, allow_other=True,
+                                    log_path=os.path.join(os.path.dirname(self.bridge.publish_dir), "view.log"))
+            try:
+                mount.start()
+            except ObjectsError as exc:
+                click.echo(f"the FUSE view did not mount: {exc}", err=True)
+                self._stop.wait(backoff.schedule())
+                continue
+            self.mount = mount
+            click.echo(f"{self.prefix} shown as files in {point}", err=True)
+            mount.watch()  # until stop()
+            return
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.mount is not None:
+            self.mount.interrupt()
+            self.mount.stop()

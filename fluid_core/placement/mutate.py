@@ -29,6 +29,7 @@ def mutate(pod: Mapping[str, Any], view: ClusterView, config: PlacementConfig | 
     patch = _affinity_patch(pod, terms_for(request, view, config))
     patch += _spread_patch(pod, request, view)
     patch += _config_env_patch(pod, request)
+    patch += _propagation_patch(pod, request)
     patch += _peer_label_patch(pod, request)
     return patch
 
@@ -102,6 +103,22 @@ def _affinity_patch(pod: Mapping[str, Any], terms: Terms) -> list[dict[str, Any]
                 else:
                     ops += [{"op": "add", "path": f"{base}/-", "value": r} for r in missing]
     return ops
+
+
+def _propagation_patch(pod: Mapping[str, Any], request: PlacementRequest) -> list[dict[str, Any]]:
+    """``mountPropagation: HostToContainer`` on the containers' mounts of a dataset, unless
+    they say otherwise: the dataset's FUSE view (``objects/``), mounted by the node's bridge,
+    reaches the pod, also when the bridge mounts it again after the pod started."""
+    if not request.datasets:
+        return []
+    spec = pod.get("spec") or {}
+    volumes = {v.get("name"): (v.get("persistentVolumeClaim") or {}).get("claimName")
+               for v in spec.get("volumes") or []}
+    return [{"op": "add", "path": f"/spec/containers/{index}/volumeMounts/{at}/mountPropagation",
+             "value": "HostToContainer"}
+            for index, container in enumerate(spec.get("containers") or [])
+            for at, mount in enumerate(container.get("volumeMounts") or [])
+            if volumes.get(mount.get("name")) in request.datasets and "mountPropagation" not in mount]
 
 
 def _config_env_patch(pod: Mapping[str, Any], request: PlacementRequest) -> list[dict[str, Any]]:

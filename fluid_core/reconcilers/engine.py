@@ -29,6 +29,7 @@ class Engine(Protocol):
     def value_file(self) -> str: ...
     def teardown(self) -> list[dict[str, Any]]: ...
     def images(self) -> dict[str, str]: ...
+    def privileged(self) -> dict[str, str]: ...
     def host_paths(self) -> dict[str, str]: ...
 
 
@@ -44,6 +45,10 @@ class VineyardEngine:
         if not self.external_master:
             images["spec.master.image"] = self.rt.master_image.ref
         return images
+
+    def privileged(self) -> dict[str, str]:
+        """The images the runtime would run privileged, by the field that asks for it."""
+        return {"spec.fuse.options.view": self.rt.bridge_image.ref} if self.rt.fuse_view else {}
 
     def host_paths(self) -> dict[str, str]:
         """The node paths the runtime asks for (its socket directory is the operator's own)."""

@@ -94,6 +94,8 @@ def dataset_volume(name: str, mount_path: str, sub_path: str | None = None,
     mount = {"name": "dataset", "mountPath": mount_path}
     if sub_path:
         mount["subPath"] = sub_path
+    else:  # the dataset's FUSE view reaches the pod whenever the node's bridge mounts it
+        mount["mountPropagation"] = "HostToContainer"
     env = [{"name": "VINEYARD_CONFIG", "value": f"{mount_path}/{CONFIG_FILE}"}]
     return {"name": "dataset", "persistentVolumeClaim": {"claimName": name}}, mount, env
 

@@ -16,6 +16,7 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
+from fluid_core.models.runtime import project_image_ref
 from fluid_core.reconcilers.pod_security import LEVELS, secure_defaults, violations
 
 #: tiered-store and backup locations on a node that need no setting: shared memory and
@@ -94,10 +95,18 @@ class Policy:
                             f"{', '.join(self.service_accounts)} (policy serviceAccounts)")
         return pod, problems
 
-    def review_runtime(self, images: dict[str, str], host_paths: dict[str, str]) -> list[str]:
-        """What of a runtime's images (by where they are set) and node paths breaks the policy."""
+    def review_runtime(self, images: dict[str, str], host_paths: dict[str, str],
+                       privileged: dict[str, str] | None = None) -> list[str]:
+        """What of a runtime's images (by where they are set), node paths and privileged
+        containers (by the field that asks for them: the image they would run) breaks the
+        policy. A privileged container runs the operator's own image only, whatever else
+        the policy allows: a CR must not get a privileged pod of an image of its choice."""
         problems = [self.image_problem(image, where) for where, image in images.items()]
         problems += [self.host_path_problem(path, where) for where, path in host_paths.items()]
+        own = project_image_ref()
+        problems += [f"{where} runs {image!r} privileged; a privileged container runs only the operator's own "
+                     f"image {own!r}: leave the image unset" for where, image in (privileged or {}).items()
+                     if image != own]
         return [p for p in problems if p]
 
 __all__ = ["DEFAULT_HOST_PATH_ROOTS", "Policy", "PolicyError"]

@@ -59,7 +59,7 @@ def reconcile_runtime(
         out.events.append(("Warning", "DatasetNotFound",
                            "waiting for a Dataset of the same name; nothing is created until it exists"))
         return out
-    refused = (rules or Policy()).review_runtime(engine.images(), engine.host_paths())
+    refused = (rules or Policy()).review_runtime(engine.images(), engine.host_paths(), engine.privileged())
     if refused:
         message = "refused by the operator's policy: " + "; ".join(refused)
         conditions = set_condition(conditions, "Ready", False, "PolicyViolation", message, now)

@@ -149,7 +149,10 @@ class RealNodes:
         """A mount namespace for ``node`` in which NODE_FOLDERS are folders of its own."""
         node.home.mkdir(parents=True)
         node.mount_ns.touch()
+        # private first (no mount reaches the machine), then shared within the node as on a
+        # machine of its own: pods' HostToContainer and Bidirectional mounts need it
         run(["unshare", f"--mount={node.mount_ns}", "--propagation", "private", "true"])
+        run(["nsenter", f"--mount={node.mount_ns}", "mount", "--make-rshared", "/"])
         for folder in NODE_FOLDERS:
             os.makedirs(folder, exist_ok=True)  # a mount point on the machine (removed after if it was made)
             node.own(folder).mkdir(parents=True, exist_ok=True)

@@ -71,6 +71,9 @@ class KubeRuntime:
     bridge_metrics_port: int = 9145
     #: the bridge's blob server: readers on other nodes receive this node's blobs there
     blob_port: int = 9700
+    #: the bridge keeps the dataset's objects mounted as files (FUSE; its container is
+    #: then privileged, and the mount propagates to the pods that mount the dataset)
+    fuse_view: bool = False
     spill_path: str | None = None
     spill_lower_rate: float = 0.3
     spill_upper_rate: float = 0.8
@@ -386,6 +389,8 @@ def bridge_objects(rt: KubeRuntime) -> list[dict[str, Any]]:
     ]
     for key, value in sorted(rt.bridge_options.items()):
         command += ["--option", f"{key}={value}"]
+    if rt.fuse_view:
+        command.append("--view")
     container: dict[str, Any] = {
         "name": "bridge",
         "securityContext": NODE_FOLDER_SECURITY,
@@ -404,6 +409,14 @@ def bridge_objects(rt: KubeRuntime) -> list[dict[str, Any]]:
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": rt.bridge_metrics_port}, "periodSeconds": 2},
         "volumeMounts": [{"name": "vineyard-socket", "mountPath": SOCKET_DIR}],
     }
+    volumes: list[dict[str, Any]] = [{"name": "vineyard-socket",
+                                      "hostPath": {"path": rt.host_dir, "type": "DirectoryOrCreate"}}]
+    if rt.fuse_view:  # mounting needs the device and the right to mount, and the mount must reach the node
+        container["securityContext"] = {"privileged": True, "runAsUser": 0}
+        container["volumeMounts"] = [{"name": "vineyard-socket", "mountPath": SOCKET_DIR,
+                                      "mountPropagation": "Bidirectional"},
+                                     {"name": "fuse-device", "mountPath": "/dev/fuse"}]
+        volumes.append({"name": "fuse-device", "hostPath": {"path": "/dev/fuse", "type": "CharDevice"}})
     if rt.bridge_resources:
         container["resources"] = rt.bridge_resources
     return [{
@@ -417,10 +430,7 @@ def bridge_objects(rt: KubeRuntime) -> list[dict[str, Any]]:
                 "spec": {
                     "nodeSelector": {fuse_node_label(rt.namespace, rt.name): "true"},
                     "containers": [container],
-                    "volumes": [{
-                        "name": "vineyard-socket",
-                        "hostPath": {"path": rt.host_dir, "type": "DirectoryOrCreate"},
-                    }],
+                    "volumes": volumes,
                 },
             },
         },
