@@ -190,6 +190,23 @@ def test_master_going_down_keeps_existing_workers():
     assert outcome.status["masterPhase"] == "NotReady" and not outcome.ready
 
 
+def test_a_replaced_master_restarts_the_workers_once():
+    eng = engine("default")
+    running = RuntimeObserved(master=Workload(1, 1), workers=Workload(2, 2), master_pod="uid-1")
+    first = reconcile_runtime(eng, running, None, now="t0")
+    assert first.status["masterPodUID"] == "uid-1" and not first.restart_workers, "the first master is no change"
+    gone = reconcile_runtime(eng, RuntimeObserved(master=Workload(1, 0), workers=Workload(2, 2)), first.status, now="t1")
+    assert gone.status["masterPodUID"] == "uid-1" and not gone.restart_workers, "no master pod: remember the last"
+    replaced = reconcile_runtime(eng, RuntimeObserved(master=Workload(1, 1), workers=Workload(2, 2),
+                                                      master_pod="uid-2"), gone.status, now="t2")
+    assert replaced.restart_workers
+    (event,) = [e for e in replaced.events if e[1] == "MasterReplaced"]
+    assert event[0] == "Warning" and "start again" in event[2] and "lost" in event[2]
+    again = reconcile_runtime(eng, RuntimeObserved(master=Workload(1, 1), workers=Workload(2, 2),
+                                                   master_pod="uid-2"), replaced.status, now="t3")
+    assert not again.restart_workers, "the workers restart once per replacement"
+
+
 def test_nodes_that_lose_their_worker_lose_the_labels():
     eng = engine("default")
     observed = RuntimeObserved(master=Workload(1, 1), workers=Workload(1, 1),

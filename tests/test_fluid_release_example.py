@@ -33,10 +33,14 @@ def control_plane(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def operator(control_plane):
+    """The operator, told (as the README says a platform engineer would) that the nodes'
+    data may live under ``/srv``: the block's ``local:///srv/mnist`` is a node folder."""
     from fluid_core.operator.certs import self_signed
 
     tls = self_signed(["127.0.0.1"], control_plane.workdir / "webhook")
-    running = OperatorProcess(control_plane, NS, tls, free_ports(1)[0])
+    policy = control_plane.workdir / "policy.yaml"
+    policy.write_text("hostPathRoots: [/srv, /mnt]\n")
+    running = OperatorProcess(control_plane, NS, tls, free_ports(1)[0], policy=policy)
     running.start()
     try:
         yield running

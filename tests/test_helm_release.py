@@ -45,6 +45,7 @@ OPERATIONS = (
 GRANTED_UNUSED = {
     ("", "namespaces", "list"): "kopf lists namespaces for glob patterns in operator.namespaces",
     ("", "namespaces", "watch"): "and watches them",
+    ("", "pods", "delete"): "restarts the workers when the etcd master is replaced (tests/test_kube_real_nodes.py)",
 }
 
 

@@ -317,7 +317,8 @@ def test_operations_run_as_jobs_in_flow_order_on_their_predecessors_node(cluster
     pod = step_job["spec"]["template"]["spec"]
     terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert terms == [{"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["n2"]}]}]
-    assert pod["containers"][0]["volumeMounts"] == [{"name": "dataset", "mountPath": "/mnt/flow"}]
+    assert pod["containers"][0]["volumeMounts"] == [{"name": "dataset", "mountPath": "/mnt/flow",
+                                                     "mountPropagation": "HostToContainer"}]
     affinity = wait(lambda: status_of(kube, "DataProcess", "step").get("nodeAffinity"),
                     message="the step's status names its node affinity")  # patched after the Job is made
     assert affinity["requiredDuringSchedulingIgnoredDuringExecution"] == {"nodeSelectorTerms": terms}

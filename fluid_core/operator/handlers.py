@@ -178,8 +178,12 @@ def observe_runtime(kube: KubeClient, runtime: VineyardRuntime, engine: Vineyard
     )
     label_key = next(iter(engine.node_labels()))
     labelled = frozenset(n["metadata"]["name"] for n in kube.list(Ref("v1", "Node", None), {label_key: None}))
+    masters = [] if rt.external_etcd else kube.list(Ref("v1", "Pod", ns), selector(rt, "master"))
+    first = next((p for p in masters if p["metadata"]["name"] == f"{rt.master_name}-0"
+                  and not p["metadata"].get("deletionTimestamp")), None)
     return RuntimeObserved(dataset_exists=dataset_exists, master=master, workers=workers, bridge=bridge,
-                           worker_nodes=worker_nodes, labelled_nodes=labelled)
+                           worker_nodes=worker_nodes, labelled_nodes=labelled,
+                           master_pod=first["metadata"]["uid"] if first else None)
 
 
 def _dataset_of(kube: KubeClient, namespace: str, name: str) -> tuple[bool, Dataset | None]:
@@ -312,6 +316,10 @@ def resync_runtime(kube: KubeClient, namespace: str, name: str, logger: Any) -> 
             outcome.status["appliedDigest"], outcome.status["appliedAt"] = digest, now_stamp()
         for node, labels in outcome.label_nodes.items():
             kube.patch(Ref("v1", "Node", None, node), {"metadata": {"labels": labels}})
+        if outcome.restart_workers:  # their StatefulSet starts them again, with the new master's address
+            for pod in kube.list(Ref("v1", "Pod", namespace), selector(engine.rt, "worker")):
+                kube.delete(Ref("v1", "Pod", namespace, pod["metadata"]["name"]))
+                logger.info("restarted worker %s: the etcd master was replaced", pod["metadata"]["name"])
         post_events(body, outcome.events)
         return outcome.status
 

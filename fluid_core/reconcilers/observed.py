@@ -28,6 +28,8 @@ class RuntimeObserved:
     worker_nodes: frozenset[str] = frozenset()
     #: nodes that carry this runtime's cache labels now
     labelled_nodes: frozenset[str] = frozenset()
+    #: the uid of the etcd master's pod (None: none runs, or the etcd is external)
+    master_pod: str | None = None
 
 
 @dataclass(frozen=True)

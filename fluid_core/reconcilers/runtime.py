@@ -21,6 +21,8 @@ class RuntimeOutcome:
     status: dict[str, Any] = field(default_factory=dict)
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
     label_nodes: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    #: the workers must start again (their etcd is another one now)
+    restart_workers: bool = False
 
     @property
     def ready(self) -> bool:
@@ -111,7 +113,33 @@ def reconcile_runtime(
         "conditions": conditions,
         "masterPersistence": engine.master_persistence(),
     }
+    _master_replaced(engine, observed, previous, out)
     return out
+
+
+#: Where the status remembers the etcd master pod the workers registered with.
+MASTER_POD = "masterPodUID"
+
+
+def _master_replaced(engine: Engine, observed: RuntimeObserved, previous: dict[str, Any],
+                     out: RuntimeOutcome) -> None:
+    """A new etcd master pod (the old one was deleted, or its node went away) has a new
+    address, which vineyardd never looks up again, and, on an emptyDir, none of the old
+    one's data: the workers start again, so that they register with it; what they held
+    is gone, as the event says."""
+    if observed.master_pod is None:
+        out.status[MASTER_POD] = previous.get(MASTER_POD)
+        return
+    out.status[MASTER_POD] = observed.master_pod
+    before = previous.get(MASTER_POD)
+    if before is None or before == observed.master_pod or observed.workers is None:
+        return
+    out.restart_workers = True
+    lost = ("its data, on an emptyDir, is lost (names, registrations), and so are the objects the workers held"
+            if engine.master_persistence() != "PersistentVolumeClaim" else "its data is kept on its volume; the objects the workers held "
+            "are lost")
+    out.events.append(("Warning", "MasterReplaced", f"the etcd master's pod was replaced: {lost}; the workers "
+                       "start again to register with it (put the objects again)"))
 
 
 def _counts_status(engine: Engine, master: Workload | None, workers: Workload | None,

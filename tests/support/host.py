@@ -60,10 +60,17 @@ def cgroup_controllers() -> list[Path]:
                   and (p / "cgroup.procs").exists())
 
 
+def cgroup_hierarchies() -> list[Path]:
+    """Every hierarchy a container's cgroup may appear in: the v1 controllers and, on a
+    hybrid machine, the cgroup2 one (``unified``), where runc mirrors its groups."""
+    unified = Path("/sys/fs/cgroup/unified")
+    return [*cgroup_controllers(), *([unified] if (unified / "cgroup.procs").exists() else [])]
+
+
 def cgroup_pids(group: str) -> set[int]:
     """Every process in ``/<group>`` and below, in any hierarchy."""
     pids: set[int] = set()
-    for controller in cgroup_controllers():
+    for controller in cgroup_hierarchies():
         top = controller / group.strip("/")
         if not top.exists():
             continue
@@ -79,7 +86,7 @@ def cgroup_pids(group: str) -> set[int]:
 def remove_cgroup(group: str) -> list[str]:
     """Remove ``/<group>`` and every cgroup below it in each hierarchy, deepest first."""
     left = []
-    for controller in cgroup_controllers():
+    for controller in cgroup_hierarchies():
         top = controller / group.strip("/")
         if not top.exists():
             continue
@@ -144,4 +151,4 @@ def iptables_rules() -> str:
     return "\n".join(re.sub(r" \[\d+:\d+\]$", "", line) for line in lines if not line.startswith("#"))
 
 
-__all__ = ["HostState", "cgroup_controllers", "cgroup_pids", "mounts_under", "remove_cgroup", "run", "unmount_all"]
+__all__ = ["HostState", "cgroup_controllers", "cgroup_hierarchies", "cgroup_pids", "mounts_under", "remove_cgroup", "run", "unmount_all"]
