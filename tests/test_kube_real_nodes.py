@@ -20,14 +20,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from control_plane import binaries, project_crds
+from control_plane import project_crds
 
 from fluid_core.operator.kube import KubeClient, Ref
+from support import realkube
 from support.realcluster import RealCluster
+from support.realkube import install_chart, pods, ready, tool
 
 pytestmark = pytest.mark.timeout(1800)
 
-CHART = str(Path(__file__).resolve().parent.parent / "charts" / "fluid-vineyard")
 RELEASE, SYSTEM, NS, DATASET = "fv", "fluid-system", "team", "shared"
 API = "data.fluid.io/v1alpha1"
 FRAME_ROWS = 1 << 24  # two float64 columns: 256 MiB
@@ -42,52 +43,20 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield real
 
 
-def tool(cluster: RealCluster, name: str, *args: str, check: bool = True, stdin: str | None = None,
-         timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """``helm`` or ``kubectl`` of the built control plane, as the administrator."""
-    plane = cluster.control_plane
-    home = plane.workdir / "home"
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home), "KUBECONFIG": str(plane.kubeconfig),
-           "HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
-           "HELM_DATA_HOME": str(home / "data")}
-    done = subprocess.run([str(binaries() / "bin" / name), *args], capture_output=True, text=True, env=env,
-                          input=stdin, timeout=timeout)
-    if check:
-        assert done.returncode == 0, f"{name} {' '.join(args)}: {done.stdout[-2000:]} {done.stderr[-2000:]}"
-    return done
-
-
 @pytest.fixture(scope="module")
 def kube(cluster: RealCluster) -> KubeClient:
     """The chart, installed by helm, its operator running in-cluster from the project image."""
-    repository, tag = cluster.images["project"].rsplit(":", 1)
-    tool(cluster, "helm", "install", RELEASE, CHART, "-n", SYSTEM, "--create-namespace", "--wait",
-         "--timeout", "5m", "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
-         "--set", "webhook.failurePolicy=Fail")
-    client = KubeClient(cluster.control_plane.api_client())
+    client = install_chart(cluster, RELEASE, SYSTEM, "webhook.failurePolicy=Fail")
     client.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
     return client
 
 
-def pods(kube: KubeClient, namespace: str, selector: str = "") -> list[dict[str, Any]]:
-    query = f"?labelSelector={selector}" if selector else ""
-    return (kube.request("GET", f"/api/v1/namespaces/{namespace}/pods{query}") or {}).get("items", [])
-
-
-def ready(pod: dict[str, Any]) -> bool:
-    status = pod.get("status") or {}
-    return status.get("phase") == "Running" and all(c.get("ready") for c in status.get("containerStatuses") or [])
-
-
 def status_of(kube: KubeClient, kind: str, name: str) -> dict[str, Any]:
-    return (kube.get(Ref(API, kind, NS, name)) or {}).get("status") or {}
+    return realkube.status_of(kube, NS, kind, name)
 
 
 def describe(kube: KubeClient, namespace: str = NS) -> str:
-    """The namespace's pods, their nodes, phases and restarts (for failure messages)."""
-    return json.dumps([(p["metadata"]["name"], p["spec"].get("nodeName"), (p.get("status") or {}).get("phase"),
-                        [c.get("restartCount") for c in (p.get("status") or {}).get("containerStatuses") or []])
-                       for p in pods(kube, namespace)])
+    return realkube.describe(kube, namespace)
 
 
 def run_pod(cluster: RealCluster, kube: KubeClient, name: str, code: str, *, node: str | None = None,
@@ -140,10 +109,12 @@ def test_a_dataset_and_its_runtime_bind_on_the_real_nodes(cluster: RealCluster, 
     wait(lambda: status_of(kube, "VineyardRuntime", DATASET).get("fusePhase") == "Ready", timeout=120,
          message=lambda: f"the bridges ready: {describe(kube)}")
     by_role = {role: pods(kube, NS, f"app.kubernetes.io/component={role}") for role in ("master", "worker", "fuse")}
-    assert len(by_role["master"]) == 1 and ready(by_role["master"][0])
+    assert len(by_role["master"]) == 1 and ready(by_role["master"][0]), describe(kube)
     for role in ("worker", "fuse"):
         assert sorted(p["spec"]["nodeName"] for p in by_role[role]) == cluster.node_names, role
-        assert all(ready(p) for p in by_role[role]), role
+        assert all(ready(p) for p in by_role[role]), f"{role}: {describe(kube)}"
+        restarts = [c.get("restartCount") for p in by_role[role] for c in p["status"]["containerStatuses"]]
+        assert restarts == [0, 0], f"{role} restarted: {describe(kube)}"
     listed = tool(cluster, "kubectl", "get", "datasets,vineyardruntimes", "-n", NS).stdout
     assert "Bound" in listed and listed.count("Ready") == 3, listed
 
@@ -336,3 +307,170 @@ def test_fluid_pysdk_flow_runs_as_jobs(cluster: RealCluster, kube: KubeClient) -
     assert seen["bound"] == "Bound" and seen["phases"] == ["Complete"] * 3, seen
     logs = tool(cluster, "kubectl", "logs", "-n", "default", "job/sdkflow-step2-dataprocess").stdout
     assert "step-ran" in logs
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_the_readmes_walkthrough_runs_the_demo_pipeline_as_jobs(cluster: RealCluster, kube: KubeClient) -> None:
+    """The README's "On a real cluster" steps after `helm install`: the example runtime,
+    then the example flow; the demo's four stages run as Jobs, each on the node of the
+    one before, handing over through the cache."""
+    for example in ("pipeline-runtime.yaml", "pipeline-flow.yaml"):
+        tool(cluster, "kubectl", "apply", "-f", str(EXAMPLES / example))
+    stages = ["generate", "features", "train", "evaluate"]
+
+    def ended() -> bool:
+        phases = [realkube.status_of(kube, "default", "DataProcess", stage).get("phase") for stage in stages]
+        assert "Failed" not in phases, f"{dict(zip(stages, phases))}: {describe(kube, 'default')}"
+        return phases == ["Complete"] * len(stages)
+
+    cluster.control_plane.wait_for(ended, timeout=600, message=lambda: f"the pipeline Complete: {describe(kube, 'default')}")
+    nodes = {realkube.status_of(kube, "default", "DataProcess", stage)["node"] for stage in stages}
+    assert len(nodes) == 1 and nodes <= set(cluster.node_names), nodes
+    listed = tool(cluster, "kubectl", "get", "dataprocesses").stdout
+    assert listed.count("Complete") == len(stages), listed
+
+
+# -- faults: the operator's pod, a worker, the etcd master, a whole node ------------------------
+
+def exec_python(cluster: RealCluster, pod: str, code: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return realkube.exec_python(cluster, NS, pod, code, check=check)
+
+
+def start_sleeper(cluster: RealCluster, kube: KubeClient, name: str, node: str) -> None:
+    realkube.start_sleeper(cluster, kube, NS, name, node, DATASET)
+
+
+def runtime_pods(kube: KubeClient, role: str) -> list[dict[str, Any]]:
+    return pods(kube, NS, f"app.kubernetes.io/instance={DATASET},app.kubernetes.io/component={role}")
+
+
+def runtime_ready(kube: KubeClient) -> bool:
+    status = status_of(kube, "VineyardRuntime", DATASET)
+    return all(status.get(part) == "Ready" for part in ("masterPhase", "workerPhase", "fusePhase"))
+
+
+def test_the_operators_pod_deleted_mid_operation_converges_once(cluster: RealCluster, kube: KubeClient) -> None:
+    """The operator's pod is deleted just after an operation is created: its Deployment's
+    next pod takes the operation over and runs it to the end, in one Job."""
+    repository, tag = cluster.images["project"].rsplit(":", 1)
+    (old,) = pods(kube, SYSTEM, "app.kubernetes.io/component=operator")
+    step = operation("DataProcess", "after-restart", {
+        "dataset": {"name": DATASET, "namespace": NS, "mountPath": "/data"},
+        "processor": {"script": {"image": repository, "imageTag": tag, "command": ["bash"],
+                                 "source": "ls /data > /dev/null && echo converged"}}})
+    kube.request("POST", f"/apis/{API}/namespaces/{NS}/dataprocesses", step)
+    kube.delete(Ref("v1", "Pod", SYSTEM, old["metadata"]["name"]))
+    wait = cluster.control_plane.wait_for
+    wait(lambda: status_of(kube, "DataProcess", "after-restart").get("phase") in ("Complete", "Failed"), timeout=300,
+         message=lambda: f"the operation ended: {describe(kube)} {describe(kube, SYSTEM)}")
+    assert status_of(kube, "DataProcess", "after-restart")["phase"] == "Complete"
+    (new,) = [p for p in pods(kube, SYSTEM, "app.kubernetes.io/component=operator")
+              if not p["metadata"].get("deletionTimestamp")]
+    assert new["metadata"]["uid"] != old["metadata"]["uid"] and ready(new)
+    runs = [p for p in pods(kube, NS) if p["metadata"].get("labels", {}).get("job-name", "").startswith("after-restart")]
+    assert len(runs) == 1, [p["metadata"]["name"] for p in runs]
+    assert "converged" in tool(cluster, "kubectl", "logs", "-n", NS, runs[0]["metadata"]["name"]).stdout
+
+
+PUT_AND_READ = """
+    import numpy as np, objects
+    store = objects.connect()
+    store.put(np.full(1 << 20, {value}, dtype=np.int64), "{name}", replace=True)  # 8 MiB: blobs, not inline
+    assert int(store.get("{name}")[-1]) == {value}
+    print("put on", store.node)
+"""
+
+
+def test_a_killed_worker_comes_back_and_serves_its_node(cluster: RealCluster, kube: KubeClient) -> None:
+    """vineyardd is killed in one node's worker pod: the kubelet starts it again, the
+    node's bridge links the new socket, and the node's pods put and read again; what the
+    dead process held is reported lost, naming its node, to a reader elsewhere."""
+    assert cluster.real is not None
+    victim, other = cluster.node_names
+    start_sleeper(cluster, kube, f"sleeper-{victim}", victim)
+    start_sleeper(cluster, kube, f"sleeper-{other}", other)
+    exec_python(cluster, f"sleeper-{victim}", PUT_AND_READ.format(value=1, name=f"{NS}/{DATASET}/held"))
+    (worker,) = [p for p in runtime_pods(kube, "worker") if p["spec"]["nodeName"] == victim]
+    (status,) = worker["status"]["containerStatuses"]
+    assert cluster.real.kill_container(0, status["containerID"]) >= 1
+
+    def restarted() -> bool:
+        now = next(p for p in runtime_pods(kube, "worker") if p["spec"]["nodeName"] == victim)
+        return now["status"]["containerStatuses"][0]["restartCount"] > status["restartCount"] and ready(now)
+
+    cluster.control_plane.wait_for(restarted, timeout=300, message=lambda: f"the worker restarted: {describe(kube)}")
+    lost = exec_python(cluster, f"sleeper-{other}", f"""
+        import objects
+        try:
+            objects.connect().get("{NS}/{DATASET}/held")
+        except objects.ObjectNotFound as exc:
+            print("lost:", exc)
+    """)
+    assert "lost:" in lost.stdout and victim in lost.stdout, lost.stdout + lost.stderr
+
+    def serves() -> bool:  # the bridge relinks within a second of the new socket answering
+        done = exec_python(cluster, f"sleeper-{victim}", PUT_AND_READ.format(value=2, name=f"{NS}/{DATASET}/held"),
+                           check=False)
+        return done.returncode == 0
+
+    cluster.control_plane.wait_for(serves, timeout=120, message="the restarted worker serves its node")
+    read = exec_python(cluster, f"sleeper-{other}", f"""
+        import objects
+        print("read", int(objects.connect().get("{NS}/{DATASET}/held")[-1]))
+    """)
+    assert "read 2" in read.stdout
+
+
+def test_a_replaced_etcd_master_restarts_the_workers(cluster: RealCluster, kube: KubeClient) -> None:
+    """The etcd master's pod is deleted: its StatefulSet starts a new one (an emptyDir: no
+    data), the operator sees a new master and restarts the workers so that they register
+    with it, and objects cross between nodes again."""
+    (master,) = runtime_pods(kube, "master")
+    workers = {p["metadata"]["uid"] for p in runtime_pods(kube, "worker")}
+    assert status_of(kube, "VineyardRuntime", DATASET).get("masterPodUID") == master["metadata"]["uid"]
+    kube.delete(Ref("v1", "Pod", NS, master["metadata"]["name"]))
+
+    def settled() -> bool:
+        now = runtime_pods(kube, "worker")
+        return (status_of(kube, "VineyardRuntime", DATASET).get("masterPodUID") not in (None, master["metadata"]["uid"])
+                and len(now) == 2 and not workers & {p["metadata"]["uid"] for p in now}
+                and all(ready(p) for p in now) and runtime_ready(kube))
+
+    cluster.control_plane.wait_for(settled, timeout=300, message=lambda: f"the workers restarted: {describe(kube)}")
+    events = kube.request("GET", f"/api/v1/namespaces/{NS}/events?fieldSelector=reason=MasterReplaced") or {}
+    assert any("start again" in e.get("message", "") for e in events.get("items", [])), events
+    first, second = cluster.node_names
+    run_pod(cluster, kube, "producer-after-master", PRODUCE, node=first)
+    _, logs = run_pod(cluster, kube, "consumer-after-master", CONSUME, node=second)
+    assert f"read on {second} from {first} by {{'blob server': 2}}" in logs, logs
+
+
+def test_a_dead_node_is_named_to_readers_at_once(cluster: RealCluster, kube: KubeClient) -> None:
+    """A node dies (kubelet, containerd and every pod killed at once): a reader on another
+    node asking for an object the dead node held is told at once, by name, that the node
+    does not answer. (Last: the cluster keeps one node.)"""
+    assert cluster.real is not None
+    (master,) = runtime_pods(kube, "master")
+    survivor = master["spec"]["nodeName"]  # the directory (etcd) must outlive the node
+    index = next(i for i, name in enumerate(cluster.node_names) if name != survivor)
+    victim = cluster.node_names[index]
+    for name, node in ((f"sleeper-{victim}", victim), (f"sleeper-{survivor}", survivor)):
+        if kube.get(Ref("v1", "Pod", NS, name)) is None:
+            start_sleeper(cluster, kube, name, node)
+    exec_python(cluster, f"sleeper-{victim}", PUT_AND_READ.format(value=3, name=f"{NS}/{DATASET}/on-victim"))
+    cluster.real.kill_node(index)
+    read = exec_python(cluster, f"sleeper-{survivor}", f"""
+        import time, objects
+        store = objects.connect()
+        began = time.monotonic()
+        try:
+            store.get("{NS}/{DATASET}/on-victim")
+        except objects.ObjectNotFound as exc:
+            print(f"refused after {{time.monotonic() - began:.3f}} s:", exc)
+    """)
+    assert "refused after" in read.stdout and f"node {victim}" in read.stdout, read.stdout + read.stderr
+    print(read.stdout.strip())
+    # the rest of the cluster goes on: the survivor's pods put and read
+    exec_python(cluster, f"sleeper-{survivor}", PUT_AND_READ.format(value=4, name=f"{NS}/{DATASET}/after-death"))

@@ -151,3 +151,15 @@ def test_crd_schema_rejects_what_the_models_reject():
             _validate_with_crd(copy.deepcopy(quota))
         with pytest.raises(InvalidResource):
             parse(quota)
+
+
+def test_a_status_written_by_another_operator_version_still_parses():
+    """An upgrade or a rollback meets statuses with fields it does not know: the resource
+    stays valid (a spec's unknown field is still an error)."""
+    from fluid_core.models import VineyardRuntime
+
+    body = {"apiVersion": "data.fluid.io/v1alpha1", "kind": "VineyardRuntime",
+            "metadata": {"name": "demo", "namespace": "default"}, "spec": {"replicas": 1},
+            "status": {"masterPhase": "Ready", "fieldOfALaterVersion": {"x": 1}}}
+    runtime = VineyardRuntime.model_validate(body)
+    assert runtime.status is not None and runtime.status.master_phase == "Ready"

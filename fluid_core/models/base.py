@@ -219,6 +219,13 @@ class CrdInfo:
     scale: dict[str, str] | None = None
 
 
+class StatusModel(Model):
+    """A resource's status: written by the operator, possibly by another version of it (an
+    upgrade, or a rollback), so fields this version does not know are ignored, not errors."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
 class Resource(Model):
     """A custom resource: apiVersion, kind, metadata, spec, status."""
 

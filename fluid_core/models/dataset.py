@@ -15,6 +15,7 @@ from fluid_core.models.base import (
     Namespace,
     Passthrough,
     Resource,
+    StatusModel,
     not_applied,
 )
 
@@ -86,7 +87,7 @@ class DatasetSpec(Model):
     shared_encrypt_options: list[Passthrough] = not_applied("credentials shared by all mounts", list)
 
 
-class DatasetStatus(Model):
+class DatasetStatus(StatusModel):
     phase: DatasetPhase = DatasetPhase.NONE
     runtimes: list[RuntimeRef] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)

@@ -15,6 +15,7 @@ from fluid_core.models.base import (
     Namespace,
     Passthrough,
     Resource,
+    StatusModel,
     not_applied,
     not_applied_locally,
 )
@@ -124,7 +125,7 @@ class ScheduledSpec(OperationSpec):
         return self
 
 
-class OperationStatus(Model):
+class OperationStatus(StatusModel):
     phase: OperationPhase = OperationPhase.NONE
     duration: str | None = None
     conditions: list[Condition] = Field(default_factory=list)

@@ -15,6 +15,7 @@ from fluid_core.models.base import (
     Passthrough,
     Quantity,
     Resource,
+    StatusModel,
     not_applied,
 )
 from fluid_core.models.scheduling import PodMetadata
@@ -217,7 +218,7 @@ class VineyardRuntimeSpec(Model):
         return self
 
 
-class VineyardRuntimeStatus(Model):
+class VineyardRuntimeStatus(StatusModel):
     master_phase: RuntimePhase = RuntimePhase.NONE
     worker_phase: RuntimePhase = RuntimePhase.NONE
     fuse_phase: RuntimePhase = RuntimePhase.NONE
@@ -240,6 +241,8 @@ class VineyardRuntimeStatus(Model):
     #: digest of the objects last applied, and when: unchanged objects are not re-sent
     applied_digest: str | None = None
     applied_at: str | None = None
+    #: the uid of the etcd master's pod the workers registered with (a new one restarts them)
+    master_pod_uid: str | None = Field(default=None, alias="masterPodUID")
 
 
 class VineyardRuntime(Resource):

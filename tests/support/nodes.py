@@ -273,6 +273,36 @@ class RealNodes:
         terminate([process.pid], timeout=10)
         process.wait()
 
+    def kill_node(self, index: int) -> None:
+        """Node ``index`` dies at once: its kubelet and kube-proxy, every process of its pods
+        and its containerd are killed. Its pods' addresses stay, with nothing behind them."""
+        node = self.nodes[index]
+        for name in ("kubelet", "kube-proxy"):
+            process = node.processes.pop(name, None)
+            if process is not None:
+                process.kill()
+                process.wait()
+        if node.containerd is not None:
+            problems = node.containerd.stop(pod_cgroups=[node.cgroup])
+            node.containerd = None
+            if problems:
+                raise RuntimeError(f"{node.name} did not die: {'; '.join(problems)}")
+
+    def kill_container(self, index: int, container_id: str) -> int:
+        """SIGKILL every process of one container of node ``index`` (``containerID`` of a
+        pod's status, with or without ``containerd://``); how many were killed."""
+        node = self.nodes[index]
+        wanted = container_id.removeprefix("containerd://")
+        pids = {pid for controller in cgroup_controllers()
+                for group in (controller / node.cgroup).rglob(wanted) if group.is_dir()
+                for pid in map(int, (group / "cgroup.procs").read_text().split())}
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return len(pids)
+
     # -- stop ---------------------------------------------------------------------------
 
     def stop(self) -> list[str]:
