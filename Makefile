@@ -60,7 +60,7 @@ control-plane: $(if $(shell command -v go 2>/dev/null),,$(GO_VENV)/bin/go)
 test: $(STAMP) $(PYSDK_STAMP) fuse nodes lint control-plane
 	$(BIN)/python -m pytest tests
 
-bench: $(STAMP) fuse
+bench: $(STAMP) fuse nodes control-plane
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
 	$(BIN)/python -m pytest benchmarks --benchmark-columns=min,mean,max,rounds \
 		--benchmark-sort=name $(BENCH_ARGS)

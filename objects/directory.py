@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from objects.layout import shared_blobs
+from vineyard_runtime.blob_server import shared_blobs
 from vineyard_runtime.probe import instance_records
 from vineyard_runtime.spec import NAMES_PREFIX
 from vineyard_runtime.etcd_client import (

@@ -122,18 +122,6 @@ class LayoutMeta:
         return cls(data.get("fields"), members)
 
 
-def shared_blobs(layout: dict[str, Any]) -> list[str]:
-    """Ids of the (non-empty) shared-memory blobs a layout (``LayoutMeta.to_json``) refers to."""
-    found = []
-    for m in layout.get("members", {}).values():
-        if "shared" in m:
-            if m["size"]:
-                found.append(m["shared"])
-        elif "members" in m:
-            found += shared_blobs(m)
-    return found
-
-
 def with_blob_ids(layout: dict[str, Any], renamed: dict[str, str]) -> dict[str, Any]:
     """``layout`` with its shared blobs' ids replaced as ``renamed`` says."""
     members = {}

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from objects.connection import quiet_stdout
 from objects.directory import Entry
 from objects.errors import ObjectNotFound, ObjectsError
-from objects.layout import LayoutMeta, shared_blobs, with_blob_ids
-from vineyard_runtime.blob_server import BlobFetcher, BlobFetchError, endpoint_key
+from objects.layout import LayoutMeta, with_blob_ids
+from vineyard_runtime.blob_server import BlobFetcher, BlobFetchError, endpoint_key, shared_blobs
 from vineyard_runtime.etcd_client import put_op, unchanged
 from vineyard_runtime.probe import connect_once, import_vineyard
 from vineyard_runtime.sweeper import doomed_key, sweeper_key
@@ -152,13 +152,8 @@ class RemoteReads:
             received.append(ctx.new_blob(size))
             return received[-1]
 
-        def receive(fetcher: BlobFetcher) -> dict[str, Any]:
-            layout = fetcher.layout(entry.id)
-            fetcher.fetch_into(entry.id, shared_blobs(layout), new_blob)
-            return layout
-
         try:
-            layout = self._from_server(entry, endpoint, receive)
+            layout = self._from_server(entry, endpoint, lambda fetcher: fetcher.fetch_object(entry.id, new_blob))
         except BaseException:
             for builder in received:
                 ctx.abort(builder)
@@ -167,9 +162,12 @@ class RemoteReads:
         mine = with_blob_ids(layout, {b: f"o{int(s.id):016x}" for b, s in zip(shared_blobs(layout), sealed)})
         won, _ = self.store.directory_call(lambda: directory.etcd.txn([unchanged(directory.key(name), entry.revision)],
                                                          [put_op(key, json.dumps(mine))]))
-        if not won:  # replaced or deleted meanwhile: keep nothing
-            self.store.client.delete([s.id for s in sealed], force=False, deep=True)
-            raise Vanished(entry.id)
+        if not won:  # replaced or deleted meanwhile: this copy is nobody's to free but ours
+            if self.store.holds is None:
+                self.store.client.delete([s.id for s in sealed], force=False, deep=True)
+                raise Vanished(entry.id)
+            # the read holds entry.id's pin: the copy goes when the last view of it does
+            self.store.holds.free(entry.id, [f"o{int(s.id):016x}" for s in sealed], self.store.delete_ids)
         self.paths["blob server"] += 1
         return LayoutMeta.from_json(mine, local)
 
@@ -180,9 +178,11 @@ class RemoteReads:
                 endpoint, BlobFetcher(endpoint, token=self.store.target.blob_token()))
             return ask(fetcher)
         except BlobFetchError as exc:
-            if "ObjectNotExists" in str(exc):
+            if "ObjectNotExists" in str(exc) or "MetaTreeSubtreeNotExists" in str(exc):
                 self.owner(entry)  # its node restarted: say so
                 raise Vanished(entry.id) from None
+            if exc.answered and not str(exc).startswith("NodeUnavailable"):  # not its vineyardd being gone
+                raise ObjectsError(f"node {entry.node}'s blob server could not send {entry.id}: {exc}") from None
             problem: OSError = exc
         except OSError as exc:
             problem = exc

@@ -101,6 +101,10 @@ def _check_name(name: str) -> str:
     return name
 
 
+#: How often ``get`` reads a name again that was replaced while it was being read.
+REREADS = 50
+
+
 class ObjectStore:
     """A connection to one Vineyard node (made by :func:`objects.connect`).
 
@@ -482,18 +486,18 @@ class ObjectStore:
                 elif int(meta.instance_id) != self.instance_id:
                     meta = self._migrate(meta)
                 return codecs.decode(self._client, meta, allow_pickle=allow_pickle)
-        try:
-            return self.load_entry(entry, allow_pickle=allow_pickle, name=name)
-        except Vanished:
-            pass
         assert name is not None  # an entry is only found by its name
-        again = self.directory_call(lambda: self.directory.get(name))  # replaced or deleted meanwhile?
-        if again is not None and again.revision != entry.revision:
+        for _ in range(REREADS):
             try:
-                return self.load_entry(again, allow_pickle=allow_pickle, name=name)
+                return self.load_entry(entry, allow_pickle=allow_pickle, name=name)
             except Vanished:
                 pass
-        raise ObjectNotFound(f"object {name!r} was deleted while it was being read")
+            again = self.directory_call(lambda: self.directory.get(name))  # replaced or deleted meanwhile?
+            if again is None or again.revision == entry.revision:
+                raise ObjectNotFound(f"object {name!r} was deleted while it was being read")
+            entry = again  # replaced: read the new value
+        raise ObjectsError(f"object {name!r} was replaced {REREADS} times while it was being read; read it "
+                           "when its writer pauses, or give each version a name of its own")
 
     def _migrate(self, meta: Any) -> Any:
         vineyard = import_vineyard()

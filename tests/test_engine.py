@@ -117,6 +117,9 @@ def test_master_persistence_and_its_absence():
     assert spec["template"]["spec"]["volumes"] == [{"name": "etcd-data", "emptyDir": {}}]
     status = reconcile_runtime(ephemeral, RuntimeObserved(), None, now="t").status
     assert status["masterPersistence"].startswith("emptyDir: metadata is lost")
+    # a sync to disk cannot keep what an emptyDir loses with its pod; a volume is synced
+    assert "--unsafe-no-fsync" in spec["template"]["spec"]["containers"][0]["command"]
+    assert "--unsafe-no-fsync" not in with_pvc["template"]["spec"]["containers"][0]["command"]
 
 
 def test_rpc_conf_lists_every_worker():

@@ -66,8 +66,8 @@ class _Handler(socketserver.StreamRequestHandler):
             if not line:
                 return
             words = line.decode(errors="replace").split()
-            if not words or words[0] not in ("GET", "LAYOUT"):
-                self.wfile.write(b"ERR expected GET <blob id>... or LAYOUT <object id>\n")
+            if not words or words[0] not in ("GET", "LAYOUT", "OBJECT") or len(words) < 2:
+                self.wfile.write(b"ERR expected GET <blob id>..., LAYOUT <object id> or OBJECT <object id>\n")
                 return
             key = words.pop(1)[4:] if len(words) > 1 and words[1].startswith("key=") else None
             pin = None
@@ -80,10 +80,12 @@ class _Handler(socketserver.StreamRequestHandler):
                     pin = self.server.holds.pin(key)
                 assert self.deadline is not None
                 with self.deadline.call(words[0]):
-                    if words[0] == "LAYOUT":
+                    if words[0] in ("LAYOUT", "OBJECT"):  # OBJECT: the layout, then its blobs
                         layout = layout_of(client.get_meta(_object_id(words[1])),
                                            lambda blob: int(client.ipc_client.get_blob(blob).size))
                         views = [memoryview(json.dumps(layout).encode())]
+                        if words[0] == "OBJECT":
+                            views += [self.server.view(client, blob) for blob in shared_blobs(layout)]
                     else:
                         views = [self.server.view(client, word) for word in words[1:]]
             except Exception as exc:  # noqa: BLE001 - the reader is told why, the server goes on
@@ -130,6 +132,19 @@ def layout_of(meta: Any, blob_size: Any) -> dict[str, Any]:
         elif key not in _NOT_FIELDS:
             fields[key] = value
     return {"fields": fields, "members": members}
+
+
+def shared_blobs(layout: dict[str, Any]) -> list[str]:
+    """Ids of the (non-empty) shared-memory blobs a layout refers to, in the order an
+    OBJECT reply sends them."""
+    found = []
+    for member in layout.get("members", {}).values():
+        if "shared" in member:
+            if member["size"]:
+                found.append(member["shared"])
+        elif "members" in member:
+            found += shared_blobs(member)
+    return found
 
 
 def delete_with(client: Any) -> Delete:
@@ -187,7 +202,12 @@ class BlobServer(socketserver.ThreadingTCPServer):
 
 
 class BlobFetchError(OSError):
-    """A blob server refused or broke off a request."""
+    """A blob server refused or broke off a request; ``answered``: it said why (an
+    ``ERR`` line), rather than closing the connection."""
+
+    def __init__(self, message: str, *, answered: bool = False) -> None:
+        super().__init__(message)
+        self.answered = answered
 
 
 class BlobFetcher:
@@ -208,8 +228,10 @@ class BlobFetcher:
     def _ask(self, request: str) -> list[int]:
         self._sock.sendall(request.encode() + b"\n")
         head = self._lines.readline().decode(errors="replace").split()
-        if not head or head[0] != "OK":
-            raise BlobFetchError(" ".join(head[1:]) or "the blob server closed the connection")
+        if not head:
+            raise BlobFetchError("the blob server closed the connection")
+        if head[0] != "OK":
+            raise BlobFetchError(" ".join(head[1:]), answered=True)
         return [int(size) for size in head[1:]]
 
     def _receive(self, buffer: Any) -> None:
@@ -239,6 +261,17 @@ class BlobFetcher:
         raw = bytearray(size)
         self._receive(raw)
         layout: dict[str, Any] = json.loads(raw)
+        return layout
+
+    def fetch_object(self, object_id: str, allocate: Any) -> dict[str, Any]:
+        """Object ``object_id`` in one request: its layout, with each of its blobs
+        (``shared_blobs`` order) received into ``allocate(size)``."""
+        layout_size, *sizes = self._ask(f"OBJECT key={object_id} {object_id}")
+        raw = bytearray(layout_size)
+        self._receive(raw)
+        layout: dict[str, Any] = json.loads(raw)
+        for size in sizes:
+            self._receive(allocate(size))
         return layout
 
     def close(self) -> None:

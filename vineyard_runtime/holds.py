@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger("fluidv.holds")
 
+
 #: Deletes vineyard objects or blobs by id (deep); raises what vineyard raises.
 Delete = Callable[[list[str]], None]
 #: True when ``name`` is in the object directory as the entry of this id.
@@ -148,13 +149,30 @@ class NodeHolds:
     # -- deleters ------------------------------------------------------------------
 
     def free(self, key: str, ids: list[str], delete: Delete) -> bool:
-        """Free ``ids`` (what ``key`` holds) now if nobody reads ``key``, else once the
-        last reader lets go. True when freed now."""
+        """Free ``ids`` (what ``key`` holds, with what an earlier free of ``key`` left)
+        now if nobody reads ``key``, else once the last reader lets go. True when freed now."""
         doomed = self._file(key, "doomed")
-        with open(doomed + ".tmp", "w") as handle:
-            json.dump(ids, handle)
-        os.replace(doomed + ".tmp", doomed)  # first doomed, then try: a reader letting go sees it
+        temporary = f"{doomed}.{os.getpid()}.{threading.get_ident()}.tmp"
+        with self._doomed_lock():  # two frees of one key (a node's copy, a delete) both count
+            try:
+                with open(doomed) as handle:
+                    ids = sorted(set(json.load(handle)) | set(ids))
+            except FileNotFoundError:
+                pass
+            with open(temporary, "w") as handle:
+                json.dump(ids, handle)
+            os.replace(temporary, doomed)  # first doomed, then try: a reader letting go sees it
         return self._try_free(key, delete)
+
+    @contextlib.contextmanager
+    def _doomed_lock(self) -> Iterator[None]:
+        """The node's lock on writing doomed files (an flock of the holds folder)."""
+        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def _try_free(self, key: str, delete: Delete) -> bool:
         path = self._file(key, "pin")

@@ -45,7 +45,8 @@ def run_operation(kind: str, name: str, namespace: str) -> None:
             ctx.replica_index = int(os.environ.get("JOB_COMPLETION_INDEX", "0"))  # a DataLoad's copies
             click.echo(execute(kind, spec, ctx))
             click.echo(f"read {ctx.stats.bytes_read} B ({ctx.stats.remote_reads} remote reads), "
-                       f"wrote {ctx.stats.bytes_written} B on {ctx.node}")
+                       f"wrote {ctx.stats.bytes_written} B on {ctx.node}, "
+                       f"in {ctx.stats.io_seconds:.4f} s of hand-over")
 
 
 def _operation(kind: str, name: str, namespace: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -80,7 +80,7 @@ def describe(kube: KubeClient, namespace: str) -> str:
 def bind(cluster: RealCluster, kube: KubeClient, namespace: str, name: str, runtime: dict[str, Any]) -> None:
     """A Dataset and its VineyardRuntime (``runtime``: its spec), waited for until Bound with
     every node's bridge ready."""
-    if kube.get(Ref("v1", "Namespace", None, namespace)) is None:
+    if kube.request("GET", f"/api/v1/namespaces/{namespace}") is None:
         kube.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                                     "metadata": {"name": namespace}})
     for kind, spec in (("Dataset", {}), ("VineyardRuntime", runtime)):
