@@ -121,6 +121,16 @@ class RemoteReads:
         rpc = self.store.client if not self.store.is_ipc else self.rpc_client(self.owner(entry).rpc_endpoint)
         return lambda blob_id: rpc.rpc_client.get_remote_blob(vineyard.ObjectID(blob_id))
 
+    def fetch_blobs(self, entries: list[Entry]) -> dict[str, bytearray] | None:
+        """The blobs of ``entries``, all held by one other node, in one request to its blob
+        server (None when it publishes none)."""
+        endpoint = self.blob_endpoint(entries[0].instance_id)
+        if endpoint is None:
+            return None
+        ids = [blob for entry in entries for blob in entry.blobs]
+        keys = ",".join(entry.id for entry in entries)
+        return dict(zip(ids, self._from_server(entries[0], endpoint, lambda fetcher: fetcher.fetch(keys, ids))))
+
     def blob_endpoint(self, instance_id: int) -> str | None:
         """The blob server of ``instance_id``, or None where it publishes none."""
         if instance_id not in self._blob_endpoints:

@@ -37,7 +37,7 @@ HEADER, END, CHUNK = "h", "e", "c"
 BATCH_CHUNKS, BATCH_BYTES = 1000, 256 << 10
 #: Chunks a writer may have waiting for their commit before ``write`` blocks.
 MAX_PENDING = 1000
-#: How many chunks' blobs a reader on their node fetches in one call.
+#: How many chunks' blobs a reader fetches in one call (to its node, or to another's blob server).
 PREFETCH_CHUNKS = 64
 #: How often a waiting reader checks that the producer still lives.
 LIVENESS_EVERY = 0.5
@@ -214,28 +214,38 @@ class StreamReader:
         for kv in batch:
             self._apply(kv.key, kv.value, kv.mod_revision)
 
-    def _local_blobs(self, index: int, entry: Entry) -> Any:
-        """The blobs of chunk ``index`` when it is on this node, fetched together with
-        those of the chunks after it that are known already (one call to the node for a
-        record's worth of chunks); None otherwise."""
+    def _blobs_ahead(self, index: int, entry: Entry) -> Any:
+        """The blobs of chunk ``index``, fetched together with those of the chunks after it
+        that are known already and held by the same node: one call to this node for a
+        record's worth of chunks, or one request to the blob server of the node holding
+        them; None where each chunk is read on its own."""
         vineyard = import_vineyard()
 
         store = self._store
-        if not entry.blobs or not store.is_ipc or entry.instance_id != store.instance_id:
+        local = store.is_ipc and entry.instance_id == store.instance_id
+        if not entry.blobs or not (local or store.is_ipc):
             return None
         if not all(b in self._fetched for b in entry.blobs):
-            wanted = list(entry.blobs)
+            batch = [entry]
             for later in range(index + 1, index + PREFETCH_CHUNKS):
                 known = self._chunks.get(later)
                 if known is None:
                     break
-                if known.instance_id == store.instance_id:
-                    wanted += known.blobs
+                if known.instance_id == entry.instance_id and known.blobs:
+                    batch.append(known)
+            wanted = [b for chunk in batch for b in chunk.blobs]
             try:
-                found = store.client.ipc_client.get_blobs([vineyard.ObjectID(b) for b in wanted])
-            except (vineyard.ObjectNotExistsException, RuntimeError):
+                if local:
+                    found = dict(zip(wanted, store.client.ipc_client.get_blobs([vineyard.ObjectID(b) for b in wanted])))
+                else:
+                    found = store.remote.fetch_blobs(batch) or {}
+            except (vineyard.ObjectNotExistsException, RuntimeError, ObjectsError):
                 return None  # one of them is gone: each chunk is read (and reported) on its own
-            self._fetched.update(zip(wanted, found))
+            if not all(b in found for b in entry.blobs):
+                return None
+            self._fetched.update(found)
+        if not local:
+            return self._fetched.pop
         ipc = store.client.ipc_client
         return lambda blob_id: self._fetched.pop(blob_id, None) or ipc.get_blob(vineyard.ObjectID(blob_id))
 
@@ -262,7 +272,7 @@ class StreamReader:
                 entry = self._chunks.pop(index)
                 # an inline chunk (no blobs) never calls the node: no deadline to keep
                 with self._store.bounded("a stream read") if entry.blobs else contextlib.nullcontext():
-                    chunk = self._store.load_entry(entry, blobs=self._local_blobs(index, entry))
+                    chunk = self._store.load_entry(entry, blobs=self._blobs_ahead(index, entry))
                 yield chunk
                 index += 1
                 last_progress = time.monotonic()

@@ -69,15 +69,15 @@ class _Handler(socketserver.StreamRequestHandler):
             if not words or words[0] not in ("GET", "LAYOUT", "OBJECT") or len(words) < 2:
                 self.wfile.write(b"ERR expected GET <blob id>..., LAYOUT <object id> or OBJECT <object id>\n")
                 return
-            key = words.pop(1)[4:] if len(words) > 1 and words[1].startswith("key=") else None
-            pin = None
+            keys = words.pop(1)[4:].split(",") if len(words) > 1 and words[1].startswith("key=") else []
+            pins: list[Any] = []
             try:
                 if client is None:
                     client = self.server.connect()
                     # a stopped node must fail this request, not hold the GIL of the whole process
                     self.deadline = Deadline(self.server.vineyard_socket, self.server.vineyard_socket)
-                if key is not None and self.server.holds is not None:
-                    pin = self.server.holds.pin(key)
+                if self.server.holds is not None:  # what is sent stays until it is sent
+                    pins = [self.server.holds.pin(key) for key in keys]
                 assert self.deadline is not None
                 with self.deadline.call(words[0]):
                     if words[0] in ("LAYOUT", "OBJECT"):  # OBJECT: the layout, then its blobs
@@ -89,7 +89,7 @@ class _Handler(socketserver.StreamRequestHandler):
                     else:
                         views = [self.server.view(client, word) for word in words[1:]]
             except Exception as exc:  # noqa: BLE001 - the reader is told why, the server goes on
-                if pin is not None:
+                for pin in pins:
                     pin.release()
                 if self.deadline is not None:
                     self.deadline.close()
@@ -103,7 +103,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 self.wfile.flush()
             finally:
                 del views
-                if pin is not None:
+                for pin in pins:
                     pin.release(delete_with(client))
 
 
@@ -240,7 +240,8 @@ class BlobFetcher:
             raise BlobFetchError("the blob server closed the connection mid-transfer")
 
     def fetch(self, key: str, blob_ids: list[str]) -> list[bytearray]:
-        """The bytes of each blob of object ``key``, received straight into buffers of their size."""
+        """The bytes of each blob of object ``key`` (or of the objects ``key`` lists, comma
+        separated), received straight into buffers of their size."""
         buffers = [bytearray(size) for size in self._ask(f"GET key={key} " + " ".join(blob_ids))]
         for buffer in buffers:
             self._receive(buffer)
