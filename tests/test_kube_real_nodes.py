@@ -328,7 +328,7 @@ def test_the_readmes_walkthrough_runs_the_demo_pipeline_as_jobs(cluster: RealClu
     cluster.control_plane.wait_for(ended, timeout=600, message=lambda: f"the pipeline Complete: {describe(kube, 'default')}")
     nodes = {realkube.status_of(kube, "default", "DataProcess", stage)["node"] for stage in stages}
     assert len(nodes) == 1 and nodes <= set(cluster.node_names), nodes
-    listed = tool(cluster, "kubectl", "get", "dataprocesses").stdout
+    listed = tool(cluster, "kubectl", "get", "dataprocesses", *stages).stdout
     assert listed.count("Complete") == len(stages), listed
 
 

@@ -290,3 +290,17 @@ def test_a_failed_job_says_how_its_last_pod_ended():
     assert outcome.status["phase"] == "Failed"
     message = next(c["message"] for c in outcome.status["conditions"] if c["type"] == "Failed")
     assert message.endswith("its last pod's log ends with:\nPermissionError: [Errno 13] /mnt/out"), message
+
+
+def test_a_jobs_node_is_where_it_succeeded_whatever_the_listing_order():
+    from fluid_core.operator.operations import job_node
+
+    def pod(name, node, phase, created):
+        return {"metadata": {"name": name, "creationTimestamp": created}, "spec": {"nodeName": node},
+                "status": {"phase": phase}}
+
+    failed, retried = pod("j-a", "n1", "Failed", "2026-01-01T00:00:01Z"), pod("j-b", "n2", "Succeeded", "2026-01-01T00:00:09Z")
+    assert job_node([failed, retried]) == job_node([retried, failed]) == "n2"
+    running = pod("j-c", "n3", "Running", "2026-01-01T00:00:05Z")
+    assert job_node([running, failed]) == job_node([failed, running]) == "n3", "no success yet: the newest pod"
+    assert job_node([{"metadata": {"name": "j-d"}, "spec": {}, "status": {"phase": "Pending"}}]) is None

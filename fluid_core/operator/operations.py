@@ -63,8 +63,17 @@ def _job(kube: KubeClient, op: Any, status: dict[str, Any]) -> JobObserved | Non
         return JobObserved(active=len(status.get("active") or []), succeeded=1 if done else 0,
                            start_time=status.get("lastScheduleTime"), completion_time=done)
     pods = kube.list(Ref("v1", "Pod", op.namespace), {"job-name": name})
-    nodes = [p["spec"]["nodeName"] for p in pods if (p.get("spec") or {}).get("nodeName")]
-    return dataclasses.replace(job_counts(body), node=nodes[-1] if nodes else None, last_failure=_last_failure(pods))
+    return dataclasses.replace(job_counts(body), node=job_node(pods), last_failure=_last_failure(pods))
+
+
+def job_node(pods: list[dict[str, Any]]) -> str | None:
+    """Where a Job ran: the node of its pod that succeeded, else of its newest pod (a
+    retry may run elsewhere; the answer must not depend on the order pods are listed)."""
+    placed = [p for p in pods if (p.get("spec") or {}).get("nodeName")]
+    succeeded = [p for p in placed if (p.get("status") or {}).get("phase") == "Succeeded"]
+    newest = max(succeeded or placed, default=None,
+                 key=lambda p: (str(p["metadata"].get("creationTimestamp") or ""), p["metadata"].get("name", "")))
+    return None if newest is None else str(newest["spec"]["nodeName"])
 
 
 def _last_failure(pods: list[dict[str, Any]]) -> str:
@@ -82,7 +91,10 @@ def _last_failure(pods: list[dict[str, Any]]) -> str:
 def observe_operation(kube: KubeClient, op: Any, status: dict[str, Any] | None = None, *,
                       due: bool = False) -> OperationObserved:
     dataset = kube.get(Ref(API, "Dataset", op.spec.dataset.namespace or op.namespace, op.spec.dataset.name))
-    bound = ((dataset or {}).get("status") or {}).get("phase") == "Bound"
+    status_of_dataset = (dataset or {}).get("status") or {}
+    ready = next((c for c in status_of_dataset.get("conditions") or [] if c.get("type") == "Ready"), {})
+    # bound and ready: a bound dataset whose runtime is not ready makes operations wait
+    bound = status_of_dataset.get("phase") == "Bound" and ready.get("status") != "False"
     phase = node = None
     after = op.spec.run_after
     if after is not None:

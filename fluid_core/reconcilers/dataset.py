@@ -63,7 +63,8 @@ def reconcile_dataset(name: str, namespace: str, observed: DatasetObserved,
                       previous_status: dict[str, Any] | None, *, now: str, restore: Any = None,
                       owner: list[dict[str, Any]] | None = None) -> DatasetOutcome:
     """``NotBound`` until the same-named runtime is ready (and ``restore``, a
-    ``dataRestoreLocation``, restored), then ``Bound``; ``Failed`` when the restore failed."""
+    ``dataRestoreLocation``, restored), then ``Bound`` for as long as the runtime exists
+    (its readiness in the ``Ready`` condition); ``Failed`` when the restore failed."""
     previous = dict(previous_status or {})
     conditions = list(previous.get("conditions", []))
     out = DatasetOutcome()
@@ -90,6 +91,12 @@ def reconcile_dataset(name: str, namespace: str, observed: DatasetObserved,
             "runtimes": [{"name": name, "namespace": namespace, "category": "Accelerate", "type": "vineyard"}],
             "conditions": conditions,
         }
+    elif observed.runtime_exists and previous.get("phase") == "Bound":
+        # as in Fluid, a bound dataset stays bound while its runtime exists (a worker that
+        # restarts does not unbind it); the Ready condition says what is not ready
+        conditions = set_condition(conditions, "Ready", False, "RuntimeNotReady",
+                                   f"VineyardRuntime {namespace}/{name} is not ready (see its status)", now)
+        status = {**previous, "conditions": conditions}
     else:
         why = "the runtime is not ready yet" if observed.runtime_exists else "no VineyardRuntime of this name yet"
         conditions = set_condition(conditions, "Ready", False, "NotBound", why, now)

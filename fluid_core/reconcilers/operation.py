@@ -398,7 +398,8 @@ def reconcile_operation(op: Any, observed: OperationObserved, previous_status: d
         scripts = script_config_map(op, owner_references(op))
         if scripts is not None:
             out.desired.append(scripts)
-        out.desired.append(manifest)
+        if decision.launch or manifest["kind"] == "CronJob":  # a made Job cannot change: never sent again
+            out.desired.append(manifest)
     name = job_name(op, runs if policy == "OnEvent" else 0)
     if job is not None and job.node:
         status["node"] = job.node
