@@ -92,7 +92,8 @@ def observe_operation(kube: KubeClient, op: Any, status: dict[str, Any] | None =
                       due: bool = False) -> OperationObserved:
     dataset = kube.get(Ref(API, "Dataset", op.spec.dataset.namespace or op.namespace, op.spec.dataset.name))
     status_of_dataset = (dataset or {}).get("status") or {}
-    ready = next((c for c in status_of_dataset.get("conditions") or [] if c.get("type") == "Ready"), {})
+    ready: dict[str, Any] = next(
+        (c for c in status_of_dataset.get("conditions") or [] if c.get("type") == "Ready"), {})
     # bound and ready: a bound dataset whose runtime is not ready makes operations wait
     bound = status_of_dataset.get("phase") == "Bound" and ready.get("status") != "False"
     phase = node = None
