@@ -1,0 +1,147 @@
+"""The project's own client of vineyardd's IPC protocol (``objects.ipc``) against a real
+vineyardd: blobs made, sealed and read back (also by vineyard's own client), several in
+one round trip, its errors, threads sharing one connection, and a daemon that is killed,
+stopped, or (a socket of the test's own) answers garbage mid-call."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+from objects import ObjectNotFound, StoreFull, StoreUnavailable
+from objects.ipc import EMPTY_BLOB, VineyardIPC
+
+
+@pytest.fixture
+def node(make_cluster):
+    return make_cluster(nodes=1, size="64Mi").state.nodes[0]
+
+
+def test_blobs_are_made_sealed_and_read_back_zero_copy(node):
+    with VineyardIPC(node.socket, timeout=10) as writer:
+        blobs = writer.create_blobs([1024, 4096, 0])
+        for index, blob in enumerate(blobs):
+            np.frombuffer(blob.data, np.uint8)[:] = index + 1
+        writer.seal(b.id for b in blobs)
+        assert blobs[2].id == EMPTY_BLOB and blobs[2].data.nbytes == 0
+        with VineyardIPC(node.socket, timeout=10) as reader:
+            got = reader.get_blobs([blobs[0].id, blobs[1].id])
+            assert got[blobs[0].id].data.readonly and bytes(got[blobs[0].id].data) == b"\x01" * 1024
+            assert bytes(got[blobs[1].id].data) == b"\x02" * 4096
+            assert reader.instance_id == writer.instance_id
+            assert reader.instance_status()["memory_usage"] >= 5120
+        import vineyard  # the same bytes through vineyard's own client
+
+        client = vineyard.connect(node.socket)
+        try:
+            assert bytes(memoryview(client.get_blob(vineyard.ObjectID(blobs[1].id)))) == b"\x02" * 4096
+        finally:
+            client.close()
+        writer.delete(b.id for b in blobs[:2])
+        assert writer.get_blobs([blobs[0].id]) == {}, "a missing blob is absent, not an error"
+
+
+def test_many_blobs_take_one_round_trip_each_way(node):
+    with VineyardIPC(node.socket, timeout=10) as ipc:
+        before = ipc.instance_status()["memory_usage"]
+        blobs = ipc.create_blobs([4096] * 200)
+        ipc.seal(b.id for b in blobs)
+        assert len({b.id for b in blobs}) == 200
+        assert ipc.instance_status()["memory_usage"] >= before + 200 * 4096
+        ipc.delete(b.id for b in blobs)
+        assert ipc.instance_status()["memory_usage"] == before
+
+
+def test_errors_say_what_vineyardd_refused(node):
+    with VineyardIPC(node.socket, timeout=10) as ipc:
+        with pytest.raises(ObjectNotFound, match="seal"):
+            ipc.seal([0x8000000000000123 | (1 << 62)])
+        with pytest.raises(StoreFull, match="out of memory"):
+            ipc.create_blob(1 << 40)
+        assert ipc.create_blob(16).data.nbytes == 16, "the connection goes on after a refusal"
+    with pytest.raises(StoreUnavailable, match="no vineyardd answers"):
+        VineyardIPC(node.socket + ".missing", timeout=1)
+
+
+def test_threads_share_one_connection(node):
+    failures: list[BaseException] = []
+    with VineyardIPC(node.socket, timeout=30) as ipc:
+
+        def work(mark: int) -> None:
+            try:
+                for _ in range(50):
+                    (blob,) = ipc.create_blobs([256])
+                    np.frombuffer(blob.data, np.uint8)[:] = mark
+                    ipc.seal([blob.id])
+                    assert bytes(ipc.get_blobs([blob.id])[blob.id].data) == bytes([mark]) * 256
+                    ipc.delete([blob.id])
+            except BaseException as exc:  # noqa: BLE001 - reported by the test
+                failures.append(exc)
+
+        threads = [threading.Thread(target=work, args=(mark,)) for mark in range(1, 5)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not failures, failures
+
+
+def test_a_killed_daemon_fails_the_call(make_cluster):
+    local = make_cluster(nodes=1, size="64Mi")
+    node = local.state.nodes[0]
+    ipc = VineyardIPC(node.socket, timeout=10)
+    assert node.pid is not None
+    os.kill(node.pid, signal.SIGKILL)
+    with pytest.raises(StoreUnavailable, match="broke"):
+        for _ in range(1000):  # the first calls may still be answered by the dying process
+            ipc.create_blob(16)
+    with pytest.raises(StoreUnavailable, match="closed"):
+        ipc.instance_status()
+
+
+def test_a_stopped_daemon_fails_the_call_at_its_timeout(make_cluster):
+    local = make_cluster(nodes=1, size="64Mi")
+    node = local.state.nodes[0]
+    ipc = VineyardIPC(node.socket, timeout=0.5)
+    assert node.pid is not None
+    os.kill(node.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(StoreUnavailable, match="did not answer within 0.5 s"):
+            ipc.instance_status()
+    finally:
+        os.kill(node.pid, signal.SIGCONT)
+    with VineyardIPC(node.socket, timeout=10) as again:  # a new connection once it goes on
+        assert again.instance_status()["instance_id"] == ipc.instance_id
+
+
+def test_garbage_mid_call_breaks_the_connection_not_the_caller(tmp_path):
+    """A socket of the test's own that answers a register, then garbage."""
+    path = str(tmp_path / "garbage.sock")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(1)
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(1 << 16)
+            body = b'{"type":"register_reply","instance_id":7,"store_match":true}'
+            conn.sendall(len(body).to_bytes(8, "little") + body)
+            conn.recv(1 << 16)
+            conn.sendall((5).to_bytes(8, "little") + b"{nope")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        ipc = VineyardIPC(path, timeout=10)
+        assert ipc.instance_id == 7
+        with pytest.raises(StoreUnavailable, match="broke"):
+            ipc.instance_status()
+    finally:
+        thread.join(10)
+        server.close()
