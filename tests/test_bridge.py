@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import objects
-from conftest import Holder, memory_used
-from conftest import wait_for as wait
+from support.reading import Holder, memory_used
+from support.waiting import wait_for as wait
 from vineyard_runtime.processes import is_alive, terminate
 
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import cluster_pids, kill_recorded, wait_gone
+from support.localcluster import cluster_pids, kill_recorded, wait_gone
 from vineyard_runtime.errors import ClusterAlreadyRunning
 from vineyard_runtime.local import LocalCluster
 from vineyard_runtime.local.layout import Layout

@@ -12,7 +12,7 @@ from importlib.metadata import version
 
 import pytest
 
-from conftest import kill_recorded
+from support.localcluster import kill_recorded
 from vineyard_runtime.local.layout import Layout
 from vineyard_runtime.local.state import read_state
 

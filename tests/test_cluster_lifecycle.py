@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from conftest import cluster_pids, wait_gone
+from support.localcluster import cluster_pids, wait_gone
 from vineyard_runtime import (
     ClusterAlreadyRunning,
     ClusterNotRunning,

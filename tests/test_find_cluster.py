@@ -13,7 +13,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import kill_recorded, wait_for
+from support.localcluster import kill_recorded
+from support.waiting import wait_for
 from objects.fusemount import is_mounted, unmount
 from vineyard_runtime.local.layout import Layout
 from vineyard_runtime.local.state import read_state

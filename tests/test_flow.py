@@ -16,7 +16,9 @@ import pytest
 import torch
 
 import objects
-from conftest import assert_same, cluster_pids, wait_for, wait_gone
+from support.reading import assert_same
+from support.localcluster import cluster_pids, wait_gone
+from support.waiting import wait_for
 from fluid_core.flow import FlowInvalid, LocalRunner
 from fluid_core.models import parse
 from fluid_core.sdk import Dataset, SdkError

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import objects
-from conftest import wait_for as wait
+from support.waiting import wait_for as wait
 from crafted import hidden_in_nested
 from objects.fusemount import is_mounted, unmount
 from vineyard_runtime.processes import terminate

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import cluster_pids, force_stop
+from support.localcluster import cluster_pids, force_stop
 from vineyard_runtime.errors import InvalidSpec
 from vineyard_runtime.local import LocalCluster
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import wait_for
+from support.waiting import wait_for
 from vineyard_runtime import NodeUnavailable
 from vineyard_runtime.etcd_client import EtcdClient
 from vineyard_runtime.probe import registered_instances

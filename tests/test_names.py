@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 
 import objects
 import objects.store
-from conftest import memory_used
-from conftest import wait_for as wait
+from support.reading import memory_used
+from support.waiting import wait_for as wait
 from fluid_core.flow import LocalRunner
 from fluid_core.flow.context import StepContext
 from fluid_core.flow.ops import OperationFailed, backup, export_objects, import_files

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import objects
-from conftest import wait_for
+from support.waiting import wait_for
 from vineyard_runtime.processes import is_alive
 
 

@@ -17,7 +17,8 @@ import pyarrow as pa
 import pytest
 
 import objects
-from conftest import assert_same, memory_used, wait_for
+from support.reading import assert_same, memory_used
+from support.waiting import wait_for
 from objects.layout import INLINE_MAX
 
 SMALL_VALUES = {

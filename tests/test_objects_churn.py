@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import objects
-from conftest import memory_used
+from support.reading import memory_used
 from vineyard_runtime.waiting import wait_until
 
 NAME = "default/churn/rep"

@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 
 import objects
-from conftest import wait_for
-
-
+from support.waiting import wait_for
 @pytest.fixture
 def store(shared_cluster):
     with objects.connect(shared_cluster.nodes[0].socket) as connected:

@@ -8,9 +8,7 @@ import pyarrow as pa
 import pytest
 
 import objects
-from conftest import memory_used, run_python
-
-
+from support.reading import memory_used, run_python
 def in_shared_memory(store, address: int) -> bool:
     """True when ``address`` lies in a mapping of a vineyardd's shared memory (its memfd).
 

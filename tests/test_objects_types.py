@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.extra import numpy as hnp
 
 import objects
-from conftest import assert_same
+from support.reading import assert_same
 from objects.layout import INLINE_MAX
 
 SETTINGS = settings(max_examples=40, deadline=None,

@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from conftest import Holder, memory_used, run_python, wait_for
-
+from support.reading import Holder, memory_used, run_python
+from support.waiting import wait_for
 SIZE = 1 << 18  # 2 MiB of float64: shared memory, not inline
 
 def _churn(store, name: str, how: str) -> None:

@@ -20,8 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import force_stop
-
+from support.localcluster import force_stop
 import objects
 from vineyard_runtime.local import LocalCluster
 from vineyard_runtime.local.cluster import is_running

@@ -11,7 +11,8 @@ import sys
 import pytest
 import yaml
 
-from conftest import wait_for, wait_gone
+from support.waiting import wait_for
+from support.localcluster import wait_gone
 from vineyard_runtime.local.cluster import is_running
 from vineyard_runtime.processes import is_alive
 
@@ -94,7 +95,7 @@ def _stop_leftover(workdir: str) -> None:
     """Stop a cluster a failed test left running in ``workdir`` (by its pids)."""
     if not is_running(workdir):
         return
-    from conftest import cluster_pids, force_stop
+    from support.localcluster import cluster_pids, force_stop
     from vineyard_runtime.local import LocalCluster
 
     local = LocalCluster.attach(workdir)

@@ -15,8 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import force_stop
-
+from support.localcluster import force_stop
 from fluid_core.flow.scripts import ScriptError, load_script_function
 from fluid_core.sdk import Dataset, FlowFailed, function_reference
 from vineyard_runtime.local import LocalCluster

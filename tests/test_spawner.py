@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from conftest import wait_for
+from support.waiting import wait_for
 from fluid_core.flow.spawner import Spawner, SpawnerError
 from vineyard_runtime.processes import is_alive
 

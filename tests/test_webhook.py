@@ -16,7 +16,7 @@ import urllib.request
 import jsonpatch
 import pytest
 
-from conftest import wait_for
+from support.waiting import wait_for
 from fluid_core.operator.certs import self_signed
 from fluid_core.operator.webhook import WebhookError, WebhookServer
 from fluid_core.placement.cache import ViewCache
