@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import signal
+import sys
+from pathlib import Path
 
 import pytest
 
 from goals import median, summary_lines
 from vineyard_runtime.local import LocalCluster
-from vineyard_runtime.processes import is_alive
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the tests' support package
+from support.localcluster import force_stop
 
 
 #: The main job's rounds per channel, each (hand-over s, in-step s, wall s), filled by
@@ -62,19 +64,8 @@ def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untype
 
 
 def stop_for_sure(local: LocalCluster) -> None:
-    """Stop ``local`` and SIGKILL whatever of it survives."""
-    try:
-        state = local.state
-        pids = [state.supervisor_pid, state.etcd.pid] + [n.pid for n in state.nodes]
-    except Exception:  # noqa: BLE001 - already gone
-        pids = []
-    try:
-        local.stop()
-    except Exception:  # noqa: BLE001 - fall through to the kill
-        pass
-    for pid in pids:
-        if pid and is_alive(pid):
-            os.kill(pid, signal.SIGKILL)
+    """Stop ``local`` and SIGKILL whatever of it survives (the tests' own way)."""
+    force_stop(local, set())
 
 
 @pytest.fixture(
