@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from objects.codecs.base import Context, meta_fields
+from objects.errors import ObjectsError
 
 #: Values whose blobs add up to at most this many bytes are kept inline.
 INLINE_MAX = 16 << 10
@@ -32,7 +33,7 @@ def surely_too_large(value: Any) -> bool:
     return isinstance(nbytes, int) and nbytes > INLINE_MAX
 
 
-class TooLarge(Exception):
+class TooLarge(ObjectsError):
     """The value does not fit the inline budget."""
 
 

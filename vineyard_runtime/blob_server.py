@@ -24,6 +24,7 @@ import threading
 from typing import Any
 
 from vineyard_runtime.deadline import Deadline, node_timeout
+from vineyard_runtime.errors import VineyardRuntimeError
 from vineyard_runtime.holds import Delete, NodeHolds
 from vineyard_runtime.pages import populate
 from vineyard_runtime.probe import import_vineyard
@@ -201,7 +202,7 @@ class BlobServer(socketserver.ThreadingTCPServer):
         return self
 
 
-class BlobFetchError(OSError):
+class BlobFetchError(VineyardRuntimeError, OSError):
     """A blob server refused or broke off a request; ``answered``: it said why (an
     ``ERR`` line), rather than closing the connection."""
 

@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from vineyard_runtime.errors import VineyardRuntimeError
 
-class EtcdUnavailable(OSError):
+
+class EtcdUnavailable(VineyardRuntimeError, OSError):
     """etcd did not answer (refused, reset, timed out or replied with an error)."""
 
 

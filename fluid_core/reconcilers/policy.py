@@ -16,6 +16,7 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
+from fluid_core.errors import FluidError
 from fluid_core.models.runtime import project_image_ref
 from fluid_core.reconcilers.pod_security import LEVELS, secure_defaults, violations
 
@@ -24,7 +25,7 @@ from fluid_core.reconcilers.pod_security import LEVELS, secure_defaults, violati
 DEFAULT_HOST_PATH_ROOTS = ("/dev/shm", "/mnt", "/var/lib/fluid", "/var/lib/fluid-vineyard")
 
 
-class PolicyError(ValueError):
+class PolicyError(FluidError, ValueError):
     """The policy settings themselves are wrong."""
 
 
