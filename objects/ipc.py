@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from objects.errors import ObjectNotFound, ObjectsError, StoreFull, StoreUnavailable
+from vineyard_runtime.object_ids import object_name
 
 _LENGTH = struct.Struct("<Q")
 #: vineyardd's status codes that have an error of their own here
@@ -45,7 +46,7 @@ class Blob:
     @property
     def name(self) -> str:
         """The id as the project spells object ids (``o`` and 16 hex digits)."""
-        return f"o{self.id:016x}"
+        return object_name(self.id)
 
 
 class VineyardIPC:

@@ -18,6 +18,7 @@ from typing import Any
 
 from objects.codecs.base import Context, meta_fields
 from objects.errors import ObjectsError
+from vineyard_runtime.object_ids import object_name
 
 #: Values whose blobs add up to at most this many bytes are kept inline.
 INLINE_MAX = 16 << 10
@@ -151,7 +152,7 @@ class BlobContext(Context):
 
     def seal(self, builder: Any) -> Any:
         blob = builder.seal(self.client)
-        return SharedBlob(f"o{int(blob.id):016x}", int(blob.size), blob)
+        return SharedBlob(object_name(blob.id), int(blob.size), blob)
 
     def empty_blob(self) -> Any:
         return InlineBlob(b"")

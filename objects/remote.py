@@ -24,6 +24,7 @@ from vineyard_runtime.blob_server import BlobFetcher, BlobFetchError, endpoint_k
 from vineyard_runtime.etcd_client import put_op, unchanged
 from vineyard_runtime.probe import connect_once, import_vineyard
 from vineyard_runtime.sweeper import doomed_key, sweeper_key
+from vineyard_runtime.object_ids import object_name
 
 if TYPE_CHECKING:
     from objects.store import ObjectStore
@@ -169,7 +170,7 @@ class RemoteReads:
                 ctx.abort(builder)
             raise
         sealed = [ctx.seal(builder) for builder in received]
-        mine = with_blob_ids(layout, {b: f"o{int(s.id):016x}" for b, s in zip(shared_blobs(layout), sealed)})
+        mine = with_blob_ids(layout, {b: object_name(s.id) for b, s in zip(shared_blobs(layout), sealed)})
         won, _ = self.store.directory_call(lambda: directory.etcd.txn([unchanged(directory.key(name), entry.revision)],
                                                          [put_op(key, json.dumps(mine))]))
         if not won:  # replaced or deleted meanwhile: this copy is nobody's to free but ours
@@ -177,7 +178,7 @@ class RemoteReads:
                 self.store.client.delete([s.id for s in sealed], force=False, deep=True)
                 raise Vanished(entry.id)
             # the read holds entry.id's pin: the copy goes when the last view of it does
-            self.store.holds.free(entry.id, [f"o{int(s.id):016x}" for s in sealed], self.store.delete_ids)
+            self.store.holds.free(entry.id, [object_name(s.id) for s in sealed], self.store.delete_ids)
         self.paths["blob server"] += 1
         return LayoutMeta.from_json(mine, local)
 

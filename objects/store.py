@@ -44,6 +44,7 @@ from objects.streams import StreamReader, StreamWriter, delete_stream
 from vineyard_runtime.deadline import Deadline
 from vineyard_runtime.holds import NodeHolds, Pin, Writing, writing
 from vineyard_runtime.probe import import_vineyard
+from vineyard_runtime.object_ids import object_name
 
 _T = TypeVar("_T")
 _OBJECT_ID = re.compile(r"^o[0-9a-f]{16}$")
@@ -260,7 +261,7 @@ class ObjectStore:
                      instance_id=self.instance_id, node=self.node, labels=labels, layout=meta.to_json())
 
     def _entry_of(self, meta: Any, labels: dict[str, str]) -> Entry:
-        return Entry(id=f"o{int(meta.id):016x}", typename=str(meta.typename), nbytes=int(meta.nbytes),
+        return Entry(id=object_name(meta.id), typename=str(meta.typename), nbytes=int(meta.nbytes),
                      instance_id=int(meta.instance_id), node=self._node_name(int(meta.instance_id)),
                      labels=labels)
 
@@ -371,7 +372,7 @@ class ObjectStore:
 
     def _ref(self, meta: Any, name: str | None) -> ObjectRef:
         return ObjectRef(
-            id=f"o{int(meta.id):016x}",
+            id=object_name(meta.id),
             name=name,
             typename=str(meta.typename),
             nbytes=int(meta.nbytes),
@@ -479,7 +480,7 @@ class ObjectStore:
         """
         name, entry, object_id = self._find(target)
         if entry is None:
-            with reading(self.pin(f"o{int(object_id):016x}") if self.is_ipc else None, self.delete_ids):
+            with reading(self.pin(object_name(object_id)) if self.is_ipc else None, self.delete_ids):
                 meta = self._meta(object_id, target)
                 if not self.is_ipc:
                     meta = self._client.rpc_client.get_object(object_id).meta  # copies the blobs over RPC
@@ -556,7 +557,7 @@ class ObjectStore:
     # -- deleting ------------------------------------------------------------------
 
     def _delete_id(self, object_id: Any) -> None:
-        key = f"o{int(object_id):016x}"
+        key = object_name(object_id)
         if self.holds is None:
             self.delete_ids([key])
         else:
@@ -567,7 +568,7 @@ class ObjectStore:
         """Delete an object (and its name); ObjectNotFound when unknown."""
         name, entry, object_id = self._find(target)
         if entry is None:
-            entry_id = f"o{int(self._meta(object_id, target).id):016x}"
+            entry_id = object_name(self._meta(object_id, target).id)
             for each, named in self.directory_call(lambda: self.directory.entries()):
                 if named.id == entry_id:
                     self.directory_call(lambda: self.directory.remove(each, named))

@@ -28,6 +28,7 @@ from vineyard_runtime.errors import VineyardRuntimeError
 from vineyard_runtime.holds import Delete, NodeHolds
 from vineyard_runtime.pages import populate
 from vineyard_runtime.probe import import_vineyard
+from vineyard_runtime.object_ids import object_name
 
 log = logging.getLogger("fluidv.blobs")
 
@@ -127,7 +128,7 @@ def layout_of(meta: Any, blob_size: Any) -> dict[str, Any]:
     for key, value in meta.items():
         if isinstance(value, vineyard.ObjectMeta):
             if str(value.typename) == "vineyard::Blob":
-                members[key] = {"shared": f"o{int(value.id):016x}", "size": blob_size(value.id)}
+                members[key] = {"shared": object_name(value.id), "size": blob_size(value.id)}
             else:
                 members[key] = layout_of(value, blob_size)
         elif key not in _NOT_FIELDS:

@@ -17,6 +17,7 @@ from objects.pinning import held_view
 from vineyard_runtime.holds import Writing
 from vineyard_runtime.pages import populate
 from vineyard_runtime.probe import import_vineyard
+from vineyard_runtime.object_ids import object_name
 
 HEADER_KEY = "fluidv"
 LABELS_KEY = "labels"
@@ -54,7 +55,7 @@ class Context:
                 "nothing was written to another node"
             ) from None
         if self.record is not None:
-            self.record.add(f"o{int(builder.id):016x}")
+            self.record.add(object_name(builder.id))
         populate(memoryview(builder), write=True)
         return builder
 
@@ -94,7 +95,7 @@ class Context:
     def create(self, meta: Any) -> Any:
         created = self.ipc.create_metadata(meta)
         if self.record is not None:
-            self.record.add(f"o{int(created.id):016x}")
+            self.record.add(object_name(created.id))
         return created
 
 
