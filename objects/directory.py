@@ -17,7 +17,7 @@ from typing import Any
 
 from vineyard_runtime.blob_server import shared_blobs
 from vineyard_runtime.probe import instance_records
-from vineyard_runtime.spec import NAMES_PREFIX
+from vineyard_runtime.etcd_keys import NAMES, REPLICAS, STREAMS
 from vineyard_runtime.etcd_client import (
     EtcdClient,
     EtcdUnavailable,
@@ -27,10 +27,6 @@ from vineyard_runtime.etcd_client import (
     range_request,
     unchanged,
 )
-
-STREAMS = "fluidv/streams/"
-REPLICAS = "fluidv/replicas/"
-
 
 @dataclass(frozen=True)
 class Entry:
@@ -90,7 +86,7 @@ class Directory:
         self.prefix = prefix.rstrip("/") + "/"
 
     def key(self, name: str) -> str:
-        return self.prefix + NAMES_PREFIX + name
+        return self.prefix + NAMES + name
 
     def replica_key(self, entry_id: str, instance_id: int | None = None) -> str:
         """Where a node records the copy of object ``entry_id`` it received (its layout)."""

@@ -144,7 +144,7 @@ def test_a_node_without_a_worker_gets_a_local_one_joined_to_the_cluster(make_clu
 
 def test_the_bridge_sweeps_for_its_node_so_a_delete_from_another_node_waits_for_its_readers(make_cluster, tmp_path):
     """What a Kubernetes worker's node gets from its bridge: the node's sweeper."""
-    from vineyard_runtime.sweeper import sweeper_key
+    from vineyard_runtime.etcd_keys import sweeper_key
 
     local = make_cluster(nodes=1, size="64Mi")
     size = 1 << 18  # 2 MiB of float64: shared memory, not inline

@@ -71,7 +71,8 @@ def test_a_blob_servers_answer_is_told_apart_from_its_silence(make_cluster):
     """An error the holder's blob server sends (here: a wrong token) is its answer
     (``answered``), which readers report as the server's failure; only a connection that
     closes or cannot be made counts as the node not answering."""
-    from vineyard_runtime.blob_server import BlobFetchError, BlobFetcher, endpoint_key
+    from vineyard_runtime.blob_server import BlobFetchError, BlobFetcher
+    from vineyard_runtime.etcd_keys import endpoint_key
     from vineyard_runtime.etcd_client import EtcdClient
 
     local = make_cluster(nodes=2, size="64Mi")

@@ -33,11 +33,6 @@ from vineyard_runtime.object_ids import object_name
 log = logging.getLogger("fluidv.blobs")
 
 
-def endpoint_key(etcd_prefix: str, instance_id: int) -> str:
-    """Where the blob server of instance ``instance_id`` publishes its endpoint in etcd."""
-    return f"{etcd_prefix.rstrip('/')}/fluidv/blobs/i{instance_id}"
-
-
 class _Handler(socketserver.StreamRequestHandler):
     server: "BlobServer"
 

@@ -229,7 +229,8 @@ class Bridge:
         say in etcd that it serves instance ``instance_id``."""
         if self.blob_address is None:
             return
-        from vineyard_runtime.blob_server import BlobServer, endpoint_key  # noqa: PLC0415
+        from vineyard_runtime.blob_server import BlobServer  # noqa: PLC0415
+        from vineyard_runtime.etcd_keys import endpoint_key  # noqa: PLC0415
 
         if self.blob_server is None:
             host, port = self.blob_address
@@ -243,7 +244,7 @@ class Bridge:
         if self._announced is not None:  # deletes elsewhere free over RPC again, reads migrate
             self._sweeper.withdraw(self._announced[1])
             if self.blob_server is not None:
-                from vineyard_runtime.blob_server import endpoint_key  # noqa: PLC0415
+                from vineyard_runtime.etcd_keys import endpoint_key  # noqa: PLC0415
                 from vineyard_runtime.etcd_client import delete_op  # noqa: PLC0415
 
                 self._sweeper.etcd.txn([], [delete_op(endpoint_key(self.etcd_prefix, self._announced[1]))])

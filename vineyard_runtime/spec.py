@@ -15,7 +15,6 @@ DEFAULT_ETCD_PREFIX = "/vineyard"
 #: session, whose id is always 0 (vineyard's ``RootSessionID``), so it is not looked up.
 ROOT_SESSION = "S0000000000000000"
 #: Where, under a cluster's etcd prefix, the object directory keeps one entry per name.
-NAMES_PREFIX = "fluidv/names/"
 #: Unix sockets cannot have longer paths (sun_path is 108 bytes with its NUL).
 MAX_SOCKET_PATH = 107
 

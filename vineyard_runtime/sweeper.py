@@ -20,21 +20,11 @@ from vineyard_runtime.etcd_client import EtcdClient, delete_op
 from vineyard_runtime.deadline import Deadline
 from vineyard_runtime.holds import NodeHolds
 from vineyard_runtime.probe import Pinger
-from vineyard_runtime.spec import NAMES_PREFIX
+from vineyard_runtime.etcd_keys import doomed_key, name_key, sweeper_key
 
 log = logging.getLogger("fluidv.sweeper")
 
 SWEEP_EVERY = 0.5
-
-
-def sweeper_key(etcd_prefix: str, instance_id: int) -> str:
-    """Where a node says its sweeper runs (deleters elsewhere then leave frees to it)."""
-    return f"{etcd_prefix.rstrip('/')}/fluidv/sweepers/i{instance_id}"
-
-
-def doomed_key(etcd_prefix: str, instance_id: int, key: str = "") -> str:
-    """Where a deleter on another node asks node ``instance_id`` to free object ``key``."""
-    return f"{etcd_prefix.rstrip('/')}/fluidv/doomed/i{instance_id}/{key}"
 
 
 class NodeSweeper:
@@ -86,7 +76,7 @@ class NodeSweeper:
                 self._client = None
 
     def _named(self, name: str, entry_id: str) -> bool:
-        kv = self.etcd.get(f"{self.prefix.rstrip('/')}/{NAMES_PREFIX}{name}")
+        kv = self.etcd.get(name_key(self.prefix, name))
         return kv is not None and json.loads(kv.value).get("id") == entry_id
 
     def sweep(self) -> int:

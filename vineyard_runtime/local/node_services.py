@@ -7,7 +7,8 @@ from __future__ import annotations
 import secrets
 
 from vineyard_runtime import node_config
-from vineyard_runtime.blob_server import BlobServer, endpoint_key
+from vineyard_runtime.blob_server import BlobServer
+from vineyard_runtime.etcd_keys import endpoint_key
 from vineyard_runtime.etcd_client import EtcdClient
 from vineyard_runtime.local.health import Liveness
 from vineyard_runtime.local.state import ClusterState, NodeState
