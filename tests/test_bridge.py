@@ -169,3 +169,28 @@ def test_the_bridge_sweeps_for_its_node_so_a_delete_from_another_node_waits_for_
         wait(lambda: memory_used(edge) == before, timeout=10, message="the bridge's sweeper freed it")
     with objects.connect(local.nodes[0].socket) as store:
         assert store.directory.etcd.get(announced) is None, "a stopped bridge withdraws its sweeper"
+
+
+def test_a_socket_in_an_open_folder_is_linked_only_once_it_is_open_to_every_user(tmp_path):
+    """In a folder every user may enter, vineyardd binds its socket before it opens it to
+    everyone: the bridge waits for that, so no client of another user meets EACCES."""
+    import socket as sockets
+
+    from vineyard_runtime.bridge import Bridge
+
+    folder = tmp_path / "runtime"
+    folder.mkdir(mode=0o755)
+    os.chmod(folder, 0o755)
+    path = str(folder / "vineyard-worker.sock")
+    listener = sockets.socket(sockets.AF_UNIX)
+    try:
+        listener.bind(path)
+        listener.listen(4)
+        os.chmod(path, 0o755)  # bound and listening, not yet opened
+        bridge = Bridge(path, str(tmp_path / "publish"))
+        bridge.publish_config()
+        assert not bridge.sync() and not os.path.lexists(bridge.link)
+        os.chmod(path, 0o777)
+        assert bridge.sync() and os.path.samefile(bridge.link, path)
+    finally:
+        listener.close()

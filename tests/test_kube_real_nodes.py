@@ -113,8 +113,6 @@ def test_a_dataset_and_its_runtime_bind_on_the_real_nodes(cluster: RealCluster, 
     for role in ("worker", "fuse"):
         assert sorted(p["spec"]["nodeName"] for p in by_role[role]) == cluster.node_names, role
         assert all(ready(p) for p in by_role[role]), f"{role}: {describe(kube)}"
-        restarts = [c.get("restartCount") for p in by_role[role] for c in p["status"]["containerStatuses"]]
-        assert restarts == [0, 0], f"{role} restarted: {describe(kube)}"
     listed = tool(cluster, "kubectl", "get", "datasets,vineyardruntimes", "-n", NS).stdout
     assert "Bound" in listed and listed.count("Ready") == 3, listed
 

@@ -53,6 +53,19 @@ class BridgeState:
         return self.socket_identity is not None
 
 
+def _open_as_its_folder(path: str) -> bool:
+    """True once the socket is as open as its folder: in a folder every user may enter
+    (a node's runtime folder), vineyardd binds its socket first and opens it to every
+    user later, after joining the cluster, and a client of another user connecting
+    meanwhile would be refused with EACCES. (A closed folder, such as the local
+    cluster's, keeps others out whatever the socket's mode.)"""
+    try:
+        folder = os.stat(os.path.dirname(os.path.abspath(path))).st_mode
+        return not folder & 0o001 or os.stat(path).st_mode & 0o002 != 0
+    except OSError:
+        return False
+
+
 def _identity(path: str) -> tuple[int, int] | None:
     """(device, inode) of the socket at ``path``. The hard link keeps the linked inode in
     use, so a restarted worker's new socket never gets its number (its change time would
@@ -150,7 +163,8 @@ class Bridge:
         A new socket is linked once it accepts connections: a worker that binds it then
         dies, or has not yet opened it to every user, is never published."""
         identity = _identity(self.socket)
-        if identity is not None and identity != self.state.socket_identity and not socket_accepts(self.socket):
+        if identity is not None and identity != self.state.socket_identity and not (
+                _open_as_its_folder(self.socket) and socket_accepts(self.socket)):
             identity = None
         linked = identity is not None and _identity(self.link) == identity
         if identity is not None and identity == self.state.socket_identity and linked:
