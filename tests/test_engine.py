@@ -149,7 +149,7 @@ def names(objects):
 
 
 def test_runtime_phases_step_by_step():
-    eng = engine("default")
+    eng = VineyardEngine(kube_runtime(runtime({"replicas": 3}), dataset()))
     first = reconcile_runtime(eng, RuntimeObserved(), None, now="t0")
     assert names(first.desired) == ["Service/demo-master", "StatefulSet/demo-master"]
     assert (first.status["masterPhase"], first.status["workerPhase"]) == ("NotReady", "NotReady")
@@ -161,9 +161,10 @@ def test_runtime_phases_step_by_step():
     assert "PersistentVolumeClaim/demo" in names(second.desired)
     assert second.status["workerPhase"] == "NotReady"
 
-    partial = RuntimeObserved(master=Workload(1, 1), workers=Workload(3, 1), bridge=Workload(2, 0))
+    partial = RuntimeObserved(master=Workload(1, 1), workers=Workload(2, 1), bridge=Workload(2, 0))
     third = reconcile_runtime(eng, partial, second.status, now="t2")
     assert third.status["workerPhase"] == "PartialReady" and third.status["fusePhase"] == "NotReady"
+    assert (third.status["workerNumberReady"], third.status["desiredWorkerNumberScheduled"]) == (1, 3)
 
     ready = RuntimeObserved(master=Workload(1, 1), workers=Workload(3, 3), bridge=Workload(2, 2),
                             worker_nodes=frozenset({"n1", "n2", "n3"}))
@@ -176,6 +177,25 @@ def test_runtime_phases_step_by_step():
     assert conditions["WorkersReady"]["lastTransitionTime"] == "t3"
     assert set(fourth.label_nodes) == {"n1", "n2", "n3"}
     assert fourth.label_nodes["n1"]["fluid.io/s-default-demo"] == "true"
+
+
+def test_workers_start_one_after_another():
+    """The worker StatefulSet grows by one each time all it runs are ready (workers that
+    join etcd at once can abort); it shrinks at once, and a worker lost later does not
+    shrink it."""
+    eng = VineyardEngine(kube_runtime(runtime({"replicas": 3}), dataset()))
+
+    def replicas(workers: Workload | None) -> int:
+        outcome = reconcile_runtime(eng, RuntimeObserved(master=Workload(1, 1), workers=workers), None, now="t")
+        return by_kind(outcome.desired, "StatefulSet", "demo-worker")["spec"]["replicas"]
+
+    assert replicas(None) == 1, "the first worker alone"
+    assert replicas(Workload(1, 0)) == 1, "it is still joining"
+    assert replicas(Workload(1, 1)) == 2 and replicas(Workload(2, 1)) == 2
+    assert replicas(Workload(2, 2)) == 3 and replicas(Workload(3, 3)) == 3
+    assert replicas(Workload(3, 1)) == 3, "a worker restarting later keeps the others"
+    assert replicas(Workload(5, 5)) == 3, "scaled down at once"
+    assert by_kind(eng.all_objects(), "StatefulSet", "demo-worker")["spec"]["replicas"] == 3, "rendered in full"
 
 
 def test_same_inputs_same_outputs():
@@ -193,21 +213,33 @@ def test_master_going_down_keeps_existing_workers():
     assert outcome.status["masterPhase"] == "NotReady" and not outcome.ready
 
 
-def test_a_replaced_master_restarts_the_workers_once():
+def test_a_replaced_master_restarts_the_workers_one_at_a_time():
     eng = engine("default")
     running = RuntimeObserved(master=Workload(1, 1), workers=Workload(2, 2), master_pod="uid-1")
     first = reconcile_runtime(eng, running, None, now="t0")
-    assert first.status["masterPodUID"] == "uid-1" and not first.restart_workers, "the first master is no change"
-    gone = reconcile_runtime(eng, RuntimeObserved(master=Workload(1, 0), workers=Workload(2, 2)), first.status, now="t1")
-    assert gone.status["masterPodUID"] == "uid-1" and not gone.restart_workers, "no master pod: remember the last"
+    assert first.status["masterPodUID"] == "uid-1" and first.restart_worker is None, "the first master is no change"
+    gone = reconcile_runtime(eng, RuntimeObserved(master=Workload(1, 0), workers=Workload(2, 2),
+                                                  stale_workers=("demo-worker-0", "demo-worker-1")),
+                             first.status, now="t1")
+    assert gone.status["masterPodUID"] == "uid-1" and gone.restart_worker is None, "no master: wait for one"
+    stale = ("demo-worker-0", "demo-worker-1")
     replaced = reconcile_runtime(eng, RuntimeObserved(master=Workload(1, 1), workers=Workload(2, 2),
-                                                      master_pod="uid-2"), gone.status, now="t2")
-    assert replaced.restart_workers
+                                                      master_pod="uid-2", stale_workers=stale), gone.status, now="t2")
+    assert replaced.restart_worker == "demo-worker-0"
     (event,) = [e for e in replaced.events if e[1] == "MasterReplaced"]
     assert event[0] == "Warning" and "start again" in event[2] and "lost" in event[2]
-    again = reconcile_runtime(eng, RuntimeObserved(master=Workload(1, 1), workers=Workload(2, 2),
-                                                   master_pod="uid-2"), replaced.status, now="t3")
-    assert not again.restart_workers, "the workers restart once per replacement"
+    restarting = reconcile_runtime(eng, RuntimeObserved(master=Workload(1, 1), workers=Workload(2, 1),
+                                                        master_pod="uid-2", stale_workers=stale[1:],
+                                                        unready_workers=1), replaced.status, now="t3")
+    assert restarting.restart_worker is None, "the next waits until the one restarting is ready"
+    assert not [e for e in restarting.events if e[1] == "MasterReplaced"], "one event per replacement"
+    second = reconcile_runtime(eng, RuntimeObserved(master=Workload(1, 1), workers=Workload(2, 2),
+                                                    master_pod="uid-2", stale_workers=stale[1:]),
+                               restarting.status, now="t4")
+    assert second.restart_worker == "demo-worker-1"
+    done = reconcile_runtime(eng, RuntimeObserved(master=Workload(1, 1), workers=Workload(2, 2), master_pod="uid-2"),
+                             second.status, now="t5")
+    assert done.restart_worker is None
 
 
 def test_nodes_that_lose_their_worker_lose_the_labels():

@@ -105,14 +105,17 @@ def test_a_dataset_and_its_runtime_bind_on_the_real_nodes(cluster: RealCluster, 
     wait = cluster.control_plane.wait_for
     wait(lambda: status_of(kube, "Dataset", DATASET).get("phase") == "Bound", timeout=300,
          message=lambda: f"the dataset Bound: {describe(kube)}")
-    # every node's bridge links a serving worker: clients on any node connect by IPC
-    wait(lambda: status_of(kube, "VineyardRuntime", DATASET).get("fusePhase") == "Ready", timeout=120,
-         message=lambda: f"the bridges ready: {describe(kube)}")
-    by_role = {role: pods(kube, NS, f"app.kubernetes.io/component={role}") for role in ("master", "worker", "fuse")}
-    assert len(by_role["master"]) == 1 and ready(by_role["master"][0]), describe(kube)
-    for role in ("worker", "fuse"):
-        assert sorted(p["spec"]["nodeName"] for p in by_role[role]) == cluster.node_names, role
-        assert all(ready(p) for p in by_role[role]), f"{role}: {describe(kube)}"
+    # the workers start one after another and are ready once they joined the cluster;
+    # every node's bridge then links its worker: clients on any node connect by IPC
+    def serving() -> bool:
+        status = status_of(kube, "VineyardRuntime", DATASET)
+        by_role = {role: pods(kube, NS, f"app.kubernetes.io/component={role}") for role in ("master", "worker", "fuse")}
+        return (all(status.get(f"{part}Phase") == "Ready" for part in ("master", "worker", "fuse"))
+                and len(by_role["master"]) == 1 and all(ready(p) for found in by_role.values() for p in found)
+                and all(sorted(p["spec"]["nodeName"] for p in by_role[role]) == cluster.node_names
+                        for role in ("worker", "fuse")))
+
+    wait(serving, timeout=300, message=lambda: f"a worker and a bridge serving on each node: {describe(kube)}")
     listed = tool(cluster, "kubectl", "get", "datasets,vineyardruntimes", "-n", NS).stdout
     assert "Bound" in listed and listed.count("Ready") == 3, listed
 

@@ -471,3 +471,20 @@ def test_a_workload_status_older_than_its_spec_is_not_ready():
     assert handlers._workload(behind, "replicas", "readyReplicas", "currentReplicas").ready == 0
     daemons = {"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "desiredNumberScheduled": 0}}
     assert handlers._workload(daemons, "desiredNumberScheduled", "numberReady", "currentNumberScheduled").desired == 0
+
+
+def test_workers_that_started_before_the_master_are_stale():
+    """A worker registered with a master that is gone when its vineyardd (its container's
+    last start) began before the master's pod did; a master container restarting in its
+    pod (its data kept) makes none stale; a worker being deleted or not running is not."""
+    def worker(name: str, started: str | None, deleting: bool = False) -> dict[str, Any]:
+        state = {"running": {"startedAt": started}} if started else {"waiting": {"reason": "ContainerCreating"}}
+        meta: dict[str, Any] = {"name": name, **({"deletionTimestamp": "2026-12-07T10:00:09Z"} if deleting else {})}
+        return {"metadata": meta, "status": {"containerStatuses": [{"state": state}]}}
+
+    master = {"status": {"startTime": "2026-12-07T10:00:05Z",
+                         "containerStatuses": [{"state": {"running": {"startedAt": "2026-12-07T10:30:00Z"}}}]}}
+    pods = [worker("w-10", "2026-12-07T09:00:00Z"), worker("w-2", "2026-12-07T09:00:00Z"),
+            worker("w-1", "2026-12-07T10:00:06Z"), worker("w-3", None), worker("w-4", "2026-12-07T09:00:00Z", True)]
+    assert handlers.stale_workers(pods, master) == ("w-2", "w-10")
+    assert handlers.stale_workers(pods, None) == ()

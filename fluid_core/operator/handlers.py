@@ -183,7 +183,31 @@ def observe_runtime(kube: KubeClient, runtime: VineyardRuntime, engine: Vineyard
                   and not p["metadata"].get("deletionTimestamp")), None)
     return RuntimeObserved(dataset_exists=dataset_exists, master=master, workers=workers, bridge=bridge,
                            worker_nodes=worker_nodes, labelled_nodes=labelled,
-                           master_pod=first["metadata"]["uid"] if first else None)
+                           master_pod=first["metadata"]["uid"] if first else None,
+                           stale_workers=stale_workers(pods, first), unready_workers=sum(
+                               1 for p in pods if p["metadata"].get("deletionTimestamp") or not pod_ready(p)))
+
+
+def pod_ready(pod: dict[str, Any]) -> bool:
+    """The pod's Ready condition is True."""
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def stale_workers(workers: list[dict[str, Any]], master: dict[str, Any] | None) -> tuple[str, ...]:
+    """Worker pods whose vineyardd (its container's last start) began before the master's
+    pod did: they registered with a master that is gone. (The master's container
+    restarting in its pod keeps its data: that makes no worker stale.) By ordinal."""
+    began = ((master or {}).get("status") or {}).get("startTime")
+    if not began:
+        return ()
+    stale = []
+    for pod in workers:
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        started = [str(((c.get("state") or {}).get("running") or {}).get("startedAt") or "") for c in statuses]
+        if not pod["metadata"].get("deletionTimestamp") and started and all(started) and max(started) < str(began):
+            stale.append(pod["metadata"]["name"])
+    return tuple(sorted(stale, key=lambda name: (len(name), name)))
 
 
 def _dataset_of(kube: KubeClient, namespace: str, name: str) -> tuple[bool, Dataset | None]:
@@ -316,10 +340,9 @@ def resync_runtime(kube: KubeClient, namespace: str, name: str, logger: Any) -> 
             outcome.status["appliedDigest"], outcome.status["appliedAt"] = digest, now_stamp()
         for node, labels in outcome.label_nodes.items():
             kube.patch(Ref("v1", "Node", None, node), {"metadata": {"labels": labels}})
-        if outcome.restart_workers:  # their StatefulSet starts them again, with the new master's address
-            for pod in kube.list(Ref("v1", "Pod", namespace), selector(engine.rt, "worker")):
-                kube.delete(Ref("v1", "Pod", namespace, pod["metadata"]["name"]))
-                logger.info("restarted worker %s: the etcd master was replaced", pod["metadata"]["name"])
+        if outcome.restart_worker:  # its StatefulSet starts it again, with the new master's address
+            kube.delete(Ref("v1", "Pod", namespace, outcome.restart_worker))
+            logger.info("restarted worker %s: the etcd master was replaced", outcome.restart_worker)
         post_events(body, outcome.events)
         return outcome.status
 

@@ -19,7 +19,7 @@ class Engine(Protocol):
 
     def setup_master(self) -> list[dict[str, Any]]: ...
     def master_ready(self, observed: RuntimeObserved) -> Workload | None: ...
-    def setup_workers(self) -> list[dict[str, Any]]: ...
+    def setup_workers(self, observed: RuntimeObserved | None = None) -> list[dict[str, Any]]: ...
     def workers_ready(self, observed: RuntimeObserved) -> Workload | None: ...
     def setup_bridge(self) -> list[dict[str, Any]]: ...
     def bind(self) -> list[dict[str, Any]]: ...
@@ -31,6 +31,18 @@ class Engine(Protocol):
     def images(self) -> dict[str, str]: ...
     def privileged(self) -> dict[str, str]: ...
     def host_paths(self) -> dict[str, str]: ...
+
+
+def starting_workers(wanted: int, workers: Workload | None) -> int:
+    """How many workers the StatefulSet runs now: one more each time all it runs are
+    ready, up to ``wanted`` (fewer at once). vineyardd 0.24.2 workers that join the
+    cluster's etcd at the same moment wait on its lock and sometimes abort; the local
+    cluster starts its nodes one after another too."""
+    if workers is None:
+        return min(wanted, 1)
+    if workers.desired >= wanted:
+        return wanted
+    return min(wanted, max(workers.desired, workers.ready + 1))
 
 
 class VineyardEngine:
@@ -66,11 +78,19 @@ class VineyardEngine:
             return Workload(desired=1, ready=1, current=1)
         return observed.master
 
-    def setup_workers(self) -> list[dict[str, Any]]:
-        return manifests.worker_objects(self.rt) + [manifests.rpc_conf(self.rt), manifests.network_policy(self.rt)]
+    def setup_workers(self, observed: RuntimeObserved | None = None) -> list[dict[str, Any]]:
+        """The workers' objects; given what was observed, with only as many workers as
+        may start now (:func:`starting_workers`)."""
+        replicas = None if observed is None else starting_workers(self.rt.workers, observed.workers)
+        return manifests.worker_objects(self.rt, replicas) + [manifests.rpc_conf(self.rt),
+                                                              manifests.network_policy(self.rt)]
 
     def workers_ready(self, observed: RuntimeObserved) -> Workload | None:
-        return observed.workers
+        """The workers' counts against the runtime's replicas (not the StatefulSet's,
+        which grows one worker at a time)."""
+        if observed.workers is None:
+            return None
+        return Workload(desired=self.rt.workers, ready=observed.workers.ready, current=observed.workers.current)
 
     def setup_bridge(self) -> list[dict[str, Any]]:
         return manifests.bridge_objects(self.rt)

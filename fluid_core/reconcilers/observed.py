@@ -30,6 +30,11 @@ class RuntimeObserved:
     labelled_nodes: frozenset[str] = frozenset()
     #: the uid of the etcd master's pod (None: none runs, or the etcd is external)
     master_pod: str | None = None
+    #: worker pods whose vineyardd started before the master's pod did (registered with
+    #: a master that is gone), by ordinal
+    stale_workers: tuple[str, ...] = ()
+    #: worker pods not ready or being deleted (starting, restarting, going)
+    unready_workers: int = 0
 
 
 @dataclass(frozen=True)

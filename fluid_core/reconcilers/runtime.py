@@ -21,8 +21,8 @@ class RuntimeOutcome:
     status: dict[str, Any] = field(default_factory=dict)
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
     label_nodes: dict[str, dict[str, str | None]] = field(default_factory=dict)
-    #: the workers must start again (their etcd is another one now)
-    restart_workers: bool = False
+    #: a worker pod to delete now, so that it starts again with the current master
+    restart_worker: str | None = None
 
     @property
     def ready(self) -> bool:
@@ -85,7 +85,7 @@ def reconcile_runtime(
     bridge = observed.bridge
     fuse_phase = NOT_READY
     if workers_started:
-        out.desired += engine.setup_workers() + engine.setup_bridge() + engine.bind()
+        out.desired += engine.setup_workers(observed) + engine.setup_bridge() + engine.bind()
         fuse_phase = phase(bridge) if bridge is not None else NOT_READY
     conditions = set_condition(conditions, "WorkersInitialized", workers_started,
                                "Created" if workers_started else "WaitingForMaster",
@@ -114,6 +114,8 @@ def reconcile_runtime(
         "masterPersistence": engine.master_persistence(),
     }
     _master_replaced(engine, observed, previous, out)
+    if master_phase == READY and observed.stale_workers and observed.unready_workers == 0:
+        out.restart_worker = observed.stale_workers[0]  # one at a time, as they first started
     return out
 
 
@@ -125,8 +127,9 @@ def _master_replaced(engine: Engine, observed: RuntimeObserved, previous: dict[s
                      out: RuntimeOutcome) -> None:
     """A new etcd master pod (the old one was deleted, or its node went away) has a new
     address, which vineyardd never looks up again, and, on an emptyDir, none of the old
-    one's data: the workers start again, so that they register with it; what they held
-    is gone, as the event says."""
+    one's data: the workers start again (one after another, each once the others are
+    ready: ``observed.stale_workers``), so that they register with it; what they held is
+    gone, as the event says."""
     if observed.master_pod is None:
         out.status[MASTER_POD] = previous.get(MASTER_POD)
         return
@@ -134,7 +137,6 @@ def _master_replaced(engine: Engine, observed: RuntimeObserved, previous: dict[s
     before = previous.get(MASTER_POD)
     if before is None or before == observed.master_pod or observed.workers is None:
         return
-    out.restart_workers = True
     lost = ("its data, on an emptyDir, is lost (names, registrations), and so are the objects the workers held"
             if engine.master_persistence() != "PersistentVolumeClaim" else "its data is kept on its volume; the objects the workers held "
             "are lost")

@@ -294,8 +294,9 @@ def worker_memory_limit(size: str) -> str:
     return format_bytes(parse_quantity(size) + WORKER_OVERHEAD)
 
 
-def worker_objects(rt: KubeRuntime) -> list[dict[str, Any]]:
-    """vineyardd StatefulSet (one per node) and its headless Service."""
+def worker_objects(rt: KubeRuntime, replicas: int | None = None) -> list[dict[str, Any]]:
+    """vineyardd StatefulSet (one per node) and its headless Service; ``replicas``: how
+    many of ``rt.workers`` to run now (the operator starts them one after another)."""
     command = vineyardd_command(rt.worker_spec(), binary="vineyardd")
     env = [
         {"name": "MY_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
@@ -326,7 +327,10 @@ def worker_objects(rt: KubeRuntime) -> list[dict[str, Any]]:
             {"name": "metrics", "containerPort": rt.metrics_port, "protocol": "TCP"},
         ],
         "resources": resources,
-        "readinessProbe": {"exec": {"command": ["ls", SOCKET]}, "periodSeconds": 5},
+        # ready once it joined the cluster: vineyardd binds its socket first and opens it
+        # to every user after registering in etcd
+        "readinessProbe": {"exec": {"command": ["sh", "-c", f'test -n "$(find {SOCKET} -type s -perm -0002)"']},
+                           "periodSeconds": 2},
         "volumeMounts": mounts,
     }
     pod_spec: dict[str, Any] = {
@@ -354,7 +358,7 @@ def worker_objects(rt: KubeRuntime) -> list[dict[str, Any]]:
             "metadata": _meta(rt, rt.worker_name, "worker"),
             "spec": {
                 "serviceName": rt.worker_name,
-                "replicas": rt.workers,
+                "replicas": rt.workers if replicas is None else replicas,
                 "podManagementPolicy": "Parallel",
                 "selector": {"matchLabels": selector(rt, "worker")},
                 "template": {"metadata": {"labels": peer_labels(rt, "worker")}, "spec": pod_spec},
