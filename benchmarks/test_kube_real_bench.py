@@ -56,7 +56,7 @@ from support.realkube import (  # noqa: E402
     tool,
 )
 
-from fluid_core.operator.kube import KubeClient, Ref  # noqa: E402
+from fluid_core.kube import KubeClient, Ref  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(1800),
               pytest.mark.skipif(bool(missing_packages()), reason="real nodes need `make nodes`")]

@@ -17,7 +17,7 @@ import pytest
 
 from goals import goal
 
-from fluid_core.operator.kube import Ref
+from fluid_core.kube import Ref
 from fluid_core.operator.testing import EmulatedCluster
 
 API = "data.fluid.io/v1alpha1"

@@ -169,7 +169,7 @@ class Dataset:
 
 
 def _is_kube(backend: Any) -> bool:
-    from fluid_core.operator.kube import KubeClient  # noqa: PLC0415
+    from fluid_core.kube import KubeClient  # noqa: PLC0415
 
     return isinstance(backend, KubeClient)
 
@@ -178,7 +178,7 @@ class KubeRun:
     """A flow on Kubernetes: its custom resources, reconciled by the operator."""
 
     def __init__(self, flow: Flow, run_id: str | None) -> None:
-        from fluid_core.operator.kube import Ref, ref_of  # noqa: PLC0415
+        from fluid_core.kube import Ref, ref_of  # noqa: PLC0415
 
         self.kube, self.run_id = flow.dataset.backend, run_id or "flow"
         dataset = flow.dataset.resource()

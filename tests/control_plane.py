@@ -51,7 +51,7 @@ def project_crds() -> tuple[dict[str, Any], ...]:
 
 def create_resource(kube: Any, kind: str, name: str, spec: dict[str, Any], namespace: str) -> None:
     """Create a data.fluid.io resource through ``kube`` (a KubeClient)."""
-    from fluid_core.operator.kube import Ref
+    from fluid_core.kube import Ref
 
     kube.request("POST", Ref(CR_API, kind, namespace).path(), {
         "apiVersion": CR_API, "kind": kind, "spec": spec, "metadata": {"name": name, "namespace": namespace}})
@@ -59,7 +59,7 @@ def create_resource(kube: Any, kind: str, name: str, spec: dict[str, Any], names
 
 def resource_status(kube: Any, kind: str, name: str, namespace: str) -> dict[str, Any]:
     """A data.fluid.io resource's status ({} while it has none or is gone)."""
-    from fluid_core.operator.kube import Ref
+    from fluid_core.kube import Ref
 
     return (kube.get(Ref(CR_API, kind, namespace, name)) or {}).get("status") or {}
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from fluid_core.cli import cli
 from fluid_core.models import KINDS
-from fluid_core.operator.kube import _BUILTIN
+from fluid_core.kube import _BUILTIN
 
 CHART = os.path.join(os.path.dirname(__file__), "..", "charts", "fluid-vineyard")
 VARIANTS = {

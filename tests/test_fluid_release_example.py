@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from control_plane import ControlPlane, OperatorProcess, project_crds
 
-from fluid_core.operator.kube import KubeClient, Ref
+from fluid_core.kube import KubeClient, Ref
 from vineyard_runtime.ports import free_ports
 
 API = "data.fluid.io/v1alpha1"

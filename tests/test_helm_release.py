@@ -25,7 +25,7 @@ from control_plane import (
     resource_status,
 )
 
-from fluid_core.operator.kube import KubeClient, KubeError, Ref
+from fluid_core.kube import KubeClient, KubeError, Ref
 from vineyard_runtime.ports import free_ports
 
 API = "data.fluid.io/v1alpha1"

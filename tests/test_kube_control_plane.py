@@ -24,7 +24,7 @@ from control_plane import (
     resource_status,
 )
 
-from fluid_core.operator.kube import KubeClient, Ref
+from fluid_core.kube import KubeClient, Ref
 from vineyard_runtime.ports import free_ports
 
 API = "data.fluid.io/v1alpha1"
@@ -282,7 +282,7 @@ def test_the_api_server_calls_the_webhook_and_the_scheduler_obeys_it(control_pla
 def pod_refused(kube: KubeClient, created: list[str]) -> str | None:
     """Create a pod the test webhook sees (its name appended to ``created``); why the API
     server refused it, or None when it was created."""
-    from fluid_core.operator.kube import KubeError
+    from fluid_core.kube import KubeError
 
     name = f"orphan-{len(created)}"
     created.append(name)
@@ -404,7 +404,7 @@ def test_our_pod_security_check_agrees_with_the_api_servers_own(control_plane, k
     """For each pod, with the restricted settings filled in as the operator fills them,
     the PodSecurity admission of the real API server and ours give the same verdict at
     baseline and at restricted."""
-    from fluid_core.operator.kube import KubeError
+    from fluid_core.kube import KubeError
     from fluid_core.reconcilers.pod_security import secure_defaults, violations
 
     disagreements = []

@@ -20,7 +20,7 @@ from control_plane import (
     resource_status,
 )
 
-from fluid_core.operator.kube import KubeClient, Ref
+from fluid_core.kube import KubeClient, Ref
 from vineyard_runtime.ports import free_ports
 from vineyard_runtime.quantity import human_bytes
 

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from control_plane import project_crds
 
-from fluid_core.operator.kube import KubeClient, Ref
+from fluid_core.kube import KubeClient, Ref
 from support import realkube
 from support.realcluster import RealCluster
 from support.realkube import install_chart, pods, ready, tool

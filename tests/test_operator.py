@@ -17,7 +17,7 @@ os.environ.setdefault("FLUIDV_RESYNC_SECONDS", "0.3")
 os.environ.setdefault("FLUIDV_FULL_APPLY_SECONDS", "2")
 
 from fluid_core.operator import handlers
-from fluid_core.operator.kube import KubeClient, Ref
+from fluid_core.kube import KubeClient, Ref
 from fluid_core.operator.testing import EmulatedCluster
 from vineyard_runtime.kube.manifests import Image, KubeRuntime, labels
 

@@ -214,7 +214,7 @@ def test_a_failed_step_on_kubernetes_fails_wait_too():
     kubelet: the first step's Job fails for good)."""
     from test_operator import NS, bind, job_ran
 
-    from fluid_core.operator.kube import Ref
+    from fluid_core.kube import Ref
     from fluid_core.operator.testing import EmulatedCluster
 
     with EmulatedCluster() as cluster:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from fluid_core.cli.errors import reported
+from fluid_core.models.object_names import dataset_prefix
 
 
 @click.command()
@@ -26,7 +27,7 @@ def mount(dataset: str, mountpoint: str, namespace: str, socket: str | None, con
 
     from objects.fusemount import MountSupervisor  # noqa: PLC0415
 
-    supervisor = MountSupervisor(mountpoint, f"{namespace}/{dataset}/", socket=socket, config=config,
+    supervisor = MountSupervisor(mountpoint, dataset_prefix(namespace, dataset), socket=socket, config=config,
                                  workdir=workdir, node=node, writable=writable, metrics_port=metrics_port)
     with reported():
         supervisor.start()

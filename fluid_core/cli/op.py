@@ -62,7 +62,7 @@ def _operation(kind: str, name: str, namespace: str) -> tuple[dict[str, Any], li
             return json.loads(os.environ[OPERATION_ENV]), list(json.loads(os.environ.get(MOUNTS_ENV) or "[]"))
         except ValueError as exc:
             raise CommandError(f"${OPERATION_ENV} or ${MOUNTS_ENV} is not JSON: {exc}") from None
-    from fluid_core.operator.kube import KubeClient, Ref  # noqa: PLC0415
+    from fluid_core.kube import KubeClient, Ref  # noqa: PLC0415
 
     kube = KubeClient.from_environment()
     body = kube.get(Ref(API_VERSION, kind, namespace, name))

@@ -59,7 +59,7 @@ def comparison_table(cache: list[dict[str, Any]], files: list[dict[str, Any]]) -
 def evaluation_line(local: Any, flow: Flow) -> str:
     """What the pipeline found: the metrics its evaluate stage put into the cache."""
     import objects  # noqa: PLC0415
-    from fluid_core.flow.context import object_name  # noqa: PLC0415
+    from fluid_core.models.object_names import object_name  # noqa: PLC0415
 
     with objects.connect(local.nodes[0].socket) as store:
         metrics = store.get(object_name(flow.dataset.namespace, flow.dataset.name, "metrics"))

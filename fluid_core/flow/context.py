@@ -7,15 +7,11 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from fluid_core.models.object_names import dataset_prefix, object_name
 from vineyard_runtime.naming import safe_value
 
 RUN_LABEL = "fluid.io/run"
 OP_LABEL = "fluid.io/operation"
-
-
-def object_name(namespace: str, dataset: str, key: str) -> str:
-    """The store name of ``key`` in dataset ``namespace/dataset``."""
-    return f"{namespace}/{dataset}/{key.lstrip('/')}"
 
 
 @dataclass
@@ -62,12 +58,12 @@ class StepContext:
         return str(self.store.node)
 
     def name(self, key: str) -> str:
-        prefix = f"{self.namespace}/{self.dataset}/"
+        prefix = dataset_prefix(self.namespace, self.dataset)
         return key if key.startswith(prefix) else object_name(self.namespace, self.dataset, key)
 
     def key_of(self, name: str) -> str:
         """The key of one of the dataset's object names (the inverse of ``name``)."""
-        return name.removeprefix(f"{self.namespace}/{self.dataset}/")
+        return name.removeprefix(dataset_prefix(self.namespace, self.dataset))
 
     @property
     def labels(self) -> dict[str, str]:
@@ -105,7 +101,7 @@ class StepContext:
 
     def keys(self, prefix: str = "") -> list[str]:
         """Keys of the dataset's objects starting with ``prefix``."""
-        base = f"{self.namespace}/{self.dataset}/"
+        base = dataset_prefix(self.namespace, self.dataset)
         return [ref.name[len(base):] for ref in self.store.list(prefix=base + prefix)]
 
     def delete(self, key: str) -> None:

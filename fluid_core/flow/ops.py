@@ -24,6 +24,7 @@ from fluid_core.flow.formats import (
     write_value,
 )
 from fluid_core.flow.rooted import OutsideRoot, Rooted
+from fluid_core.models.object_names import dataset_prefix
 from fluid_core.stamps import now_stamp
 
 #: The file that makes a directory a backup (DataBackup writes it; DataLoad restores it).
@@ -93,7 +94,7 @@ def _refuse_bad_names(ctx: StepContext, keys: Iterable[str], doing: str, *, stor
     as listed, taken as they are) an object stored before the rule."""
     from objects.names import name_problem  # noqa: PLC0415
 
-    base = f"{ctx.namespace}/{ctx.dataset}/"
+    base = dataset_prefix(ctx.namespace, ctx.dataset)
     bad = [(key, problem) for key in keys
            if (problem := name_problem(base + key if stored else ctx.name(key))) is not None]
     if bad:

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fluid_core.flow.context import OP_LABEL, RUN_LABEL, object_name
+from fluid_core.flow.context import OP_LABEL, RUN_LABEL
+from fluid_core.models.object_names import object_name
 from fluid_core.flow.ops import script_argv
 from fluid_core.flow.spawner import Spawner
 from fluid_core.flow.steps import ScriptStep, StepProcess

@@ -9,6 +9,7 @@ from typing import Any
 from fluid_core.flow.scripts import stop_if_importing
 from fluid_core.fluid import constants
 from fluid_core.fluid.models import wire
+from fluid_core.models.object_names import dataset_prefix
 from fluid_core.sdk import Dataset, SdkError
 from vineyard_runtime.waiting import wait_until
 
@@ -34,7 +35,7 @@ class ClientConfig:
 
 
 def _dataset_ref(namespace: str, name: str) -> Any:
-    from fluid_core.operator.kube import Ref  # noqa: PLC0415
+    from fluid_core.kube import Ref  # noqa: PLC0415
 
     return Ref(constants.API_VERSION, constants.DATASET_KIND, namespace, name)
 
@@ -42,7 +43,7 @@ def _dataset_ref(namespace: str, name: str) -> Any:
 def _kube_backend(config: ClientConfig) -> Any:
     import kubernetes  # noqa: PLC0415
 
-    from fluid_core.operator.kube import KubeClient  # noqa: PLC0415
+    from fluid_core.kube import KubeClient  # noqa: PLC0415
 
     if config.kube_client_configuration is not None:
         return KubeClient(kubernetes.client.ApiClient(config.kube_client_configuration))
@@ -201,7 +202,7 @@ class FluidDataset:
             import objects  # noqa: PLC0415
 
             with objects.connect(client.backend.nodes[0].socket) as store:
-                store.delete_many(prefix=f"{self.namespace}/{self.name}/")
+                store.delete_many(prefix=dataset_prefix(self.namespace, self.name))
         client._local.pop((self.namespace, self.name), None)
 
     def _flow(self) -> Any:
@@ -294,7 +295,7 @@ def local_status(cluster: Any, namespace: str, name: str) -> dict[str, Any]:
         return not_bound(f"no node of {where} is healthy: {sick}")
     try:
         with objects.connect(healthy[0].socket) as store:
-            refs = store.list(prefix=f"{namespace}/{name}/")
+            refs = store.list(prefix=dataset_prefix(namespace, name))
     except (objects.ObjectsError, VineyardRuntimeError, OSError) as exc:
         return not_bound(f"{where} does not answer: {exc}")
     total = sum(r.nbytes for r in refs)

@@ -24,7 +24,7 @@ from fluid_core.metrics import reconciling
 from fluid_core.models import GROUP, VERSION, Dataset, VineyardRuntime, parse
 from fluid_core.models.operations import OperationKind
 from fluid_core.operator import placement_feed, settings
-from fluid_core.operator.kube import KubeClient, KubeError, Ref
+from fluid_core.kube import KubeClient, KubeError, Ref
 from fluid_core.reconcilers.dataset import (
     deletion_blockers,
     reconcile_dataset,

@@ -17,7 +17,7 @@ from typing import Any
 
 import kopf
 
-from fluid_core.flow.context import object_name
+from fluid_core.models.object_names import object_name
 from fluid_core.models import GROUP, VERSION
 from fluid_core.models import KINDS as MODELS
 from fluid_core.models.operations import OperationKind
@@ -33,7 +33,7 @@ from fluid_core.operator.handlers import (
     resync_dataset,
     state_changed,
 )
-from fluid_core.operator.kube import KubeClient, Ref
+from fluid_core.kube import KubeClient, Ref
 from fluid_core.reconcilers.lifecycle import COMPLETE, EventWatch
 from fluid_core.stamps import now_stamp
 from fluid_core.reconcilers.operation import (

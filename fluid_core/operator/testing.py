@@ -15,7 +15,7 @@ from typing import Any
 
 from fluid_core.models import API_VERSION, KINDS
 from vineyard_runtime.waiting import wait_until
-from fluid_core.operator.kube import KubeClient, Ref
+from fluid_core.kube import KubeClient, Ref
 
 START_TIMEOUT = 30.0
 

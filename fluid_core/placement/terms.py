@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from fluid_core.models.object_names import object_name
 from fluid_core.placement.config import NODE_TIER, PlacementConfig
 from fluid_core.placement.view import ClusterView
 from vineyard_runtime.naming import cache_node_label
@@ -65,7 +66,7 @@ class PlacementRequest:
                 keys.append(key)
                 continue
             for dataset in self.datasets or ():
-                full = f"{self.namespace}/{dataset}/{key}"
+                full = object_name(self.namespace, dataset, key)
                 if full in view.objects:
                     keys.append(full)
                     break

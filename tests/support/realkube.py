@@ -17,7 +17,7 @@ from typing import Any
 
 from support.realcluster import RealCluster
 
-from fluid_core.operator.kube import KubeClient, Ref
+from fluid_core.kube import KubeClient, Ref
 
 CHART = str(Path(__file__).resolve().parents[2] / "charts" / "fluid-vineyard")
 API = "data.fluid.io/v1alpha1"
