@@ -23,7 +23,7 @@ import pytest
 
 from goals import goal
 
-from vineyard_runtime.ports import free_ports
+from vineyard_runtime.plumbing.ports import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))

@@ -17,8 +17,8 @@ from conftest import stop_for_sure
 from goals import goal
 from objects.fusemount import is_mounted, unmount
 from vineyard_runtime.local import LocalCluster
-from vineyard_runtime.processes import terminate
-from vineyard_runtime.waiting import wait_until
+from vineyard_runtime.plumbing.processes import terminate
+from vineyard_runtime.plumbing.waiting import wait_until
 
 SIZE = int(os.environ.get("FLUIDV_BENCH_FUSE_BYTES", str(1 << 30)))
 CHUNK = 1 << 20

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from vineyard_runtime.local import LocalCluster
-from vineyard_runtime.ports import free_ports
+from vineyard_runtime.plumbing.ports import free_ports
 from vineyard_runtime.quantity import human_bytes
 
 ROOT = Path(__file__).resolve().parent.parent

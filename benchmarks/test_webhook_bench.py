@@ -23,7 +23,7 @@ import pytest
 from goals import goal
 
 from fluid_core.operator.certs import self_signed
-from vineyard_runtime.processes import terminate
+from vineyard_runtime.plumbing.processes import terminate
 
 NODES, DATASETS, OBJECTS = 1000, 200, 10000
 CONNECTIONS = int(os.environ.get("FLUIDV_BENCH_CONNECTIONS", "16"))

@@ -15,9 +15,9 @@ from typing import Any
 import yaml
 
 from objects.errors import StoreUnavailable
-from vineyard_runtime import node_config
-from vineyard_runtime.ports import socket_accepts
-from vineyard_runtime.probe import connect_once
+from vineyard_runtime.node import client_config
+from vineyard_runtime.plumbing.ports import socket_accepts
+from vineyard_runtime.node.probe import connect_once
 from vineyard_runtime.spec import DEFAULT_ETCD_PREFIX
 from vineyard_runtime.workdir import WORKDIR_ENV, client_config_path, default_workdir, resolve_workdir
 
@@ -54,11 +54,11 @@ class Target:
             return published.etcd_endpoint, published.etcd_prefix
         return None
 
-    def published(self) -> node_config.NodeConfig | None:
+    def published(self) -> client_config.NodeConfig | None:
         """The config published beside the socket (of a link, then of its worker)."""
         if self.kind == "ipc":
             for socket in dict.fromkeys((self.address, os.path.realpath(self.address))):
-                published = node_config.for_socket(socket)
+                published = client_config.for_socket(socket)
                 if published is not None and published.etcd_endpoint:
                     return published
         return None
@@ -72,7 +72,7 @@ class Target:
         return f"{self.kind.upper()} {self.address} (from {self.source})"
 
 
-def _read_config(path: str, source: str) -> node_config.NodeConfig:
+def _read_config(path: str, source: str) -> client_config.NodeConfig:
     try:
         with open(path) as handle:
             data = yaml.safe_load(handle) or {}
@@ -80,7 +80,7 @@ def _read_config(path: str, source: str) -> node_config.NodeConfig:
         raise StoreUnavailable(f"cannot read Vineyard config {path} ({source}): {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise StoreUnavailable(f"Vineyard config {path} ({source}) is not valid YAML: {exc}") from None
-    return node_config.NodeConfig.from_mapping(data)
+    return client_config.NodeConfig.from_mapping(data)
 
 
 def _config_targets(path: str, source: str, node: str | None = None) -> list[Target]:

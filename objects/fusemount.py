@@ -9,9 +9,9 @@ import sys
 import threading
 
 from objects.errors import ObjectsError
-from vineyard_runtime.restarts import Backoff
-from vineyard_runtime.waiting import wait_until
-from vineyard_runtime.processes import spawn, terminate
+from vineyard_runtime.plumbing.restarts import Backoff
+from vineyard_runtime.plumbing.waiting import wait_until
+from vineyard_runtime.plumbing.processes import spawn, terminate
 
 MOUNT_TIMEOUT = 30.0
 

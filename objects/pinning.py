@@ -1,4 +1,4 @@
-"""Zero-copy views that keep what they show pinned (see :mod:`vineyard_runtime.holds`).
+"""Zero-copy views that keep what they show pinned (see :mod:`vineyard_runtime.node.holds`).
 
 A read runs inside :func:`reading`; every blob view a codec takes meanwhile
 (``codecs.base.blob_view``) is exported by a small read-only array that holds the pin,
@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Iterator
 import numpy as np
 
-from vineyard_runtime.holds import Delete, Pin
+from vineyard_runtime.node.holds import Delete, Pin
 
 _reading: contextvars.ContextVar["_Scope | None"] = contextvars.ContextVar("fluidv_reading", default=None)
 

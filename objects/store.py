@@ -41,9 +41,9 @@ from objects.names import check_name
 from objects.refs import ObjectRef
 from objects.remote import RemoteReads, Vanished
 from objects.streams import StreamReader, StreamWriter, delete_stream
-from vineyard_runtime.deadline import Deadline
-from vineyard_runtime.holds import NodeHolds, Pin, Writing, writing
-from vineyard_runtime.probe import import_vineyard
+from vineyard_runtime.plumbing.deadline import Deadline
+from vineyard_runtime.node.holds import NodeHolds, Pin, Writing, writing
+from vineyard_runtime.node.probe import import_vineyard
 from vineyard_runtime.object_ids import object_name
 
 _T = TypeVar("_T")
@@ -72,7 +72,7 @@ def _taken(name: str) -> ObjectExists:
 
 
 def _bounded(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a store method under its node's deadline (see :mod:`vineyard_runtime.deadline`)."""
+    """Run a store method under its node's deadline (see :mod:`vineyard_runtime.plumbing.deadline`)."""
 
     @functools.wraps(method)
     def call(self: "ObjectStore", *args: Any, **kwargs: Any) -> Any:

@@ -26,8 +26,8 @@ import numpy as np
 from objects.directory import Entry, EtcdUnavailable
 from objects.errors import ObjectExists, ObjectNotFound, ObjectsError, StoreUnavailable, StreamFailed
 from vineyard_runtime.etcd_client import absent, delete_op, put_op
-from vineyard_runtime.processes import is_alive
-from vineyard_runtime.probe import import_vineyard
+from vineyard_runtime.plumbing.processes import is_alive
+from vineyard_runtime.node.probe import import_vineyard
 
 if TYPE_CHECKING:
     from objects.store import ObjectStore

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vineyard_runtime.processes import log_tail, spawn, terminate
-from vineyard_runtime.ports import free_ports
+from vineyard_runtime.plumbing.processes import log_tail, spawn, terminate
+from vineyard_runtime.plumbing.ports import free_ports
 
 HERE = Path(__file__).resolve().parent
 BUILD = HERE / "controlplane" / "build.sh"

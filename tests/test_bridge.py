@@ -18,7 +18,7 @@ import pytest
 import objects
 from support.reading import Holder, memory_used
 from support.waiting import wait_for as wait
-from vineyard_runtime.processes import is_alive, terminate
+from vineyard_runtime.plumbing.processes import is_alive, terminate
 
 
 def scrape(port: int, path: str = "/metrics") -> tuple[int, str]:
@@ -105,7 +105,7 @@ def edge_bridge(local, tmp_path) -> Iterator[tuple[Path, int, int]]:
     """``fluidv bridge`` on a node without a worker: it runs a local one ("edge-node")
     joined to ``local``'s etcd. Yields the publish directory, the metrics port and the
     bridge's pid."""
-    from vineyard_runtime.ports import free_ports
+    from vineyard_runtime.plumbing.ports import free_ports
 
     publish = tmp_path / "pub"
     proc = subprocess.Popen(
@@ -176,7 +176,7 @@ def test_a_socket_in_an_open_folder_is_linked_only_once_it_is_open_to_every_user
     everyone: the bridge waits for that, so no client of another user meets EACCES."""
     import socket as sockets
 
-    from vineyard_runtime.bridge import Bridge
+    from vineyard_runtime.node.bridge import Bridge
 
     folder = tmp_path / "runtime"
     folder.mkdir(mode=0o755)

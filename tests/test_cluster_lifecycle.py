@@ -18,7 +18,7 @@ from vineyard_runtime import (
 )
 from vineyard_runtime.local import LocalCluster
 from vineyard_runtime.local.cluster import is_running
-from vineyard_runtime.processes import is_alive
+from vineyard_runtime.plumbing.processes import is_alive
 
 
 def test_up_and_down_leave_no_process_or_socket(tmp_path):

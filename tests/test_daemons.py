@@ -7,8 +7,8 @@ import pytest
 from vineyard_runtime import InvalidSpec, WorkerSpec
 from vineyard_runtime.binaries import etcd_binary, vineyardd_binary
 from vineyard_runtime.daemons import NO_PRIVATE_ETCD, etcd_command, vineyardd_command
-from vineyard_runtime.ports import free_ports
-from vineyard_runtime.processes import spawn, terminate
+from vineyard_runtime.plumbing.ports import free_ports
+from vineyard_runtime.plumbing.processes import spawn, terminate
 from vineyard_runtime.spec import EtcdSpec
 
 

@@ -18,7 +18,7 @@ from support.waiting import wait_for
 from objects.fusemount import is_mounted, unmount
 from vineyard_runtime.local.layout import Layout
 from vineyard_runtime.local.state import read_state
-from vineyard_runtime.processes import terminate
+from vineyard_runtime.plumbing.processes import terminate
 
 FLUIDV = os.path.join(os.path.dirname(sys.executable), "fluidv")
 

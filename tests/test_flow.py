@@ -26,7 +26,7 @@ from vineyard_runtime.local import LocalCluster
 from vineyard_runtime.local.cluster import is_running
 from vineyard_runtime.local.layout import Layout
 from vineyard_runtime.local.state import read_state
-from vineyard_runtime.processes import is_alive
+from vineyard_runtime.plumbing.processes import is_alive
 
 STEPS = os.path.join(os.path.dirname(__file__), "flow_steps.py")
 API = "data.fluid.io/v1alpha1"

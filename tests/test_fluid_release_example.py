@@ -18,7 +18,7 @@ import pytest
 from control_plane import ControlPlane, OperatorProcess, project_crds
 
 from fluid_core.kube import KubeClient, Ref
-from vineyard_runtime.ports import free_ports
+from vineyard_runtime.plumbing.ports import free_ports
 
 API = "data.fluid.io/v1alpha1"
 NS = "default"

@@ -22,7 +22,7 @@ import objects
 from support.waiting import wait_for as wait
 from crafted import hidden_in_nested
 from objects.fusemount import is_mounted, unmount
-from vineyard_runtime.processes import terminate
+from vineyard_runtime.plumbing.processes import terminate
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None,
                                 reason="needs /dev/fuse and fusermount3 (Debian package fuse3)")

@@ -31,8 +31,8 @@ import pytest
 
 from support import images as build
 from support.containerd import Containerd, remove_shim_sockets, shim_sockets
-from vineyard_runtime.processes import log_tail, spawn, terminate
-from vineyard_runtime.waiting import wait_until
+from vineyard_runtime.plumbing.processes import log_tail, spawn, terminate
+from vineyard_runtime.plumbing.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(1800)  # the first build: debootstrap, wheels, install, gzip
 

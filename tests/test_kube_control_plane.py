@@ -25,7 +25,7 @@ from control_plane import (
 )
 
 from fluid_core.kube import KubeClient, Ref
-from vineyard_runtime.ports import free_ports
+from vineyard_runtime.plumbing.ports import free_ports
 
 API = "data.fluid.io/v1alpha1"
 NS = "default"

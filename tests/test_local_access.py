@@ -114,7 +114,7 @@ def test_the_blob_servers_serve_only_readers_with_the_clusters_token(make_cluste
     import numpy as np
 
     import objects
-    from vineyard_runtime.blob_server import BlobFetchError, BlobFetcher
+    from vineyard_runtime.node.blob_server import BlobFetchError, BlobFetcher
     from vineyard_runtime.etcd_keys import endpoint_key
     from vineyard_runtime.etcd_client import EtcdClient
 

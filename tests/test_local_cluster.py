@@ -13,8 +13,8 @@ import yaml
 from support.waiting import wait_for
 from vineyard_runtime import NodeUnavailable
 from vineyard_runtime.etcd_client import EtcdClient
-from vineyard_runtime.probe import registered_instances
-from vineyard_runtime.processes import is_alive
+from vineyard_runtime.node.probe import registered_instances
+from vineyard_runtime.plumbing.processes import is_alive
 
 
 def put_named(local, node, name, value):
@@ -88,7 +88,7 @@ def test_status_reports_memory_objects_and_health(shared_cluster):
 def test_missing_node_fails_at_once_with_a_hint(shared_cluster, tmp_path, monkeypatch):
     import vineyard
 
-    from vineyard_runtime.probe import connect_ipc
+    from vineyard_runtime.node.probe import connect_ipc
 
     calls: list[tuple] = []
     real = vineyard.connect

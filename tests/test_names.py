@@ -262,7 +262,7 @@ def test_a_load_refuses_files_reached_through_links_out_of_its_root(shared_clust
 @pytest.mark.skipif(not FUSE, reason="needs /dev/fuse and fusermount3 (Debian package fuse3)")
 def test_a_writable_mount_refuses_bad_names_and_hides_legacy_ones(shared_cluster, store, tmp_path):
     from objects.fusemount import is_mounted, unmount
-    from vineyard_runtime.processes import terminate
+    from vineyard_runtime.plumbing.processes import terminate
 
     legacy_put(store, np.arange(2.0), "default/box/../../escape")
     legacy_put(store, np.arange(2.0), "default/box/line\nbreak")

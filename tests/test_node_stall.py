@@ -16,7 +16,7 @@ import pytest
 
 import objects
 from support.waiting import wait_for
-from vineyard_runtime.processes import is_alive
+from vineyard_runtime.plumbing.processes import is_alive
 
 
 def cluster_status(workdir: str) -> tuple[int, list[dict]]:

@@ -13,7 +13,7 @@ import pytest
 
 import objects
 from support.reading import memory_used
-from vineyard_runtime.waiting import wait_until
+from vineyard_runtime.plumbing.waiting import wait_until
 
 NAME = "default/churn/rep"
 ELEMENTS = 1 << 16  # 512 KiB of float64: blobs, not an inline value
@@ -71,7 +71,7 @@ def test_a_blob_servers_answer_is_told_apart_from_its_silence(make_cluster):
     """An error the holder's blob server sends (here: a wrong token) is its answer
     (``answered``), which readers report as the server's failure; only a connection that
     closes or cannot be made counts as the node not answering."""
-    from vineyard_runtime.blob_server import BlobFetchError, BlobFetcher
+    from vineyard_runtime.node.blob_server import BlobFetchError, BlobFetcher
     from vineyard_runtime.etcd_keys import endpoint_key
     from vineyard_runtime.etcd_client import EtcdClient
 

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from vineyard_runtime import pages
+from vineyard_runtime.node import pages
 
 SIZE = 8 << 20
 _FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 1, 2

@@ -134,7 +134,7 @@ def test_the_memory_of_a_writer_killed_mid_write_comes_back(stores, shared_clust
 def test_a_writer_killed_right_after_naming_keeps_its_object(stores, shared_cluster):
     result = run_python("""
         import os, numpy as np, objects
-        from vineyard_runtime import holds
+        from vineyard_runtime.node import holds
         holds.Writing.done = lambda self: None  # dies before forgetting its record
         store = objects.connect()
         store.put(np.full(1 << 18, 5.0), "crash/named")

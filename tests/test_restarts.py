@@ -9,9 +9,9 @@ import sys
 import time
 
 from vineyard_runtime.local.daemon import Daemon, stop_all
-from vineyard_runtime.processes import is_alive, spawn
-from vineyard_runtime.restarts import Backoff
-from vineyard_runtime.waiting import wait_until
+from vineyard_runtime.plumbing.processes import is_alive, spawn
+from vineyard_runtime.plumbing.restarts import Backoff
+from vineyard_runtime.plumbing.waiting import wait_until
 
 
 def test_delays_double_up_to_the_maximum_and_reset_once_stable():

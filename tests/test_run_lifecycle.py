@@ -14,7 +14,7 @@ import yaml
 from support.waiting import wait_for
 from support.localcluster import wait_gone
 from vineyard_runtime.local.cluster import is_running
-from vineyard_runtime.processes import is_alive
+from vineyard_runtime.plumbing.processes import is_alive
 
 STEPS = os.path.join(os.path.dirname(__file__), "flow_steps.py")
 API = "data.fluid.io/v1alpha1"

@@ -10,7 +10,7 @@ import pytest
 
 from support.waiting import wait_for
 from fluid_core.flow.spawner import Spawner, SpawnerError
-from vineyard_runtime.processes import is_alive
+from vineyard_runtime.plumbing.processes import is_alive
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from vineyard_runtime.waiting import wait_until
+from vineyard_runtime.plumbing.waiting import wait_until
 
 
 def test_returns_the_first_truthy_result():

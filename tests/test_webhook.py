@@ -20,7 +20,7 @@ from support.waiting import wait_for
 from fluid_core.operator.certs import self_signed
 from fluid_core.operator.webhook import WebhookError, WebhookServer
 from fluid_core.placement.cache import ViewCache
-from vineyard_runtime.processes import terminate
+from vineyard_runtime.plumbing.processes import terminate
 
 ZONE = "topology.kubernetes.io/zone"
 

@@ -43,7 +43,7 @@ def bridge(socket: str, publish_dir: str, rpc_endpoints: tuple[str, ...], runtim
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily  # noqa: PLC0415
 
     from fluid_core.metrics import REGISTRY, MetricsServer  # noqa: PLC0415
-    from vineyard_runtime.bridge import Bridge, LocalWorker  # noqa: PLC0415
+    from vineyard_runtime.node.bridge import Bridge, LocalWorker  # noqa: PLC0415
 
     endpoints = [e for value in (rpc_endpoints or (os.environ.get("VINEYARD_RPC_ENDPOINT", ""),))
                  for e in value.split(",") if e]
@@ -113,7 +113,7 @@ class Viewer:
     def run(self) -> None:
         from objects.errors import ObjectsError  # noqa: PLC0415
         from objects.fusemount import MountSupervisor  # noqa: PLC0415
-        from vineyard_runtime.restarts import Backoff  # noqa: PLC0415
+        from vineyard_runtime.plumbing.restarts import Backoff  # noqa: PLC0415
 
         point = os.path.join(self.bridge.publish_dir, VIEW)
         backoff = Backoff()

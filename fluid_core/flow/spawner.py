@@ -24,7 +24,7 @@ from typing import Any
 
 from fluid_core.errors import FluidError
 from fluid_core.flow.steps import ForkedStep
-from vineyard_runtime.processes import parent_death_signal, spawn
+from vineyard_runtime.plumbing.processes import parent_death_signal, spawn
 
 RUN_STEP = "fluid_core.flow.worker:run_step"
 PRELOAD = ("numpy", "pyarrow", "pyarrow.parquet", "pandas", "vineyard", "objects",
@@ -171,7 +171,7 @@ def main() -> None:  # pragma: no cover - runs in the helper process
     import importlib  # noqa: PLC0415
     import selectors  # noqa: PLC0415
 
-    from vineyard_runtime.probe import import_vineyard  # noqa: PLC0415
+    from vineyard_runtime.node.probe import import_vineyard  # noqa: PLC0415
 
     import_vineyard()  # first: without the warning its own import prints into the steps' log
     for module in PRELOAD:

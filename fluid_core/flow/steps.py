@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from vineyard_runtime.processes import terminate
+from vineyard_runtime.plumbing.processes import terminate
 
 
 @dataclass(frozen=True)

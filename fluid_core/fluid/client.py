@@ -11,7 +11,7 @@ from fluid_core.fluid import constants
 from fluid_core.fluid.models import wire
 from fluid_core.models.object_names import dataset_prefix
 from fluid_core.sdk import Dataset, SdkError
-from vineyard_runtime.waiting import wait_until
+from vineyard_runtime.plumbing.waiting import wait_until
 
 
 class RuntimeShapeWarning(UserWarning):

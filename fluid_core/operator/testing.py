@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fluid_core.models import API_VERSION, KINDS
-from vineyard_runtime.waiting import wait_until
+from vineyard_runtime.plumbing.waiting import wait_until
 from fluid_core.kube import KubeClient, Ref
 
 START_TIMEOUT = 30.0

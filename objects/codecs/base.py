@@ -14,9 +14,9 @@ from typing import Any
 
 from objects.errors import StoreFull
 from objects.pinning import held_view
-from vineyard_runtime.holds import Writing
-from vineyard_runtime.pages import populate
-from vineyard_runtime.probe import import_vineyard
+from vineyard_runtime.node.holds import Writing
+from vineyard_runtime.node.pages import populate
+from vineyard_runtime.node.probe import import_vineyard
 from vineyard_runtime.object_ids import object_name
 
 HEADER_KEY = "fluidv"

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from support.host import cgroup_pids, remove_cgroup, run, unmount_all
 
-from vineyard_runtime.processes import is_alive, log_tail, spawn, terminate
-from vineyard_runtime.waiting import wait_until
+from vineyard_runtime.plumbing.processes import is_alive, log_tail, spawn, terminate
+from vineyard_runtime.plumbing.waiting import wait_until
 
 NAMESPACE = "k8s.io"  # the kubelet's: images imported there are the pods' images
 CNI_BIN = "/usr/lib/cni"

@@ -9,7 +9,7 @@ import time
 
 from vineyard_runtime.local import LocalCluster
 from vineyard_runtime.local.state import ClusterState
-from vineyard_runtime.processes import is_alive
+from vineyard_runtime.plumbing.processes import is_alive
 
 
 def cluster_pids(state: ClusterState) -> list[int]:

@@ -40,7 +40,7 @@ from support.containerd import Containerd
 from support.host import HostState, cgroup_controllers, remove_cgroup, run, unmount_all
 from support.netns import CLUSTER_CIDR, GATEWAY, Network, NodeNet
 
-from vineyard_runtime.processes import log_tail, spawn, terminate
+from vineyard_runtime.plumbing.processes import log_tail, spawn, terminate
 
 #: what the kubelet sets on the whole machine (recorded and put back)
 KUBELET_SYSCTLS = ["vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops",

@@ -22,12 +22,12 @@ from vineyard_runtime.errors import (
 )
 from vineyard_runtime.local.config import ClusterConfig
 from vineyard_runtime.local.layout import Layout, default_workdir
-from vineyard_runtime.probe import connect_ipc
-from vineyard_runtime.processes import is_alive, log_tail, owned, spawn, terminate
+from vineyard_runtime.node.probe import connect_ipc
+from vineyard_runtime.plumbing.processes import is_alive, log_tail, owned, spawn, terminate
 from vineyard_runtime.local.state import ClusterState, NodeState, read_state
 from vineyard_runtime.local.status import NodeStatus, collect_status
-from vineyard_runtime.ports import require_free
-from vineyard_runtime.waiting import wait_until
+from vineyard_runtime.plumbing.ports import require_free
+from vineyard_runtime.plumbing.waiting import wait_until
 
 STOP_TIMEOUT = 30.0
 

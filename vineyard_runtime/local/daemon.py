@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from vineyard_runtime.restarts import Backoff
+from vineyard_runtime.plumbing.restarts import Backoff
 
 
 @dataclass

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterable
 
-from vineyard_runtime.probe import Pinger, connect_ipc
+from vineyard_runtime.node.probe import Pinger, connect_ipc
 
 log = logging.getLogger("fluidv.supervisor")
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import secrets
 
-from vineyard_runtime import node_config
-from vineyard_runtime.blob_server import BlobServer
+from vineyard_runtime.node import client_config
+from vineyard_runtime.node.blob_server import BlobServer
 from vineyard_runtime.etcd_keys import endpoint_key
 from vineyard_runtime.etcd_client import EtcdClient
 from vineyard_runtime.local.health import Liveness
 from vineyard_runtime.local.state import ClusterState, NodeState
-from vineyard_runtime.ports import LOOPBACK
-from vineyard_runtime.probe import connect_ipc
-from vineyard_runtime.sweeper import NodeSweeper
+from vineyard_runtime.plumbing.ports import LOOPBACK
+from vineyard_runtime.node.probe import connect_ipc
+from vineyard_runtime.node.sweeper import NodeSweeper
 
 
 class NodeServices:
@@ -46,7 +46,7 @@ class NodeServices:
             self.sweepers[node.name] = NodeSweeper(
                 node.socket, self.state.etcd.endpoint, prefix, lambda: node.instance_id, connect_ipc).start()
         self.sweepers[node.name].announce(node.instance_id)
-        node_config.write(node_config.sidecar_path(node.socket), node_config.NodeConfig(
+        client_config.write(client_config.sidecar_path(node.socket), client_config.NodeConfig(
             socket=node.socket, rpc_endpoints=(f"{LOOPBACK}:{node.rpc_port}",),
             etcd_endpoint=self.state.etcd.endpoint, etcd_prefix=prefix, blob_token=self.token,
         ))
@@ -55,7 +55,7 @@ class NodeServices:
         """Write the whole cluster's client config to ``path``: node-0 as the default
         node, every RPC endpoint, the etcd, the token and every node's socket."""
         nodes = self.state.nodes
-        node_config.write(path, node_config.NodeConfig(
+        client_config.write(path, client_config.NodeConfig(
             socket=nodes[0].socket, rpc_endpoints=tuple(f"{LOOPBACK}:{n.rpc_port}" for n in nodes),
             etcd_endpoint=self.state.etcd.endpoint, etcd_prefix=self.state.etcd_prefix, blob_token=self.token,
             nodes=tuple((n.name, n.socket) for n in nodes),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from vineyard_runtime.local.config import ClusterConfig
 from vineyard_runtime.local.layout import Layout, node_name
 from vineyard_runtime.local.state import ClusterState, EtcdState, NodeState
-from vineyard_runtime.ports import LOOPBACK, free_ports, require_free
+from vineyard_runtime.plumbing.ports import LOOPBACK, free_ports, require_free
 
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 ZONE_LABEL = "topology.kubernetes.io/zone"

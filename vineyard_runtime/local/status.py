@@ -7,10 +7,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from vineyard_runtime.deadline import Deadline
-from vineyard_runtime.probe import connect_ipc
-from vineyard_runtime.ports import socket_accepts
-from vineyard_runtime.processes import is_alive
+from vineyard_runtime.plumbing.deadline import Deadline
+from vineyard_runtime.node.probe import connect_ipc
+from vineyard_runtime.plumbing.ports import socket_accepts
+from vineyard_runtime.plumbing.processes import is_alive
 from vineyard_runtime.local.state import ClusterState
 
 #: Raw blobs are members of other objects; they are not counted.

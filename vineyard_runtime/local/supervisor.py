@@ -25,7 +25,7 @@ import sys
 import time
 from typing import IO
 
-from vineyard_runtime import node_config
+from vineyard_runtime.node import client_config
 from vineyard_runtime.binaries import etcd_binary, vineyardd_binary
 from vineyard_runtime.daemons import etcd_command, vineyardd_command
 from vineyard_runtime.errors import ClusterAlreadyRunning, ClusterStartError, VineyardRuntimeError
@@ -37,11 +37,11 @@ from vineyard_runtime.local.layout import Layout
 from vineyard_runtime.local.node_services import NodeServices
 from vineyard_runtime.local.plan import pick_ports, plan_cluster
 from vineyard_runtime.local.state import ClusterState, NodeState, write_state
-from vineyard_runtime.ports import LOOPBACK, socket_accepts
-from vineyard_runtime.probe import connect_ipc, registered_instances
-from vineyard_runtime.processes import log_tail, spawn
+from vineyard_runtime.plumbing.ports import LOOPBACK, socket_accepts
+from vineyard_runtime.node.probe import connect_ipc, registered_instances
+from vineyard_runtime.plumbing.processes import log_tail, spawn
 from vineyard_runtime.spec import EtcdSpec, WorkerSpec
-from vineyard_runtime.waiting import wait_until
+from vineyard_runtime.plumbing.waiting import wait_until
 
 log = logging.getLogger("fluidv.supervisor")
 
@@ -412,7 +412,7 @@ class Supervisor:
                 log.info("etcd (pid %d) did not stop within %.1fs of SIGTERM: killed", pid, SHUTDOWN_GRACE)
         if self.state is not None:
             for node in self.state.nodes:
-                for path in (node.socket, node_config.sidecar_path(node.socket)):
+                for path in (node.socket, client_config.sidecar_path(node.socket)):
                     if os.path.lexists(path):
                         os.unlink(path)
         if os.path.exists(self.layout.client_config):

@@ -13,9 +13,9 @@ On a node without a worker, ``LocalWorker`` runs a small vineyardd joined to the
 cluster's etcd (``fuse.options.size``), and the bridge links that one instead.
 
 Given the cluster's etcd, the bridge is also the node's sweeper
-(:mod:`vineyard_runtime.sweeper`): it frees what deletes deferred for this node's
+(:mod:`vineyard_runtime.node.sweeper`): it frees what deletes deferred for this node's
 readers, and publishes itself so that deletes on other nodes leave those frees to it.
-Given a blob address too, it is the node's blob server (:mod:`vineyard_runtime.blob_server`):
+Given a blob address too, it is the node's blob server (:mod:`vineyard_runtime.node.blob_server`):
 readers on other nodes receive this node's blobs from it over TCP, asking with the
 cluster's token, which it publishes to this node's readers in ``vineyard-config.yaml``.
 """
@@ -30,10 +30,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from vineyard_runtime import node_config
-from vineyard_runtime.node_config import CONFIG_FILE, NodeConfig
-from vineyard_runtime.ports import socket_accepts
-from vineyard_runtime.restarts import Backoff
+from vineyard_runtime.node import client_config
+from vineyard_runtime.node.client_config import CONFIG_FILE, NodeConfig
+from vineyard_runtime.plumbing.ports import socket_accepts
+from vineyard_runtime.plumbing.restarts import Backoff
 from vineyard_runtime.spec import DEFAULT_ETCD_PREFIX
 
 log = logging.getLogger("fluidv.bridge")
@@ -98,7 +98,7 @@ class LocalWorker:
         """Start the worker, or start it again when it has died."""
         from vineyard_runtime.binaries import vineyardd_binary  # noqa: PLC0415
         from vineyard_runtime.daemons import vineyardd_command  # noqa: PLC0415
-        from vineyard_runtime.processes import spawn  # noqa: PLC0415
+        from vineyard_runtime.plumbing.processes import spawn  # noqa: PLC0415
 
         if self.process is not None and self.process.poll() is None:
             return
@@ -111,7 +111,7 @@ class LocalWorker:
         self._backoff.started_now()
 
     def stop(self) -> None:
-        from vineyard_runtime.processes import terminate  # noqa: PLC0415
+        from vineyard_runtime.plumbing.processes import terminate  # noqa: PLC0415
 
         if self.process is not None:
             terminate([self.process.pid])
@@ -156,7 +156,7 @@ class Bridge:
         config = NodeConfig(socket=LINK, rpc_endpoints=tuple(self.rpc_endpoints),
                             etcd_endpoint=self.etcd_endpoint, etcd_prefix=self.etcd_prefix,
                             blob_token=self.blob_token if self.blob_address else None)
-        node_config.write(self.config_path, config)
+        client_config.write(self.config_path, config)
 
     def sync(self) -> bool:
         """Link the current socket (or drop the link when there is none); True on a change.
@@ -215,8 +215,8 @@ class Bridge:
                 self.local_worker.stop()
 
     def _start_sweeper(self) -> None:
-        from vineyard_runtime.probe import Pinger, connect_ipc  # noqa: PLC0415
-        from vineyard_runtime.sweeper import NodeSweeper  # noqa: PLC0415
+        from vineyard_runtime.node.probe import Pinger, connect_ipc  # noqa: PLC0415
+        from vineyard_runtime.node.sweeper import NodeSweeper  # noqa: PLC0415
 
         assert self.etcd_endpoint is not None
         pinger = Pinger(self.socket)
@@ -243,7 +243,7 @@ class Bridge:
         say in etcd that it serves instance ``instance_id``."""
         if self.blob_address is None:
             return
-        from vineyard_runtime.blob_server import BlobServer  # noqa: PLC0415
+        from vineyard_runtime.node.blob_server import BlobServer  # noqa: PLC0415
         from vineyard_runtime.etcd_keys import endpoint_key  # noqa: PLC0415
 
         if self.blob_server is None:

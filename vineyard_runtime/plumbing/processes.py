@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 import psutil
 
-from vineyard_runtime.waiting import wait_until
+from vineyard_runtime.plumbing.waiting import wait_until
 
 _PR_SET_PDEATHSIG = 1
 

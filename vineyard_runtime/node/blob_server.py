@@ -3,7 +3,7 @@
 Vineyard's own RPC moves a blob with a fixed cost of 40-90 ms (small writes waiting on
 delayed acknowledgements). This server answers ``GET [key=<object>] <id> <id>...\\n``
 with ``OK <size> <size>...\\n`` followed by the blobs' bytes, sent straight from shared
-memory while object ``<object>`` is pinned (:mod:`vineyard_runtime.holds`), or
+memory while object ``<object>`` is pinned (:mod:`vineyard_runtime.node.holds`), or
 ``ERR <reason>\\n``. It listens on loopback or the node's address only,
 never on every interface, and keeps no state but its connection to the node.
 
@@ -23,11 +23,11 @@ import socketserver
 import threading
 from typing import Any
 
-from vineyard_runtime.deadline import Deadline, node_timeout
+from vineyard_runtime.plumbing.deadline import Deadline, node_timeout
 from vineyard_runtime.errors import VineyardRuntimeError
-from vineyard_runtime.holds import Delete, NodeHolds
-from vineyard_runtime.pages import populate
-from vineyard_runtime.probe import import_vineyard
+from vineyard_runtime.node.holds import Delete, NodeHolds
+from vineyard_runtime.node.pages import populate
+from vineyard_runtime.node.probe import import_vineyard
 from vineyard_runtime.object_ids import object_name
 
 log = logging.getLogger("fluidv.blobs")
@@ -176,7 +176,7 @@ class BlobServer(socketserver.ThreadingTCPServer):
         return f"{host!s}:{port}"
 
     def connect(self) -> Any:
-        from vineyard_runtime.probe import connect_ipc  # noqa: PLC0415
+        from vineyard_runtime.node.probe import connect_ipc  # noqa: PLC0415
 
         return connect_ipc(self.vineyard_socket)
 

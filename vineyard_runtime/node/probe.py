@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from vineyard_runtime.ports import socket_accepts
+from vineyard_runtime.plumbing.ports import socket_accepts
 from vineyard_runtime.errors import NodeUnavailable
 from vineyard_runtime.etcd_client import EtcdClient
 from vineyard_runtime.spec import ROOT_SESSION

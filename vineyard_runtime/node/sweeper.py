@@ -1,4 +1,4 @@
-"""A node's sweeper: frees what the node's holds deferred (:mod:`vineyard_runtime.holds`).
+"""A node's sweeper: frees what the node's holds deferred (:mod:`vineyard_runtime.node.holds`).
 
 Every half second it frees the objects deleted while they were read once their last
 reader has let go (also a reader that was killed), the blobs of writers that died
@@ -15,11 +15,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from vineyard_runtime.blob_server import delete_with
+from vineyard_runtime.node.blob_server import delete_with
 from vineyard_runtime.etcd_client import EtcdClient, delete_op
-from vineyard_runtime.deadline import Deadline
-from vineyard_runtime.holds import NodeHolds
-from vineyard_runtime.probe import Pinger
+from vineyard_runtime.plumbing.deadline import Deadline
+from vineyard_runtime.node.holds import NodeHolds
+from vineyard_runtime.node.probe import Pinger
 from vineyard_runtime.etcd_keys import doomed_key, name_key, sweeper_key
 
 log = logging.getLogger("fluidv.sweeper")
