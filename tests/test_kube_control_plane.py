@@ -462,7 +462,7 @@ def production_settings() -> dict[str, str]:
     with neither variable set (this process may have set them for its own tests)."""
     names = ("FLUIDV_RESYNC_SECONDS", "FLUIDV_FULL_APPLY_SECONDS")
     env = {k: v for k, v in os.environ.items() if k not in names}
-    done = subprocess.run([sys.executable, "-c", "from fluid_core.operator import handlers as h; "
+    done = subprocess.run([sys.executable, "-c", "from fluid_core.operator import cycle as h; "
                            "print(h.RESYNC_SECONDS, h.FULL_APPLY_SECONDS)"],
                           env=env, capture_output=True, text=True, timeout=120, check=True)
     return dict(zip(names, done.stdout.split()))

@@ -16,7 +16,7 @@ import pytest
 os.environ.setdefault("FLUIDV_RESYNC_SECONDS", "0.3")
 os.environ.setdefault("FLUIDV_FULL_APPLY_SECONDS", "2")
 
-from fluid_core.operator import handlers
+from fluid_core.operator import cycle, runtimes
 from fluid_core.kube import KubeClient, Ref
 from fluid_core.operator.testing import EmulatedCluster
 from vineyard_runtime.kube.manifests import Image, KubeRuntime, labels
@@ -205,9 +205,9 @@ def test_dataset_deletion_waits_for_pods_using_it(cluster):
     cluster.wait_for(lambda: any(e.get("reason") == "DeletionBlocked" and "trainer" in e.get("message", "")
                                  for e in kube.list(Ref("v1", "Event", NS))), message="blocked event")
     body = kube.get(Ref(API, "Dataset", NS, "used"))
-    assert body is not None and handlers.FINALIZER in body["metadata"].get("finalizers", [])
+    assert body is not None and cycle.FINALIZER in body["metadata"].get("finalizers", [])
     kube.delete(Ref("v1", "Pod", NS, "trainer"))
-    cluster.wait_for(lambda: handlers.FINALIZER not in ((kube.get(Ref(API, "Dataset", NS, "used")) or {})
+    cluster.wait_for(lambda: cycle.FINALIZER not in ((kube.get(Ref(API, "Dataset", NS, "used")) or {})
                                                         .get("metadata", {}).get("finalizers") or []),
                      message="released once no pod uses it")
 
@@ -462,15 +462,15 @@ def test_a_workload_status_older_than_its_spec_is_not_ready():
     spec) once made a runtime Ready with no pods: desired is the spec's, and a status
     behind the generation counts nothing ready."""
     fresh = {"metadata": {"generation": 1}, "spec": {"replicas": 2}, "status": {"replicas": 0}}
-    assert handlers._workload(fresh, "replicas", "readyReplicas", "currentReplicas").ready == 0
-    assert handlers._workload(fresh, "replicas", "readyReplicas", "currentReplicas").desired == 2
+    assert runtimes._workload(fresh, "replicas", "readyReplicas", "currentReplicas").ready == 0
+    assert runtimes._workload(fresh, "replicas", "readyReplicas", "currentReplicas").desired == 2
     seen = {"metadata": {"generation": 2}, "spec": {"replicas": 2},
             "status": {"observedGeneration": 2, "replicas": 2, "readyReplicas": 2}}
-    assert handlers._workload(seen, "replicas", "readyReplicas", "currentReplicas") == handlers.Workload(2, 2, 0)
+    assert runtimes._workload(seen, "replicas", "readyReplicas", "currentReplicas") == runtimes.Workload(2, 2, 0)
     behind = {**seen, "metadata": {"generation": 3}}
-    assert handlers._workload(behind, "replicas", "readyReplicas", "currentReplicas").ready == 0
+    assert runtimes._workload(behind, "replicas", "readyReplicas", "currentReplicas").ready == 0
     daemons = {"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "desiredNumberScheduled": 0}}
-    assert handlers._workload(daemons, "desiredNumberScheduled", "numberReady", "currentNumberScheduled").desired == 0
+    assert runtimes._workload(daemons, "desiredNumberScheduled", "numberReady", "currentNumberScheduled").desired == 0
 
 
 def test_workers_that_started_before_the_master_are_stale():
@@ -486,5 +486,5 @@ def test_workers_that_started_before_the_master_are_stale():
                          "containerStatuses": [{"state": {"running": {"startedAt": "2026-12-07T10:30:00Z"}}}]}}
     pods = [worker("w-10", "2026-12-07T09:00:00Z"), worker("w-2", "2026-12-07T09:00:00Z"),
             worker("w-1", "2026-12-07T10:00:06Z"), worker("w-3", None), worker("w-4", "2026-12-07T09:00:00Z", True)]
-    assert handlers.stale_workers(pods, master) == ("w-2", "w-10")
-    assert handlers.stale_workers(pods, None) == ()
+    assert runtimes.stale_workers(pods, master) == ("w-2", "w-10")
+    assert runtimes.stale_workers(pods, None) == ()

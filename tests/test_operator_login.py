@@ -8,7 +8,7 @@ import datetime
 from kubernetes.client import Configuration
 from kubernetes.config.incluster_config import InClusterConfigLoader
 
-from fluid_core.operator.handlers import bearer_token
+from fluid_core.operator.startup import bearer_token
 
 
 def test_the_in_cluster_token_is_sent_bare_and_read_again_after_rotation(tmp_path):

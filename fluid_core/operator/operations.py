@@ -17,12 +17,13 @@ from typing import Any
 
 import kopf
 
-from fluid_core.models.object_names import object_name
+from fluid_core.kube import KubeClient, Ref
 from fluid_core.models import GROUP, VERSION
 from fluid_core.models import KINDS as MODELS
+from fluid_core.models.object_names import object_name
 from fluid_core.models.operations import OperationKind
 from fluid_core.operator import placement_feed, settings
-from fluid_core.operator.handlers import (
+from fluid_core.operator.cycle import (
     API,
     apply_all,
     client,
@@ -30,12 +31,10 @@ from fluid_core.operator.handlers import (
     parse_live,
     post_events,
     resync,
-    resync_dataset,
     state_changed,
 )
-from fluid_core.kube import KubeClient, Ref
+from fluid_core.operator.datasets import resync_dataset
 from fluid_core.reconcilers.lifecycle import COMPLETE, EventWatch
-from fluid_core.stamps import now_stamp
 from fluid_core.reconcilers.operation import (
     JobObserved,
     OperationObserved,
@@ -43,6 +42,7 @@ from fluid_core.reconcilers.operation import (
     reconcile_operation,
     run_count,
 )
+from fluid_core.stamps import now_stamp
 from vineyard_runtime.kube.manifests import MANAGED_BY
 
 #: Each operation kind and its plural (the resource kopf watches).

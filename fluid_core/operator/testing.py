@@ -13,9 +13,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from fluid_core.kube import KubeClient, Ref
 from fluid_core.models import API_VERSION, KINDS
 from vineyard_runtime.plumbing.waiting import wait_until
-from fluid_core.kube import KubeClient, Ref
 
 START_TIMEOUT = 30.0
 
@@ -132,10 +132,10 @@ class EmulatedCluster:
         """Run the operator (the handlers of ``fluid_core.operator.handlers``) in a thread."""
         import kopf  # noqa: PLC0415
 
-        from fluid_core.operator import handlers, operations, placement_feed  # noqa: F401,PLC0415 - registers handlers
+        from fluid_core.operator import cycle, handlers, placement_feed  # noqa: F401,PLC0415 - registers the handlers
 
         assert self.kube is not None, "enter the context first"
-        handlers.use_client(self.kube)
+        cycle.use_client(self.kube)
         placement_feed.CACHE.reset()  # runtimes of an earlier emulated cluster are gone
         settings = kopf.OperatorSettings()
         settings.scanning.disabled = True  # the emulator answers 500 on namespace listings
@@ -164,13 +164,13 @@ class EmulatedCluster:
         """Stop the operator thread; re-raise what it failed with."""
         if self._operator_thread is None:
             return
-        from fluid_core.operator import handlers  # noqa: PLC0415
+        from fluid_core.operator import cycle  # noqa: PLC0415
 
         self._operator_stop.set()
         self._operator_thread.join(START_TIMEOUT)
         alive = self._operator_thread.is_alive()
         self._operator_thread = None
-        handlers.use_client(None)
+        cycle.use_client(None)
         if alive:
             raise RuntimeError("the operator did not stop")
         if self._failures:

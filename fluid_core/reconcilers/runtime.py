@@ -26,7 +26,13 @@ class RuntimeOutcome:
 
     @property
     def ready(self) -> bool:
-        return self.status.get("masterPhase") == READY and self.status.get("workerPhase") == READY
+        return runtime_ready(self.status)
+
+
+def runtime_ready(status: dict[str, Any]) -> bool:
+    """The one readiness rule of a runtime, read from its status: its master and its
+    workers are ready (the dataset binds then, and operations run)."""
+    return status.get("masterPhase") == READY and status.get("workerPhase") == READY
 
 
 def phase(workload: Workload | None) -> str:
