@@ -8,8 +8,8 @@ from fluid_core.cli.errors import CommandError
 
 
 @click.command()
-@click.option("--out", "out_dirs", multiple=True, default=("crds", "charts/fluid-vineyard/crds"), show_default=True,
-              help="Directory to write to (repeatable).")
+@click.option("--out", "out_dirs", multiple=True, default=("crds",), show_default=True,
+              help="Directory to write to (repeatable; the chart's crds/ is a link to crds/).")
 def crds(out_dirs: tuple[str, ...]) -> None:
     """Write the CustomResourceDefinitions generated from the models."""
     from fluid_core.crds import write_crds  # noqa: PLC0415
