@@ -15,6 +15,12 @@ DEFAULT_ETCD_PREFIX = "/vineyard"
 #: session, whose id is always 0 (vineyard's ``RootSessionID``), so it is not looked up.
 ROOT_SESSION = "S0000000000000000"
 #: Where, under a cluster's etcd prefix, the object directory keeps one entry per name.
+#: The runtime's defaults, in one place: the local cluster, the Kubernetes manifests, the
+#: API models and the bridge take them from here.
+ETCD_CLIENT_PORT, ETCD_PEER_PORT = 2379, 2380
+RPC_PORT, METRICS_PORT, BRIDGE_METRICS_PORT, BLOB_PORT = 9600, 9144, 9145, 9700
+#: Spilling starts above this share of the worker's memory and stops below the lower one.
+SPILL_LOWER_RATE, SPILL_UPPER_RATE = 0.3, 0.8
 #: Unix sockets cannot have longer paths (sun_path is 108 bytes with its NUL).
 MAX_SOCKET_PATH = 107
 
@@ -27,10 +33,10 @@ class WorkerSpec:
     socket: str
     etcd_endpoint: str
     etcd_prefix: str = DEFAULT_ETCD_PREFIX
-    rpc_port: int = 9600
+    rpc_port: int = RPC_PORT
     spill_path: str | None = None
-    spill_lower_rate: float = 0.3
-    spill_upper_rate: float = 0.8
+    spill_lower_rate: float = SPILL_LOWER_RATE
+    spill_upper_rate: float = SPILL_UPPER_RATE
     compression: bool = False
     reserve_memory: bool = False
     metrics: bool = False

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from fluid_core.cli.errors import reported
+from vineyard_runtime.spec import BRIDGE_METRICS_PORT, RPC_PORT
 
 
 @click.command()
@@ -32,7 +33,7 @@ from fluid_core.cli.errors import reported
 @click.option("--view", is_flag=True, help="Keep the dataset's objects mounted as files (FUSE, read-only, "
               "for every user) in PUBLISH_DIR/objects; needs /dev/fuse and the right to mount.")
 @click.option("--metrics-host", default="0.0.0.0", show_default=True)  # noqa: S104 - scraped in-cluster
-@click.option("--metrics-port", type=int, default=9145, show_default=True, help="0 picks a free port.")
+@click.option("--metrics-port", type=int, default=BRIDGE_METRICS_PORT, show_default=True, help="0 picks a free port.")
 def bridge(socket: str, publish_dir: str, rpc_endpoints: tuple[str, ...], runtime: str | None, namespace: str,
            options: tuple[str, ...], etcd_endpoint: str | None, node_name: str | None, blob_port: int | None,
            blob_host: str, view: bool, metrics_host: str, metrics_port: int) -> None:
@@ -57,7 +58,7 @@ def bridge(socket: str, publish_dir: str, rpc_endpoints: tuple[str, ...], runtim
             raise click.UsageError("--option size=... runs a local worker: give --etcd-endpoint too")
         with reported():
             local = LocalWorker(settings["size"], os.path.join(publish_dir, "local-vineyardd.sock"), etcd_endpoint,
-                                int(settings.get("rpc_port", "9600")), node_name,
+                                int(settings.get("rpc_port", RPC_PORT)), node_name,
                                 os.path.join(publish_dir, "local-vineyardd.log"))
     if blob_port is not None and not etcd_endpoint:
         raise click.UsageError("--blob-port announces the blob server in the cluster's etcd: give --etcd-endpoint too")

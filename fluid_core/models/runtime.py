@@ -20,6 +20,7 @@ from fluid_core.models.base import (
 )
 from fluid_core.models.scheduling import PodMetadata
 from vineyard_runtime.quantity import parse_quantity
+from vineyard_runtime.spec import ETCD_CLIENT_PORT, ETCD_PEER_PORT, METRICS_PORT, RPC_PORT
 
 DEFAULT_IMAGE = "ghcr.io/fluid-vineyard/fluid-vineyard"
 DEFAULT_TAG = "0.1.0"
@@ -74,8 +75,8 @@ class Persistence(Model):
 
 
 class MasterPorts(Model):
-    client: int = Field(2379, ge=1, le=65535)
-    peer: int = Field(2380, ge=1, le=65535)
+    client: int = Field(ETCD_CLIENT_PORT, ge=1, le=65535)
+    peer: int = Field(ETCD_PEER_PORT, ge=1, le=65535)
 
 
 class Master(Model):
@@ -102,8 +103,8 @@ class Master(Model):
 
 
 class WorkerPorts(Model):
-    rpc: int = Field(9600, ge=1, le=65535)
-    metrics: int = Field(9144, ge=1, le=65535)
+    rpc: int = Field(RPC_PORT, ge=1, le=65535)
+    metrics: int = Field(METRICS_PORT, ge=1, le=65535)
     #: Fluid's name of the metrics port; when given, it is the metrics port.
     exporter: int | None = Field(None, ge=1, le=65535)
 

@@ -7,6 +7,7 @@ from typing import Any
 from fluid_core.models import Dataset, VineyardRuntime
 from fluid_core.models.runtime import NetworkMode
 from vineyard_runtime.kube.manifests import Image, KubeRuntime
+from vineyard_runtime.spec import SPILL_LOWER_RATE, SPILL_UPPER_RATE
 
 _TRUE = {"true", "1", "yes", "on"}
 
@@ -48,8 +49,8 @@ def kube_runtime(runtime: VineyardRuntime, dataset: Dataset | None = None) -> Ku
         rpc_port=spec.worker.ports.rpc,
         metrics_port=spec.worker.ports.metrics,
         spill_path=spill.path if spill else None,
-        spill_lower_rate=float(spill.low) if spill and spill.low else 0.3,
-        spill_upper_rate=float(spill.high) if spill and spill.high else 0.8,
+        spill_lower_rate=float(spill.low) if spill and spill.low else SPILL_LOWER_RATE,
+        spill_upper_rate=float(spill.high) if spill and spill.high else SPILL_UPPER_RATE,
         compression=options.get("compression", "false").lower() in _TRUE,
         reserve_memory=options.get("reserve_memory", "false").lower() in _TRUE,
         worker_env=dict(spec.worker.env),

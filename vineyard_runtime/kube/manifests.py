@@ -9,7 +9,19 @@ from typing import Any
 from vineyard_runtime.daemons import etcd_command, vineyardd_command
 from vineyard_runtime.naming import BRIDGE, MASTER, PEER_LABEL, WORKER, derived_name, fuse_node_label, safe_value
 from vineyard_runtime.quantity import format_bytes, parse_quantity
-from vineyard_runtime.spec import DEFAULT_ETCD_PREFIX, EtcdSpec, WorkerSpec
+from vineyard_runtime.spec import (
+    BLOB_PORT,
+    BRIDGE_METRICS_PORT,
+    DEFAULT_ETCD_PREFIX,
+    ETCD_CLIENT_PORT,
+    ETCD_PEER_PORT,
+    METRICS_PORT,
+    RPC_PORT,
+    SPILL_LOWER_RATE,
+    SPILL_UPPER_RATE,
+    EtcdSpec,
+    WorkerSpec,
+)
 
 SOCKET_DIR = "/var/run/vineyard"
 SOCKET = f"{SOCKET_DIR}/vineyard-worker.sock"
@@ -63,20 +75,20 @@ class KubeRuntime:
     etcd_persistence: bool = False
     etcd_volume_size: str = "1Gi"
     etcd_storage_class: str | None = None
-    client_port: int = 2379
-    peer_port: int = 2380
-    rpc_port: int = 9600
-    metrics_port: int = 9144
+    client_port: int = ETCD_CLIENT_PORT
+    peer_port: int = ETCD_PEER_PORT
+    rpc_port: int = RPC_PORT
+    metrics_port: int = METRICS_PORT
     #: the bridge's metrics and /healthz (ready once it links a serving worker)
-    bridge_metrics_port: int = 9145
+    bridge_metrics_port: int = BRIDGE_METRICS_PORT
     #: the bridge's blob server: readers on other nodes receive this node's blobs there
-    blob_port: int = 9700
+    blob_port: int = BLOB_PORT
     #: the bridge keeps the dataset's objects mounted as files (FUSE; its container is
     #: then privileged, and the mount propagates to the pods that mount the dataset)
     fuse_view: bool = False
     spill_path: str | None = None
-    spill_lower_rate: float = 0.3
-    spill_upper_rate: float = 0.8
+    spill_lower_rate: float = SPILL_LOWER_RATE
+    spill_upper_rate: float = SPILL_UPPER_RATE
     compression: bool = False
     reserve_memory: bool = False
     worker_env: dict[str, str] = field(default_factory=dict)
