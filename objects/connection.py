@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import socket as _socket
 import sys
@@ -25,6 +26,8 @@ IPC_ENV = "VINEYARD_IPC_SOCKET"
 CONFIG_ENV = "VINEYARD_CONFIG"
 RPC_ENV = "VINEYARD_RPC_ENDPOINT"
 
+_log = logging.getLogger("objects.connection")
+
 
 ETCD_ENV = "FLUIDV_ETCD_ENDPOINT"
 ETCD_PREFIX_ENV = "FLUIDV_ETCD_PREFIX"
@@ -40,6 +43,9 @@ class Target:
     source: str  # what named it: "argument", "$VINEYARD_IPC_SOCKET", ...
     etcd_endpoint: str | None = None
     etcd_prefix: str = DEFAULT_ETCD_PREFIX
+    #: the targets tried before this one, each with why it was passed over (an RPC
+    #: connection after the node's socket refused says why it is not zero-copy)
+    passed_over: tuple[str, ...] = ()
 
     def directory_settings(self) -> tuple[str, str] | None:
         """(etcd endpoint, prefix) of the object directory: ``$FLUIDV_ETCD_ENDPOINT``,
@@ -69,7 +75,8 @@ class Target:
         return None if published is None else published.blob_token
 
     def describe(self) -> str:
-        return f"{self.kind.upper()} {self.address} (from {self.source})"
+        passed = f"; passed over: {'; '.join(self.passed_over)}" if self.passed_over else ""
+        return f"{self.kind.upper()} {self.address} (from {self.source}){passed}"
 
 
 def _read_config(path: str, source: str) -> client_config.NodeConfig:
@@ -214,14 +221,18 @@ def open_client(target: Target) -> Any:
 
 def connect_first(targets: list[Target]) -> tuple[Any, Target]:
     """Connect to the first target that answers; StoreUnavailable listing every failure."""
-    failures = []
+    failures: list[str] = []
     for target in targets:
         problem = reachable(target)
         if problem is None:
             try:
-                return open_client(target), target
+                client = open_client(target)
             except Exception as exc:  # noqa: BLE001 - vineyard's own exceptions, reported as ours
                 problem = f"refused: {exc}"
+            else:
+                if failures:
+                    _log.warning("connected to %s after passing over %s", target.describe(), "; ".join(failures))
+                return client, dataclasses.replace(target, passed_over=tuple(failures))
         failures.append(f"{target.describe()}: {problem}")
     raise StoreUnavailable(
         "no Vineyard node answers; tried " + "; ".join(failures)

@@ -427,17 +427,24 @@ def test_a_killed_worker_comes_back_and_serves_its_node(cluster: RealCluster, ku
 def test_a_replaced_etcd_master_restarts_the_workers(cluster: RealCluster, kube: KubeClient) -> None:
     """The etcd master's pod is deleted: its StatefulSet starts a new one (an emptyDir: no
     data), the operator sees a new master and restarts the workers so that they register
-    with it, and objects cross between nodes again."""
+    with it (one at a time), and objects cross between nodes again."""
     (master,) = runtime_pods(kube, "master")
-    workers = {p["metadata"]["uid"] for p in runtime_pods(kube, "worker")}
     assert status_of(kube, "VineyardRuntime", DATASET).get("masterPodUID") == master["metadata"]["uid"]
     kube.delete(Ref("v1", "Pod", NS, master["metadata"]["name"]))
 
+    def started(pod: dict[str, Any]) -> str:
+        """When the worker's vineyardd last started ("" while it does not run)."""
+        (container,) = (pod.get("status") or {}).get("containerStatuses") or [{}]
+        return str(((container.get("state") or {}).get("running") or {}).get("startedAt") or "")
+
     def settled() -> bool:
-        now = runtime_pods(kube, "worker")
-        return (status_of(kube, "VineyardRuntime", DATASET).get("masterPodUID") not in (None, master["metadata"]["uid"])
-                and len(now) == 2 and not workers & {p["metadata"]["uid"] for p in now}
-                and all(ready(p) for p in now) and runtime_ready(kube))
+        """A new master runs, and every worker's vineyardd started after it (its pod
+        replaced by the operator, or its container restarted), joined and ready."""
+        masters, now = runtime_pods(kube, "master"), runtime_pods(kube, "worker")
+        new = [m for m in masters if m["metadata"]["uid"] != master["metadata"]["uid"]]
+        began = str((new[0].get("status") or {}).get("startTime") or "") if len(new) == 1 else ""
+        return (bool(began) and status_of(kube, "VineyardRuntime", DATASET).get("masterPodUID") == new[0]["metadata"]["uid"]
+                and len(now) == 2 and all(started(p) >= began and ready(p) for p in now) and runtime_ready(kube))
 
     cluster.control_plane.wait_for(settled, timeout=300, message=lambda: f"the workers restarted: {describe(kube)}")
     events = kube.request("GET", f"/api/v1/namespaces/{NS}/events?fieldSelector=reason=MasterReplaced") or {}

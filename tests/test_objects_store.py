@@ -239,7 +239,7 @@ class TestConnect:
         with objects.connect() as store:
             assert store.node == "node-1" and store.is_ipc
 
-    def test_config_file_prefers_ipc_then_falls_back_to_rpc(self, monkeypatch, tmp_path, shared_cluster):
+    def test_config_file_prefers_ipc_then_falls_back_to_rpc(self, monkeypatch, tmp_path, shared_cluster, caplog):
         node = shared_cluster.node("node-2")
         good = tmp_path / "good.yaml"
         good.write_text(f"Vineyard:\n  IPCSocket: {node.socket}\n  RPCEndpoint: {node.rpc_endpoint}\n")
@@ -250,6 +250,10 @@ class TestConnect:
         fallback.write_text(f"Vineyard:\n  IPCSocket: {tmp_path}/gone.sock\n  RPCEndpoint: {node.rpc_endpoint}\n")
         with objects.connect(config=str(fallback)) as store:
             assert not store.is_ipc and store.node == "node-2"
+            # the store and a warning say why it is not zero-copy
+            assert store.target.passed_over and f"{tmp_path}/gone.sock" in store.target.passed_over[0]
+            assert "passed over: IPC" in store.target.describe()
+        assert any("passing over IPC" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
 
     def test_rpc_store_reads_and_refuses_writes_clearly(self, stores, shared_cluster, tmp_path):
         stores["node-0"].put(np.arange(6.0), "rpc/a")
