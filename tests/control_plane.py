@@ -17,7 +17,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from typing import Any
 
 from vineyard_runtime.plumbing.processes import log_tail, spawn, terminate
 from vineyard_runtime.plumbing.ports import free_ports
+from vineyard_runtime.plumbing.waiting import wait_until
 
 HERE = Path(__file__).resolve().parent
 BUILD = HERE / "controlplane" / "build.sh"
@@ -244,20 +244,23 @@ class ControlPlane:
     # -- waiting ----------------------------------------------------------------------
 
     def _wait(self, predicate: Callable[[], Any], what: str, timeout: float = START_SECONDS) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """``predicate``'s first truthy value; RuntimeError at once when a process of the
+        control plane exits meanwhile, TimeoutError at ``timeout``."""
+
+        def asked() -> Any:
             for name, process in self.processes.items():
                 if process.poll() is not None:
                     raise RuntimeError(f"{name} exited with {process.returncode} waiting for {what}: "
                                        f"{self.log_tail(name)}")
             try:
-                value = predicate()
+                return predicate()
             except (OSError, ValueError):
-                value = None
-            if value:
-                return value
-            time.sleep(0.2)
-        raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+                return None
+
+        found = wait_until(asked, timeout, interval=0.2)
+        if not found:
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+        return found
 
     def log_tail(self, name: str, lines: int = 15) -> str:
         return log_tail(str(self.workdir / f"{name}.log"), lines)

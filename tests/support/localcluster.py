@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 from vineyard_runtime.local import LocalCluster
 from vineyard_runtime.local.state import ClusterState
 from vineyard_runtime.plumbing.processes import is_alive
+from vineyard_runtime.plumbing.waiting import wait_until
 
 
 def cluster_pids(state: ClusterState) -> list[int]:
@@ -20,12 +20,7 @@ def cluster_pids(state: ClusterState) -> list[int]:
 
 def wait_gone(pids: list[int], timeout: float = 30.0) -> list[int]:
     """Wait until none of ``pids`` runs; return those still alive at the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        alive = [p for p in pids if is_alive(p)]
-        if not alive:
-            return []
-        time.sleep(0.05)
+    wait_until(lambda: not any(is_alive(p) for p in pids), timeout)
     return [p for p in pids if is_alive(p)]
 
 

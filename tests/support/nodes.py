@@ -31,7 +31,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from support.host import HostState, cgroup_controllers, remove_cgroup, run, unmo
 from support.netns import CLUSTER_CIDR, GATEWAY, Network, NodeNet
 
 from vineyard_runtime.plumbing.processes import log_tail, spawn, terminate
+from vineyard_runtime.plumbing.waiting import wait_until
 
 #: what the kubelet sets on the whole machine (recorded and put back)
 KUBELET_SYSCTLS = ["vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops",
@@ -249,16 +249,17 @@ class RealNodes:
     # -- waiting ------------------------------------------------------------------------
 
     def _wait(self, node: Node, predicate: Any, what: str, timeout: float = START_SECONDS) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """Until ``predicate()``; RuntimeError at once when a process of the node exits."""
+
+        def asked() -> bool:
             for name, process in node.processes.items():
                 if process.poll() is not None:
                     raise RuntimeError(f"{node.name}'s {name} exited with {process.returncode} waiting for {what}: "
                                        + log_tail(str(self.workdir / f"{node.name}-{name}.log"), 15))
-            if predicate():
-                return
-            time.sleep(0.2)
-        raise TimeoutError(f"{node.name}: timed out after {timeout:g}s waiting for {what}")
+            return bool(predicate())
+
+        if not wait_until(asked, timeout, interval=0.2):
+            raise TimeoutError(f"{node.name}: timed out after {timeout:g}s waiting for {what}")
 
     def _ready(self, name: str) -> bool:
         node = self.control_plane.request("GET", f"/api/v1/nodes/{name}") or {}
