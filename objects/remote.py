@@ -156,7 +156,7 @@ class RemoteReads:
             layout = json.loads(kept.value)
             if all(ipc.exists(vineyard.ObjectID(b)) for b in shared_blobs(layout)):
                 return LayoutMeta.from_json(layout, local)
-        ctx = self.store._context(dict(entry.labels), allow_pickle=False)
+        ctx = self.store.write_context(dict(entry.labels), allow_pickle=False)
         received: list[Any] = []
 
         def new_blob(size: int) -> Any:
@@ -236,4 +236,4 @@ class RemoteReads:
                     raise ObjectNotFound(f"node {entry.node} holding {entry.id} could not publish it: {exc}") from None
                 time.sleep(0.02)
         self.paths["migration"] += 1
-        return self.store._migrate(self.store.client.get_meta(object_id, sync_remote=True))
+        return self.store.migrate_here(self.store.client.get_meta(object_id, sync_remote=True))

@@ -204,7 +204,8 @@ class ObjectStore:
                 pass
         return self._nodes.get(instance_id, f"instance-{instance_id}")
 
-    def _context(self, labels: dict[str, str], allow_pickle: bool, record: Writing | None = None) -> Context:
+    def write_context(self, labels: dict[str, str], allow_pickle: bool, record: Writing | None = None) -> Context:
+        """Where a value's blobs are made on this node (an IPC connection only)."""
         if not self.is_ipc:
             raise ObjectsError(
                 f"writing needs an IPC connection to a node's socket; this store uses "
@@ -246,7 +247,7 @@ class ObjectStore:
         blobs whose layout the entry holds (no Vineyard metadata calls: faster to write
         and read on this node). Nothing is named yet (``drop_entry`` undoes it)."""
         labels = _check_labels(labels)
-        ctx = self._context(labels, allow_pickle, record)
+        ctx = self.write_context(labels, allow_pickle, record)
         meta = None
         if not surely_too_large(value):
             try:
@@ -401,7 +402,7 @@ class ObjectStore:
         """
         with writing(self.holds) as record:  # a crash before the end frees what was written
             if name is None:
-                meta = codecs.encode(self._context(_check_labels(labels), allow_pickle, record), value)
+                meta = codecs.encode(self.write_context(_check_labels(labels), allow_pickle, record), value)
                 return self._ref(meta, None)
             _check_name(name)
             entry = self.encode_entry(value, labels, allow_pickle=allow_pickle, record=record)
@@ -455,7 +456,7 @@ class ObjectStore:
         if name is not None:
             _check_name(name)
             self._check_free(name, replace)
-        ctx = self._context(labels, allow_pickle=False, record=self.holds.writing() if self.holds else None)
+        ctx = self.write_context(labels, allow_pickle=False, record=self.holds.writing() if self.holds else None)
 
         def publish(meta: Any) -> ObjectRef:
             if name is None:
@@ -485,7 +486,7 @@ class ObjectStore:
                 if not self.is_ipc:
                     meta = self._client.rpc_client.get_object(object_id).meta  # copies the blobs over RPC
                 elif int(meta.instance_id) != self.instance_id:
-                    meta = self._migrate(meta)
+                    meta = self.migrate_here(meta)
                 return codecs.decode(self._client, meta, allow_pickle=allow_pickle)
         assert name is not None  # an entry is only found by its name
         for _ in range(REREADS):
@@ -500,7 +501,8 @@ class ObjectStore:
         raise ObjectsError(f"object {name!r} was replaced {REREADS} times while it was being read; read it "
                            "when its writer pauses, or give each version a name of its own")
 
-    def _migrate(self, meta: Any) -> Any:
+    def migrate_here(self, meta: Any) -> Any:
+        """Vineyard's copy, on this node, of the object ``meta`` another node holds."""
         vineyard = import_vineyard()
 
         try:
