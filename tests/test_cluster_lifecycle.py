@@ -133,11 +133,27 @@ def test_busy_port_asked_for_explicitly(tmp_path):
     assert not os.path.exists(os.path.join(tmp_path, "cluster.yaml"))
 
 
-def test_long_workdir_gets_short_sockets(make_cluster, tmp_path):
+def test_long_workdir_gets_short_sockets_and_down_removes_their_folder(tmp_path):
+    """A workdir too deep for a socket path gets a socket folder under /tmp; down removes
+    it with the readers' holds beside the sockets."""
+    import numpy as np
+
+    import objects
+
     deep = tmp_path / ("d" * 60) / ("e" * 60)
-    local = make_cluster(nodes=1, size="64Mi", workdir=str(deep))
-    node = local.nodes[0]
-    assert len(node.socket) <= 107 and os.path.exists(node.socket)
-    client = local.client("node-0")
-    assert int(client.instance_id) == node.instance_id
-    client.close()
+    local = LocalCluster(nodes=1, size="64Mi", workdir=str(deep))
+    local.start()
+    try:
+        node = local.nodes[0]
+        assert len(node.socket) <= 107 and os.path.exists(node.socket)
+        assert not local.layout.socket_dir.startswith(str(tmp_path))
+        client = local.client("node-0")
+        assert int(client.instance_id) == node.instance_id
+        client.close()
+        with objects.connect(socket=node.socket) as store:
+            store.put(np.arange(4), "held")
+            assert int(store.get("held").sum()) == 6
+        assert os.listdir(local.layout.socket_dir) != [os.path.basename(node.socket)], "a reader left its holds"
+    finally:
+        local.stop()
+    assert not os.path.exists(local.layout.socket_dir)

@@ -21,6 +21,7 @@ from vineyard_runtime.errors import (
     VineyardRuntimeError,
 )
 from vineyard_runtime.local.config import ClusterConfig
+from vineyard_runtime.node.holds import holds_dir
 from vineyard_runtime.local.layout import Layout, default_workdir
 from vineyard_runtime.node.probe import connect_ipc
 from vineyard_runtime.plumbing.processes import is_alive, log_tail, owned, spawn, terminate
@@ -73,6 +74,7 @@ def clean_stale(workdir: str | None = None) -> list[str]:
             terminate([p for p in pids if p])
             done.append(f"stopped leftover processes {sorted(p for p in pids if p)}")
         for node in state.nodes:
+            shutil.rmtree(holds_dir(node.socket), ignore_errors=True)
             if os.path.lexists(node.socket):
                 os.unlink(node.socket)
                 done.append(f"removed stale socket {node.socket}")

@@ -26,6 +26,7 @@ import time
 from typing import IO
 
 from vineyard_runtime.node import client_config
+from vineyard_runtime.node.holds import holds_dir
 from vineyard_runtime.binaries import etcd_binary, vineyardd_binary
 from vineyard_runtime.daemons import etcd_command, vineyardd_command
 from vineyard_runtime.errors import ClusterAlreadyRunning, ClusterStartError, VineyardRuntimeError
@@ -411,7 +412,8 @@ class Supervisor:
             if self.etcd.stop(SHUTDOWN_GRACE):
                 log.info("etcd (pid %d) did not stop within %.1fs of SIGTERM: killed", pid, SHUTDOWN_GRACE)
         if self.state is not None:
-            for node in self.state.nodes:
+            for node in self.state.nodes:  # the readers' holds pinned what the stopped node held
+                shutil.rmtree(holds_dir(node.socket), ignore_errors=True)
                 for path in (node.socket, client_config.sidecar_path(node.socket)):
                     if os.path.lexists(path):
                         os.unlink(path)
