@@ -35,7 +35,7 @@ def test_worker_argv_carries_every_setting():
     assert flag(cmd.argv, "--etcd_cmd") == NO_PRIVATE_ETCD
     assert "--compression=false" in cmd.argv, "compression is off by default"
     assert "--spill_path" not in cmd.argv and "--reserve_memory" not in cmd.argv
-    assert cmd.env == {"MY_NODE_NAME": "n1", "MY_HOST_NAME": "127.0.0.1"}
+    assert cmd.env == {"GLOG_logtostderr": "1", "MY_NODE_NAME": "n1", "MY_HOST_NAME": "127.0.0.1"}
 
 
 def test_worker_options_turn_on_flags():
@@ -49,7 +49,7 @@ def test_worker_options_turn_on_flags():
 
 
 def test_kubernetes_leaves_node_env_to_the_downward_api():
-    assert vineyardd_command(spec()).env == {}
+    assert vineyardd_command(spec()).env == {"GLOG_logtostderr": "1"}
 
 
 def test_size_is_normalised():
@@ -104,6 +104,6 @@ def test_a_worker_that_cannot_reach_its_etcd_exits_rather_than_launch_its_own(tm
         code = proc.wait(timeout=120)
     finally:
         terminate([proc.pid])
-    text = log.read_text()
-    assert code != 0 and "does not exist" in text, text[-2000:]
+    text = log.read_text()  # glog writes there, not into files of its own in /tmp
+    assert code != 0 and "does not exist" in text and "Hello vineyard" in text, text[-2000:]
     assert "Launching etcd" not in text and not os.path.exists(socket), text[-2000:]

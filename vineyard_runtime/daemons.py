@@ -56,7 +56,9 @@ def vineyardd_command(spec: WorkerSpec, binary: str = "vineyardd") -> Command:
             "--spill_lower_rate", repr(spec.spill_lower_rate),
             "--spill_upper_rate", repr(spec.spill_upper_rate),
         ]
-    env = dict(spec.extra_env)
+    # its log to stderr (the node's log file, or the pod's log), not glog's files in /tmp,
+    # a few per start, which nothing removes
+    env = {"GLOG_logtostderr": "1", **spec.extra_env}
     if spec.node_name:
         env["MY_NODE_NAME"] = spec.node_name
     if spec.host_name:
