@@ -83,7 +83,11 @@ def test_a_failing_step_stops_wait_with_its_reason(client):
     assert last["phase"] == "Failed"  # its predecessor failed: it never ran
 
 
-def test_a_function_becomes_a_script_processor(client, tmp_path):
+def test_a_function_becomes_a_script_processor(client, tmp_path, monkeypatch):
+    """It runs as a script of its own, in a folder of its own that goes when it ends."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))  # where the step's mktemp makes its folder
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "a.txt").write_text("x")
     processor = make_processor_from_func(count_files, {"directory": str(tmp_path / "d")})
@@ -97,6 +101,7 @@ def test_a_function_becomes_a_script_processor(client, tmp_path):
     step = flow._handle.runner.operations[0]
     with open(step.log) as log:
         assert "files: 1" in log.read()
+    assert list(scratch.iterdir()) == [], "the step's script folder is removed"
 
 
 def test_fluid_sdk_errors_are_clear(client):

@@ -25,7 +25,8 @@ def make_processor_from_func(process_func: Callable[..., Any], process_func_para
     call = f"{process_func.__name__}(**{process_func_params!r})" if process_func_params else f"{process_func.__name__}()"
     program = f"{code}\n{call}\n"
     source = (f"set -e{'x' if debug_mode else ''}\n"
-              f"program=$(mktemp -d)/ephemeral_script.py\n"
+              # in a folder of its own, removed when the step ends (locally it is the host's /tmp)
+              f"folder=$(mktemp -d)\ntrap 'rm -rf \"$folder\"' EXIT\nprogram=$folder/ephemeral_script.py\n"
               f"cat > \"$program\" <<'FLUIDV_EOF'\n{program}FLUIDV_EOF\n"
               f"python3 -u \"$program\"\n")
     if packages_to_install:  # installed by the step itself when it starts, as in Fluid's SDK
