@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from vineyard_runtime.local.config import ClusterConfig
 from vineyard_runtime.local.layout import Layout, node_name
 from vineyard_runtime.local.state import ClusterState, EtcdState, NodeState
-from vineyard_runtime.plumbing.ports import LOOPBACK, free_ports, require_free
+from vineyard_runtime.plumbing.ports import ANY_ADDRESS, LOOPBACK, free_ports, require_free
 
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 ZONE_LABEL = "topology.kubernetes.io/zone"
@@ -40,7 +40,7 @@ def pick_ports(config: ClusterConfig) -> Ports:
     if config.rpc_port is not None:
         rpc_ports = [require_free(config.rpc_port + i, flag="--rpc-port") for i in range(config.nodes)]
     else:
-        rpc_ports = free_ports(config.nodes, exclude=taken)
+        rpc_ports = free_ports(config.nodes, host=ANY_ADDRESS, exclude=taken)  # where vineyardd binds it
     return Ports(client_port, peer_port, tuple(rpc_ports))
 
 

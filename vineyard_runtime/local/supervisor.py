@@ -38,7 +38,7 @@ from vineyard_runtime.local.layout import Layout
 from vineyard_runtime.local.node_services import NodeServices
 from vineyard_runtime.local.plan import pick_ports, plan_cluster
 from vineyard_runtime.local.state import ClusterState, NodeState, write_state
-from vineyard_runtime.plumbing.ports import LOOPBACK, socket_accepts
+from vineyard_runtime.plumbing.ports import ANY_ADDRESS, LOOPBACK, free_ports, socket_accepts
 from vineyard_runtime.node.probe import connect_ipc, registered_instances
 from vineyard_runtime.plumbing.processes import log_tail, spawn
 from vineyard_runtime.spec import EtcdSpec, WorkerSpec
@@ -204,10 +204,21 @@ class Supervisor:
             try:
                 self._start_node_once(node, deadline)
                 return
-            except ClusterStartError:
+            except ClusterStartError as error:
                 if attempt == attempts or time.monotonic() > deadline:
                     raise
                 log.warning("%s failed to start (attempt %d), retrying", node.name, attempt)
+                if "Address already in use" in str(error) and self.config.rpc_port is None:
+                    self._another_rpc_port(node)
+
+    def _another_rpc_port(self, node: NodeState) -> None:
+        """A free port for ``node``'s RPC in place of its planned one, which another
+        process took between the plan and vineyardd's bind."""
+        assert self.state is not None
+        taken = {n.rpc_port for n in self.state.nodes} | {self.state.etcd.client_port, self.state.etcd.peer_port}
+        (port,) = free_ports(1, host=ANY_ADDRESS, exclude=taken)
+        log.warning("%s's RPC port %d was taken meanwhile: it gets port %d", node.name, node.rpc_port, port)
+        node.rpc_port = port
 
     def _start_node_once(self, node: NodeState, deadline: float) -> None:
         assert self.etcd_client is not None and self.state is not None and self.services is not None

@@ -9,6 +9,8 @@ from vineyard_runtime.errors import PortInUse
 from vineyard_runtime.spec import check_port
 
 LOOPBACK = "127.0.0.1"
+#: where vineyardd binds its RPC port (it has no flag for another address)
+ANY_ADDRESS = "0.0.0.0"  # noqa: S104
 
 
 def is_port_free(port: int, host: str = LOOPBACK) -> bool:
