@@ -17,7 +17,6 @@ import yaml
 
 from objects.errors import StoreUnavailable
 from vineyard_runtime.node import client_config
-from vineyard_runtime.plumbing.ports import socket_accepts
 from vineyard_runtime.node.probe import connect_once
 from vineyard_runtime.spec import DEFAULT_ETCD_PREFIX
 from vineyard_runtime.workdir import WORKDIR_ENV, client_config_path, default_workdir, resolve_workdir
@@ -163,7 +162,13 @@ def reachable(target: Target, timeout: float = 1.0) -> str | None:
     if target.kind == "ipc":
         if not os.path.exists(target.address):
             return "socket missing"
-        return None if socket_accepts(target.address, timeout) else "socket does not accept connections"
+        with _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            try:
+                sock.connect(target.address)
+            except OSError as exc:
+                return f"socket does not accept connections ({exc.strerror or exc})"
+        return None
     with _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         try:

@@ -85,6 +85,30 @@ def test_bridge_publishes_config_and_relinks_a_restarted_worker(bridged):
     assert scrape(port, "/healthz")[0] == 200
 
 
+def test_a_bridge_with_the_view_is_ready_once_the_objects_show_as_files(make_cluster, tmp_path):
+    """With --view, /healthz (the pod's readiness) says 200 only once the dataset's
+    objects are mounted as files; the bridge unmounts them when it stops."""
+    from objects.fusemount import is_mounted
+
+    local = make_cluster(nodes=1, size="64Mi")
+    node = local.nodes[0]
+    with objects.connect(socket=node.socket) as store:
+        store.put(np.arange(3), "team/demo/shown")
+    publish = tmp_path / "dataset"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fluid_core.cli", "bridge", "--socket", node.socket, "--publish-dir", str(publish),
+         "--namespace", "team", "--runtime", "demo", "--view", "--metrics-host", "127.0.0.1", "--metrics-port", "0",
+         "--etcd-endpoint", local.etcd_endpoint], stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(re.search(r"metrics on 127.0.0.1:(\d+)", proc.stderr.readline()).group(1))
+        wait(lambda: scrape(port, "/healthz")[0] == 200, timeout=120, message="the bridge ready")
+        assert any(name.startswith("shown") for name in os.listdir(publish / "objects")), "ready before the view"
+    finally:
+        terminate([proc.pid])
+        proc.wait()
+    assert not is_mounted(str(publish / "objects"))
+
+
 def test_bridge_without_a_worker_is_unhealthy_and_links_nothing(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "fluid_core.cli", "bridge", "--socket", str(tmp_path / "none.sock"),

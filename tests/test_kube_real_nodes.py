@@ -409,7 +409,7 @@ def test_a_killed_worker_comes_back_and_serves_its_node(cluster: RealCluster, ku
         except objects.ObjectNotFound as exc:
             print("lost:", exc)
     """)
-    assert "lost:" in lost.stdout and victim in lost.stdout, lost.stdout + lost.stderr
+    assert "lost:" in lost.stdout and victim in lost.stdout, f"{lost.stdout}{lost.stderr}{describe(kube)}"
 
     def serves() -> bool:  # the bridge relinks within a second of the new socket answering
         done = exec_python(cluster, f"sleeper-{victim}", PUT_AND_READ.format(value=2, name=f"{NS}/{DATASET}/held"),

@@ -78,14 +78,14 @@ def bridge(socket: str, publish_dir: str, rpc_endpoints: tuple[str, ...], runtim
             yield linked
 
     REGISTRY.register(Collector())
-    with reported():
-        server = MetricsServer(metrics_host, metrics_port, healthy=lambda: worker.state.linked).start()
+    viewer = Viewer(worker, f"{namespace}/{runtime or os.path.basename(publish_dir.rstrip('/'))}/") if view else None
+    with reported():  # ready once a worker is linked, and with --view once its objects show as files
+        server = MetricsServer(metrics_host, metrics_port, healthy=lambda: worker.state.linked and (
+            viewer is None or viewer.mount is not None)).start()
     click.echo(f"bridge for {namespace}/{runtime or '-'}: {publish_dir} -> {socket}; "
                f"metrics on {metrics_host}:{server.port}", err=True)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
-    viewer = None
-    if view:
-        viewer = Viewer(worker, f"{namespace}/{runtime or os.path.basename(publish_dir.rstrip('/'))}/")
+    if viewer is not None:
         threading.Thread(target=viewer.run, name="view", daemon=True).start()
     try:
         worker.run()
@@ -137,7 +137,10 @@ class Viewer:
             return
 
     def stop(self) -> None:
+        """Stop keeping the view, and unmount it (the bridge is going away)."""
         self._stop.set()
+        if self.mount is not None:
+            self.mount.stop()
         if self.mount is not None:
             self.mount.interrupt()
             self.mount.stop()
