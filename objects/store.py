@@ -198,7 +198,7 @@ class ObjectStore:
                 with self.bounded("a lookup of node names"):
                     for iid, info in self._client.meta.items():
                         self._nodes[int(iid)] = str(info.get("nodename") or f"instance-{iid}")
-            except NodeUnavailable:
+            except StoreUnavailable:  # a node that does not answer, or a connection cut
                 raise
             except Exception:  # noqa: BLE001 - naming is cosmetic
                 pass
