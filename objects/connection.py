@@ -159,22 +159,17 @@ def _split_endpoint(address: str) -> tuple[str, int]:
 
 def reachable(target: Target, timeout: float = 1.0) -> str | None:
     """None when something answers at ``target``, else why not."""
-    if target.kind == "ipc":
-        if not os.path.exists(target.address):
-            return "socket missing"
-        with _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            try:
-                sock.connect(target.address)
-            except OSError as exc:
-                return f"socket does not accept connections ({exc.strerror or exc})"
-        return None
-    with _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM) as sock:
+    if target.kind == "ipc" and not os.path.exists(target.address):
+        return "socket missing"
+    family, address, refused = ((_socket.AF_UNIX, target.address, "socket does not accept connections ")
+                                if target.kind == "ipc" else (_socket.AF_INET, _split_endpoint(target.address), ""))
+    with _socket.socket(family, _socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         try:
-            sock.connect(_split_endpoint(target.address))
+            sock.connect(address)
         except OSError as exc:
-            return exc.strerror or str(exc)
+            reason = exc.strerror or str(exc)
+            return f"{refused}({reason})" if refused else reason
     return None
 
 

@@ -6,8 +6,10 @@ import os
 import signal
 import socket
 
+import numpy as np
 import pytest
 
+import objects
 from support.localcluster import cluster_pids, wait_gone
 from vineyard_runtime import (
     ClusterAlreadyRunning,
@@ -136,9 +138,7 @@ def test_busy_port_asked_for_explicitly(tmp_path):
 def test_long_workdir_gets_short_sockets_and_down_removes_their_folder(tmp_path):
     """A workdir too deep for a socket path gets a socket folder under /tmp; down removes
     it with the readers' holds beside the sockets."""
-    import numpy as np
 
-    import objects
 
     deep = tmp_path / ("d" * 60) / ("e" * 60)
     local = LocalCluster(nodes=1, size="64Mi", workdir=str(deep))
