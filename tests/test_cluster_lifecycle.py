@@ -11,6 +11,7 @@ import pytest
 
 import objects
 from support.localcluster import cluster_pids, wait_gone
+from support.stopping import stop
 from vineyard_runtime import (
     ClusterAlreadyRunning,
     ClusterNotRunning,
@@ -47,7 +48,7 @@ def test_a_node_that_ignores_sigterm_is_killed_after_a_second_and_named_in_the_l
     state = local.state
     pids, stuck = cluster_pids(state), state.nodes[1]
     try:
-        os.kill(stuck.pid, signal.SIGSTOP)  # a stopped process holds SIGTERM until it goes on
+        stop(stuck.pid)  # a stopped process holds SIGTERM until it goes on
     finally:
         local.stop()
     assert wait_gone(pids) == []

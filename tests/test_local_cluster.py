@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from support.waiting import wait_for
+from support.stopping import stop
 from vineyard_runtime import NodeUnavailable
 from vineyard_runtime.etcd_client import EtcdClient
 from vineyard_runtime.node.probe import registered_instances
@@ -140,7 +141,7 @@ def test_etcd_restart_leaves_the_cluster_usable(make_cluster):
 def test_etcd_losing_its_data_gets_workers_registered_again(make_cluster):
     local = make_cluster(nodes=2)
     state = local.state
-    os.kill(state.etcd.pid, signal.SIGSTOP)
+    stop(state.etcd.pid)
     shutil.rmtree(state.etcd.data_dir)
     os.kill(state.etcd.pid, signal.SIGKILL)
     etcd = EtcdClient(state.etcd.endpoint)

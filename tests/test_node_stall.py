@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import objects
+from support.stopping import stop, stopped
 from support.waiting import wait_for
 from vineyard_runtime.plumbing.processes import is_alive
 
@@ -31,7 +32,7 @@ def test_a_stopped_node_fails_its_clients_and_is_restarted(make_cluster, monkeyp
     stalled, other = objects.connect(local.nodes[0].socket), objects.connect(local.nodes[1].socket)
     stalled.put(np.ones(1 << 16), "stall/big")
     pid = local.node("node-0").pid
-    os.kill(pid, signal.SIGSTOP)
+    stop(pid)
     try:
         with pytest.raises(objects.NodeUnavailable, match="did not answer get within 2s"):
             stalled.get("stall/big")  # a deadline that did not fire would hang past the test's limit
@@ -72,15 +73,12 @@ def test_streams_and_allocations_on_a_stopped_node_fail_within_the_deadline(make
     for what, prepare in attempts.items():
         with objects.connect(socket) as store:  # a cut connection is cut for the whole process: a new one
             attempt = prepare(store)
-            os.kill(pid, signal.SIGSTOP)
-            try:
+            with stopped(pid):
                 try:
                     answer = attempt()
                 except objects.NodeUnavailable as exc:
                     assert f"did not answer {what} within 2s" in str(exc), str(exc)
                 else:
                     pytest.fail(f"{what} on a stopped node returned {answer!r}")
-            finally:
-                os.kill(pid, signal.SIGCONT)
     with objects.connect(socket) as store:  # the node answers again, and nothing half-made was named
         assert store.list("stall/") == []  # the cut allocation was not published

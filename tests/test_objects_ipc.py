@@ -12,6 +12,7 @@ import threading
 
 import numpy as np
 import pytest
+from support.stopping import stop
 
 from objects import ObjectNotFound, StoreFull, StoreUnavailable
 from objects.ipc import EMPTY_BLOB, VineyardIPC
@@ -109,7 +110,7 @@ def test_a_stopped_daemon_fails_the_call_at_its_timeout(make_cluster):
     node = local.state.nodes[0]
     ipc = VineyardIPC(node.socket, timeout=0.5)
     assert node.pid is not None
-    os.kill(node.pid, signal.SIGSTOP)
+    stop(node.pid)
     try:
         with pytest.raises(StoreUnavailable, match="did not answer within 0.5 s"):
             ipc.instance_status()

@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 
+from support.stopping import stop
 from vineyard_runtime.local.daemon import Daemon, stop_all
 from vineyard_runtime.plumbing.processes import is_alive, spawn
 from vineyard_runtime.plumbing.restarts import Backoff
@@ -53,7 +54,7 @@ def test_a_supervised_daemon_is_reaped_once_and_restarted_after_its_backoff(tmp_
         assert daemon.failed() == 0.5  # a start that failed at once waits longer
         assert not daemon.up and not daemon.restart_due() and not is_alive(pid)
         daemon.started(_sleeper(tmp_path))
-        os.kill(daemon.proc.pid, signal.SIGSTOP)
+        stop(daemon.proc.pid)
         daemon.end()  # a stopped process ends too, and is reaped as any death
         assert daemon.reap() is not None
     finally:
