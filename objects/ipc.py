@@ -5,11 +5,13 @@ answered in order; an error answer carries ``code`` and ``message``. The node's 
 memory is one memfd, sent once per connection as an ``SCM_RIGHTS`` message of one byte
 right after the reply that first refers to it, and mapped here once; a blob is a slice of
 that map. Requests sent back to back are answered back to back, so ``create_blobs`` and
-``seal`` of many blobs cost one round trip.
+``seal`` of many blobs cost one round trip, and a seal asked with ``wait=False`` waits
+to go with the next request (or ``flush``): a writer of many blobs pays one round trip
+per blob, not two.
 
 Waits never hold the GIL (plain socket calls) and end at the connection's ``timeout``,
-which closes the connection: a stopped node fails the call, it does not hang it. Calls
-from several threads take turns on the connection.
+which closes the connection: a stopped node fails the call (:class:`Unanswered`), it
+does not hang it. Calls from several threads take turns on the connection.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ OBJECT_NOT_EXISTS, NOT_ENOUGH_MEMORY = 12, 41
 EMPTY_BLOB = 0x8000000000000000
 
 
+class Unanswered(StoreUnavailable):
+    """vineyardd did not answer within the connection's timeout (the connection is closed)."""
+
+
 @dataclass(frozen=True)
 class Blob:
     """A blob of the node's shared memory: its id and its bytes (writable until sealed
@@ -56,6 +62,7 @@ class VineyardIPC:
         self.socket_path, self.timeout = socket_path, timeout
         self._lock = threading.Lock()
         self._maps: dict[int, mmap.mmap] = {}
+        self._deferred: list[dict[str, Any]] = []  # seals sent with the next request
         self._sock: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(timeout)
         try:
@@ -83,9 +90,20 @@ class VineyardIPC:
         (blob,) = self.create_blobs([size])
         return blob
 
-    def seal(self, ids: Iterable[int]) -> None:
-        """Seal blobs (their bytes final, readable by others), in one round trip."""
-        self._calls([{"type": "seal_request", "object_id": int(i)} for i in ids])
+    def seal(self, ids: Iterable[int], *, wait: bool = True) -> None:
+        """Seal blobs (their bytes final, readable by others), in one round trip; with
+        ``wait=False`` the seals go with this connection's next request or ``flush``
+        (their errors are raised there), so publish their ids only after a ``flush``."""
+        requests = [{"type": "seal_request", "object_id": int(i)} for i in ids]
+        if wait:
+            self._calls(requests)
+            return
+        with self._lock:
+            self._deferred.extend(requests)
+
+    def flush(self) -> None:
+        """Send the seals asked with ``wait=False`` and wait for their answers."""
+        self._calls([])
 
     def get_blobs(self, ids: Iterable[int]) -> dict[int, Blob]:
         """The sealed blobs of ``ids`` that exist, read-only, in one round trip (a missing
@@ -135,24 +153,25 @@ class VineyardIPC:
     def _calls(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Send ``requests`` back to back, then read their replies in order (and the store
         fds that follow them)."""
-        if not requests:
-            return []
         with self._lock:
+            if not requests and not self._deferred:
+                return []
             if self._sock is None:
                 raise StoreUnavailable(f"the connection to vineyardd on {self.socket_path} is closed")
+            sent, self._deferred = self._deferred + requests, []
             try:
-                self._sock.sendall(b"".join(_frame(r) for r in requests))
-                replies = [self._reply() for _ in requests]
+                self._sock.sendall(b"".join(_frame(r) for r in sent))
+                replies = [self._reply() for _ in sent]
             except (TimeoutError, socket.timeout):
                 self._close()
-                raise StoreUnavailable(f"vineyardd on {self.socket_path} did not answer within {self.timeout:g} s; "
-                                       "is the node stopped?") from None
+                raise Unanswered(f"vineyardd on {self.socket_path} did not answer within {self.timeout:g} s; "
+                                 "is the node stopped?") from None
             except (OSError, ValueError) as exc:
                 self._close()
                 raise StoreUnavailable(f"the connection to vineyardd on {self.socket_path} broke: {exc}") from None
-        for request, reply in zip(requests, replies):
+        for request, reply in zip(sent, replies):
             _raise_for(reply, request)
-        return replies
+        return replies[len(sent) - len(requests):]
 
     def _reply(self) -> dict[str, Any]:
         (length,) = _LENGTH.unpack(self._receive(_LENGTH.size))
@@ -220,4 +239,4 @@ def _raise_for(reply: dict[str, Any], request: dict[str, Any]) -> None:
     raise ObjectsError(f"vineyardd refused {what} (code {code}): {message}")
 
 
-__all__ = ["EMPTY_BLOB", "Blob", "VineyardIPC"]
+__all__ = ["EMPTY_BLOB", "Blob", "Unanswered", "VineyardIPC"]

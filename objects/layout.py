@@ -6,8 +6,8 @@ blobs as bytes and metadata as plain dicts, so a small value needs no Vineyard r
 trip at all; ``to_json``/``from_json`` carry it in the entry. When a value outgrows the
 budget, encoding stops with :class:`TooLarge` and the caller writes it to Vineyard.
 :class:`BlobContext` keeps the metadata as dicts too but the blobs in Vineyard's shared
-memory, referred to by id: a value then costs Vineyard only its blob calls, not its
-(slower) metadata calls.
+memory, referred to by id, made through the project's own IPC connection
+(:mod:`objects.ipc`): a value then costs one round trip per blob, no metadata calls.
 """
 
 from __future__ import annotations
@@ -16,8 +16,13 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
-from objects.codecs.base import Context, meta_fields
-from objects.errors import ObjectsError
+import numpy as np
+
+from objects.codecs.base import Context, meta_fields, node_full
+from objects.errors import ObjectsError, StoreFull
+from objects.ipc import VineyardIPC
+from vineyard_runtime.node.holds import Writing
+from vineyard_runtime.node.pages import populate
 from vineyard_runtime.object_ids import object_name
 
 #: Values whose blobs add up to at most this many bytes are kept inline.
@@ -147,12 +152,14 @@ class _Builder(bytearray):
         view[offset:offset + size] = ctypes.string_at(address, size)
 
 
-class BlobContext(Context):
-    """A Context whose blobs are Vineyard's and whose metadata stays a LayoutMeta."""
+class _NewBlob(np.ndarray):
+    """A new blob's bytes (a writable uint8 array over them) and its ``id``."""
 
-    def seal(self, builder: Any) -> Any:
-        blob = builder.seal(self.client)
-        return SharedBlob(object_name(blob.id), int(blob.size), blob)
+    id: int
+
+
+class _LayoutContext(Context):
+    """A Context whose metadata stays a LayoutMeta (no Vineyard metadata calls)."""
 
     def empty_blob(self) -> Any:
         return InlineBlob(b"")
@@ -164,7 +171,41 @@ class BlobContext(Context):
         return meta
 
 
-class InlineContext(BlobContext):
+class BlobContext(_LayoutContext):
+    """A LayoutMeta context whose blobs are the node's, made through the project's own
+    IPC connection (seals ride with the next request: ``flush`` it before publishing the
+    layout)."""
+
+    def __init__(self, blobs: VineyardIPC, node: str, allow_pickle: bool, labels: dict[str, str],
+                 record: Writing | None = None) -> None:
+        super().__init__(client=None, node=node, allow_pickle=allow_pickle, labels=labels, record=record)
+        self.blobs = blobs
+
+    def new_blob(self, nbytes: int) -> Any:
+        try:
+            blob = self.blobs.create_blob(nbytes)
+        except StoreFull:
+            status = self.blobs.instance_status()
+            raise node_full(self.node, nbytes, int(status["memory_limit"]), int(status["memory_usage"])) from None
+        if self.record is not None:
+            self.record.add(blob.name)
+        builder = np.frombuffer(blob.data, np.uint8).view(_NewBlob)
+        builder.id = blob.id
+        populate(builder.data, write=True)
+        return builder
+
+    def seal(self, builder: Any) -> Any:
+        self.blobs.seal([builder.id], wait=False)
+        return SharedBlob(object_name(builder.id), builder.nbytes, builder.data.toreadonly())
+
+    def abort(self, builder: Any) -> None:
+        try:
+            self.blobs.delete([builder.id])
+        except ObjectsError:  # releasing is best effort after a failure
+            pass
+
+
+class InlineContext(_LayoutContext):
     """A Context whose blobs and metadata stay in this process (see the module doc)."""
 
     def __init__(self, node: str, labels: dict[str, str], *, allow_pickle: bool = False,

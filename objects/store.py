@@ -7,6 +7,7 @@ import functools
 import itertools
 import re
 import secrets
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -17,6 +18,7 @@ from objects.allocation import Allocation
 from objects.codecs.base import Context, labels_of
 from objects.connection import Target, release
 from objects.directory import Directory, Entry, EtcdUnavailable
+from objects.ipc import Unanswered, VineyardIPC
 from objects.errors import (
     InvalidName,
     NodeUnavailable,
@@ -126,6 +128,8 @@ class ObjectStore:
         self.remote = RemoteReads(self)
         self._listings: dict[str, Listing] = {}
         self._closed = False
+        self._ipc: VineyardIPC | None = None
+        self._ipc_lock = threading.Lock()
 
     # -- connection ----------------------------------------------------------------
 
@@ -158,16 +162,38 @@ class ObjectStore:
     def is_ipc(self) -> bool:
         return self.target.kind == "ipc"
 
+    @property
+    def ipc(self) -> VineyardIPC:
+        """This store's own connection to its node's socket (:mod:`objects.ipc`), made at
+        its first use; its calls end at the node's deadline without a watchdog."""
+        if self.deadline is None:
+            raise ObjectsError(f"{self.target.describe()} is not a node's socket")
+        with self._ipc_lock:
+            if self._ipc is None:
+                self._ipc = VineyardIPC(self.target.address, timeout=self.deadline.seconds)
+            return self._ipc
+
+    def flush_seals(self) -> None:
+        """Wait for the seals of blobs this store made (``BlobContext``): do it before
+        publishing their ids."""
+        if self._ipc is not None:
+            self._ipc.flush()
+
     @contextlib.contextmanager
-    def bounded(self, what: str) -> Iterator[None]:
+    def bounded(self, what: str, *, watchdog: bool = True) -> Iterator[None]:
         """The node's deadline around a block of calls to it (``what`` names them in
         the NodeUnavailable it raises; no bound for an RPC connection), and vineyard's
-        errors raised as ours."""
+        errors raised as ours. A block that calls the node only through ``ipc`` needs
+        no ``watchdog``: its calls end at the deadline themselves."""
         if self._closed:
             raise StoreUnavailable(f"this store of {self.target.describe()} was closed; connect again")
-        with translated(self.target.describe()), (
-                contextlib.nullcontext() if self.deadline is None else self.deadline.call(what)):
-            yield
+        try:
+            with translated(self.target.describe()), (
+                    contextlib.nullcontext() if self.deadline is None else self.deadline.call(what, watchdog=watchdog)):
+                yield
+        except Unanswered:
+            assert self.deadline is not None  # only a socket's store has an ipc connection
+            raise self.deadline.expired(what) from None
 
     def close(self) -> None:
         """Disconnect (the connection stays while other stores of this process use it);
@@ -178,6 +204,8 @@ class ObjectStore:
         self.remote.close()
         if self.deadline is not None:
             self.deadline.close()
+        if self._ipc is not None:
+            self._ipc.close()
         try:
             release(self.target, self._client)
         except Exception:  # noqa: BLE001 - closing a dead connection is harmless
@@ -245,7 +273,8 @@ class ObjectStore:
         """Write ``value`` for the directory: inline when small, else into this node's
         shared memory, as a private Vineyard object or, with ``layout_in_entry``, as bare
         blobs whose layout the entry holds (no Vineyard metadata calls: faster to write
-        and read on this node). Nothing is named yet (``drop_entry`` undoes it)."""
+        and read on this node; their seals wait for ``flush_seals``). Nothing is named
+        yet (``drop_entry`` undoes it)."""
         labels = _check_labels(labels)
         ctx = self.write_context(labels, allow_pickle, record)
         meta = None
@@ -257,7 +286,7 @@ class ObjectStore:
         if meta is None:
             if not layout_in_entry:
                 return self._entry_of(codecs.encode(ctx, value), labels)
-            meta = codecs.encode(BlobContext(self._client, self.node, allow_pickle, labels, record), value)
+            meta = codecs.encode(BlobContext(self.ipc, self.node, allow_pickle, labels, record), value)
         return Entry(id=_inline_id(), typename=meta.typename, nbytes=meta.nbytes,
                      instance_id=self.instance_id, node=self.node, labels=labels, layout=meta.to_json())
 

@@ -27,7 +27,7 @@ from objects.directory import Entry, EtcdUnavailable
 from objects.errors import ObjectExists, ObjectNotFound, ObjectsError, StoreUnavailable, StreamFailed
 from vineyard_runtime.etcd_client import absent, delete_op, put_op
 from vineyard_runtime.plumbing.processes import is_alive
-from vineyard_runtime.node.probe import import_vineyard
+from vineyard_runtime.object_ids import object_id, object_name
 
 if TYPE_CHECKING:
     from objects.store import ObjectStore
@@ -77,7 +77,7 @@ class StreamWriter:
             raise ObjectsError(
                 f"stream chunks are Arrow record batches/tables or numpy arrays, got {type(chunk).__name__}"
             )
-        with self._store.bounded("a stream write"):
+        with self._store.bounded("a stream write", watchdog=False):  # blobs through the store's ipc
             record = self._store.encode_entry(chunk, self._labels, layout_in_entry=True).to_json()
         with self._changed:
             while len(self._pending) >= MAX_PENDING and self._error is None:
@@ -108,8 +108,9 @@ class StreamWriter:
                 bodies = self._pending[:taken]
             key = self._directory.stream_key(self.name, _chunk(first))
             try:
+                self._store.flush_seals()  # a record names blobs readers must find sealed
                 self._directory.etcd.put(key, "[" + ",".join(bodies) + "]")
-            except EtcdUnavailable as exc:
+            except (EtcdUnavailable, ObjectsError) as exc:
                 with self._changed:
                     self._error = exc
                     self._pending.clear()
@@ -219,8 +220,6 @@ class StreamReader:
         that are known already and held by the same node: one call to this node for a
         record's worth of chunks, or one request to the blob server of the node holding
         them; None where each chunk is read on its own."""
-        vineyard = import_vineyard()
-
         store = self._store
         local = store.is_ipc and entry.instance_id == store.instance_id
         if not entry.blobs or not (local or store.is_ipc):
@@ -234,20 +233,20 @@ class StreamReader:
                 if known.instance_id == entry.instance_id and known.blobs:
                     batch.append(known)
             wanted = [b for chunk in batch for b in chunk.blobs]
+            found: dict[str, Any]
             try:
                 if local:
-                    found = dict(zip(wanted, store.client.ipc_client.get_blobs([vineyard.ObjectID(b) for b in wanted])))
+                    found = {object_name(i): blob.data for i, blob in store.ipc.get_blobs(map(object_id, wanted)).items()}
                 else:
                     found = store.remote.fetch_blobs(batch) or {}
-            except (vineyard.ObjectNotExistsException, RuntimeError, ObjectsError):
+            except StoreUnavailable:
+                raise
+            except ObjectsError:
                 return None  # one of them is gone: each chunk is read (and reported) on its own
             if not all(b in found for b in entry.blobs):
                 return None
             self._fetched.update(found)
-        if not local:
-            return self._fetched.pop
-        ipc = store.client.ipc_client
-        return lambda blob_id: self._fetched.pop(blob_id, None) or ipc.get_blob(vineyard.ObjectID(blob_id))
+        return self._fetched.pop
 
     def _stop_watching(self) -> None:
         watch, self._watch = self._watch, None
@@ -271,7 +270,8 @@ class StreamReader:
             if index in self._chunks:
                 entry = self._chunks.pop(index)
                 # an inline chunk (no blobs) never calls the node: no deadline to keep
-                with self._store.bounded("a stream read") if entry.blobs else contextlib.nullcontext():
+                # the node is called through the store's ipc only, which keeps the deadline itself
+                with self._store.bounded("a stream read", watchdog=False) if entry.blobs else contextlib.nullcontext():
                     chunk = self._store.load_entry(entry, blobs=self._blobs_ahead(index, entry))
                 yield chunk
                 index += 1

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from support.stopping import stop
 
-from objects import ObjectNotFound, StoreFull, StoreUnavailable
+from objects import ObjectNotFound, ObjectsError, StoreFull, StoreUnavailable
 from objects.ipc import EMPTY_BLOB, VineyardIPC
 
 
@@ -56,6 +56,24 @@ def test_many_blobs_take_one_round_trip_each_way(node):
         assert ipc.instance_status()["memory_usage"] >= before + 200 * 4096
         ipc.delete(b.id for b in blobs)
         assert ipc.instance_status()["memory_usage"] == before
+
+
+def test_a_deferred_seal_goes_with_the_next_request(node):
+    with VineyardIPC(node.socket, timeout=10) as writer, VineyardIPC(node.socket, timeout=10) as reader:
+        first = writer.create_blob(4096)
+        writer.seal([first.id], wait=False)
+        with pytest.raises(ObjectsError, match="code 14"):  # not sealed: vineyardd was not told yet
+            reader.get_blobs([first.id])
+        second = writer.create_blob(4096)  # the seal of the first rides with this request
+        assert set(reader.get_blobs([first.id])) == {first.id}
+        writer.seal([second.id], wait=False)
+        writer.flush()
+        assert set(reader.get_blobs([first.id, second.id])) == {first.id, second.id}
+        writer.flush()  # nothing waits: no request at all
+        writer.seal([123456789], wait=False)  # no such blob: said by the request it went with
+        with pytest.raises(ObjectNotFound, match="seal"):
+            writer.instance_status()
+        assert writer.instance_status()["instance_id"] == writer.instance_id, "the connection goes on"
 
 
 def test_errors_say_what_vineyardd_refused(node):

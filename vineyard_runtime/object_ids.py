@@ -11,4 +11,9 @@ def object_name(object_id: Any) -> str:
     return f"o{int(object_id):016x}"
 
 
-__all__ = ["object_name"]
+def object_id(name: str) -> int:
+    """The id ``object_name`` spelled as ``name``."""
+    return int(name[1:], 16)
+
+
+__all__ = ["object_id", "object_name"]

@@ -24,6 +24,15 @@ LABELS_KEY = "labels"
 TYPENAME_PREFIX = "fluidv::"
 
 
+def node_full(node: str, nbytes: int, limit: int, usage: int) -> StoreFull:
+    """The error of a node that has no room for a blob of ``nbytes``."""
+    return StoreFull(
+        f"node {node} cannot hold {nbytes} bytes: {limit - usage} of {limit} bytes are free. "
+        "Delete objects you no longer need (store.delete / store.delete_many) or give the node "
+        "more memory (--size); nothing was written to another node"
+    )
+
+
 @dataclass
 class Context:
     """A connected client plus the things codecs need to report errors well."""
@@ -47,13 +56,7 @@ class Context:
             builder = self.ipc.create_blob(nbytes)
         except vineyard.NotEnoughMemoryException:
             status = self.ipc.status
-            free = int(status.memory_limit) - int(status.memory_usage)
-            raise StoreFull(
-                f"node {self.node} cannot hold {nbytes} bytes: {free} of "
-                f"{int(status.memory_limit)} bytes are free. Delete objects you no longer need "
-                "(store.delete / store.delete_many) or give the node more memory (--size); "
-                "nothing was written to another node"
-            ) from None
+            raise node_full(self.node, nbytes, int(status.memory_limit), int(status.memory_usage)) from None
         if self.record is not None:
             self.record.add(object_name(builder.id))
         populate(memoryview(builder), write=True)

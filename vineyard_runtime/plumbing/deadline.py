@@ -120,12 +120,26 @@ class Deadline:
                 self._watchdog.wait()
                 self._watchdog = None
 
+    def expired(self, what: str) -> NodeUnavailable:
+        """The error of a call (``what``) that outlived the deadline; the connection is
+        broken from now on."""
+        self.broken = True
+        return self.error(
+            f"node {self.node} did not answer {what} within {self.seconds:g}s "
+            f"(${TIMEOUT_ENV}); it may be stopped or overloaded: check `fluidv cluster status`"
+        )
+
     @contextlib.contextmanager
-    def call(self, what: str) -> Iterator[None]:
-        """Run the block under the deadline; NodeUnavailable when it passed."""
+    def call(self, what: str, *, watchdog: bool = True) -> Iterator[None]:
+        """Run the block under the deadline; NodeUnavailable when it passed. Without
+        ``watchdog`` the block keeps the deadline itself (its waits end at ``seconds``,
+        and it raises ``expired`` when one did): only a broken connection is refused."""
         if self.broken:
             raise self.error(f"the connection to node {self.node} was closed after it stopped "
                              "answering; connect again")
+        if not watchdog:
+            yield
+            return
         token = next(self._tokens)
         self._tell(f"a {token} {self.seconds}\n")
         began = time.monotonic()
@@ -133,11 +147,7 @@ class Deadline:
             yield
         except BaseException:
             if time.monotonic() - began >= self.seconds:
-                self.broken = True
-                raise self.error(
-                    f"node {self.node} did not answer {what} within {self.seconds:g}s "
-                    f"(${TIMEOUT_ENV}); it may be stopped or overloaded: check `fluidv cluster status`"
-                ) from None
+                raise self.expired(what) from None
             raise
         finally:
             if not self.broken:
