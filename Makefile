@@ -13,7 +13,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 GO_VENV := .venv-go
 GO      := $(shell command -v go 2>/dev/null || echo $(CURDIR)/$(GO_VENV)/bin/go)
 
-.PHONY: demo test bench lint fuse nodes clean control-plane
+.PHONY: demo test bench lint docs fuse nodes clean control-plane
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,7 +57,11 @@ control-plane: $(if $(shell command -v go 2>/dev/null),,$(GO_VENV)/bin/go)
 	@GO=$(GO) bash tests/controlplane/build.sh
 	@GO=$(GO) bash tests/controlplane/build.sh nodes
 
-test: $(STAMP) $(PYSDK_STAMP) fuse nodes lint control-plane
+# The documentation site (docs/, mkdocs.yml) into build/site; a broken link fails it.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet
+
+test: $(STAMP) $(PYSDK_STAMP) fuse nodes lint docs control-plane
 	$(BIN)/python -m pytest tests
 
 bench: $(STAMP) fuse nodes control-plane

@@ -1,6 +1,6 @@
 """Fluid 1.0's announcement flow on the operator, against a real control plane.
 
-The README's block of that flow is pasted into a script with one change, the one its
+The block of that flow in docs/fluid-sdk.md is pasted into a script with one change, the one its
 first comment names for Kubernetes (``ClientConfig(kube_config_file=...)``), and run with
 ``python``: it binds a VineyardRuntime, and the operator runs the four steps as Jobs that
 KWOK completes. (Locally the same block runs in ``tests/test_readme.py``.)
@@ -22,7 +22,7 @@ from vineyard_runtime.plumbing.ports import free_ports
 
 API = "data.fluid.io/v1alpha1"
 NS = "default"
-README = Path(__file__).resolve().parent.parent / "README.md"
+SDK_PAGE = Path(__file__).resolve().parent.parent / "docs" / "fluid-sdk.md"
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def control_plane(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def operator(control_plane):
-    """The operator, told (as the README says a platform engineer would) that the nodes'
+    """The operator, told (as docs/fluid-sdk.md says a platform engineer would) that the nodes'
     data may live under ``/srv``: the block's ``local:///srv/mnist`` is a node folder."""
     from fluid_core.operator.certs import self_signed
 
@@ -49,7 +49,7 @@ def operator(control_plane):
 
 
 def release_block() -> str:
-    (block,) = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", SDK_PAGE.read_text(), flags=re.S)
                 if '.load("/data/1.txt")' in b]
     return block
 

@@ -314,7 +314,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def test_the_readmes_walkthrough_runs_the_demo_pipeline_as_jobs(cluster: RealCluster, kube: KubeClient) -> None:
-    """The README's "On a real cluster" steps after `helm install`: the example runtime,
+    """The "On a real cluster" steps of docs/kubernetes.md after `helm install`: the example runtime,
     then the example flow; the demo's four stages run as Jobs, each on the node of the
     one before, handing over through the cache."""
     for example in ("pipeline-runtime.yaml", "pipeline-flow.yaml"):

@@ -1,5 +1,5 @@
 """The objects API raises ``ObjectsError`` and nothing else for what users get wrong
-and for what the node does (closed stores, killed nodes, full stores), as the README
+and for what the node does (closed stores, killed nodes, full stores), as docs/objects.md
 promises: one hierarchy to catch, each message saying what to do."""
 
 from __future__ import annotations

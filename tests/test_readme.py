@@ -1,4 +1,4 @@
-"""Every ```python block of README.md, run as written.
+"""Every ```python block of README.md and of the documentation (docs/), run as written.
 
 Only paths are moved: ``/srv/`` becomes a temporary directory, and ``$FLUIDV_HOME`` (the
 local cluster's default workdir) one of the test's. No name is defined for a snippet: each
@@ -25,10 +25,13 @@ import objects
 from vineyard_runtime.local import LocalCluster
 from vineyard_runtime.local.cluster import is_running
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+#: The README, then the documentation's pages.
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
-#: A string found in exactly one python block of the README -> the test that runs it.
+#: A string found in exactly one python block of the pages -> the test that runs it.
 MARKERS = {
+    '"tour/x"': "test_the_readmes_tour_runs",
     'zones=["a", "a", "b"]': "test_the_local_cluster_snippet_runs",
     "from fluid_core.sdk import Dataset": "test_the_sdk_snippet_runs_as_a_script",
     "from fluid_core.fluid import ClientConfig, FluidClient, constants, models": "test_the_fluid_sdk_snippet_runs",
@@ -37,12 +40,14 @@ MARKERS = {
 }
 
 
-def python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+def python_blocks() -> list[tuple[str, str]]:
+    """(page, code) of every python block, the page relative to the checkout."""
+    return [(str(page.relative_to(ROOT)), code) for page in PAGES
+            for code in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)]
 
 
 def block(marker: str) -> str:
-    (found,) = [b for b in python_blocks() if marker in b]
+    (found,) = [code for _, code in python_blocks() if marker in code]
     return found
 
 
@@ -50,7 +55,7 @@ def run_snippet(code: str, srv: Path) -> str:
     """Run ``code`` in this process (``/srv/`` moved to ``srv``); what it printed."""
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        exec(compile(code.replace("/srv/", f"{srv}/"), "README.md", "exec"), {"__name__": "readme"})
+        exec(compile(code.replace("/srv/", f"{srv}/"), "snippet", "exec"), {"__name__": "readme"})
     return printed.getvalue()
 
 
@@ -94,13 +99,14 @@ def running(home):
 
 def test_every_python_block_is_run_by_a_test():
     blocks = python_blocks()
-    for index, code in enumerate(blocks):
+    assert len(PAGES) > 5 and blocks, "the README and the docs' pages are found"
+    for page, code in blocks:
         found = [m for m in MARKERS if m in code]
-        assert len(found) == 1, (f"README python block {index + 1} (starting {code.splitlines()[0]!r}) is run by "
+        assert len(found) == 1, (f"the python block of {page} starting {code.splitlines()[0]!r} is run by "
                                  f"{'no' if not found else 'more than one'} test: give it a test here and a marker "
                                  "in MARKERS")
     for marker, test in MARKERS.items():
-        assert sum(marker in b for b in blocks) == 1, f"{marker!r} ({test}) is in no block, or in several"
+        assert sum(marker in code for _, code in blocks) == 1, f"{marker!r} ({test}) is in no block, or in several"
         assert callable(globals().get(test)), f"MARKERS names {test}, which this module does not define"
 
 
@@ -159,3 +165,11 @@ def test_the_objects_snippet_runs(tmp_path, running, monkeypatch):
     with objects.connect(running.nodes[1].socket) as store:
         assert store.get("scores")[-1] == 1.0
         assert store.get("features/v1")["t"].column("a").to_pylist() == [1, 2]
+
+
+def test_the_readmes_tour_runs(tmp_path, running):
+    """The README's tour, its cluster up as the tour's first command leaves it."""
+    printed = run_snippet(block('"tour/x"'), tmp_path)
+    assert printed.split() == [str(np.arange(1_000_000.0).sum())]
+    with objects.connect(running.nodes[2].socket) as store:
+        assert store.info("tour/x").node == "node-0"

@@ -7,7 +7,7 @@ may. A directory someone else owns, or a symbolic link where a directory belongs
 refused: another local user could otherwise plant the socket directory beforehand.
 
 What no mode can fence (vineyard 0.24.2 has no authentication): etcd listens on
-127.0.0.1 and each vineyardd's RPC port on every interface; see the README.
+127.0.0.1 and each vineyardd's RPC port on every interface; see docs/local-cluster.md.
 """
 
 from __future__ import annotations
