@@ -105,8 +105,8 @@ def test_external_etcd_replaces_the_master():
     ports = {p["port"] for rule in by_kind(objects, "NetworkPolicy")["spec"]["ingress"] for p in rule["ports"]}
     assert 2379 not in ports and 9600 in ports
     outcome = reconcile_runtime(eng, RuntimeObserved(), None, now="t")
-    assert outcome.status["masterPhase"] == "Ready", "an external master is ready by definition"
-    assert "external etcd" in outcome.status["masterPersistence"]
+    assert outcome.status.master_phase == "Ready", "an external master is ready by definition"
+    assert "external etcd" in outcome.status.master_persistence
 
 
 def test_master_persistence_and_its_absence():
@@ -116,7 +116,7 @@ def test_master_persistence_and_its_absence():
     spec = by_kind(ephemeral.all_objects(), "StatefulSet", "demo-master")["spec"]
     assert spec["template"]["spec"]["volumes"] == [{"name": "etcd-data", "emptyDir": {}}]
     status = reconcile_runtime(ephemeral, RuntimeObserved(), None, now="t").status
-    assert status["masterPersistence"].startswith("emptyDir: metadata is lost")
+    assert status.master_persistence.startswith("emptyDir: metadata is lost")
     # synced to disk either way: full runs without fsync saw workers abort (since found to
     # be vineyardd launching an etcd of its own, which --etcd_cmd now forbids)
     assert "--unsafe-no-fsync" not in spec["template"]["spec"]["containers"][0]["command"]
@@ -152,29 +152,29 @@ def test_runtime_phases_step_by_step():
     eng = VineyardEngine(kube_runtime(runtime({"replicas": 3}), dataset()))
     first = reconcile_runtime(eng, RuntimeObserved(), None, now="t0")
     assert names(first.desired) == ["Service/demo-master", "StatefulSet/demo-master"]
-    assert (first.status["masterPhase"], first.status["workerPhase"]) == ("NotReady", "NotReady")
+    assert (first.status.master_phase, first.status.worker_phase) == ("NotReady", "NotReady")
     assert not first.ready
 
     master_up = RuntimeObserved(master=Workload(1, 1))
     second = reconcile_runtime(eng, master_up, first.status, now="t1")
     assert "StatefulSet/demo-worker" in names(second.desired)
     assert "PersistentVolumeClaim/demo" in names(second.desired)
-    assert second.status["workerPhase"] == "NotReady"
+    assert second.status.worker_phase == "NotReady"
 
     partial = RuntimeObserved(master=Workload(1, 1), workers=Workload(2, 1), bridge=Workload(2, 0))
     third = reconcile_runtime(eng, partial, second.status, now="t2")
-    assert third.status["workerPhase"] == "PartialReady" and third.status["fusePhase"] == "NotReady"
-    assert (third.status["workerNumberReady"], third.status["desiredWorkerNumberScheduled"]) == (1, 3)
+    assert third.status.worker_phase == "PartialReady" and third.status.fuse_phase == "NotReady"
+    assert (third.status.worker_number_ready, third.status.desired_worker_number_scheduled) == (1, 3)
 
     ready = RuntimeObserved(master=Workload(1, 1), workers=Workload(3, 3), bridge=Workload(2, 2),
                             worker_nodes=frozenset({"n1", "n2", "n3"}))
     fourth = reconcile_runtime(eng, ready, third.status, now="t3")
-    assert fourth.ready and fourth.status["fusePhase"] == "Ready"
-    conditions = {c["type"]: c for c in fourth.status["conditions"]}
+    assert fourth.ready and fourth.status.fuse_phase == "Ready"
+    conditions = {c.type: c for c in fourth.status.conditions}
     for kind in ("MasterInitialized", "MasterReady", "WorkersInitialized", "WorkersReady", "FusesReady"):
-        assert conditions[kind]["status"] == "True", kind
-    assert conditions["MasterInitialized"]["lastTransitionTime"] == "t0", "unchanged status keeps its time"
-    assert conditions["WorkersReady"]["lastTransitionTime"] == "t3"
+        assert conditions[kind].status == "True", kind
+    assert conditions["MasterInitialized"].last_transition_time == "t0", "unchanged status keeps its time"
+    assert conditions["WorkersReady"].last_transition_time == "t3"
     assert set(fourth.label_nodes) == {"n1", "n2", "n3"}
     assert fourth.label_nodes["n1"]["fluid.io/s-default-demo"] == "true"
 
@@ -210,18 +210,18 @@ def test_master_going_down_keeps_existing_workers():
     eng = engine("default")
     outcome = reconcile_runtime(eng, RuntimeObserved(master=Workload(1, 0), workers=Workload(2, 2)), None, now="t")
     assert "StatefulSet/demo-worker" in names(outcome.desired)
-    assert outcome.status["masterPhase"] == "NotReady" and not outcome.ready
+    assert outcome.status.master_phase == "NotReady" and not outcome.ready
 
 
 def test_a_replaced_master_restarts_the_workers_one_at_a_time():
     eng = engine("default")
     running = RuntimeObserved(master=Workload(1, 1), workers=Workload(2, 2), master_pod="uid-1")
     first = reconcile_runtime(eng, running, None, now="t0")
-    assert first.status["masterPodUID"] == "uid-1" and first.restart_worker is None, "the first master is no change"
+    assert first.status.master_pod_uid == "uid-1" and first.restart_worker is None, "the first master is no change"
     gone = reconcile_runtime(eng, RuntimeObserved(master=Workload(1, 0), workers=Workload(2, 2),
                                                   stale_workers=("demo-worker-0", "demo-worker-1")),
                              first.status, now="t1")
-    assert gone.status["masterPodUID"] == "uid-1" and gone.restart_worker is None, "no master: wait for one"
+    assert gone.status.master_pod_uid == "uid-1" and gone.restart_worker is None, "no master: wait for one"
     stale = ("demo-worker-0", "demo-worker-1")
     replaced = reconcile_runtime(eng, RuntimeObserved(master=Workload(1, 1), workers=Workload(2, 2),
                                                       master_pod="uid-2", stale_workers=stale), gone.status, now="t2")
@@ -254,26 +254,26 @@ def test_runtime_without_dataset_creates_nothing():
     outcome = reconcile_runtime(engine("default"), RuntimeObserved(dataset_exists=False), None, now="t")
     assert outcome.desired == []
     assert outcome.events and outcome.events[0][1] == "DatasetNotFound"
-    ready = {c["type"]: c for c in outcome.status["conditions"]}["Ready"]
-    assert ready["status"] == "False" and ready["reason"] == "DatasetNotFound"
+    ready = {c.type: c for c in outcome.status.conditions}["Ready"]
+    assert ready.status == "False" and ready.reason == "DatasetNotFound"
 
 
 def test_dataset_binds_when_the_runtime_is_ready():
     unbound = reconcile_dataset("demo", "default", DatasetObserved(runtime_exists=True), None, now="t0")
-    assert unbound.status["phase"] == "NotBound" and unbound.status["runtimes"] == []
+    assert unbound.status.phase == "NotBound" and unbound.status.runtimes == []
     bound = reconcile_dataset("demo", "default", DatasetObserved(runtime_exists=True, runtime_ready=True),
                               unbound.status, now="t1")
-    assert bound.status["phase"] == "Bound"
-    assert bound.status["runtimes"] == [{"name": "demo", "namespace": "default",
-                                         "category": "Accelerate", "type": "vineyard"}]
-    assert {c["type"]: c["status"] for c in bound.status["conditions"]}["Ready"] == "True"
+    assert bound.status.phase == "Bound"
+    assert bound.status.to_dict()["runtimes"] == [{"name": "demo", "namespace": "default",
+                                                   "category": "Accelerate", "type": "vineyard"}]
+    assert {c.type: c.status for c in bound.status.conditions}["Ready"] == "True"
     # a worker restarting does not unbind it (as in Fluid); the condition says why it is not ready
     restarting = reconcile_dataset("demo", "default", DatasetObserved(runtime_exists=True), bound.status, now="t2")
-    assert restarting.status["phase"] == "Bound" and restarting.status["runtimes"] == bound.status["runtimes"]
-    ready = {c["type"]: c for c in restarting.status["conditions"]}["Ready"]
-    assert ready["status"] == "False" and ready["reason"] == "RuntimeNotReady"
+    assert restarting.status.phase == "Bound" and restarting.status.runtimes == bound.status.runtimes
+    ready = {c.type: c for c in restarting.status.conditions}["Ready"]
+    assert ready.status == "False" and ready.reason == "RuntimeNotReady"
     gone = reconcile_dataset("demo", "default", DatasetObserved(runtime_exists=False), restarting.status, now="t3")
-    assert gone.status["phase"] == "NotBound" and gone.status["runtimes"] == []
+    assert gone.status.phase == "NotBound" and gone.status.runtimes == []
 
 
 def test_dataset_deletion_waits_for_users_and_locks():

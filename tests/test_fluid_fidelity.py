@@ -235,7 +235,7 @@ def test_runtime_status_validates_against_fluids_and_scales():
                      RuntimeObserved(dataset_exists=True),
                      RuntimeObserved(dataset_exists=True, master=Workload(1, 1, 1), workers=Workload(2, 1, 2),
                                      bridge=Workload(2, 2, 2))):
-        status = reconcile_runtime(engine, observed, None, now="2026-01-01T00:00:00Z").status
+        status = reconcile_runtime(engine, observed, None, now="2026-01-01T00:00:00Z").status.to_dict()  # as patched
         jsonschema.validate(status, schema)
     assert status["currentWorkerNumberScheduled"] == 2 and status["workerNumberReady"] == 1
     assert status["selector"] == "app.kubernetes.io/instance=demo,app.kubernetes.io/component=worker,app.kubernetes.io/name=vineyard"

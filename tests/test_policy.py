@@ -113,8 +113,8 @@ def test_a_runtime_asking_for_too_much_gets_nothing_created(spec, rules, needle)
     outcome = reconcile_runtime(runtime_engine(spec), RuntimeObserved(dataset_exists=True), None, now=NOW,
                                 rules=rules)
     assert outcome.desired == [] and not outcome.label_nodes
-    ready = next(c for c in outcome.status["conditions"] if c["type"] == "Ready")
-    assert ready["reason"] == "PolicyViolation" and needle in ready["message"]
+    ready = next(c for c in outcome.status.conditions if c.type == "Ready")
+    assert ready.reason == "PolicyViolation" and needle in ready.message
     assert [e[1] for e in outcome.events] == ["PolicyViolation"]
     again = reconcile_runtime(runtime_engine(spec), RuntimeObserved(dataset_exists=True), outcome.status, now=NOW,
                               rules=rules)

@@ -79,7 +79,7 @@ def resync_dataset(kube: KubeClient, namespace: str, name: str) -> None:
         outcome = reconcile_dataset(name, namespace, observed, dict(previous), now=now_stamp(),
                                     restore=dataset.spec.data_restore_location, owner=owner)
         apply_all(kube, outcome.desired, _log)
-        return outcome.status
+        return outcome.status.to_dict()
 
     resync(kube, "Dataset", namespace, name, sync)
 

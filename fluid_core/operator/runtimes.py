@@ -143,17 +143,17 @@ def resync_runtime(kube: KubeClient, namespace: str, name: str, logger: Any) -> 
             m["kind"] == "StatefulSet" and m["metadata"]["name"].endswith("-worker") for m in outcome.desired)
         if previous.get("appliedDigest") == digest and workloads_present and not older_than(
                 previous.get("appliedAt"), FULL_APPLY_SECONDS):
-            outcome.status["appliedDigest"], outcome.status["appliedAt"] = digest, previous.get("appliedAt")
+            outcome.status.applied_digest, outcome.status.applied_at = digest, previous.get("appliedAt")
         else:
             apply_all(kube, outcome.desired, logger)
-            outcome.status["appliedDigest"], outcome.status["appliedAt"] = digest, now_stamp()
+            outcome.status.applied_digest, outcome.status.applied_at = digest, now_stamp()
         for node, labels in outcome.label_nodes.items():
             kube.patch(Ref("v1", "Node", None, node), {"metadata": {"labels": labels}})
         if outcome.restart_worker:  # its StatefulSet starts it again, with the new master's address
             kube.delete(Ref("v1", "Pod", namespace, outcome.restart_worker))
             logger.info("restarted worker %s: the etcd master was replaced", outcome.restart_worker)
         post_events(body, outcome.events)
-        return outcome.status
+        return outcome.status.to_dict()
 
     resync(kube, "VineyardRuntime", namespace, name, sync)
 

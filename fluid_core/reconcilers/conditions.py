@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fluid_core.models.base import Condition
+
 
 def set_condition(
     current: list[dict[str, Any]], kind: str, status: bool, reason: str, message: str, now: str,
@@ -18,3 +20,8 @@ def set_condition(
         "lastTransitionTime": since or now,
     })
     return sorted(result, key=lambda c: c["type"])
+
+
+def typed(conditions: list[dict[str, Any]]) -> list[Condition]:
+    """Conditions as a typed status holds them."""
+    return [Condition.model_validate(c) for c in conditions]

@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from fluid_core.models.backup_location import BackupLocation
+from fluid_core.models.dataset import DatasetStatus, RuntimeRef
 from fluid_core.models.runtime import project_image_ref
-from fluid_core.reconcilers.conditions import set_condition
+from fluid_core.reconcilers.conditions import set_condition, typed
 from fluid_core.reconcilers.observed import DatasetObserved
 from fluid_core.reconcilers.operation import (
     BACKOFF_LIMIT,
@@ -24,8 +28,19 @@ RESTORED = "Restored"
 
 @dataclass
 class DatasetOutcome:
-    status: dict[str, Any] = field(default_factory=dict)
+    status: DatasetStatus = field(default_factory=DatasetStatus)
     desired: list[dict[str, Any]] = field(default_factory=list)
+
+
+def dataset_status(status: DatasetStatus | Mapping[str, Any] | None) -> DatasetStatus:
+    """A dataset's status as read from its resource (fields of other operator versions
+    ignored; one this version cannot read counts as none written yet)."""
+    if isinstance(status, DatasetStatus):
+        return status
+    try:
+        return DatasetStatus.model_validate(dict(status or {}))
+    except ValidationError:
+        return DatasetStatus()
 
 
 def restore_job_name(name: str) -> str:
@@ -60,13 +75,13 @@ def _restored(conditions: list[dict[str, Any]]) -> bool:
 
 
 def reconcile_dataset(name: str, namespace: str, observed: DatasetObserved,
-                      previous_status: dict[str, Any] | None, *, now: str, restore: Any = None,
+                      previous_status: DatasetStatus | Mapping[str, Any] | None, *, now: str, restore: Any = None,
                       owner: list[dict[str, Any]] | None = None) -> DatasetOutcome:
     """``NotBound`` until the same-named runtime is ready (and ``restore``, a
     ``dataRestoreLocation``, restored), then ``Bound`` for as long as the runtime exists
     (its readiness in the ``Ready`` condition); ``Failed`` when the restore failed."""
-    previous = dict(previous_status or {})
-    conditions = list(previous.get("conditions", []))
+    previous = dataset_status(previous_status)
+    conditions = [c.to_dict() for c in previous.conditions]
     out = DatasetOutcome()
     ready = observed.runtime_exists and observed.runtime_ready
     if ready and restore is not None and not _restored(conditions):
@@ -79,31 +94,26 @@ def reconcile_dataset(name: str, namespace: str, observed: DatasetObserved,
             why = (f"restoring {restore.path} failed {job.failed} times; see the logs of Job "
                    f"{restore_job_name(name)}" if failed else f"restoring {restore.path} (Job {restore_job_name(name)})")
             conditions = set_condition(conditions, "Ready", False, "RestoreFailed" if failed else "Restoring", why, now)
-            out.status = {**previous, "phase": "Failed" if failed else "NotBound", "runtimes": [],
-                          "conditions": conditions}
+            out.status = previous.model_copy(update={"phase": "Failed" if failed else "NotBound", "runtimes": [],
+                                                     "conditions": typed(conditions)})
             return out
     if ready:
         conditions = set_condition(conditions, "Ready", True, "DatasetReady",
                                    f"bound to VineyardRuntime {namespace}/{name}", now)
-        status = {
-            **previous,
-            "phase": "Bound",
-            "runtimes": [{"name": name, "namespace": namespace, "category": "Accelerate", "type": "vineyard"}],
-            "conditions": conditions,
-        }
-    elif observed.runtime_exists and previous.get("phase") == "Bound":
+        status = previous.model_copy(update={"phase": "Bound", "runtimes": [RuntimeRef(name=name, namespace=namespace)],
+                                             "conditions": typed(conditions)})
+    elif observed.runtime_exists and previous.phase == "Bound":
         # as in Fluid, a bound dataset stays bound while its runtime exists (a worker that
         # restarts does not unbind it); the Ready condition says what is not ready
         conditions = set_condition(conditions, "Ready", False, "RuntimeNotReady",
                                    f"VineyardRuntime {namespace}/{name} is not ready (see its status)", now)
-        status = {**previous, "conditions": conditions}
+        status = previous.model_copy(update={"conditions": typed(conditions)})
     else:
         why = "the runtime is not ready yet" if observed.runtime_exists else "no VineyardRuntime of this name yet"
         conditions = set_condition(conditions, "Ready", False, "NotBound", why, now)
-        status = {**previous, "phase": "NotBound", "runtimes": [], "conditions": conditions}
+        status = previous.model_copy(update={"phase": "NotBound", "runtimes": [], "conditions": typed(conditions)})
     if observed.cache_capacity is not None:  # Fluid's SDK reads cacheStates (report_status("cache"))
-        status["cacheStates"] = {**(previous.get("cacheStates") or {}),
-                                 **cache_states(observed.cache_capacity, observed.cached)}
+        status.cache_states = {**previous.cache_states, **cache_states(observed.cache_capacity, observed.cached)}
     out.status = status
     return out
 

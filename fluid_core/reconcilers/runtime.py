@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fluid_core.reconcilers.conditions import set_condition
+from pydantic import ValidationError
+
+from fluid_core.models.runtime import VineyardRuntimeStatus
+from fluid_core.reconcilers.conditions import set_condition, typed
 from fluid_core.reconcilers.engine import Engine
 from fluid_core.reconcilers.observed import RuntimeObserved, Workload
 from fluid_core.reconcilers.policy import Policy
@@ -18,7 +22,7 @@ class RuntimeOutcome:
     """What to create or update, the status to patch, events, and node labels."""
 
     desired: list[dict[str, Any]] = field(default_factory=list)
-    status: dict[str, Any] = field(default_factory=dict)
+    status: VineyardRuntimeStatus = field(default_factory=VineyardRuntimeStatus)
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
     label_nodes: dict[str, dict[str, str | None]] = field(default_factory=dict)
     #: a worker pod to delete now, so that it starts again with the current master
@@ -29,10 +33,22 @@ class RuntimeOutcome:
         return runtime_ready(self.status)
 
 
-def runtime_ready(status: dict[str, Any]) -> bool:
+def runtime_status(status: VineyardRuntimeStatus | Mapping[str, Any] | None) -> VineyardRuntimeStatus:
+    """A runtime's status as read from its resource (fields of other operator versions
+    ignored; one this version cannot read counts as none written yet)."""
+    if isinstance(status, VineyardRuntimeStatus):
+        return status
+    try:
+        return VineyardRuntimeStatus.model_validate(dict(status or {}))
+    except ValidationError:
+        return VineyardRuntimeStatus()
+
+
+def runtime_ready(status: VineyardRuntimeStatus | Mapping[str, Any] | None) -> bool:
     """The one readiness rule of a runtime, read from its status: its master and its
     workers are ready (the dataset binds then, and operations run)."""
-    return status.get("masterPhase") == READY and status.get("workerPhase") == READY
+    typed = runtime_status(status)
+    return typed.master_phase == READY and typed.worker_phase == READY
 
 
 def phase(workload: Workload | None) -> str:
@@ -44,7 +60,7 @@ def phase(workload: Workload | None) -> str:
 def reconcile_runtime(
     engine: Engine,
     observed: RuntimeObserved,
-    previous_status: dict[str, Any] | None,
+    previous_status: VineyardRuntimeStatus | Mapping[str, Any] | None,
     *,
     now: str,
     rules: Policy | None = None,
@@ -57,13 +73,14 @@ def reconcile_runtime(
     allow gets nothing created or changed.
     """
     out = RuntimeOutcome()
-    previous = dict(previous_status or {})
-    conditions = list(previous.get("conditions", []))
+    previous = runtime_status(previous_status)
+    conditions = [c.to_dict() for c in previous.conditions]
+    unset = {**_counts_status(engine, None, None, None), **previous.model_dump(exclude_defaults=True)}
     if not observed.dataset_exists:
         conditions = set_condition(conditions, "Ready", False, "DatasetNotFound",
                                    "no Dataset of the same namespace and name; create it first", now)
-        out.status = {**_counts_status(engine, None, None, None), **previous, "conditions": conditions,
-                      "masterPhase": NOT_READY, "workerPhase": NOT_READY, "fusePhase": NOT_READY}
+        out.status = VineyardRuntimeStatus(**{**unset, "conditions": typed(conditions), "master_phase": NOT_READY,
+                                              "worker_phase": NOT_READY, "fuse_phase": NOT_READY})
         out.events.append(("Warning", "DatasetNotFound",
                            "waiting for a Dataset of the same name; nothing is created until it exists"))
         return out
@@ -71,9 +88,9 @@ def reconcile_runtime(
     if refused:
         message = "refused by the operator's policy: " + "; ".join(refused)
         conditions = set_condition(conditions, "Ready", False, "PolicyViolation", message, now)
-        out.status = {**_counts_status(engine, None, None, None), "masterPhase": NOT_READY,
-                      "workerPhase": NOT_READY, "fusePhase": NOT_READY, **previous, "conditions": conditions}
-        if not any(c.get("reason") == "PolicyViolation" for c in previous.get("conditions", [])):
+        out.status = VineyardRuntimeStatus(**{"master_phase": NOT_READY, "worker_phase": NOT_READY,
+                                              "fuse_phase": NOT_READY, **unset, "conditions": typed(conditions)})
+        if not any(c.reason == "PolicyViolation" for c in previous.conditions):
             out.events.append(("Warning", "PolicyViolation", message))
         return out
 
@@ -111,25 +128,18 @@ def reconcile_runtime(
     for node in sorted(observed.labelled_nodes - observed.worker_nodes):
         out.label_nodes[node] = {key: None for key in labels}
 
-    out.status = {
-        "masterPhase": master_phase,
-        "workerPhase": worker_phase,
-        "fusePhase": fuse_phase,
+    out.status = VineyardRuntimeStatus(
+        master_phase=master_phase, worker_phase=worker_phase, fuse_phase=fuse_phase,
         **_counts_status(engine, master, workers, bridge),
-        "conditions": conditions,
-        "masterPersistence": engine.master_persistence(),
-    }
+        conditions=typed(conditions), master_persistence=engine.master_persistence(),
+    )
     _master_replaced(engine, observed, previous, out)
     if master_phase == READY and observed.stale_workers and observed.unready_workers == 0:
         out.restart_worker = observed.stale_workers[0]  # one at a time, as they first started
     return out
 
 
-#: Where the status remembers the etcd master pod the workers registered with.
-MASTER_POD = "masterPodUID"
-
-
-def _master_replaced(engine: Engine, observed: RuntimeObserved, previous: dict[str, Any],
+def _master_replaced(engine: Engine, observed: RuntimeObserved, previous: VineyardRuntimeStatus,
                      out: RuntimeOutcome) -> None:
     """A new etcd master pod (the old one was deleted, or its node went away) has a new
     address, which vineyardd never looks up again, and, on an emptyDir, none of the old
@@ -137,10 +147,10 @@ def _master_replaced(engine: Engine, observed: RuntimeObserved, previous: dict[s
     ready: ``observed.stale_workers``), so that they register with it; what they held is
     gone, as the event says."""
     if observed.master_pod is None:
-        out.status[MASTER_POD] = previous.get(MASTER_POD)
+        out.status.master_pod_uid = previous.master_pod_uid
         return
-    out.status[MASTER_POD] = observed.master_pod
-    before = previous.get(MASTER_POD)
+    out.status.master_pod_uid = observed.master_pod
+    before = previous.master_pod_uid
     if before is None or before == observed.master_pod or observed.workers is None:
         return
     lost = ("its data, on an emptyDir, is lost (names, registrations), and so are the objects the workers held"
@@ -155,11 +165,11 @@ def _counts_status(engine: Engine, master: Workload | None, workers: Workload | 
     """Fluid's replica counts of the three parts (all required by its status schema),
     the settings' ConfigMap and the workers' selector (read by ``kubectl scale``)."""
     status: dict[str, Any] = {}
-    for part, workload in (("Master", master), ("Worker", workers), ("Fuse", bridge)):
-        status[f"{part.lower()}NumberReady"] = workload.ready if workload else 0
-        status[f"desired{part}NumberScheduled"] = workload.desired if workload else 0
-        status[f"current{part}NumberScheduled"] = workload.current if workload else 0
-    status["valueFile"] = engine.value_file()
+    for part, workload in (("master", master), ("worker", workers), ("fuse", bridge)):
+        status[f"{part}_number_ready"] = workload.ready if workload else 0
+        status[f"desired_{part}_number_scheduled"] = workload.desired if workload else 0
+        status[f"current_{part}_number_scheduled"] = workload.current if workload else 0
+    status["value_file"] = engine.value_file()
     status["selector"] = engine.worker_selector()
     return status
 
