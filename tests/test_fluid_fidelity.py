@@ -174,13 +174,13 @@ def test_operation_statuses_validate_against_fluids_status_schema():
     }
     schema = _status_schema("DataLoad")
     for phase, observed in cases.items():
-        status = reconcile_operation(load, observed, None, now=now).status
+        status = reconcile_operation(load, observed, None, now=now).status.to_dict()  # as patched
         assert status["phase"] == phase
         jsonschema.validate(status, schema)
-    assert reconcile_operation(load, cases["Executing"], None, now=now).status["duration"] == "Unfinished"
-    assert reconcile_operation(load, cases["Complete"], None, now=now).status["duration"] == "30s"
+    assert reconcile_operation(load, cases["Executing"], None, now=now).status.duration == "Unfinished"
+    assert reconcile_operation(load, cases["Complete"], None, now=now).status.duration == "30s"
     invalid = invalid_operation_status({"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}},
-                                       "spec.policy: bad", now)
+                                       "spec.policy: bad", now).to_dict()
     assert invalid["phase"] == "Failed" and invalid["duration"] == "60s"
     for kind in OPERATIONS:
         jsonschema.validate(invalid, _status_schema(kind))
@@ -193,12 +193,12 @@ def test_the_operator_and_the_local_runner_say_what_they_do_not_apply():
     load = parse({**document, "spec": {**document["spec"], "parallelOptions": {"threads": "4"},
                                        "tolerations": [{"key": "k", "operator": "Exists"}]}})
     out = reconcile_operation(load, OperationObserved(dataset_bound=False), None, now="2026-01-01T00:00:00Z")
-    assert "spec.parallelOptions" in out.status["infos"]["notApplied"]
-    assert "tolerations" not in out.status["infos"]["notApplied"]  # a Job's pod carries them
+    assert "spec.parallelOptions" in out.status.infos["notApplied"]
+    assert "tolerations" not in out.status.infos["notApplied"]  # a Job's pod carries them
     assert [e[1] for e in out.events] == ["NotApplied"]
     again = reconcile_operation(load, OperationObserved(dataset_bound=False), out.status, now="2026-01-01T00:00:01Z")
     assert again.events == []  # said once
-    jsonschema.validate(out.status, _status_schema("DataMigrate"))
+    jsonschema.validate(out.status.to_dict(), _status_schema("DataMigrate"))
 
 
 ALL_KINDS = {**OPERATIONS, "Dataset": "datasets", "VineyardRuntime": "vineyardruntimes"}

@@ -111,8 +111,8 @@ def test_a_script_without_command_runs_the_images_entrypoint_on_the_source():
 
 def phase(operation, observed) -> tuple[str, str]:
     out = reconcile_operation(operation, observed, None, now=NOW)
-    reason = next(c["reason"] for c in out.status["conditions"])
-    return out.status["phase"], reason
+    reason = next(c.reason for c in out.status.conditions)
+    return out.status.phase, reason
 
 
 def test_phase_transitions():
@@ -167,25 +167,25 @@ def test_a_job_removed_after_it_ended_is_not_run_again():
     load = op("DataLoad", {"dataset": {"name": "d"}, "ttlSecondsAfterFinished": 0})
     ran = reconcile_operation(load, OperationObserved(True, job=JobObserved(
         succeeded=1, start_time=NOW, completion_time=NOW)), None, now=NOW)
-    assert ran.status["phase"] == "Complete"
+    assert ran.status.phase == "Complete"
     gone = reconcile_operation(load, OperationObserved(True, job=None), ran.status, now=NOW)
-    assert gone.status["phase"] == "Complete" and gone.desired == []
+    assert gone.status.phase == "Complete" and gone.desired == []
 
 
 def test_each_on_event_run_is_a_job_of_its_own():
     on_event = op("DataProcess", {"dataset": {"name": "d"}, "processor": {"function": "m:f"}, "policy": "OnEvent",
                                   "onEvent": {"objectPattern": "x*"}})
     idle = reconcile_operation(on_event, OperationObserved(True), None, now=NOW)
-    assert (idle.status["phase"], idle.desired) == ("Pending", [])
+    assert (idle.status.phase, idle.desired) == ("Pending", [])
     fired = reconcile_operation(on_event, OperationObserved(True, due=True), idle.status, now=NOW)
-    assert fired.status["phase"] == "Executing" and fired.status["infos"]["runs"] == "1"
+    assert fired.status.phase == "Executing" and fired.status.infos["runs"] == "1"
     assert [m["metadata"]["name"] for m in fired.desired] == ["op-dataprocess-1"]
     done = reconcile_operation(on_event, OperationObserved(True, job=JobObserved(succeeded=1)), fired.status, now=NOW)
-    assert done.status["phase"] == "Complete"
+    assert done.status.phase == "Complete"
     again = reconcile_operation(on_event, OperationObserved(True, job=JobObserved(succeeded=1), due=True),
                                 done.status, now=NOW)
     assert [m["metadata"]["name"] for m in again.desired] == ["op-dataprocess-2"]
-    assert again.status["phase"] == "Executing" and again.status["duration"] == "Unfinished"
+    assert again.status.phase == "Executing" and again.status.duration == "Unfinished"
 
 
 def test_one_lifecycle_decides_for_both_executors():
@@ -245,7 +245,7 @@ def test_a_required_successor_waits_for_the_node_its_predecessor_ran_on():
     step = op("DataProcess", {"dataset": {"name": "d"}, "processor": {"script": {"image": "b", "source": "x"}},
                               "runAfter": {"kind": "DataLoad", "name": "load", "affinityStrategy": {"policy": "Require"}}})
     early = reconcile_operation(step, OperationObserved(dataset_bound=True, predecessor_phase="Complete"), None, now=NOW)
-    assert early.desired == [] and early.status["phase"] == "Pending"
+    assert early.desired == [] and early.status.phase == "Pending"
     later = reconcile_operation(step, OperationObserved(dataset_bound=True, predecessor_phase="Complete",
                                                         predecessor_node="n2"), early.status, now=NOW)
     job = next(d for d in later.desired if d["kind"] == "Job")
@@ -278,8 +278,8 @@ def test_a_job_is_given_its_operation_and_the_node_folders_it_reads_and_writes()
 def test_a_job_writing_outside_the_allowed_host_folders_is_refused():
     migrate = op("DataMigrate", {"from": {"dataset": {"name": "d"}}, "to": {"externalStorage": {"uri": "local:///etc/x"}}})
     outcome = reconcile_operation(migrate, OperationObserved(dataset_bound=True), None, now=NOW)
-    assert outcome.status["phase"] == "Failed" and outcome.desired == []
-    assert "/etc/x" in outcome.status["conditions"][-1]["message"]
+    assert outcome.status.phase == "Failed" and outcome.desired == []
+    assert "/etc/x" in outcome.status.conditions[-1].message
 
 
 def test_a_failed_job_says_how_its_last_pod_ended():
@@ -287,8 +287,8 @@ def test_a_failed_job_says_how_its_last_pod_ended():
     job = JobObserved(failed=3, last_failure="PermissionError: [Errno 13] /mnt/out")
     outcome = reconcile_operation(load, OperationObserved(dataset_bound=True, job=job), {"phase": "Executing"},
                                   now=NOW)
-    assert outcome.status["phase"] == "Failed"
-    message = next(c["message"] for c in outcome.status["conditions"] if c["type"] == "Failed")
+    assert outcome.status.phase == "Failed"
+    message = next(c.message for c in outcome.status.conditions if c.type == "Failed")
     assert message.endswith("its last pod's log ends with:\nPermissionError: [Errno 13] /mnt/out"), message
 
 

@@ -49,8 +49,8 @@ def test_a_hostile_pod_spec_fails_the_operation_and_creates_no_job(case):
     pod, needle = HOSTILE_PODS[case]
     outcome = reconcile_operation(processing(pod), OperationObserved(dataset_bound=True), None, now=NOW)
     assert outcome.desired == []
-    assert outcome.status["phase"] == "Failed"
-    assert needle in outcome.status["conditions"][-1]["message"]
+    assert outcome.status.phase == "Failed"
+    assert needle in outcome.status.conditions[-1].message
     assert [e[1] for e in outcome.events] == ["PolicyViolation"]
 
 
@@ -69,7 +69,7 @@ def test_looser_levels_allow_what_they_allow_and_no_more():
     assert job_manifest(processing(root), None, rules=baseline)  # root is baseline's
     outcome = reconcile_operation(processing(privileged), OperationObserved(dataset_bound=True), None, now=NOW,
                                   rules=baseline)
-    assert outcome.status["phase"] == "Failed" and not outcome.desired
+    assert outcome.status.phase == "Failed" and not outcome.desired
     assert job_manifest(processing(privileged), None, rules=Policy(pod_security="privileged"))
 
 
@@ -77,12 +77,12 @@ def test_images_and_service_accounts_outside_the_policy_are_refused():
     rules = Policy(allowed_images=("registry.example.com/",), service_accounts=("runner",))
     outcome = reconcile_operation(processing({"containers": [container()]}), OperationObserved(dataset_bound=True),
                                   None, now=NOW, rules=rules)
-    assert "image 'busybox' is not allowed" in outcome.status["conditions"][-1]["message"]
+    assert "image 'busybox' is not allowed" in outcome.status.conditions[-1].message
     fine = {"containers": [container(image="registry.example.com/tools:1")]}
     assert job_manifest(processing(fine, serviceAccountName="runner"), None, rules=rules)
     outcome = reconcile_operation(processing(fine, serviceAccountName="cluster-admin-sa"),
                                   OperationObserved(dataset_bound=True), None, now=NOW, rules=rules)
-    assert "serviceAccountName 'cluster-admin-sa' is not allowed" in outcome.status["conditions"][-1]["message"]
+    assert "serviceAccountName 'cluster-admin-sa' is not allowed" in outcome.status.conditions[-1].message
 
 
 def test_a_backup_to_the_nodes_disk_is_held_to_the_host_roots():
@@ -92,7 +92,7 @@ def test_a_backup_to_the_nodes_disk_is_held_to_the_host_roots():
 
     assert job_manifest(backup("/mnt/backups"), None)
     outcome = reconcile_operation(backup("/etc"), OperationObserved(dataset_bound=True), None, now=NOW)
-    assert outcome.status["phase"] == "Failed" and "host path '/etc' is outside" in str(outcome.status)
+    assert outcome.status.phase == "Failed" and "host path '/etc' is outside" in outcome.status.conditions[-1].message
 
 
 def runtime_engine(spec: dict) -> VineyardEngine:

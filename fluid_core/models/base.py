@@ -6,7 +6,8 @@ import difflib
 import re
 from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated, Any, ClassVar, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -224,6 +225,17 @@ class StatusModel(Model):
     upgrade, or a rollback), so fields this version does not know are ignored, not errors."""
 
     model_config = ConfigDict(extra="ignore")
+
+    @classmethod
+    def read(cls, status: "StatusModel | Mapping[str, Any] | None") -> Self:
+        """The status as read from a resource: fields of other versions ignored, and one
+        this version cannot read at all counts as none written yet."""
+        if isinstance(status, cls):
+            return status
+        try:
+            return cls.model_validate(dict(status or {}))
+        except ValidationError:
+            return cls()
 
 
 class Resource(Model):

@@ -76,7 +76,7 @@ def _invalid(body: Any, patch: kopf.Patch, error: InvalidResource, logger: Any) 
     """Record a bad resource in its status and an event; create nothing, do not retry."""
     message = "; ".join(f"{path}: {msg}" for path, msg in error.problems)
     if body.get("kind") in OPERATION_KINDS:  # an operation ends Failed: waiters stop at once
-        patch.status.update(invalid_operation_status(dict(body), message, now_stamp()))
+        patch.status.update(invalid_operation_status(dict(body), message, now_stamp()).to_dict())
     else:
         conditions = [c for c in (body.get("status") or {}).get("conditions", []) if c.get("type") != "Ready"]
         conditions.append({"type": "Ready", "status": "False", "reason": "InvalidSpec",

@@ -145,7 +145,7 @@ def resync_operation(kube: KubeClient, kind: str, namespace: str, name: str, log
         outcome = reconcile_operation(op, observed, previous, now=now_stamp(), rules=settings.policy())
         apply_all(kube, outcome.desired, logger)
         post_events(body, outcome.events)
-        return outcome.status
+        return outcome.status.to_dict()
 
     resync(kube, kind, namespace, name, sync)
 

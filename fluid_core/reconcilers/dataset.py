@@ -7,8 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
 from fluid_core.models.backup_location import BackupLocation
 from fluid_core.models.dataset import DatasetStatus, RuntimeRef
 from fluid_core.models.runtime import project_image_ref
@@ -30,17 +28,6 @@ RESTORED = "Restored"
 class DatasetOutcome:
     status: DatasetStatus = field(default_factory=DatasetStatus)
     desired: list[dict[str, Any]] = field(default_factory=list)
-
-
-def dataset_status(status: DatasetStatus | Mapping[str, Any] | None) -> DatasetStatus:
-    """A dataset's status as read from its resource (fields of other operator versions
-    ignored; one this version cannot read counts as none written yet)."""
-    if isinstance(status, DatasetStatus):
-        return status
-    try:
-        return DatasetStatus.model_validate(dict(status or {}))
-    except ValidationError:
-        return DatasetStatus()
 
 
 def restore_job_name(name: str) -> str:
@@ -80,7 +67,7 @@ def reconcile_dataset(name: str, namespace: str, observed: DatasetObserved,
     """``NotBound`` until the same-named runtime is ready (and ``restore``, a
     ``dataRestoreLocation``, restored), then ``Bound`` for as long as the runtime exists
     (its readiness in the ``Ready`` condition); ``Failed`` when the restore failed."""
-    previous = dataset_status(previous_status)
+    previous = DatasetStatus.read(previous_status)
     conditions = [c.to_dict() for c in previous.conditions]
     out = DatasetOutcome()
     ready = observed.runtime_exists and observed.runtime_ready

@@ -9,6 +9,7 @@ predecessor to be ``Complete``; a failed predecessor fails it without a Job; wit
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,12 +17,13 @@ from fluid_core.errors import FluidError
 from fluid_core.models.backup_location import VOLUME as BACKUP_VOLUME
 from fluid_core.models.backup_location import BackupLocation
 from fluid_core.models.base import not_applied_warnings
+from fluid_core.models.operations import OperationStatus
 from fluid_core.models.mounts import node_paths, source_of
 from fluid_core.models.runtime import project_image_ref
 from fluid_core.placement.flow import follow
 from fluid_core.placement.mutate import CONFIG_FILE
 from fluid_core.placement.view import ClusterView
-from fluid_core.reconcilers.conditions import set_condition
+from fluid_core.reconcilers.conditions import set_condition, typed
 from fluid_core.reconcilers.policy import Policy
 from fluid_core.reconcilers.lifecycle import (
     COMPLETE,
@@ -77,7 +79,7 @@ OPERATION_ENV, MOUNTS_ENV = "FLUIDV_OPERATION", "FLUIDV_DATASET_MOUNTS"
 @dataclass
 class OperationOutcome:
     desired: list[dict[str, Any]] = field(default_factory=list)
-    status: dict[str, Any] = field(default_factory=dict)
+    status: OperationStatus = field(default_factory=OperationStatus)
     events: list[tuple[str, str, str]] = field(default_factory=list)
 
 
@@ -312,12 +314,12 @@ def job_manifest(op: Any, affinity: dict[str, Any] | None, run: int = 0, rules: 
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
 
 
-def operation_duration(op: Any, status: dict[str, Any], phase: str, now: str) -> str:
+def operation_duration(op: Any, status: OperationStatus, phase: str, now: str) -> str:
     """Fluid's ``status.duration`` (required by its schema): ``Unfinished`` until the
     operation ends; then the time it ran, or since it was created when no Job ran."""
     if phase not in (COMPLETE, FAILED):
         return UNFINISHED
-    kept = status.get("duration")
+    kept = status.duration
     if kept and kept != UNFINISHED:
         return str(kept)
     return _age((op.metadata.model_extra or {}).get("creationTimestamp"), now)
@@ -328,37 +330,38 @@ def _age(created: str | None, now: str) -> str:
     return f"{seconds_between(created, now):.0f}s" if created else "0s"
 
 
-def invalid_operation_status(op_body: dict[str, Any], message: str, now: str) -> dict[str, Any]:
+def invalid_operation_status(op_body: dict[str, Any], message: str, now: str) -> OperationStatus:
     """The status of an operation whose spec is invalid: ``Failed`` with the reason, so
     that whoever waits for it (Fluid's SDK ``wait()``) stops at once."""
-    previous = dict(op_body.get("status") or {})
-    conditions = set_condition(list(previous.get("conditions") or []), FAILED, True, "InvalidSpec", message, now)
-    return {"phase": FAILED, "conditions": conditions,
-            "duration": _age((op_body.get("metadata") or {}).get("creationTimestamp"), now)}
+    previous = OperationStatus.read(op_body.get("status"))
+    conditions = set_condition([c.to_dict() for c in previous.conditions], FAILED, True, "InvalidSpec", message, now)
+    return OperationStatus(phase=FAILED, conditions=typed(conditions),
+                           duration=_age((op_body.get("metadata") or {}).get("creationTimestamp"), now))
 
 
-def reconcile_operation(op: Any, observed: OperationObserved, previous_status: dict[str, Any] | None,
+def reconcile_operation(op: Any, observed: OperationObserved,
+                        previous_status: OperationStatus | Mapping[str, Any] | None,
                         *, now: str, rules: Policy | None = None) -> OperationOutcome:
     """Desired Job and status of one data operation; ``rules``: what the operator lets
     a CR ask for (the default Policy unless given)."""
     out = OperationOutcome()
-    previous = dict(previous_status or {})
-    conditions = list(previous.get("conditions", []))
-    status: dict[str, Any] = {**previous}
+    previous = OperationStatus.read(previous_status)
+    conditions = [c.to_dict() for c in previous.conditions]
+    status = previous.model_copy(deep=True)
     after = op.spec.run_after
 
     def finish(phase: str, reason: str, message: str) -> OperationOutcome:
-        status["phase"] = phase
-        status["conditions"] = set_condition(conditions, phase if phase in (COMPLETE, FAILED) else "Ready",
-                                             phase in (COMPLETE, FAILED), reason, message, now)
-        status["duration"] = operation_duration(op, status, phase, now)
+        status.phase = phase  # type: ignore[assignment]  # the enum's value, as the model keeps it
+        status.conditions = typed(set_condition(conditions, phase if phase in (COMPLETE, FAILED) else "Ready",
+                                                phase in (COMPLETE, FAILED), reason, message, now))
+        status.duration = operation_duration(op, status, phase, now)
         out.status = status
         return out
 
     warnings = not_applied_warnings(op.spec, "kubernetes")
     if warnings:
-        status["infos"] = {**(status.get("infos") or {}), "notApplied": "; ".join(warnings)}
-        if not previous.get("phase"):
+        status.infos = {**status.infos, "notApplied": "; ".join(warnings)}
+        if not previous.phase:
             out.events.append(("Warning", "NotApplied", "; ".join(warnings)))
     policy = str(getattr(op.spec, "policy", "Once") or "Once")
     allowed = gate(after, observed.predecessor_phase, dataset=op.spec.dataset.name,
@@ -368,7 +371,7 @@ def reconcile_operation(op: Any, observed: OperationObserved, previous_status: d
     runs = run_count(previous)
     job = observed.job
     decision = decide(policy, allowed, job_run(op, job, previous, runs, due=observed.due))
-    status["waitingFor"] = decision.waiting_for
+    status.waiting_for = decision.waiting_for
     if job is None and not decision.launch:  # waiting, failed before it ran, or its Job was removed
         return finish(decision.phase, decision.reason, decision.message)
     strategy = after.affinity_strategy if after is not None else None
@@ -376,24 +379,24 @@ def reconcile_operation(op: Any, observed: OperationObserved, previous_status: d
     if job is None and decision.launch and required and not observed.predecessor_node:
         # the predecessor ended, but the node it ran on is not in its status yet: a Job
         # launched now would not be held to that node
-        status["waitingFor"] = {"operationComplete": True}
+        status.waiting_for = {"operationComplete": True}
         return finish(PENDING, "WaitingForPredecessorNode", "waiting for the node the predecessor ran on")
     affinity = None
     if after is not None and after.affinity_strategy is not None and observed.predecessor_node:
         affinity = follow(after.affinity_strategy, observed.predecessor_node, ClusterView())
     if affinity:
-        status["nodeAffinity"] = affinity
+        status.node_affinity = affinity
     if decision.launch and policy == "OnEvent":
         runs += 1
-        status["infos"] = {**(status.get("infos") or {}), RUNS_INFO: str(runs)}
+        status.infos = {**status.infos, RUNS_INFO: str(runs)}
     if decision.launch or job is not None:
         try:
             manifest = job_manifest(op, affinity, run=runs if policy == "OnEvent" else 0, rules=rules,
                                     mounts=observed.dataset_mounts)
         except PolicyViolation as refused:  # nothing is created (or changed) for it
-            if previous.get("phase") != FAILED:
+            if previous.phase != FAILED:
                 out.events.append(("Warning", "PolicyViolation", str(refused)))
-            status["waitingFor"] = {}
+            status.waiting_for = {}
             return finish(FAILED, "PolicyViolation", f"refused by the operator's policy: {refused}")
         scripts = script_config_map(op, owner_references(op))
         if scripts is not None:
@@ -402,14 +405,14 @@ def reconcile_operation(op: Any, observed: OperationObserved, previous_status: d
             out.desired.append(manifest)
     name = job_name(op, runs if policy == "OnEvent" else 0)
     if job is not None and job.node:
-        status["node"] = job.node
+        status.node = job.node
     if job is not None and job.start_time:
-        status["lastScheduleTime"] = job.start_time
+        status.last_schedule_time = job.start_time
     if job is not None and job.succeeded > 0 and not decision.launch:
-        status["lastSuccessfulTime"] = job.completion_time or now
+        status.last_successful_time = job.completion_time or now
         if job.start_time and job.completion_time:
-            status["duration"] = f"{seconds_between(job.start_time, job.completion_time):.0f}s"
-    if decision.reason == "RunFailed" and previous.get("phase") != FAILED:
+            status.duration = f"{seconds_between(job.start_time, job.completion_time):.0f}s"
+    if decision.reason == "RunFailed" and previous.phase != FAILED:
         out.events.append(("Warning", "JobFailed", decision.message))
     messages = {"Launched": f"Job {name} created", "Running": f"Job {name} runs",
                 "RunSucceeded": f"Job {name} succeeded"}
@@ -420,22 +423,22 @@ def reconcile_operation(op: Any, observed: OperationObserved, previous_status: d
 RUNS_INFO = "runs"
 
 
-def run_count(status: dict[str, Any]) -> int:
+def run_count(status: OperationStatus | Mapping[str, Any] | None) -> int:
     """How many Jobs an OnEvent operation has made (0 for the other policies)."""
     try:
-        return int((status.get("infos") or {}).get(RUNS_INFO, 0))
+        return int(OperationStatus.read(status).infos.get(RUNS_INFO, 0))
     except ValueError:
         return 0
 
 
-def job_run(op: Any, job: JobObserved | None, previous: dict[str, Any], runs: int, *, due: bool) -> Observed:
+def job_run(op: Any, job: JobObserved | None, previous: OperationStatus, runs: int, *, due: bool) -> Observed:
     """The operation's latest run as the lifecycle reads it, from its Job (or CronJob).
     A Job removed after it ended (``ttlSecondsAfterFinished``) leaves its result in the
     status, so it is never run again; creating a Cron operation's CronJob is its launch."""
     policy = str(getattr(op.spec, "policy", "Once") or "Once")
     if job is None:
-        if previous.get("lastScheduleTime") and previous.get("phase") in (COMPLETE, FAILED):
-            ended = RunState.SUCCEEDED if previous["phase"] == COMPLETE else RunState.FAILED
+        if previous.last_schedule_time and previous.phase in (COMPLETE, FAILED):
+            ended = RunState.SUCCEEDED if previous.phase == COMPLETE else RunState.FAILED
             return Observed(ended, max(runs, 1), due, _condition_message(previous))
         return Observed(RunState.NOT_STARTED, runs, due or policy == "Cron")
     runs = max(runs, 1)
@@ -452,6 +455,5 @@ def job_run(op: Any, job: JobObserved | None, previous: dict[str, Any], runs: in
     return Observed(RunState.RUNNING, runs, due)
 
 
-def _condition_message(status: dict[str, Any]) -> str:
-    phase = status.get("phase")
-    return next((c.get("message", "") for c in status.get("conditions") or [] if c.get("type") == phase), "")
+def _condition_message(status: OperationStatus) -> str:
+    return next((c.message for c in status.conditions if c.type == status.phase), "")

@@ -6,8 +6,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
 from fluid_core.models.runtime import VineyardRuntimeStatus
 from fluid_core.reconcilers.conditions import set_condition, typed
 from fluid_core.reconcilers.engine import Engine
@@ -33,21 +31,10 @@ class RuntimeOutcome:
         return runtime_ready(self.status)
 
 
-def runtime_status(status: VineyardRuntimeStatus | Mapping[str, Any] | None) -> VineyardRuntimeStatus:
-    """A runtime's status as read from its resource (fields of other operator versions
-    ignored; one this version cannot read counts as none written yet)."""
-    if isinstance(status, VineyardRuntimeStatus):
-        return status
-    try:
-        return VineyardRuntimeStatus.model_validate(dict(status or {}))
-    except ValidationError:
-        return VineyardRuntimeStatus()
-
-
 def runtime_ready(status: VineyardRuntimeStatus | Mapping[str, Any] | None) -> bool:
     """The one readiness rule of a runtime, read from its status: its master and its
     workers are ready (the dataset binds then, and operations run)."""
-    typed = runtime_status(status)
+    typed = VineyardRuntimeStatus.read(status)
     return typed.master_phase == READY and typed.worker_phase == READY
 
 
@@ -73,7 +60,7 @@ def reconcile_runtime(
     allow gets nothing created or changed.
     """
     out = RuntimeOutcome()
-    previous = runtime_status(previous_status)
+    previous = VineyardRuntimeStatus.read(previous_status)
     conditions = [c.to_dict() for c in previous.conditions]
     unset = {**_counts_status(engine, None, None, None), **previous.model_dump(exclude_defaults=True)}
     if not observed.dataset_exists:
