@@ -117,9 +117,9 @@ def test_master_persistence_and_its_absence():
     assert spec["template"]["spec"]["volumes"] == [{"name": "etcd-data", "emptyDir": {}}]
     status = reconcile_runtime(ephemeral, RuntimeObserved(), None, now="t").status
     assert status.master_persistence.startswith("emptyDir: metadata is lost")
-    # synced to disk either way: full runs without fsync saw workers abort (since found to
-    # be vineyardd launching an etcd of its own, which --etcd_cmd now forbids)
-    assert "--unsafe-no-fsync" not in spec["template"]["spec"]["containers"][0]["command"]
+    # an emptyDir lives no longer than its pod: no write waits for a sync; a volume's does
+    assert "--unsafe-no-fsync" in spec["template"]["spec"]["containers"][0]["command"]
+    assert "--unsafe-no-fsync" not in with_pvc["template"]["spec"]["containers"][0]["command"]
 
 
 def test_rpc_conf_lists_every_worker():

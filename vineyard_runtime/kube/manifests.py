@@ -245,6 +245,9 @@ def master_objects(rt: KubeRuntime) -> list[dict[str, Any]]:
         listen_client_url=f"http://$(POD_IP):{rt.client_port},http://127.0.0.1:{rt.client_port}",
         listen_peer_url=f"http://$(POD_IP):{rt.peer_port}",
         initial_cluster=members,
+        # on an emptyDir the data lives no longer than the pod, which a sync to disk cannot
+        # change (a container that restarts finds the page cache): no write waits for one
+        no_fsync=not rt.etcd_persistence,
     )
     command = etcd_command(spec, binary="etcd")
     container: dict[str, Any] = {
