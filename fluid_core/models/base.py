@@ -197,7 +197,9 @@ class ConditionStatus(str, Enum):
 
 
 class Condition(Model):
-    """A Kubernetes-style condition."""
+    """A Kubernetes-style condition; fields other writers add (Fluid's lastProbeTime) are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
 
     type: str
     status: ConditionStatus
@@ -228,12 +230,17 @@ class StatusModel(Model):
 
     @classmethod
     def read(cls, status: "StatusModel | Mapping[str, Any] | None") -> Self:
-        """The status as read from a resource: fields of other versions ignored, and one
-        this version cannot read at all counts as none written yet."""
+        """The status as read from a resource: fields of other versions ignored, and a
+        field this version cannot read left out (the rest, its phase say, still counts)."""
         if isinstance(status, cls):
             return status
+        data = dict(status or {})
         try:
-            return cls.model_validate(dict(status or {}))
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            unreadable = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+        try:
+            return cls.model_validate({k: v for k, v in data.items() if k not in unreadable})
         except ValidationError:
             return cls()
 
