@@ -22,7 +22,6 @@ from objects.codecs.base import Context, meta_fields, node_full
 from objects.errors import ObjectsError, StoreFull
 from objects.ipc import VineyardIPC
 from vineyard_runtime.node.holds import Writing
-from vineyard_runtime.node.pages import populate
 from vineyard_runtime.object_ids import object_name
 
 #: Values whose blobs add up to at most this many bytes are kept inline.
@@ -181,17 +180,15 @@ class BlobContext(_LayoutContext):
         super().__init__(client=None, node=node, allow_pickle=allow_pickle, labels=labels, record=record)
         self.blobs = blobs
 
-    def new_blob(self, nbytes: int) -> Any:
+    def _create(self, nbytes: int) -> Any:
+        """A new writable blob of the node, through the project's own IPC connection."""
         try:
             blob = self.blobs.create_blob(nbytes)
         except StoreFull:
             status = self.blobs.instance_status()
             raise node_full(self.node, nbytes, int(status["memory_limit"]), int(status["memory_usage"])) from None
-        if self.record is not None:
-            self.record.add(blob.name)
         builder = np.frombuffer(blob.data, np.uint8).view(_NewBlob)
         builder.id = blob.id
-        populate(builder.data, write=True)
         return builder
 
     def seal(self, builder: Any) -> Any:

@@ -49,18 +49,23 @@ class Context:
         return self.client.ipc_client
 
     def new_blob(self, nbytes: int) -> Any:
-        """A writable blob builder of ``nbytes``; StoreFull when the node has no room."""
-        vineyard = import_vineyard()
-
-        try:
-            builder = self.ipc.create_blob(nbytes)
-        except vineyard.NotEnoughMemoryException:
-            status = self.ipc.status
-            raise node_full(self.node, nbytes, int(status.memory_limit), int(status.memory_usage)) from None
+        """A writable blob builder of ``nbytes``, recorded for the sweeper and mapped in;
+        StoreFull when the node has no room."""
+        builder = self._create(nbytes)
         if self.record is not None:
             self.record.add(object_name(builder.id))
         populate(memoryview(builder), write=True)
         return builder
+
+    def _create(self, nbytes: int) -> Any:
+        """A new writable blob of the node, through vineyard's client."""
+        vineyard = import_vineyard()
+
+        try:
+            return self.ipc.create_blob(nbytes)
+        except vineyard.NotEnoughMemoryException:
+            status = self.ipc.status
+            raise node_full(self.node, nbytes, int(status.memory_limit), int(status.memory_usage)) from None
 
     def seal(self, builder: Any) -> Any:
         return builder.seal(self.client)
