@@ -2,11 +2,11 @@
 
 One key per named object, ``<etcd prefix>/fluidv/names/<name>``, whose value (an
 :class:`Entry`) says everything a reader needs: the object's id and the node holding
-it, or, for a small value, the value's whole layout inline. Creating a name is one
-etcd transaction that succeeds only if the key is absent, so exactly one of two
-writers wins, on one node or across nodes; replacing and deleting compare the
-revision they read. Vineyard itself is not told about names at all: its objects stay
-private to their node until another node asks for one (see ``ObjectStore.get``).
+it and the value's layout: whole, for a small value, or referring to blobs of that
+node's shared memory. Creating a name is one etcd transaction that succeeds only if
+the key is absent, so exactly one of two writers wins, on one node or across nodes;
+replacing and deleting compare the revision they read. Vineyard itself is not told
+about names at all (see ``ObjectStore.get``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class Entry:
     instance_id: int
     node: str
     labels: dict[str, str] = field(default_factory=dict)
-    layout: dict[str, Any] | None = None  # the whole value, when it is small
+    layout: dict[str, Any] | None = None  # the value: whole, or its blobs by id (None: a Vineyard object)
     revision: int = 0
 
     @property

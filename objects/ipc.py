@@ -17,6 +17,7 @@ does not hang it. Calls from several threads take turns on the connection.
 from __future__ import annotations
 
 import array
+import ctypes
 import json
 import mmap
 import os
@@ -62,7 +63,10 @@ class VineyardIPC:
         self.socket_path, self.timeout = socket_path, timeout
         self._lock = threading.Lock()
         self._maps: dict[int, mmap.mmap] = {}
+        self._spans: dict[int, tuple[int, int]] = {}  # each map's address and size
         self._deferred: list[dict[str, Any]] = []  # seals sent with the next request
+        self._quiet: list[dict[str, Any]] = []  # deletes sent with the next request, their answers ignored
+        self._holder: int | None = None  # the thread waiting on the connection
         self._sock: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(timeout)
         try:
@@ -117,16 +121,33 @@ class VineyardIPC:
         self._calls([{"type": "release_request", "object_id": int(i)} for i in ids])
 
     def delete(self, ids: Iterable[int], *, force: bool = False, deep: bool = True) -> None:
-        """Delete objects or blobs (vineyardd frees their memory at once)."""
-        self._calls([{"type": "del_data_request", "id": [int(i) for i in ids], "force": force, "deep": deep,
-                      "fastpath": False, "memory_trim": False}])
+        """Delete objects or blobs (vineyardd frees their memory at once). Asked by the
+        thread that waits on this connection (a zero-copy view's last reference dropped
+        meanwhile frees what a delete left), it goes with the next request instead."""
+        request = {"type": "del_data_request", "id": [int(i) for i in ids], "force": force, "deep": deep,
+                   "fastpath": False, "memory_trim": False}
+        if self._holder == threading.get_ident():
+            self._quiet.append(request)
+            return
+        self._calls([request])
 
     def instance_status(self) -> dict[str, Any]:
         """The node's counters: memory_usage, memory_limit, ipc_connections, ..."""
         (reply,) = self._calls([{"type": "instance_status_request"}])
         return dict(reply["meta"])
 
+    def is_shared_memory(self, address: int) -> bool:
+        """True when ``address`` lies in the node's shared memory as this connection maps it."""
+        return any(start <= address < start + size for start, size in self._spans.values())
+
     def close(self) -> None:
+        """Close the connection (deletes and seals still waiting are sent first); views
+        given out stay valid."""
+        if self._quiet or self._deferred:
+            try:
+                self._calls([])
+            except ObjectsError:
+                pass
         with self._lock:
             self._close()
 
@@ -154,14 +175,16 @@ class VineyardIPC:
         """Send ``requests`` back to back, then read their replies in order (and the store
         fds that follow them)."""
         with self._lock:
-            if not requests and not self._deferred:
+            if not requests and not self._deferred and not self._quiet:
                 return []
             if self._sock is None:
                 raise StoreUnavailable(f"the connection to vineyardd on {self.socket_path} is closed")
+            quiet, self._quiet = self._quiet, []
             sent, self._deferred = self._deferred + requests, []
+            self._holder = threading.get_ident()
             try:
-                self._sock.sendall(b"".join(_frame(r) for r in sent))
-                replies = [self._reply() for _ in sent]
+                self._sock.sendall(b"".join(_frame(r) for r in quiet + sent))
+                replies = [self._reply() for _ in quiet + sent][len(quiet):]
             except (TimeoutError, socket.timeout):
                 self._close()
                 raise Unanswered(f"vineyardd on {self.socket_path} did not answer within {self.timeout:g} s; "
@@ -169,6 +192,8 @@ class VineyardIPC:
             except (OSError, ValueError) as exc:
                 self._close()
                 raise StoreUnavailable(f"the connection to vineyardd on {self.socket_path} broke: {exc}") from None
+            finally:
+                self._holder = None
         for request, reply in zip(sent, replies):
             _raise_for(reply, request)
         return replies[len(sent) - len(requests):]
@@ -198,7 +223,8 @@ class VineyardIPC:
         if not fds:
             raise ValueError(f"vineyardd named store {store} but sent no file descriptor for it")
         try:
-            self._maps[store] = mmap.mmap(fds[0], size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            self._maps[store] = mapped = mmap.mmap(fds[0], size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            self._spans[store] = (ctypes.addressof(ctypes.c_char.from_buffer(mapped)), size)
         finally:
             for fd in fds:
                 os.close(fd)

@@ -24,7 +24,7 @@ from vineyard_runtime.node.blob_server import BlobFetcher, BlobFetchError, share
 from vineyard_runtime.etcd_client import put_op, unchanged
 from vineyard_runtime.node.probe import connect_once, import_vineyard
 from vineyard_runtime.etcd_keys import doomed_key, endpoint_key, sweeper_key
-from vineyard_runtime.object_ids import object_id, object_name
+from vineyard_runtime.object_ids import object_id
 
 if TYPE_CHECKING:
     from objects.store import ObjectStore
@@ -155,21 +155,30 @@ class RemoteReads:
     def _receive(self, entry: Entry, endpoint: str) -> list[bytearray]:
         return self._from_server(entry, endpoint, lambda fetcher: fetcher.fetch(entry.id, entry.blobs))
 
+    def layout(self, entry: Entry, name: str | None) -> LayoutMeta:
+        """The value of layout entry ``entry`` with its blobs: a named value of another
+        node through this node's copy of it (``replica``), else as ``blob_reader`` reads."""
+        if name is not None and self.store.is_ipc and entry.instance_id != self.store.instance_id:
+            endpoint = self.blob_endpoint(entry.instance_id)
+            if endpoint is not None:
+                return self.replica(entry, name, endpoint)
+        assert entry.layout is not None
+        return LayoutMeta.from_json(entry.layout, self.blob_reader(entry))
+
     def replica(self, entry: Entry, name: str, endpoint: str) -> LayoutMeta:
         """This node's copy of an object held by another node: the one received before
         (recorded in the directory), else received now from the holder's blob server
         straight into new blobs of this node, and recorded while ``name`` still holds it."""
-        vineyard = import_vineyard()
-
-        directory, ipc = self.store.directory, self.store.client.ipc_client
+        directory, ipc = self.store.directory, self.store.ipc
         key = directory.replica_key(entry.id, self.store.instance_id)
-        local = lambda blob_id: ipc.get_blob(vineyard.ObjectID(blob_id))  # noqa: E731
         kept = self.store.directory_call(lambda: directory.etcd.get(key))
         if kept is not None:
             layout = json.loads(kept.value)
-            if all(ipc.exists(vineyard.ObjectID(b)) for b in shared_blobs(layout)):
-                return LayoutMeta.from_json(layout, local)
-        ctx = self.store.write_context(dict(entry.labels), allow_pickle=False)
+            ids = shared_blobs(layout)
+            found = ipc.get_blobs(object_id(blob) for blob in ids)
+            if len(found) == len(set(ids)):
+                return LayoutMeta.from_json(layout, lambda blob: found[object_id(blob)].data)
+        ctx = self.store.blob_context(dict(entry.labels), allow_pickle=False)
         received: list[Any] = []
 
         def new_blob(size: int) -> Any:
@@ -177,23 +186,29 @@ class RemoteReads:
             return received[-1]
 
         try:
-            layout = self._from_server(entry, endpoint, lambda fetcher: fetcher.fetch_object(entry.id, new_blob))
+            if entry.layout is None:  # a Vineyard object: its layout comes with its blobs
+                layout = self._from_server(entry, endpoint, lambda fetcher: fetcher.fetch_object(entry.id, new_blob))
+            else:
+                layout = entry.layout
+                self._from_server(entry, endpoint, lambda fetcher: fetcher.fetch_into(entry.id, entry.blobs, new_blob))
+            sealed = [ctx.seal(builder) for builder in received]
+            self.store.flush_seals()
         except BaseException:
             for builder in received:
                 ctx.abort(builder)
             raise
-        sealed = [ctx.seal(builder) for builder in received]
-        mine = with_blob_ids(layout, {b: object_name(s.id) for b, s in zip(shared_blobs(layout), sealed)})
+        mine = with_blob_ids(layout, {b: s.id for b, s in zip(shared_blobs(layout), sealed)})
         won, _ = self.store.directory_call(lambda: directory.etcd.txn([unchanged(directory.key(name), entry.revision)],
                                                          [put_op(key, json.dumps(mine))]))
         if not won:  # replaced or deleted meanwhile: this copy is nobody's to free but ours
             if self.store.holds is None:
-                self.store.client.delete([s.id for s in sealed], force=False, deep=True)
+                self.store.delete_ids([s.id for s in sealed])
                 raise Vanished(entry.id)
             # the read holds entry.id's pin: the copy goes when the last view of it does
-            self.store.holds.free(entry.id, [object_name(s.id) for s in sealed], self.store.delete_ids)
+            self.store.holds.free(entry.id, [s.id for s in sealed], self.store.delete_ids)
         self.paths["blob server"] += 1
-        return LayoutMeta.from_json(mine, local)
+        views = {s.id: s.shared_view() for s in sealed}
+        return LayoutMeta.from_json(mine, views.__getitem__)
 
     def _from_server(self, entry: Entry, endpoint: str, ask: Callable[[BlobFetcher], _T]) -> _T:
         """``ask(fetcher)`` on the blob server at ``endpoint``; its failures as ours."""

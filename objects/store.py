@@ -46,7 +46,7 @@ from objects.streams import StreamReader, StreamWriter, delete_stream
 from vineyard_runtime.plumbing.deadline import Deadline
 from vineyard_runtime.node.holds import NodeHolds, Pin, Writing, writing
 from vineyard_runtime.node.probe import import_vineyard
-from vineyard_runtime.object_ids import object_name
+from vineyard_runtime.object_ids import object_id, object_name
 
 _T = TypeVar("_T")
 _OBJECT_ID = re.compile(r"^o[0-9a-f]{16}$")
@@ -113,7 +113,8 @@ class ObjectStore:
 
     Names live in the cluster's object directory (:mod:`objects.directory`): a named
     put is one etcd transaction, a small value is kept whole in its entry, and a large
-    one stays a private Vineyard object of this node until another node reads it.
+    one is blobs of this node whose layout the entry holds, received into another node's
+    memory when a reader there asks for it.
     """
 
     def __init__(self, client: Any, target: Target, directory: Directory | None = None) -> None:
@@ -172,6 +173,14 @@ class ObjectStore:
             if self._ipc is None:
                 self._ipc = VineyardIPC(self.target.address, timeout=self.deadline.seconds)
             return self._ipc
+
+    def is_shared_memory(self, address: int) -> bool:
+        """True when ``address`` (an array's ``ctypes.data``, a tensor's ``data_ptr()``)
+        lies in this node's shared memory: a zero-copy read or allocation."""
+        with self._ipc_lock:
+            if self._ipc is not None and self._ipc.is_shared_memory(address):
+                return True
+        return self.is_ipc and bool(self._client.ipc_client.is_shared_memory(address))
 
     def flush_seals(self) -> None:
         """Wait for the seals of blobs this store made (``BlobContext``): do it before
@@ -233,26 +242,40 @@ class ObjectStore:
         return self._nodes.get(instance_id, f"instance-{instance_id}")
 
     def write_context(self, labels: dict[str, str], allow_pickle: bool, record: Writing | None = None) -> Context:
-        """Where a value's blobs are made on this node (an IPC connection only)."""
+        """Where a value's blobs and Vineyard metadata are made on this node."""
+        self._check_writable()
+        return Context(self._client, self.node, allow_pickle=allow_pickle, labels=labels, record=record)
+
+    def _check_writable(self) -> None:
+        """Writing needs an IPC connection."""
         if not self.is_ipc:
             raise ObjectsError(
                 f"writing needs an IPC connection to a node's socket; this store uses "
                 f"{self.target.describe()}. Connect with the node's socket (VINEYARD_IPC_SOCKET)"
             )
-        return Context(self._client, self.node, allow_pickle=allow_pickle, labels=labels, record=record)
 
     def delete_ids(self, ids: list[str]) -> None:
         """Delete vineyard objects or blobs of this node by id, deep; gone ones are skipped."""
-        vineyard = import_vineyard()
-
+        if not self.is_ipc:
+            self._delete_over_rpc(ids)
+            return
         try:
-            self._client.delete([vineyard.ObjectID(i) for i in ids], force=False, deep=True)
-        except vineyard.ObjectNotExistsException:
+            self.ipc.delete(object_id(i) for i in ids)
+        except ObjectNotFound:
             for i in ids:  # one was gone: the others one by one
                 try:
-                    self._client.delete(vineyard.ObjectID(i), force=False, deep=True)
-                except vineyard.ObjectNotExistsException:
+                    self.ipc.delete([object_id(i)])
+                except ObjectNotFound:
                     pass
+
+    def _delete_over_rpc(self, ids: list[str]) -> None:
+        vineyard = import_vineyard()
+
+        for i in ids:
+            try:
+                self._client.delete(vineyard.ObjectID(i), force=False, deep=True)
+            except vineyard.ObjectNotExistsException:
+                pass
 
     def pin(self, key: str) -> Pin | None:
         """Pin object ``key`` of this node while it is read (None without holds)."""
@@ -268,15 +291,12 @@ class ObjectStore:
     # -- entries: how a value is written, found and dropped --------------------------
 
     def encode_entry(self, value: Any, labels: Mapping[str, str] | None = None, *,
-                     allow_pickle: bool = False, layout_in_entry: bool = False,
-                     record: Writing | None = None) -> Entry:
-        """Write ``value`` for the directory: inline when small, else into this node's
-        shared memory, as a private Vineyard object or, with ``layout_in_entry``, as bare
-        blobs whose layout the entry holds (no Vineyard metadata calls: faster to write
-        and read on this node; their seals wait for ``flush_seals``). Nothing is named
-        yet (``drop_entry`` undoes it)."""
+                     allow_pickle: bool = False, record: Writing | None = None) -> Entry:
+        """Write ``value`` for the directory: inline when small, else as blobs of this
+        node's shared memory whose layout the entry holds (no Vineyard metadata; their
+        seals wait for ``flush_seals``). Nothing is named yet (``drop_entry`` undoes it)."""
         labels = _check_labels(labels)
-        ctx = self.write_context(labels, allow_pickle, record)
+        self._check_writable()
         meta = None
         if not surely_too_large(value):
             try:
@@ -284,9 +304,15 @@ class ObjectStore:
             except TooLarge:
                 pass
         if meta is None:
-            if not layout_in_entry:
-                return self._entry_of(codecs.encode(ctx, value), labels)
-            meta = codecs.encode(BlobContext(self.ipc, self.node, allow_pickle, labels, record), value)
+            meta = codecs.encode(self.blob_context(labels, allow_pickle, record), value)
+        return self._layout_entry(meta, labels)
+
+    def blob_context(self, labels: dict[str, str], allow_pickle: bool, record: Writing | None = None) -> BlobContext:
+        """Where a value's blobs are made on this node when its layout goes in its entry."""
+        self._check_writable()
+        return BlobContext(self.ipc, self.node, allow_pickle, labels, record)
+
+    def _layout_entry(self, meta: LayoutMeta, labels: dict[str, str]) -> Entry:
         return Entry(id=_inline_id(), typename=meta.typename, nbytes=meta.nbytes,
                      instance_id=self.instance_id, node=self.node, labels=labels, layout=meta.to_json())
 
@@ -319,9 +345,8 @@ class ObjectStore:
         vineyard = import_vineyard()
 
         if entry.layout is not None:
-            if entry.blobs and blobs is None:
-                blobs = self.remote.blob_reader(entry)
-            layout = LayoutMeta.from_json(entry.layout, blobs)
+            layout = (LayoutMeta.from_json(entry.layout, blobs) if blobs is not None or not entry.blobs
+                      else self.remote.layout(entry, name))
             return codecs.decode(None, layout, allow_pickle=allow_pickle)
         object_id = vineyard.ObjectID(entry.id)
         if not self.is_ipc:
@@ -334,12 +359,13 @@ class ObjectStore:
             meta = self.remote.migrate_in(entry, object_id)
         return codecs.decode(self._client, meta, allow_pickle=allow_pickle)
 
-    def drop_entry(self, entry: Entry) -> None:
-        """Free what ``entry`` holds (nothing for inline values; best effort on other nodes)."""
+    def drop_entry(self, entry: Entry, *, copies: bool = True) -> None:
+        """Free what ``entry`` holds and, with ``copies``, the copies other nodes received
+        of it (nothing for inline values; best effort on other nodes)."""
         if not entry.on_node:
             return
         held = [(entry.instance_id, entry.blobs or [entry.id])]
-        if entry.layout is None:
+        if copies:
             held += self.remote.forget_copies(entry)
         self.remote.free(entry.id, held)
 
@@ -444,6 +470,7 @@ class ObjectStore:
         if record is not None:
             record.naming(name, entry.id)
         try:
+            self.flush_seals()  # a name must point at sealed blobs
             if not replace:
                 stored = self.directory_call(lambda: directory.create(name, entry))
                 if stored is None:
@@ -485,12 +512,14 @@ class ObjectStore:
         if name is not None:
             _check_name(name)
             self._check_free(name, replace)
-        ctx = self.write_context(labels, allow_pickle=False, record=self.holds.writing() if self.holds else None)
+        record = self.holds.writing() if self.holds else None
+        ctx = (self.write_context(labels, allow_pickle=False, record=record) if name is None
+               else self.blob_context(labels, allow_pickle=False, record=record))
 
         def publish(meta: Any) -> ObjectRef:
             if name is None:
                 return self._ref(meta, None)
-            return self._ref_of(self._name(name, self._entry_of(meta, labels), replace, ctx.record), name)
+            return self._ref_of(self._name(name, self._layout_entry(meta, labels), replace, record), name)
 
         try:
             dtype = np.dtype(dtype)

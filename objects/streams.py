@@ -78,7 +78,7 @@ class StreamWriter:
                 f"stream chunks are Arrow record batches/tables or numpy arrays, got {type(chunk).__name__}"
             )
         with self._store.bounded("a stream write", watchdog=False):  # blobs through the store's ipc
-            record = self._store.encode_entry(chunk, self._labels, layout_in_entry=True).to_json()
+            record = self._store.encode_entry(chunk, self._labels).to_json()
         with self._changed:
             while len(self._pending) >= MAX_PENDING and self._error is None:
                 self._changed.wait()
@@ -312,6 +312,6 @@ def delete_stream(store: "ObjectStore", name: str) -> int:
             count += 1
             continue
         for body in json.loads(kv.value):
-            store.drop_entry(Entry.from_body(body, kv.mod_revision))
+            store.drop_entry(Entry.from_body(body, kv.mod_revision), copies=False)  # chunks are never copied
             count += 1
     return count

@@ -40,7 +40,7 @@ SMALL_VALUES = {
 def test_small_values_of_every_type_live_inline_and_round_trip_on_every_node(stores, kind):
     value = SMALL_VALUES[kind]
     ref = stores["node-0"].put(value, f"small/{kind}", replace=True)
-    assert ref.id.startswith("i"), "a small value is held by its directory entry"
+    assert not stores["node-0"].directory.get(ref.name).blobs, "a small value is held by its directory entry"
     for node in ("node-0", "node-2"):
         assert_same(value, stores[node].get(f"small/{kind}"))
     assert stores["node-1"].info(f"small/{kind}").node == "node-0"
@@ -52,11 +52,12 @@ def test_values_past_the_inline_budget_go_to_shared_memory(stores):
     store = stores["node-1"]
     just_in = np.zeros(INLINE_MAX // 8, dtype=np.float64)
     just_out = np.zeros(INLINE_MAX // 8 + 1, dtype=np.float64)
-    assert store.put(just_in, "edge/in", replace=True).id.startswith("i")
-    ref = store.put(just_out, "edge/out", replace=True)
-    assert ref.id.startswith("o")
+    store.put(just_in, "edge/in", replace=True)
+    assert not store.directory.get("edge/in").blobs
+    store.put(just_out, "edge/out", replace=True)
+    assert store.directory.get("edge/out").blobs, "the entry refers to a blob of node-1"
     got = store.get("edge/out")
-    assert store.client.ipc_client.is_shared_memory(got.ctypes.data)
+    assert store.is_shared_memory(got.ctypes.data)
     store.delete_many(prefix="edge/")
 
 
@@ -202,7 +203,7 @@ def test_another_node_receives_a_large_object_once_and_frees_it_with_the_name(st
     writer.put(value, "moved/once")
     first = reader.get("moved/once")
     np.testing.assert_array_equal(first, value)
-    assert reader.client.ipc_client.is_shared_memory(first.ctypes.data), "received into node-2's memory"
+    assert reader.is_shared_memory(first.ctypes.data), "received into node-2's memory"
     grown = memory_used(reader)
     assert grown >= before + value.nbytes
     second = reader.get("moved/once")

@@ -174,7 +174,7 @@ def test_another_process_reads_what_this_one_wrote_and_back(stores, shared_clust
         import numpy as np, objects
         store = objects.connect()
         value = store.get("proc/in")
-        assert store.client.ipc_client.is_shared_memory(value["x"].ctypes.data)
+        assert store.is_shared_memory(value["x"].ctypes.data)
         store.put(value["x"] * 2, "proc/out")
         print(value["t"].num_rows)
     """, shared_cluster.node("node-2").socket)

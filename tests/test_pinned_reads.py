@@ -119,8 +119,8 @@ def test_the_memory_of_a_writer_killed_mid_write_comes_back(stores, shared_clust
         """,
         "put": """
             import numpy as np
-            from objects.codecs.base import Context
-            Context.seal = lambda self, builder: os._exit(3)  # dies with its blob filled, unsealed
+            from objects.layout import BlobContext
+            BlobContext.seal = lambda self, builder: os._exit(3)  # dies with its blob filled, unsealed
             store.put(np.ones(1 << 22), "crash/put")
         """,
     }[write]

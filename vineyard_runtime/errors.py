@@ -33,3 +33,7 @@ class ClusterStartError(VineyardRuntimeError):
 
 class NodeUnavailable(VineyardRuntimeError):
     """A node's vineyardd does not answer on its socket."""
+
+
+class ObjectNotExists(VineyardRuntimeError):
+    """A blob or object asked of a node is not on it (deleted, or the node restarted)."""

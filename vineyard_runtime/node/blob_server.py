@@ -24,7 +24,7 @@ import threading
 from typing import Any
 
 from vineyard_runtime.plumbing.deadline import Deadline, node_timeout
-from vineyard_runtime.errors import VineyardRuntimeError
+from vineyard_runtime.errors import ObjectNotExists, VineyardRuntimeError
 from vineyard_runtime.node.holds import Delete, NodeHolds
 from vineyard_runtime.node.pages import populate
 from vineyard_runtime.node.probe import import_vineyard
@@ -185,6 +185,8 @@ class BlobServer(socketserver.ThreadingTCPServer):
         vineyard = import_vineyard()
 
         blob = client.ipc_client.get_blob(vineyard.ObjectID(blob_id))
+        if blob is None:
+            raise ObjectNotExists(f"blob {blob_id} is not on this node")
         if not blob.size:
             return memoryview(b"")
         view = memoryview(blob).cast("B")
