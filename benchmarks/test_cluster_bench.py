@@ -100,7 +100,8 @@ FIRST_READ_SIZES = {"1KiB": 1 << 10, **SIZES}
 @pytest.mark.parametrize("size", list(FIRST_READ_SIZES))
 def test_cross_node_objects_first_read(benchmark, two_nodes, size):
     """A named object put on node-0, read for the first time on node-1: a small one comes
-    inline from the directory, a large one is published by its node and migrated."""
+    inline from the directory, a large one is received from node-0's blob server into new
+    blobs of node-1 (recorded there as its copy)."""
     import objects
 
     nbytes = FIRST_READ_SIZES[size]

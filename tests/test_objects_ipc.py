@@ -76,6 +76,31 @@ def test_a_deferred_seal_goes_with_the_next_request(node):
         assert writer.instance_status()["instance_id"] == writer.instance_id, "the connection goes on"
 
 
+def test_a_delete_asked_while_the_connection_waits_goes_with_the_next_request(node):
+    """A zero-copy view's last reference can die inside a call on the same thread (a
+    garbage collection run by the call's own allocations), and its pin's release then
+    deletes what a delete left: that delete must not wait for the connection its own
+    thread holds (it would never end), and must still happen."""
+    with VineyardIPC(node.socket, timeout=10) as ipc:
+        before = ipc.instance_status()["memory_usage"]
+        doomed = ipc.create_blob(1 << 20)
+        ipc.seal([doomed.id])
+        receive, asked = ipc._receive, []
+
+        def receive_then_finalize(count: int) -> bytes:
+            if not asked:  # as a finalizer would, mid-call
+                asked.append(True)
+                ipc.delete([doomed.id])
+                ipc.delete([987654321])  # already gone: its error is nobody's to raise
+            return receive(count)
+
+        ipc._receive = receive_then_finalize
+        assert ipc.instance_status()["memory_usage"] >= before + (1 << 20), "not yet: it waits for a request"
+        ipc._receive = receive
+        assert set(ipc.get_blobs([doomed.id])) == set(), "gone with the next request"
+        assert ipc.instance_status()["memory_usage"] == before
+
+
 def test_errors_say_what_vineyardd_refused(node):
     with VineyardIPC(node.socket, timeout=10) as ipc:
         with pytest.raises(ObjectNotFound, match="seal"):

@@ -135,8 +135,10 @@ def test_allocate_publishes_in_place(stores):
     assert allocation.ref.name == "alloc/a" and allocation.ref.labels == {"kind": "alloc"}
     got = store.get("alloc/a")
     assert in_shared_memory(store, got.ctypes.data), "read in place"
-    np.testing.assert_array_equal(stores["node-0"].get("alloc/a"),
-                                  np.arange(1024, dtype=np.float32).reshape(256, 4))
+    elsewhere = stores["node-0"].get("alloc/a")
+    np.testing.assert_array_equal(elsewhere, np.arange(1024, dtype=np.float32).reshape(256, 4))
+    assert stores["node-0"].is_shared_memory(elsewhere.ctypes.data), "received into node-0's memory"
+    assert not store.is_shared_memory(np.ones(4).ctypes.data)
     with store.allocate((3, 2), "int64", "alloc/f", order="F") as out:
         out[:] = [[1, 2], [3, 4], [5, 6]]
     assert store.get("alloc/f").flags.f_contiguous
