@@ -1,6 +1,7 @@
 """Cross-process handoff: process A has float64 data, process B has summed it.
 
-Channels, side by side in one run: this project's ``put`` and ``allocate``, plain
+Channels, side by side in one run: this project's ``put`` (named, and unnamed as Ray's)
+and ``allocate``, plain
 vineyard put/get, ``multiprocessing.shared_memory``, pickle protocol 5 through a
 pipe, an Arrow IPC file on /dev/shm, and Ray's object store (an actor sums; needs the
 ``bench`` extra); single-thread memcpy is the reference.
@@ -138,6 +139,28 @@ def test_objects_put_named(benchmark, size, store, consumer, node):
     assert total == pytest.approx(expected)
     record(benchmark, size)
     names.next()  # deletes the last round's object
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_objects_put_unnamed(benchmark, size, store, consumer, node):
+    """As Ray's ``put``: no name, no etcd write; the consumer gets the object by its id."""
+    data = data_of(SIZES[size])
+    expected = float(data.sum())
+    made: list[str] = []
+
+    def setup():
+        while made:
+            store.delete(made.pop())
+        return (), {}
+
+    def handoff():
+        made.append(store.put(data).id)
+        return consumer.ask(op="objects", socket=node.socket, name=made[-1])
+
+    total = benchmark.pedantic(handoff, setup=setup, rounds=rounds_for(SIZES[size]), warmup_rounds=1)
+    assert total == pytest.approx(expected)
+    record(benchmark, size)
+    setup()
 
 
 @pytest.mark.parametrize("size", list(SIZES))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from objects.codecs.registry import register, unregister
 from objects.connection import candidate_targets, connect_first
 from objects.directory import open_directory
+from objects.ipc import VineyardIPC
 from objects.errors import (
     InvalidName,
     NodeUnavailable,
@@ -39,8 +40,10 @@ def connect(
     local cluster (``"node-1"``; node-0 by default). Raises StoreUnavailable at once,
     naming what was tried, when nothing answers; never spawns a daemon.
     """
-    client, target = connect_first(candidate_targets(socket, endpoint, config, workdir, node))
-    return ObjectStore(client, target, open_directory(target))
+    connection, target = connect_first(candidate_targets(socket, endpoint, config, workdir, node))
+    if isinstance(connection, VineyardIPC):
+        return ObjectStore(target, open_directory(target), ipc=connection)
+    return ObjectStore(target, open_directory(target), client=connection)
 
 
 __all__ = [

@@ -16,8 +16,10 @@ from typing import Any
 import yaml
 
 from objects.errors import StoreUnavailable
+from objects.ipc import VineyardIPC
 from vineyard_runtime.node import client_config
 from vineyard_runtime.node.probe import connect_once
+from vineyard_runtime.plumbing.deadline import node_timeout
 from vineyard_runtime.spec import DEFAULT_ETCD_PREFIX
 from vineyard_runtime.workdir import WORKDIR_ENV, client_config_path, default_workdir, resolve_workdir
 
@@ -219,14 +221,23 @@ def open_client(target: Target) -> Any:
     return client
 
 
+def open_connection(target: Target) -> Any:
+    """The connection a store of ``target`` starts with: the project's own to a node's
+    socket (:mod:`objects.ipc`; no vineyard import), vineyard's RPC client otherwise."""
+    if target.kind == "ipc":
+        return VineyardIPC(target.address, timeout=node_timeout())
+    return open_client(target)
+
+
 def connect_first(targets: list[Target]) -> tuple[Any, Target]:
-    """Connect to the first target that answers; StoreUnavailable listing every failure."""
+    """Connect to the first target that answers (``open_connection``); StoreUnavailable
+    listing every failure."""
     failures: list[str] = []
     for target in targets:
         problem = reachable(target)
         if problem is None:
             try:
-                client = open_client(target)
+                client = open_connection(target)
             except Exception as exc:  # noqa: BLE001 - vineyard's own exceptions, reported as ours
                 problem = f"refused: {exc}"
             else:

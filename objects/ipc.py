@@ -29,11 +29,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from objects.errors import ObjectNotFound, ObjectsError, StoreFull, StoreUnavailable
-from vineyard_runtime.object_ids import object_name
+from vineyard_runtime.object_ids import object_id, object_name
 
 _LENGTH = struct.Struct("<Q")
 #: vineyardd's status codes that have an error of their own here
 OBJECT_NOT_EXISTS, NOT_ENOUGH_MEMORY = 12, 41
+#: the vineyardd releases whose protocol this client speaks (checked at connect)
+SPOKEN = "0.24."
 #: a zero-size blob's fixed id (it has no memory)
 EMPTY_BLOB = 0x8000000000000000
 
@@ -75,13 +77,21 @@ class VineyardIPC:
             self._sock.close()
             self._sock = None
             raise StoreUnavailable(f"no vineyardd answers on {socket_path}: {exc.strerror or exc}") from None
-        reply = self._call({"type": "register_request", "version": "0.24.2", "store_type": 1})
+        reply = self._call({"type": "register_request", "version": f"{SPOKEN}2", "store_type": 1})
         if not reply.get("store_match", True):
             self.close()
             raise StoreUnavailable(f"vineyardd on {socket_path} refused this client's store type")
         self.instance_id: int = int(reply["instance_id"])
         self.rpc_endpoint: str = str(reply.get("rpc_endpoint", ""))
         self.version: str = str(reply.get("version", ""))
+        if not self.version.startswith(SPOKEN):
+            self.close()
+            raise StoreUnavailable(
+                f"vineyardd on {socket_path} is version {self.version or '(not said)'}, and this client "
+                f"speaks the protocol of vineyardd {SPOKEN}x (the vineyardd of the vineyard-bdist wheel "
+                "this project installs): run that vineyardd (`fluidv cluster up` does), or a release of "
+                "this project made for your vineyardd"
+            )
 
     # -- blobs ---------------------------------------------------------------------
 
@@ -130,6 +140,19 @@ class VineyardIPC:
             self._quiet.append(request)
             return
         self._calls([request])
+
+    def create_data(self, tree: dict[str, Any]) -> tuple[int, int]:
+        """Create an object of Vineyard metadata ``tree`` (its members' trees carry their
+        ids: vineyardd takes no member it has not seen); its id and signature."""
+        (reply,) = self._calls([{"type": "create_data_request", "content": tree}])
+        return int(reply["id"]), int(reply["signature"])
+
+    def get_data(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """The metadata trees (members included) of the objects ``ids`` this node knows,
+        in one round trip (a missing one is absent)."""
+        (reply,) = self._calls([{"type": "get_data_request", "id": [int(i) for i in ids],
+                                 "sync_remote": False, "wait": False}])
+        return {object_id(key): tree for key, tree in (reply.get("content") or {}).items()}
 
     def instance_status(self) -> dict[str, Any]:
         """The node's counters: memory_usage, memory_limit, ipc_connections, ..."""

@@ -1,13 +1,13 @@
-"""Object layouts held outside Vineyard: the metadata lives in a directory entry.
+"""Object layouts: a value's metadata as plain dicts, and where its blobs are.
 
 The codecs write through a :class:`~objects.codecs.base.Context`. :class:`InlineContext`
-gives them the same calls (``new_blob``, ``seal``, ``new_meta``, ``create``) but keeps
-blobs as bytes and metadata as plain dicts, so a small value needs no Vineyard round
-trip at all; ``to_json``/``from_json`` carry it in the entry. When a value outgrows the
-budget, encoding stops with :class:`TooLarge` and the caller writes it to Vineyard.
-:class:`BlobContext` keeps the metadata as dicts too but the blobs in Vineyard's shared
-memory, referred to by id, made through the project's own IPC connection
-(:mod:`objects.ipc`): a value then costs one round trip per blob, no metadata calls.
+keeps blobs as bytes and metadata as plain dicts, so a small value needs no Vineyard
+round trip at all; ``to_json``/``from_json`` carry it in a directory entry. When a value
+outgrows the budget, encoding stops with :class:`TooLarge` and the caller writes it with
+a :class:`BlobContext`: the metadata stays dicts, the blobs are the node's shared memory,
+made through the project's own IPC connection (:mod:`objects.ipc`) and referred to by id
+(one round trip per blob). The layout then goes into the entry (a named value), or
+becomes a Vineyard object of the node (``vineyard_tree``; an unnamed value).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 
 from objects.codecs.base import Context, meta_fields, node_full
 from objects.errors import ObjectsError, StoreFull
-from objects.ipc import VineyardIPC
+from objects.ipc import EMPTY_BLOB, VineyardIPC
 from vineyard_runtime.node.holds import Writing
 from vineyard_runtime.object_ids import object_name
 
@@ -141,6 +141,60 @@ def with_blob_ids(layout: dict[str, Any], renamed: dict[str, str]) -> dict[str, 
     return {"fields": layout.get("fields", {}), "members": members}
 
 
+#: fields of a Vineyard metadata tree that vineyardd keeps for itself
+VINEYARD_FIELDS = frozenset({"id", "instance_id", "global", "transient", "signature", "__timestamp"})
+BLOB_TYPENAME = "vineyard::Blob"
+
+
+def vineyard_tree(meta: LayoutMeta, instance_id: int, create: Callable[[dict[str, Any]], tuple[int, int]]) -> dict[str, Any]:
+    """``meta`` (its blobs shared, or empty) as an object of Vineyard metadata, made with
+    ``create(tree) -> (id, signature)`` members first (vineyardd wants their ids first);
+    the tree, with its id and signature."""
+    tree: dict[str, Any] = {"nbytes": 0, **meta.fields, "instance_id": instance_id, "transient": True}
+    for name, member in meta.members.items():
+        if isinstance(member, LayoutMeta):
+            tree[name] = vineyard_tree(member, instance_id, create)
+            continue
+        if isinstance(member, InlineBlob) and member:
+            raise ObjectsError("a Vineyard object's blobs are the node's: this layout holds bytes of its own")
+        blob_id, size = (member.id, member.size) if isinstance(member, SharedBlob) else (object_name(EMPTY_BLOB), 0)
+        tree[name] = {"id": blob_id, "typename": BLOB_TYPENAME, "length": size, "nbytes": size,
+                      "instance_id": instance_id, "transient": True}
+    created, signature = create(tree)
+    return dict(tree, id=object_name(created), signature=signature)
+
+
+def tree_blobs(tree: dict[str, Any]) -> list[str]:
+    """Ids of the blobs (but the empty one) a Vineyard metadata tree refers to."""
+    found = []
+    for value in tree.values():
+        if isinstance(value, dict):
+            if value.get("typename") == BLOB_TYPENAME:
+                if value["id"] != object_name(EMPTY_BLOB):
+                    found.append(str(value["id"]))
+            else:
+                found += tree_blobs(value)
+    return found
+
+
+def layout_of_tree(tree: dict[str, Any], blobs: Callable[[str], memoryview]) -> LayoutMeta:
+    """The LayoutMeta of a Vineyard metadata tree; ``blobs(id)``: the bytes of a blob."""
+    fields: dict[str, Any] = {}
+    members: dict[str, Any] = {}
+    for key, value in tree.items():
+        if not isinstance(value, dict):
+            if key not in VINEYARD_FIELDS:
+                fields[key] = value
+        elif value.get("typename") != BLOB_TYPENAME:
+            members[key] = layout_of_tree(value, blobs)
+        elif value["id"] == object_name(EMPTY_BLOB):
+            members[key] = InlineBlob(b"")
+        else:
+            view = blobs(str(value["id"]))
+            members[key] = SharedBlob(str(value["id"]), view.nbytes, view)
+    return LayoutMeta(fields, members)
+
+
 class _Builder(bytearray):
     """A writable inline blob; ``copy`` mirrors vineyard's builder."""
 
@@ -177,7 +231,7 @@ class BlobContext(_LayoutContext):
 
     def __init__(self, blobs: VineyardIPC, node: str, allow_pickle: bool, labels: dict[str, str],
                  record: Writing | None = None) -> None:
-        super().__init__(client=None, node=node, allow_pickle=allow_pickle, labels=labels, record=record)
+        super().__init__(node=node, allow_pickle=allow_pickle, labels=labels, record=record)
         self.blobs = blobs
 
     def _create(self, nbytes: int) -> Any:
@@ -207,7 +261,7 @@ class InlineContext(_LayoutContext):
 
     def __init__(self, node: str, labels: dict[str, str], *, allow_pickle: bool = False,
                  budget: int = INLINE_MAX) -> None:
-        super().__init__(client=None, node=node, allow_pickle=allow_pickle, labels=labels)
+        super().__init__(node=node, allow_pickle=allow_pickle, labels=labels)
         self.left = budget
 
     def new_blob(self, nbytes: int) -> Any:

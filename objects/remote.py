@@ -67,8 +67,6 @@ class RemoteReads:
         their nodes once nobody there reads it: on this node through its holds; on a
         node with a sweeper by asking it (in etcd); elsewhere at once over RPC. Best
         effort, and nothing for nodes that are gone (their memory went with them)."""
-        vineyard = import_vineyard()
-
         directory = self.store.directory
         instances = functools.cache(lambda: self.store.directory_call(directory.instances))
         for instance_id, ids in held:
@@ -84,8 +82,8 @@ class RemoteReads:
                         doomed_key(directory.prefix, instance_id, key), json.dumps(ids)))
                 else:  # no sweeper there (a Kubernetes worker): its readers are not protected
                     rpc = self.rpc_client(instances()[instance_id].rpc_endpoint)
-                    rpc.delete([vineyard.ObjectID(i) for i in ids], force=False, deep=True)
-            except (vineyard.ObjectNotExistsException, ObjectsError, OSError, RuntimeError):
+                    rpc.delete([import_vineyard().ObjectID(i) for i in ids], force=False, deep=True)
+            except (ObjectsError, OSError, RuntimeError):  # vineyard's errors are RuntimeErrors
                 pass
 
     def _swept(self, instance_id: int) -> bool:
@@ -111,14 +109,13 @@ class RemoteReads:
         """How to read the blobs of ``entry``: in place on their node; else received in
         one request from the blob server of the node holding them; else (no server
         published) copied over Vineyard's RPC."""
-        vineyard = import_vineyard()
-
         if self.store.is_ipc and entry.instance_id == self.store.instance_id:
             return self.local_blobs(entry, entry.blobs)
         endpoint = self.blob_endpoint(entry.instance_id)
         if endpoint is not None:
             return dict(zip(entry.blobs, self._receive(entry, endpoint))).__getitem__
         rpc = self.store.client if not self.store.is_ipc else self.rpc_client(self.owner(entry).rpc_endpoint)
+        vineyard = import_vineyard()
         return lambda blob_id: rpc.rpc_client.get_remote_blob(vineyard.ObjectID(blob_id))
 
     def local_blobs(self, entry: Entry, ids: list[str]) -> Callable[[str], memoryview]:

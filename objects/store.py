@@ -7,6 +7,7 @@ import functools
 import itertools
 import re
 import secrets
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
@@ -15,8 +16,8 @@ import numpy as np
 
 from objects import codecs
 from objects.allocation import Allocation
-from objects.codecs.base import Context, labels_of
-from objects.connection import Target, release
+from objects.codecs.base import TYPENAME_PREFIX, labels_of
+from objects.connection import Target, open_client, release
 from objects.directory import Directory, Entry, EtcdUnavailable
 from objects.ipc import Unanswered, VineyardIPC
 from objects.errors import (
@@ -36,7 +37,10 @@ from objects.layout import (
     InlineContext,
     LayoutMeta,
     TooLarge,
+    layout_of_tree,
     surely_too_large,
+    tree_blobs,
+    vineyard_tree,
 )
 from objects.listing import Listing
 from objects.names import check_name
@@ -45,7 +49,7 @@ from objects.remote import RemoteReads, Vanished
 from objects.streams import StreamReader, StreamWriter, delete_stream
 from vineyard_runtime.plumbing.deadline import Deadline
 from vineyard_runtime.node.holds import NodeHolds, Pin, Writing, writing
-from vineyard_runtime.node.probe import import_vineyard
+from vineyard_runtime.node.probe import import_vineyard, vineyard_errors
 from vineyard_runtime.object_ids import object_id, object_name
 
 _T = TypeVar("_T")
@@ -54,6 +58,8 @@ _INLINE_ID = re.compile(r"^i[0-9a-f]{16}$")
 RESERVED_PREFIX = "__fluidv"
 #: How many prefixes' listings a store keeps to read again only what changed.
 _LISTINGS_KEPT = 16
+#: vineyard's exceptions of an object that is gone
+_MISSING = ("ObjectNotExistsException", "MetaTreeSubtreeNotExistsException")
 #: How often a replace retries when other writers keep changing the name meanwhile.
 _REPLACE_TRIES = 50
 
@@ -117,10 +123,15 @@ class ObjectStore:
     memory when a reader there asks for it.
     """
 
-    def __init__(self, client: Any, target: Target, directory: Directory | None = None) -> None:
-        self._client = client
+    def __init__(self, target: Target, directory: Directory | None = None, *,
+                 ipc: VineyardIPC | None = None, client: Any = None) -> None:
+        """A store of ``target``: over a node's socket through ``ipc`` (the project's own
+        connection; vineyard's client is opened only if something needs it), else over
+        RPC through vineyard's ``client``."""
         self.target = target
         self._directory = directory
+        self._ipc, self._client = ipc, client
+        self._client_lock = threading.Lock()
         self._nodes: dict[int, str] = {}
         #: pins of this node's objects while they are read (None over RPC: reads copy)
         self.holds = NodeHolds.for_socket(target.address) if target.kind == "ipc" else None
@@ -129,15 +140,19 @@ class ObjectStore:
         self.remote = RemoteReads(self)
         self._listings: dict[str, Listing] = {}
         self._closed = False
-        self._ipc: VineyardIPC | None = None
-        self._ipc_lock = threading.Lock()
 
     # -- connection ----------------------------------------------------------------
 
     @property
     def client(self) -> Any:
-        """The underlying vineyard client, for what this API does not cover."""
-        return self._client
+        """Vineyard's own client of this node, for what this API does not cover; the store
+        uses it only for objects other clients of Vineyard wrote, over RPC and for
+        Vineyard's migration. Opened (and vineyard imported) at its first use."""
+        with self._client_lock:
+            if self._client is None:
+                self.ipc.instance_status()  # a stopped node fails here, at the deadline
+                self._client = open_client(self.target)
+            return self._client
 
     @property
     def directory(self) -> Directory:
@@ -152,7 +167,7 @@ class ObjectStore:
 
     @property
     def instance_id(self) -> int:
-        return int(self._client.instance_id)
+        return self._ipc.instance_id if self._ipc is not None else int(self.client.instance_id)
 
     @property
     def node(self) -> str:
@@ -165,22 +180,18 @@ class ObjectStore:
 
     @property
     def ipc(self) -> VineyardIPC:
-        """This store's own connection to its node's socket (:mod:`objects.ipc`), made at
-        its first use; its calls end at the node's deadline without a watchdog."""
-        if self.deadline is None:
+        """This store's own connection to its node's socket (:mod:`objects.ipc`); its
+        calls end at the node's deadline without a watchdog."""
+        if self._ipc is None:
             raise ObjectsError(f"{self.target.describe()} is not a node's socket")
-        with self._ipc_lock:
-            if self._ipc is None:
-                self._ipc = VineyardIPC(self.target.address, timeout=self.deadline.seconds)
-            return self._ipc
+        return self._ipc
 
     def is_shared_memory(self, address: int) -> bool:
         """True when ``address`` (an array's ``ctypes.data``, a tensor's ``data_ptr()``)
         lies in this node's shared memory: a zero-copy read or allocation."""
-        with self._ipc_lock:
-            if self._ipc is not None and self._ipc.is_shared_memory(address):
-                return True
-        return self.is_ipc and bool(self._client.ipc_client.is_shared_memory(address))
+        if self._ipc is not None and self._ipc.is_shared_memory(address):
+            return True
+        return self.is_ipc and self._client is not None and bool(self._client.ipc_client.is_shared_memory(address))
 
     def flush_seals(self) -> None:
         """Wait for the seals of blobs this store made (``BlobContext``): do it before
@@ -192,13 +203,15 @@ class ObjectStore:
     def bounded(self, what: str, *, watchdog: bool = True) -> Iterator[None]:
         """The node's deadline around a block of calls to it (``what`` names them in
         the NodeUnavailable it raises; no bound for an RPC connection), and vineyard's
-        errors raised as ours. A block that calls the node only through ``ipc`` needs
-        no ``watchdog``: its calls end at the deadline themselves."""
+        errors raised as ours. Calls through ``ipc`` end at the deadline themselves;
+        calls through vineyard's client are watched by a watchdog process (``watchdog``,
+        once that client is open)."""
         if self._closed:
             raise StoreUnavailable(f"this store of {self.target.describe()} was closed; connect again")
+        watched = watchdog and self._client is not None
         try:
             with translated(self.target.describe()), (
-                    contextlib.nullcontext() if self.deadline is None else self.deadline.call(what, watchdog=watchdog)):
+                    contextlib.nullcontext() if self.deadline is None else self.deadline.call(what, watchdog=watched)):
                 yield
         except Unanswered:
             assert self.deadline is not None  # only a socket's store has an ipc connection
@@ -215,10 +228,11 @@ class ObjectStore:
             self.deadline.close()
         if self._ipc is not None:
             self._ipc.close()
-        try:
-            release(self.target, self._client)
-        except Exception:  # noqa: BLE001 - closing a dead connection is harmless
-            pass
+        if self._client is not None:
+            try:
+                release(self.target, self._client)
+            except Exception:  # noqa: BLE001 - closing a dead connection is harmless
+                pass
 
     def __enter__(self) -> "ObjectStore":
         return self
@@ -230,21 +244,22 @@ class ObjectStore:
         return f"ObjectStore({self.target.describe()})"
 
     def _node_name(self, instance_id: int) -> str:
+        """The node of ``instance_id``, as its vineyardd registered it in the cluster (in
+        the directory's etcd; else as vineyard's client lists the cluster)."""
         if instance_id not in self._nodes:
             try:
-                with self.bounded("a lookup of node names"):
-                    for iid, info in self._client.meta.items():
-                        self._nodes[int(iid)] = str(info.get("nodename") or f"instance-{iid}")
+                if self._directory is not None:
+                    for iid, instance in self._directory.instances().items():
+                        self._nodes[iid] = instance.node
+                else:
+                    with self.bounded("a lookup of node names"):
+                        for iid, info in self.client.meta.items():
+                            self._nodes[int(iid)] = str(info.get("nodename") or f"instance-{iid}")
             except StoreUnavailable:  # a node that does not answer, or a connection cut
                 raise
             except Exception:  # noqa: BLE001 - naming is cosmetic
                 pass
         return self._nodes.get(instance_id, f"instance-{instance_id}")
-
-    def write_context(self, labels: dict[str, str], allow_pickle: bool, record: Writing | None = None) -> Context:
-        """Where a value's blobs and Vineyard metadata are made on this node."""
-        self._check_writable()
-        return Context(self._client, self.node, allow_pickle=allow_pickle, labels=labels, record=record)
 
     def _check_writable(self) -> None:
         """Writing needs an IPC connection."""
@@ -273,7 +288,7 @@ class ObjectStore:
 
         for i in ids:
             try:
-                self._client.delete(vineyard.ObjectID(i), force=False, deep=True)
+                self.client.delete(vineyard.ObjectID(i), force=False, deep=True)
             except vineyard.ObjectNotExistsException:
                 pass
 
@@ -316,48 +331,40 @@ class ObjectStore:
         return Entry(id=_inline_id(), typename=meta.typename, nbytes=meta.nbytes,
                      instance_id=self.instance_id, node=self.node, labels=labels, layout=meta.to_json())
 
-    def _entry_of(self, meta: Any, labels: dict[str, str]) -> Entry:
-        return Entry(id=object_name(meta.id), typename=str(meta.typename), nbytes=int(meta.nbytes),
-                     instance_id=int(meta.instance_id), node=self._node_name(int(meta.instance_id)),
-                     labels=labels)
-
     def load_entry(self, entry: Entry, *, allow_pickle: bool = False, name: str | None = None,
                    blobs: Callable[[str], Any] | None = None) -> Any:
         """The value an entry describes (raises Vanished when its object is gone);
         ``blobs``: where to take the blobs of a layout entry, when already fetched."""
-        vineyard = import_vineyard()
-
         pin = self.pin(entry.id) if entry.on_node and self.is_ipc else None
         try:
             with reading(pin, self.delete_ids):
                 return self._load(entry, allow_pickle, name, blobs)
-        except (vineyard.ObjectNotExistsException, vineyard.MetaTreeSubtreeNotExistsException):
+        except vineyard_errors(*_MISSING):
             raise Vanished(entry.id) from None
         except RuntimeError:  # vineyard's report of a blob deleted between metadata and data
-            ids = entry.blobs or ([] if entry.layout is not None else [entry.id])
-            if self.is_ipc and entry.instance_id == self.instance_id and not all(
-                    self._client.ipc_client.exists(vineyard.ObjectID(i)) for i in ids):
-                raise Vanished(entry.id) from None
+            if entry.layout is None and self.is_ipc and entry.instance_id == self.instance_id:
+                vineyard = import_vineyard()  # only vineyard's client raises this
+                if not self.client.ipc_client.exists(vineyard.ObjectID(entry.id)):
+                    raise Vanished(entry.id) from None
             raise
 
     def _load(self, entry: Entry, allow_pickle: bool, name: str | None, blobs: Callable[[str], Any] | None) -> Any:
         """Read ``entry`` (``load_entry`` pins it and reports what vanished)."""
-        vineyard = import_vineyard()
-
         if entry.layout is not None:
             layout = (LayoutMeta.from_json(entry.layout, blobs) if blobs is not None or not entry.blobs
                       else self.remote.layout(entry, name))
             return codecs.decode(None, layout, allow_pickle=allow_pickle)
-        object_id = vineyard.ObjectID(entry.id)
+        # a Vineyard object (a client of Vineyard's own wrote it): through that client
+        object_id = import_vineyard().ObjectID(entry.id)
         if not self.is_ipc:
-            meta = self._client.rpc_client.get_object(object_id).meta  # copies the blobs over RPC
+            meta = self.client.rpc_client.get_object(object_id).meta  # copies the blobs over RPC
         elif entry.instance_id == self.instance_id:
-            meta = self._client.get_meta(object_id)
+            meta = self.client.get_meta(object_id)
         elif name is not None and (endpoint := self.remote.blob_endpoint(entry.instance_id)) is not None:
             meta = self.remote.replica(entry, name, endpoint)
         else:
             meta = self.remote.migrate_in(entry, object_id)
-        return codecs.decode(self._client, meta, allow_pickle=allow_pickle)
+        return codecs.decode(self.client, meta, allow_pickle=allow_pickle)
 
     def drop_entry(self, entry: Entry, *, copies: bool = True) -> None:
         """Free what ``entry`` holds and, with ``copies``, the copies other nodes received
@@ -382,25 +389,24 @@ class ObjectStore:
     # -- resolution ----------------------------------------------------------------
 
     def _find(self, target: ObjectRef | str | int | Any) -> tuple[str | None, Entry | None, Any]:
-        """(name, directory entry, vineyard id) of ``target``: a name gives its entry; an
-        id gives a vineyard id; ObjectNotFound when the name is unknown."""
-        vineyard = import_vineyard()
-
+        """(name, directory entry, Vineyard object id) of ``target``: a name gives its
+        entry; an id gives an object id; ObjectNotFound when the name is unknown."""
         if isinstance(target, ObjectRef):
             if target.name is not None:
                 return self._find(target.name)
-            return None, None, vineyard.ObjectID(target.id)
-        if isinstance(target, vineyard.ObjectID):
-            return None, None, target
+            return None, None, object_id(target.id)
+        vineyard = sys.modules.get("vineyard")
+        if vineyard is not None and isinstance(target, vineyard.ObjectID):
+            return None, None, int(target)
         if isinstance(target, int) and not isinstance(target, bool):
             if not 0 <= target < 1 << 64:
                 raise ObjectNotFound(f"no object {target}: object ids are 0 … 2**64-1")
-            return None, None, vineyard.ObjectID(target)
+            return None, None, target
         if isinstance(target, str):
             if _INLINE_ID.match(target):
                 return self._named_by_id(target)
             if _OBJECT_ID.match(target):
-                return None, None, vineyard.ObjectID(target)
+                return None, None, object_id(target)
             entry = self.directory_call(lambda: self.directory.get(target))
             if entry is None:
                 raise ObjectNotFound(f"no object named {target!r} in the cluster of {self.node}")
@@ -414,11 +420,12 @@ class ObjectStore:
                 return name, entry, None
         raise ObjectNotFound(f"no object {object_id} in the cluster of {self.node}")
 
-    def _meta(self, object_id: Any, what: Any) -> Any:
+    def _meta(self, vineyard_id: int, what: Any) -> Any:
+        """The Vineyard metadata of object ``vineyard_id`` (``what`` the caller named)."""
         vineyard = import_vineyard()
 
         try:
-            return self._client.get_meta(object_id)
+            return self.client.get_meta(vineyard.ObjectID(vineyard_id))
         except (vineyard.ObjectNotExistsException, vineyard.MetaTreeSubtreeNotExistsException):
             hint = ""
             if isinstance(what, ObjectRef) and what.name is None and what.instance_id != self.instance_id:
@@ -436,6 +443,50 @@ class ObjectStore:
             instance_id=int(meta.instance_id),
             labels=labels_of(meta),
         )
+
+    # -- unnamed objects: Vineyard objects of this node ----------------------------
+
+    def _create_object(self, meta: LayoutMeta, record: Writing | None) -> dict[str, Any]:
+        """The Vineyard object of ``meta``, whose blobs this store made: unnamed, seen by
+        this node's clients (vineyard's too); its metadata tree."""
+        def create(tree: dict[str, Any]) -> tuple[int, int]:
+            created = self.ipc.create_data(tree)
+            if record is not None:  # a crash before the put returns frees it too
+                record.add(object_name(created[0]))
+            return created
+
+        return vineyard_tree(meta, self.instance_id, create)
+
+    def _own_object(self, vineyard_id: int) -> dict[str, Any] | None:
+        """The metadata tree of object ``vineyard_id`` when this package wrote it on this
+        node; None for any other (vineyard's client reads those)."""
+        if not self.is_ipc:
+            return None
+        tree = self.ipc.get_data([vineyard_id]).get(vineyard_id)
+        if (tree is None or not str(tree.get("typename", "")).startswith(TYPENAME_PREFIX)
+                or int(tree.get("instance_id", -1)) != self.instance_id):
+            return None
+        return tree
+
+    def _decode_tree(self, tree: dict[str, Any], allow_pickle: bool) -> Any:
+        """The value of an object this package wrote on this node, its blobs got in one
+        round trip and read in place."""
+        ids = tree_blobs(tree)
+        found = self.ipc.get_blobs(object_id(blob) for blob in ids) if ids else {}
+
+        def view(blob_id: str) -> memoryview:
+            blob = found.get(object_id(blob_id))
+            if blob is None:
+                raise ObjectNotFound(f"object {tree['id']} was deleted while it was being read")
+            return blob.data
+
+        return codecs.decode(None, layout_of_tree(tree, view), allow_pickle=allow_pickle)
+
+    def _tree_ref(self, tree: dict[str, Any]) -> ObjectRef:
+        instance_id = int(tree["instance_id"])
+        return ObjectRef(id=str(tree["id"]), name=None, typename=str(tree["typename"]),
+                         nbytes=int(tree.get("nbytes", 0)), node=self._node_name(instance_id),
+                         instance_id=instance_id, labels=labels_of(tree))
 
     # -- writing -------------------------------------------------------------------
 
@@ -457,8 +508,8 @@ class ObjectStore:
         """
         with writing(self.holds) as record:  # a crash before the end frees what was written
             if name is None:
-                meta = codecs.encode(self.write_context(_check_labels(labels), allow_pickle, record), value)
-                return self._ref(meta, None)
+                meta = codecs.encode(self.blob_context(_check_labels(labels), allow_pickle, record), value)
+                return self._tree_ref(self._create_object(meta, record))
             _check_name(name)
             entry = self.encode_entry(value, labels, allow_pickle=allow_pickle, record=record)
             return self._ref_of(self._name(name, entry, replace, record), name)
@@ -513,12 +564,11 @@ class ObjectStore:
             _check_name(name)
             self._check_free(name, replace)
         record = self.holds.writing() if self.holds else None
-        ctx = (self.write_context(labels, allow_pickle=False, record=record) if name is None
-               else self.blob_context(labels, allow_pickle=False, record=record))
+        ctx = self.blob_context(labels, allow_pickle=False, record=record)
 
         def publish(meta: Any) -> ObjectRef:
             if name is None:
-                return self._ref(meta, None)
+                return self._tree_ref(self._create_object(meta, record))
             return self._ref_of(self._name(name, self._layout_entry(meta, labels), replace, record), name)
 
         try:
@@ -540,12 +590,15 @@ class ObjectStore:
         name, entry, object_id = self._find(target)
         if entry is None:
             with reading(self.pin(object_name(object_id)) if self.is_ipc else None, self.delete_ids):
+                tree = self._own_object(object_id)
+                if tree is not None:
+                    return self._decode_tree(tree, allow_pickle)
                 meta = self._meta(object_id, target)
                 if not self.is_ipc:
-                    meta = self._client.rpc_client.get_object(object_id).meta  # copies the blobs over RPC
+                    meta = self.client.rpc_client.get_object(meta.id).meta  # copies the blobs over RPC
                 elif int(meta.instance_id) != self.instance_id:
                     meta = self.migrate_here(meta)
-                return codecs.decode(self._client, meta, allow_pickle=allow_pickle)
+                return codecs.decode(self.client, meta, allow_pickle=allow_pickle)
         assert name is not None  # an entry is only found by its name
         for _ in range(REREADS):
             try:
@@ -564,20 +617,21 @@ class ObjectStore:
         vineyard = import_vineyard()
 
         try:
-            local_id = self._client.ipc_client.migrate(meta.id)
+            local_id = self.client.ipc_client.migrate(meta.id)
         except vineyard.NotEnoughMemoryException:
             raise StoreFull(
                 f"node {self.node} cannot hold a copy of {meta.id} ({int(meta.nbytes)} bytes) "
                 "held by another node; free memory on this node or read it on its node"
             ) from None
-        return self._client.get_meta(local_id)
+        return self.client.get_meta(local_id)
 
     @_bounded
     def info(self, target: ObjectRef | str | int | Any) -> ObjectRef:
         """Id, name, type, size, node and labels of an object."""
         name, entry, object_id = self._find(target)
         if entry is None:
-            return self._ref(self._meta(object_id, target), None)
+            tree = self._own_object(object_id)
+            return self._tree_ref(tree) if tree is not None else self._ref(self._meta(object_id, target), None)
         if not self._alive(entry):
             self.remote.owner(entry)  # raises ObjectNotFound naming the lost node
         return self._ref_of(entry, name)
@@ -628,7 +682,8 @@ class ObjectStore:
         """Delete an object (and its name); ObjectNotFound when unknown."""
         name, entry, object_id = self._find(target)
         if entry is None:
-            entry_id = object_name(self._meta(object_id, target).id)
+            tree = self._own_object(object_id)
+            entry_id = str(tree["id"]) if tree is not None else object_name(self._meta(object_id, target).id)
             for each, named in self.directory_call(lambda: self.directory.entries()):
                 if named.id == entry_id:
                     self.directory_call(lambda: self.directory.remove(each, named))

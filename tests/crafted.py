@@ -8,6 +8,8 @@ import pickle
 import numpy as np
 
 from objects.codecs.base import meta_fields
+from objects.directory import Entry
+from vineyard_runtime.object_ids import object_name
 
 
 class Planted:
@@ -57,3 +59,10 @@ def hidden_in_nested(client, marker) -> object:
         meta[key] = value
     meta.add_member("m0", pickle_buffer(client, marker))
     return client.create_metadata(meta).id
+
+
+def entry_of(store, meta) -> Entry:
+    """A directory entry naming the Vineyard object ``meta`` of ``store``'s node, as a
+    writer of etcd (or a client of Vineyard's own) could make one."""
+    return Entry(id=object_name(meta.id), typename=str(meta.typename), nbytes=int(meta.nbytes),
+                 instance_id=int(meta.instance_id), node=store.node)

@@ -20,7 +20,7 @@ import pytest
 
 import objects
 from support.waiting import wait_for as wait
-from crafted import hidden_in_nested
+from crafted import entry_of, hidden_in_nested
 from objects.fusemount import is_mounted, unmount
 from vineyard_runtime.plumbing.processes import terminate
 
@@ -95,7 +95,7 @@ def test_reads_through_the_mount_equal_the_objects(mounted, store):
 def test_a_listing_never_unpickles_and_shows_the_rest(mounted, store, tmp_path):
     marker = tmp_path / "ran"
     planted = hidden_in_nested(store.client, marker)
-    store.directory.create("default/bait/model", store._entry_of(store.client.get_meta(planted), {}))
+    store.directory.create("default/bait/model", entry_of(store, store.client.get_meta(planted)))
     store.put(np.arange(4.0), name="default/bait/plain", replace=True)
     try:
         point, _ = mounted("bait")

@@ -68,7 +68,7 @@ def test_streams_and_allocations_on_a_stopped_node_fail_within_the_deadline(make
         "allocate": lambda store: store.allocate(1 << 16, name="stall/allocated").__enter__,
         "a stream write": lambda store: functools.partial(store.open_writer("stall/written").write, np.ones(1 << 16)),
         "a stream read": lambda store: lambda: list(store.open_reader("stall/stream")),
-        "a lookup of node names": lambda store: lambda: store.node,
+        "put": lambda store: functools.partial(store.put, np.ones(1 << 16)),  # unnamed: Vineyard metadata too
     }
     for what, prepare in attempts.items():
         with objects.connect(socket) as store:  # a cut connection is cut for the whole process: a new one
@@ -80,5 +80,7 @@ def test_streams_and_allocations_on_a_stopped_node_fail_within_the_deadline(make
                     assert f"did not answer {what} within 2s" in str(exc), str(exc)
                 else:
                     pytest.fail(f"{what} on a stopped node returned {answer!r}")
+    with objects.connect(socket) as store, stopped(pid):
+        assert store.node == "node-0", "a node's name is read from the directory, not asked of the node"
     with objects.connect(socket) as store:  # the node answers again, and nothing half-made was named
         assert store.list("stall/") == []  # the cut allocation was not published

@@ -5,6 +5,7 @@ stopped, or (a socket of the test's own) answers garbage mid-call."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -174,7 +175,7 @@ def test_garbage_mid_call_breaks_the_connection_not_the_caller(tmp_path):
         conn, _ = server.accept()
         with conn:
             conn.recv(1 << 16)
-            body = b'{"type":"register_reply","instance_id":7,"store_match":true}'
+            body = b'{"type":"register_reply","instance_id":7,"store_match":true,"version":"0.24.2"}'
             conn.sendall(len(body).to_bytes(8, "little") + body)
             conn.recv(1 << 16)
             conn.sendall((5).to_bytes(8, "little") + b"{nope")
@@ -186,6 +187,34 @@ def test_garbage_mid_call_breaks_the_connection_not_the_caller(tmp_path):
         assert ipc.instance_id == 7
         with pytest.raises(StoreUnavailable, match="broke"):
             ipc.instance_status()
+    finally:
+        thread.join(10)
+        server.close()
+
+
+@pytest.mark.parametrize("version", ["0.23.1", None])
+def test_a_vineyardd_of_another_version_is_refused_at_connect(tmp_path, version):
+    """A socket of the test's own that answers a register as another vineyardd would."""
+    path = str(tmp_path / "other.sock")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(1)
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(1 << 16)
+            reply = {"type": "register_reply", "instance_id": 7, "store_match": True}
+            body = json.dumps(reply if version is None else dict(reply, version=version)).encode()
+            conn.sendall(len(body).to_bytes(8, "little") + body)
+            conn.recv(1 << 16)  # the client hangs up
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(StoreUnavailable, match=f"is version {version or '.not said.'}, and this client "
+                                                   "speaks the protocol of vineyardd 0.24.x"):
+            VineyardIPC(path, timeout=10)
     finally:
         thread.join(10)
         server.close()

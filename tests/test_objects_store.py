@@ -284,3 +284,51 @@ def test_errors_share_one_base():
     for error in (objects.StoreUnavailable, objects.ObjectNotFound, objects.ObjectExists,
                   objects.StoreFull, objects.UnsupportedType):
         assert issubclass(error, objects.ObjectsError)
+
+
+def test_the_store_needs_no_vineyard_client(shared_cluster):
+    """Named and unnamed values, allocations, streams, listing and deletes speak
+    vineyardd's protocol through the project's own connection: vineyard's Python package
+    is never imported and no watchdog process starts. An unnamed value is a Vineyard
+    object of its node all the same, which vineyard's own client reads."""
+    result = run_python("""
+        import os, sys
+        import numpy as np, pyarrow as pa, objects
+        store = objects.connect()
+        store.put(np.arange(1 << 18), "novineyard/array")
+        store.put(pa.table({"x": np.arange(5000.0)}), "novineyard/table")
+        with store.allocate((1 << 16,), "float32", "novineyard/alloc") as out:
+            out[:] = 2
+        with store.open_writer("novineyard/stream") as writer:
+            writer.write(np.ones(1 << 14))
+        assert store.get("novineyard/array")[-1] == (1 << 18) - 1
+        assert store.get("novineyard/table").num_rows == 5000
+        assert float(store.get("novineyard/alloc").sum()) == 2 * (1 << 16)
+        assert sum(len(chunk) for chunk in store.open_reader("novineyard/stream")) == 1 << 14
+        assert len(store.list(prefix="novineyard/")) == 3
+        store.delete_many(prefix="novineyard/")
+        store.delete_stream("novineyard/stream")
+        unnamed = store.put({"w": np.arange(1 << 16), "b": np.ones(3)}, labels={"k": "v"})
+        got = store.get(unnamed.id)
+        assert got["w"][-1] == (1 << 16) - 1 and store.info(unnamed).labels == {"k": "v"}
+        assert store.get(unnamed)["b"].sum() == 3
+        allocation = store.allocate(1 << 12, "int32")
+        with allocation as out:
+            out[:] = 7
+        assert store.get(allocation.ref).sum() == 7 << 12 and allocation.ref.id.startswith("o")
+        store.delete(allocation.ref)
+        children = open(f"/proc/self/task/{os.getpid()}/children").read().split()
+        print("vineyard" in sys.modules, len(children), unnamed.id)
+    """, shared_cluster.node("node-1").socket)
+    assert result.returncode == 0, result.stderr
+    imported, watchdogs, object_id = result.stdout.split()
+    assert (imported, watchdogs) == ("False", "0")
+    store = objects.connect(shared_cluster.node("node-1").socket)
+    try:
+        vineyard = pytest.importorskip("vineyard")
+        meta = store.client.get_meta(vineyard.ObjectID(object_id))  # vineyard's own client
+        assert meta.typename == "fluidv::Nested" and meta.instance_id == store.instance_id
+        store.delete(object_id)
+        assert not store.exists(object_id)
+    finally:
+        store.close()

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 import objects
-from crafted import hidden_in_nested, object_tensor, pickle_buffer
+from crafted import entry_of, hidden_in_nested, object_tensor, pickle_buffer
 from fluid_core.flow import LocalRunner
 from fluid_core.models import parse
 from objects.errors import UnsupportedType
@@ -53,7 +53,7 @@ def test_a_named_crafted_object_is_refused_from_every_node(shared_cluster, store
     oid = craft(store.client, marker)
     name = f"default/planted/{uuid.uuid4().hex}"
     meta = store.client.get_meta(oid)
-    assert store.directory.create(name, store._entry_of(meta, {})) is not None  # as a writer of etcd would
+    assert store.directory.create(name, entry_of(store, meta)) is not None  # as a writer of etcd would
     try:
         for node in shared_cluster.nodes:
             with objects.connect(node.socket) as reader, pytest.raises(UnsupportedType):
@@ -88,7 +88,7 @@ def _runs(cluster, documents):
 def test_flow_steps_and_backups_refuse_it_too(shared_cluster, store, marker, tmp_path):
     oid = hidden_in_nested(store.client, marker)
     name = "default/tainted/model"
-    store.directory.create(name, store._entry_of(store.client.get_meta(oid), {}))
+    store.directory.create(name, entry_of(store, store.client.get_meta(oid)))
     steps = tmp_path / "steps.py"
     steps.write_text("def read(ctx):\n    ctx.get('model')\n")
     dataset = {"apiVersion": API, "kind": "Dataset", "metadata": {"name": "tainted"}, "spec": {}}

@@ -27,7 +27,7 @@ from fluid_core.flow.steps import ForkedStep
 from vineyard_runtime.plumbing.processes import parent_death_signal, spawn
 
 RUN_STEP = "fluid_core.flow.worker:run_step"
-PRELOAD = ("numpy", "pyarrow", "pyarrow.parquet", "pandas", "vineyard", "objects",
+PRELOAD = ("numpy", "pyarrow", "pyarrow.parquet", "pandas", "objects",
            "fluid_core.flow.ops", "fluid_core.flow.worker", "fluid_core.models")
 #: how long a fork may take to be answered before the helper counts as hung
 FORK_ANSWER_SECONDS = 30.0
@@ -171,9 +171,6 @@ def main() -> None:  # pragma: no cover - runs in the helper process
     import importlib  # noqa: PLC0415
     import selectors  # noqa: PLC0415
 
-    from vineyard_runtime.node.probe import import_vineyard  # noqa: PLC0415
-
-    import_vineyard()  # first: without the warning its own import prints into the steps' log
     for module in PRELOAD:
         importlib.import_module(module)
     print("ready", flush=True)

@@ -1,8 +1,9 @@
 """What every codec shares: the writer context, blob helpers and the metadata layout.
 
-Every object this package writes is a vineyard object whose metadata has
-``typename`` ``fluidv::<Kind>``, a JSON header under ``fluidv`` and, for
-data-bearing kinds, one blob member ``buffer``.
+Every value this package writes has metadata (a layout: :mod:`objects.layout`) whose
+``typename`` is ``fluidv::<Kind>``, with a JSON header under ``fluidv`` and, for
+data-bearing kinds, one blob member ``buffer``. It lives in a directory entry, or, for
+an unnamed value, as a Vineyard object of its node.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from objects.errors import StoreFull
 from objects.pinning import held_view
 from vineyard_runtime.node.holds import Writing
 from vineyard_runtime.node.pages import populate
-from vineyard_runtime.node.probe import import_vineyard
 from vineyard_runtime.object_ids import object_name
 
 HEADER_KEY = "fluidv"
@@ -35,18 +35,14 @@ def node_full(node: str, nbytes: int, limit: int, usage: int) -> StoreFull:
 
 @dataclass
 class Context:
-    """A connected client plus the things codecs need to report errors well."""
+    """Where a codec writes a value: new blobs and metadata of one layout (the kinds in
+    :mod:`objects.layout`), plus what codecs need to report errors well."""
 
-    client: Any  # vineyard.core.client.Client with an IPC client
     node: str
     allow_pickle: bool = False
     labels: dict[str, str] = field(default_factory=dict)
     #: the record of this write's blobs, freed by the node's sweeper if the writer dies
     record: Writing | None = None
-
-    @property
-    def ipc(self) -> Any:
-        return self.client.ipc_client
 
     def new_blob(self, nbytes: int) -> Any:
         """A writable blob builder of ``nbytes``, recorded for the sweeper and mapped in;
@@ -58,26 +54,27 @@ class Context:
         return builder
 
     def _create(self, nbytes: int) -> Any:
-        """A new writable blob of the node, through vineyard's client."""
-        vineyard = import_vineyard()
-
-        try:
-            return self.ipc.create_blob(nbytes)
-        except vineyard.NotEnoughMemoryException:
-            status = self.ipc.status
-            raise node_full(self.node, nbytes, int(status.memory_limit), int(status.memory_usage)) from None
+        """A new writable blob (with its ``id``)."""
+        raise NotImplementedError
 
     def seal(self, builder: Any) -> Any:
-        return builder.seal(self.client)
+        """The blob ``builder`` made, final: what a layout's member holds."""
+        raise NotImplementedError
 
     def abort(self, builder: Any) -> None:
-        try:
-            builder.abort(self.ipc)
-        except Exception:  # noqa: BLE001 - releasing is best effort after a failure
-            pass
+        """Free ``builder`` after a failure (best effort)."""
+        raise NotImplementedError
 
     def empty_blob(self) -> Any:
-        return self.ipc.create_empty_blob()
+        raise NotImplementedError
+
+    def new_meta(self, kind: str, header: dict[str, Any], nbytes: int) -> Any:
+        """The metadata of a new value of ``kind`` (members are added to it)."""
+        raise NotImplementedError
+
+    def create(self, meta: Any) -> Any:
+        """``meta``, complete: what its parent adds as a member, or what encoding returns."""
+        raise NotImplementedError
 
     def blob_from_bytes(self, data: memoryview) -> Any:
         """Copy ``data`` (a C-contiguous byte view) into a new sealed blob."""
@@ -90,21 +87,6 @@ class Context:
             self.abort(builder)
             raise
         return self.seal(builder)
-
-    def new_meta(self, kind: str, header: dict[str, Any], nbytes: int) -> Any:
-        """An ObjectMeta of our layout, not yet created."""
-        vineyard = import_vineyard()
-
-        meta = vineyard.ObjectMeta()
-        for key, value in meta_fields(kind, header, nbytes, self.labels).items():
-            meta[key] = value
-        return meta
-
-    def create(self, meta: Any) -> Any:
-        created = self.ipc.create_metadata(meta)
-        if self.record is not None:
-            self.record.add(object_name(created.id))
-        return created
 
 
 def meta_fields(kind: str, header: dict[str, Any], nbytes: int, labels: dict[str, str]) -> dict[str, Any]:

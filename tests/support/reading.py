@@ -57,7 +57,7 @@ class Holder(subprocess.Popen):
 
 def memory_used(store) -> int:
     """Bytes of shared memory in use on the node of ``store``."""
-    return int(store.client.ipc_client.status.memory_usage)
+    return int(store.ipc.instance_status()["memory_usage"])
 
 
 def assert_same(a, b) -> None:

@@ -163,3 +163,10 @@ def registered_instances(etcd: EtcdClient, prefix: str) -> dict[int, str]:
     """Instance id -> node name of every vineyardd registered in etcd under ``prefix``."""
     return {iid: str(fields["nodename"]) for iid, fields in instance_records(etcd, prefix).items()
             if "nodename" in fields}
+
+
+def vineyard_errors(*names: str) -> tuple[type[BaseException], ...]:
+    """vineyard's exception classes ``names``, or none while vineyard is not imported
+    (nothing can have raised them then): for ``except`` clauses that must not import it."""
+    vineyard = sys.modules.get("vineyard")
+    return tuple(getattr(vineyard, name) for name in names) if vineyard is not None else ()

@@ -97,7 +97,6 @@ class Deadline:
                  error: type[NodeUnavailable] = NodeUnavailable) -> None:
         self.path, self.node, self.error = path, node, error
         self.seconds = node_timeout() if seconds is None else seconds
-        self.fds = connections_to(path)
         self.broken = False
         self._watchdog: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
@@ -105,10 +104,11 @@ class Deadline:
 
     def _tell(self, line: str) -> None:
         with self._lock:
-            if self._watchdog is None:
+            if self._watchdog is None:  # the connections open now: the first call comes after them
+                fds = connections_to(self.path)
                 self._watchdog = subprocess.Popen(
-                    [sys.executable, "-S", "-c", _WATCHDOG, ",".join(map(str, self.fds))],
-                    stdin=subprocess.PIPE, pass_fds=self.fds, close_fds=True)
+                    [sys.executable, "-S", "-c", _WATCHDOG, ",".join(map(str, fds))],
+                    stdin=subprocess.PIPE, pass_fds=fds, close_fds=True)
             assert self._watchdog.stdin is not None
             os.write(self._watchdog.stdin.fileno(), line.encode())
 
