@@ -37,3 +37,19 @@ class NodeUnavailable(VineyardRuntimeError):
 
 class ObjectNotExists(VineyardRuntimeError):
     """A blob or object asked of a node is not on it (deleted, or the node restarted)."""
+
+
+class OutOfMemory(VineyardRuntimeError):
+    """A node has no room for a blob asked of it."""
+
+
+class IPCUnavailable(NodeUnavailable):
+    """The connection to a node's vineyardd is gone or was refused."""
+
+
+class IPCUnanswered(IPCUnavailable):
+    """A node's vineyardd did not answer within the connection's timeout."""
+
+
+class IPCRefused(VineyardRuntimeError):
+    """A node's vineyardd refused a request (its code and message say why)."""

@@ -13,7 +13,6 @@ from vineyard_runtime.etcd_client import EtcdClient
 from vineyard_runtime.local.health import Liveness
 from vineyard_runtime.local.state import ClusterState, NodeState
 from vineyard_runtime.plumbing.ports import LOOPBACK
-from vineyard_runtime.node.probe import connect_ipc
 from vineyard_runtime.node.sweeper import NodeSweeper
 
 
@@ -44,7 +43,7 @@ class NodeServices:
             self.liveness[node.name] = Liveness(node.name, node.socket)
         if node.name not in self.sweepers:
             self.sweepers[node.name] = NodeSweeper(
-                node.socket, self.state.etcd.endpoint, prefix, lambda: node.instance_id, connect_ipc).start()
+                node.socket, self.state.etcd.endpoint, prefix, lambda: node.instance_id).start()
         self.sweepers[node.name].announce(node.instance_id)
         client_config.write(client_config.sidecar_path(node.socket), client_config.NodeConfig(
             socket=node.socket, rpc_endpoints=(f"{LOOPBACK}:{node.rpc_port}",),

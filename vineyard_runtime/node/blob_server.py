@@ -24,11 +24,12 @@ import threading
 from typing import Any
 
 from vineyard_runtime.plumbing.deadline import Deadline, node_timeout
-from vineyard_runtime.errors import ObjectNotExists, VineyardRuntimeError
+from vineyard_runtime.errors import NodeUnavailable, ObjectNotExists, VineyardRuntimeError
+from vineyard_runtime.node.ipc import VineyardIPC
 from vineyard_runtime.node.holds import Delete, NodeHolds
 from vineyard_runtime.node.pages import populate
 from vineyard_runtime.node.probe import import_vineyard
-from vineyard_runtime.object_ids import object_name
+from vineyard_runtime.object_ids import object_id, object_name
 
 log = logging.getLogger("fluidv.blobs")
 
@@ -42,11 +43,14 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         self.deadline: Deadline | None = None
+        self.ipc: VineyardIPC | None = None  # the node's blobs, through the project's protocol client
         try:
             self._serve()
         finally:
             if self.deadline is not None:
                 self.deadline.close()
+            if self.ipc is not None:
+                self.ipc.close()
 
     def _authorized(self, line: bytes) -> bool:
         assert self.server.token is not None
@@ -54,7 +58,7 @@ class _Handler(socketserver.StreamRequestHandler):
         return word == b"AUTH" and hmac.compare_digest(token, self.server.token.encode())
 
     def _serve(self) -> None:
-        client: Any = None
+        client: Any = None  # vineyard's client, for the metadata of Vineyard objects only
         if self.server.token is not None and not self._authorized(self.rfile.readline(1 << 10)):
             self.wfile.write(b"ERR not authorized: this blob server takes the token published beside its node's socket" + b"\n")
             return
@@ -69,29 +73,35 @@ class _Handler(socketserver.StreamRequestHandler):
             keys = words.pop(1)[4:].split(",") if len(words) > 1 and words[1].startswith("key=") else []
             pins: list[Any] = []
             try:
-                if client is None:
-                    client = self.server.connect()
-                    # a stopped node must fail this request, not hold the GIL of the whole process
-                    self.deadline = Deadline(self.server.vineyard_socket, self.server.vineyard_socket)
+                if self.ipc is None:
+                    self.ipc = VineyardIPC(self.server.vineyard_socket, timeout=node_timeout())
+                ipc = self.ipc
                 if self.server.holds is not None:  # what is sent stays until it is sent
                     pins = [self.server.holds.pin(key) for key in keys]
-                assert self.deadline is not None
-                with self.deadline.call(words[0]):
-                    if words[0] in ("LAYOUT", "OBJECT"):  # OBJECT: the layout, then its blobs
-                        layout = layout_of(client.get_meta(_object_id(words[1])),
-                                           lambda blob: int(client.ipc_client.get_blob(blob).size))
-                        views = [memoryview(json.dumps(layout).encode())]
-                        if words[0] == "OBJECT":
-                            views += [self.server.view(client, blob) for blob in shared_blobs(layout)]
-                    else:
-                        views = [self.server.view(client, word) for word in words[1:]]
+                if words[0] in ("LAYOUT", "OBJECT"):  # OBJECT: the layout, then its blobs
+                    if client is None:
+                        client = self.server.connect()
+                        # a stopped node must fail this request, not hold the GIL of the whole process
+                        self.deadline = Deadline(self.server.vineyard_socket, self.server.vineyard_socket)
+                    assert self.deadline is not None
+                    with self.deadline.call(words[0]):
+                        meta = client.get_meta(_object_id(words[1]))
+                    layout = layout_of(meta, lambda blob, ipc=ipc: blob_size(ipc, object_id(object_name(blob))))
+                    views = [memoryview(json.dumps(layout).encode())]
+                    if words[0] == "OBJECT":
+                        views += blob_views(ipc, shared_blobs(layout))
+                else:
+                    views = blob_views(ipc, words[1:])
             except Exception as exc:  # noqa: BLE001 - the reader is told why, the server goes on
                 for pin in pins:
                     pin.release()
                 if self.deadline is not None:
                     self.deadline.close()
-                client, self.deadline = None, None
-                self.wfile.write(f"ERR {type(exc).__name__}: {exc}".replace("\n", " ").encode() + b"\n")
+                if self.ipc is not None:
+                    self.ipc.close()
+                self.ipc, client, self.deadline = None, None, None
+                kind = "NodeUnavailable" if isinstance(exc, NodeUnavailable) else type(exc).__name__
+                self.wfile.write(f"ERR {kind}: {exc}".replace("\n", " ").encode() + b"\n")
                 continue
             try:
                 self.wfile.write(("OK " + " ".join(str(v.nbytes) for v in views) + "\n").encode())
@@ -101,7 +111,31 @@ class _Handler(socketserver.StreamRequestHandler):
             finally:
                 del views
                 for pin in pins:
-                    pin.release(delete_with(client))
+                    pin.release(delete_with(ipc))
+
+
+def blob_size(ipc: VineyardIPC, blob_id: int) -> int:
+    """The size of blob ``blob_id`` of the node; ObjectNotExists when it holds none."""
+    found = ipc.get_blobs([blob_id]).get(blob_id)
+    if found is None:
+        raise ObjectNotExists(f"blob {object_name(blob_id)} is not on this node")
+    return found.data.nbytes
+
+
+def blob_views(ipc: VineyardIPC, blob_ids: list[str]) -> list[memoryview]:
+    """The bytes of blobs ``blob_ids`` of the node, got in one round trip and mapped in
+    (one call maps what sending would fault in page by page); ObjectNotExists for one
+    the node does not hold."""
+    found = ipc.get_blobs(object_id(blob) for blob in blob_ids)
+    views = []
+    for blob in blob_ids:
+        got = found.get(object_id(blob))
+        if got is None:
+            raise ObjectNotExists(f"blob {blob} is not on this node")
+        if got.data.nbytes:
+            populate(got.data, write=False)
+        views.append(got.data)
+    return views
 
 
 _NOT_FIELDS = {"id", "instance_id", "global", "transient", "signature", "__timestamp"}
@@ -144,15 +178,14 @@ def shared_blobs(layout: dict[str, Any]) -> list[str]:
     return found
 
 
-def delete_with(client: Any) -> Delete:
-    """How to delete objects or blobs by id (deep) through ``client``."""
-    vineyard = import_vineyard()
-
+def delete_with(ipc: VineyardIPC) -> Delete:
+    """How to delete objects or blobs of the node by id (deep) through ``ipc``; gone
+    ones are skipped."""
     def delete(ids: list[str]) -> None:
         for i in ids:
             try:
-                client.delete(vineyard.ObjectID(i), force=False, deep=True)
-            except vineyard.ObjectNotExistsException:
+                ipc.delete([object_id(i)])
+            except ObjectNotExists:
                 pass
 
     return delete
@@ -179,19 +212,6 @@ class BlobServer(socketserver.ThreadingTCPServer):
         from vineyard_runtime.node.probe import connect_ipc  # noqa: PLC0415
 
         return connect_ipc(self.vineyard_socket)
-
-    @staticmethod
-    def view(client: Any, blob_id: str) -> memoryview:
-        vineyard = import_vineyard()
-
-        blob = client.ipc_client.get_blob(vineyard.ObjectID(blob_id))
-        if blob is None:
-            raise ObjectNotExists(f"blob {blob_id} is not on this node")
-        if not blob.size:
-            return memoryview(b"")
-        view = memoryview(blob).cast("B")
-        populate(view, write=False)  # one call maps what sending would fault in page by page
-        return view
 
     def start(self) -> "BlobServer":
         # a short poll: ``shutdown`` waits for the loop to notice, and a cluster stops in a second

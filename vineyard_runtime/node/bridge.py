@@ -215,7 +215,7 @@ class Bridge:
                 self.local_worker.stop()
 
     def _start_sweeper(self) -> None:
-        from vineyard_runtime.node.probe import Pinger, connect_ipc  # noqa: PLC0415
+        from vineyard_runtime.node.probe import Pinger  # noqa: PLC0415
         from vineyard_runtime.node.sweeper import NodeSweeper  # noqa: PLC0415
 
         assert self.etcd_endpoint is not None
@@ -234,8 +234,7 @@ class Bridge:
             return self._announced[1]
 
         # through the link: the holds it keeps are those beside it, where the readers pin
-        sweeper = NodeSweeper(self.link, self.etcd_endpoint, self.etcd_prefix, instance_id,
-                              lambda socket: connect_ipc(socket))
+        sweeper = NodeSweeper(self.link, self.etcd_endpoint, self.etcd_prefix, instance_id)
         self._sweeper = sweeper.start()
 
     def _serve_blobs(self, etcd: Any, instance_id: int) -> None:

@@ -13,11 +13,11 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from vineyard_runtime.node.blob_server import delete_with
 from vineyard_runtime.etcd_client import EtcdClient, delete_op
-from vineyard_runtime.plumbing.deadline import Deadline
+from vineyard_runtime.node.ipc import VineyardIPC
+from vineyard_runtime.plumbing.deadline import node_timeout
 from vineyard_runtime.node.holds import NodeHolds
 from vineyard_runtime.node.probe import Pinger
 from vineyard_runtime.etcd_keys import doomed_key, name_key, sweeper_key
@@ -32,12 +32,11 @@ class NodeSweeper:
     restart changes)."""
 
     def __init__(self, socket: str, etcd_endpoint: str, etcd_prefix: str,
-                 instance_id: Callable[[], int | None], connect: Callable[[str], Any]) -> None:
+                 instance_id: Callable[[], int | None]) -> None:
         self.socket, self.prefix = socket, etcd_prefix
         self.etcd = EtcdClient(etcd_endpoint)
-        self._instance_id, self._connect = instance_id, connect
-        self._client: Any = None
-        self._deadline: Deadline | None = None
+        self._instance_id = instance_id
+        self._client: VineyardIPC | None = None  # the node, through the protocol client
         self._pinger = Pinger(socket)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"sweeper-{socket}", daemon=True)
@@ -64,8 +63,12 @@ class NodeSweeper:
         self._thread.join(timeout=5)
         self.etcd.close()
         self._pinger.close()
-        if self._deadline is not None:
-            self._deadline.close()
+        self._disconnect()
+
+    def _disconnect(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def _run(self) -> None:
         while not self._stop.wait(SWEEP_EVERY):
@@ -73,7 +76,7 @@ class NodeSweeper:
                 self.sweep()
             except Exception as exc:  # noqa: BLE001 - a restarting node or etcd: next round
                 log.debug("sweeping %s: %s", self.socket, exc)
-                self._client = None
+                self._disconnect()
 
     def _named(self, name: str, entry_id: str) -> bool:
         kv = self.etcd.get(name_key(self.prefix, name))
@@ -89,17 +92,13 @@ class NodeSweeper:
         requests = self.etcd.range(asked)[0]
         if not requests and not holds.has_work():
             return 0
-        if not self._pinger.ping():  # stopped or restarting: a vineyard call would hang with the GIL
+        if not self._pinger.ping():  # stopped or restarting: a call would wait for its timeout
             return 0
-        if self._client is None or int(self._client.instance_id) != instance_id:  # restarted
-            self._client = self._connect(self.socket)
-            if self._deadline is not None:
-                self._deadline.close()
-            self._deadline = Deadline(self.socket, self.socket)
-        assert self._deadline is not None
-        with self._deadline.call("a free"):
-            delete = delete_with(self._client)
-            for kv in requests:
-                holds.free(kv.key[len(asked):], json.loads(kv.value), delete)
-                self.etcd.txn([], [delete_op(kv.key)])  # the holds have it now
-            return len(requests) + holds.sweep(delete, self._named)
+        if self._client is None or self._client.instance_id != instance_id:  # restarted
+            self._disconnect()
+            self._client = VineyardIPC(self.socket, timeout=node_timeout())
+        delete = delete_with(self._client)
+        for kv in requests:
+            holds.free(kv.key[len(asked):], json.loads(kv.value), delete)
+            self.etcd.txn([], [delete_op(kv.key)])  # the holds have it now
+        return len(requests) + holds.sweep(delete, self._named)
