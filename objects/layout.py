@@ -20,8 +20,9 @@ import numpy as np
 
 from objects.codecs.base import Context, meta_fields, node_full
 from objects.errors import ObjectsError, StoreFull
-from objects.ipc import EMPTY_BLOB, VineyardIPC
+from objects.ipc import VineyardIPC
 from vineyard_runtime.node.holds import Writing
+from vineyard_runtime.node.ipc import BLOB_TYPENAME, EMPTY_BLOB, VINEYARD_FIELDS
 from vineyard_runtime.object_ids import object_name
 
 #: Values whose blobs add up to at most this many bytes are kept inline.
@@ -139,11 +140,6 @@ def with_blob_ids(layout: dict[str, Any], renamed: dict[str, str]) -> dict[str, 
         else:
             members[name] = m
     return {"fields": layout.get("fields", {}), "members": members}
-
-
-#: fields of a Vineyard metadata tree that vineyardd keeps for itself
-VINEYARD_FIELDS = frozenset({"id", "instance_id", "global", "transient", "signature", "__timestamp"})
-BLOB_TYPENAME = "vineyard::Blob"
 
 
 def vineyard_tree(meta: LayoutMeta, instance_id: int, create: Callable[[dict[str, Any]], tuple[int, int]]) -> dict[str, Any]:

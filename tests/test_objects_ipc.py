@@ -1,10 +1,11 @@
 """The project's own client of vineyardd's IPC protocol (``objects.ipc``) against a real
 vineyardd: blobs made, sealed and read back (also by vineyard's own client), several in
 one round trip, its errors, threads sharing one connection, and a daemon that is killed,
-stopped, or (a socket of the test's own) answers garbage mid-call."""
+stopped, or (a socket of the test's own) answers garbage mid-call or as another version."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -164,9 +165,11 @@ def test_a_stopped_daemon_fails_the_call_at_its_timeout(make_cluster):
         assert again.instance_status()["instance_id"] == ipc.instance_id
 
 
-def test_garbage_mid_call_breaks_the_connection_not_the_caller(tmp_path):
-    """A socket of the test's own that answers a register, then garbage."""
-    path = str(tmp_path / "garbage.sock")
+@contextlib.contextmanager
+def fake_vineyardd(tmp_path, register: dict, then):
+    """A socket of the test's own that answers one connection's register with
+    ``register``, then does ``then(connection)``; its path."""
+    path = str(tmp_path / "fake.sock")
     server = socket.socket(socket.AF_UNIX)
     server.bind(path)
     server.listen(1)
@@ -175,46 +178,40 @@ def test_garbage_mid_call_breaks_the_connection_not_the_caller(tmp_path):
         conn, _ = server.accept()
         with conn:
             conn.recv(1 << 16)
-            body = b'{"type":"register_reply","instance_id":7,"store_match":true,"version":"0.24.2"}'
+            body = json.dumps(dict(register, type="register_reply")).encode()
             conn.sendall(len(body).to_bytes(8, "little") + body)
-            conn.recv(1 << 16)
-            conn.sendall((5).to_bytes(8, "little") + b"{nope")
+            then(conn)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
+        yield path
+    finally:
+        thread.join(10)
+        server.close()
+
+
+REGISTERED = {"instance_id": 7, "store_match": True, "version": "0.24.2"}
+
+
+def test_garbage_mid_call_breaks_the_connection_not_the_caller(tmp_path):
+    def garbage(conn) -> None:
+        conn.recv(1 << 16)
+        conn.sendall((5).to_bytes(8, "little") + b"{nope")
+
+    with fake_vineyardd(tmp_path, REGISTERED, garbage) as path:
         ipc = VineyardIPC(path, timeout=10)
         assert ipc.instance_id == 7
         with pytest.raises(StoreUnavailable, match="broke"):
             ipc.instance_status()
-    finally:
-        thread.join(10)
-        server.close()
 
 
 @pytest.mark.parametrize("version", ["0.23.1", None])
 def test_a_vineyardd_of_another_version_is_refused_at_connect(tmp_path, version):
-    """A socket of the test's own that answers a register as another vineyardd would."""
-    path = str(tmp_path / "other.sock")
-    server = socket.socket(socket.AF_UNIX)
-    server.bind(path)
-    server.listen(1)
-
-    def serve() -> None:
-        conn, _ = server.accept()
-        with conn:
-            conn.recv(1 << 16)
-            reply = {"type": "register_reply", "instance_id": 7, "store_match": True}
-            body = json.dumps(reply if version is None else dict(reply, version=version)).encode()
-            conn.sendall(len(body).to_bytes(8, "little") + body)
-            conn.recv(1 << 16)  # the client hangs up
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
+    register = {k: v for k, v in REGISTERED.items() if k != "version"}
+    if version is not None:
+        register["version"] = version
+    with fake_vineyardd(tmp_path, register, lambda conn: conn.recv(1 << 16)) as path:  # the client hangs up
         with pytest.raises(StoreUnavailable, match=f"is version {version or '.not said.'}, and this client "
                                                    "speaks the protocol of vineyardd 0.24.x"):
             VineyardIPC(path, timeout=10)
-    finally:
-        thread.join(10)
-        server.close()

@@ -25,7 +25,7 @@ from typing import Any
 
 from vineyard_runtime.plumbing.deadline import Deadline, node_timeout
 from vineyard_runtime.errors import NodeUnavailable, ObjectNotExists, VineyardRuntimeError
-from vineyard_runtime.node.ipc import VineyardIPC
+from vineyard_runtime.node.ipc import BLOB_TYPENAME, VINEYARD_FIELDS, VineyardIPC
 from vineyard_runtime.node.holds import Delete, NodeHolds
 from vineyard_runtime.node.pages import populate
 from vineyard_runtime.node.probe import import_vineyard
@@ -138,9 +138,6 @@ def blob_views(ipc: VineyardIPC, blob_ids: list[str]) -> list[memoryview]:
     return views
 
 
-_NOT_FIELDS = {"id", "instance_id", "global", "transient", "signature", "__timestamp"}
-
-
 def _object_id(text: str) -> Any:
     vineyard = import_vineyard()
 
@@ -156,11 +153,11 @@ def layout_of(meta: Any, blob_size: Any) -> dict[str, Any]:
     members: dict[str, Any] = {}
     for key, value in meta.items():
         if isinstance(value, vineyard.ObjectMeta):
-            if str(value.typename) == "vineyard::Blob":
+            if str(value.typename) == BLOB_TYPENAME:
                 members[key] = {"shared": object_name(value.id), "size": blob_size(value.id)}
             else:
                 members[key] = layout_of(value, blob_size)
-        elif key not in _NOT_FIELDS:
+        elif key not in VINEYARD_FIELDS:
             fields[key] = value
     return {"fields": fields, "members": members}
 

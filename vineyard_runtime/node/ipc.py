@@ -38,6 +38,9 @@ _LENGTH = struct.Struct("<Q")
 OBJECT_NOT_EXISTS, NOT_ENOUGH_MEMORY = 12, 41
 #: the vineyardd releases whose protocol this client speaks (checked at connect)
 SPOKEN = "0.24."
+#: the fields of a Vineyard metadata tree that vineyardd keeps for itself, and a blob's type
+VINEYARD_FIELDS = frozenset({"id", "instance_id", "global", "transient", "signature", "__timestamp"})
+BLOB_TYPENAME = "vineyard::Blob"
 #: a zero-size blob's fixed id (it has no memory)
 EMPTY_BLOB = 0x8000000000000000
 
@@ -293,4 +296,4 @@ def _frame(request: dict[str, Any]) -> bytes:
     return _LENGTH.pack(len(body)) + body
 
 
-__all__ = ["EMPTY_BLOB", "SPOKEN", "Blob", "VineyardIPC"]
+__all__ = ["BLOB_TYPENAME", "EMPTY_BLOB", "SPOKEN", "VINEYARD_FIELDS", "Blob", "VineyardIPC"]
