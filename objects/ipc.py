@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from objects.errors import ObjectNotFound, ObjectsError, StoreFull, StoreUnavailable
 from vineyard_runtime.node import ipc as protocol
-from vineyard_runtime.node.ipc import EMPTY_BLOB, SPOKEN, Blob
+from vineyard_runtime.node.ipc import EMPTY_BLOB
 
 
 class Unanswered(StoreUnavailable):
@@ -22,4 +22,4 @@ class VineyardIPC(protocol.VineyardIPC):
     refused = ObjectsError
 
 
-__all__ = ["EMPTY_BLOB", "SPOKEN", "Blob", "Unanswered", "VineyardIPC"]
+__all__ = ["EMPTY_BLOB", "Unanswered", "VineyardIPC"]

@@ -25,8 +25,8 @@ from typing import Any
 
 from vineyard_runtime.plumbing.deadline import Deadline, node_timeout
 from vineyard_runtime.errors import NodeUnavailable, ObjectNotExists, VineyardRuntimeError
-from vineyard_runtime.node.ipc import BLOB_TYPENAME, VINEYARD_FIELDS, VineyardIPC
-from vineyard_runtime.node.holds import Delete, NodeHolds
+from vineyard_runtime.node.ipc import BLOB_TYPENAME, EMPTY_BLOB, VINEYARD_FIELDS, VineyardIPC
+from vineyard_runtime.node.holds import NodeHolds
 from vineyard_runtime.node.pages import populate
 from vineyard_runtime.node.probe import import_vineyard
 from vineyard_runtime.object_ids import object_id, object_name
@@ -86,10 +86,11 @@ class _Handler(socketserver.StreamRequestHandler):
                     assert self.deadline is not None
                     with self.deadline.call(words[0]):
                         meta = client.get_meta(_object_id(words[1]))
-                    layout = layout_of(meta, lambda blob, ipc=ipc: blob_size(ipc, object_id(object_name(blob))))
+                    found = node_blobs(ipc, meta_blobs(meta))  # one round trip for their sizes and bytes
+                    layout = layout_of(meta, {blob: view.nbytes for blob, view in found.items()})
                     views = [memoryview(json.dumps(layout).encode())]
                     if words[0] == "OBJECT":
-                        views += blob_views(ipc, shared_blobs(layout))
+                        views += [mapped(found[blob]) for blob in shared_blobs(layout)]
                 else:
                     views = blob_views(ipc, words[1:])
             except Exception as exc:  # noqa: BLE001 - the reader is told why, the server goes on
@@ -111,31 +112,33 @@ class _Handler(socketserver.StreamRequestHandler):
             finally:
                 del views
                 for pin in pins:
-                    pin.release(delete_with(ipc))
+                    pin.release(ipc.discard)
 
 
-def blob_size(ipc: VineyardIPC, blob_id: int) -> int:
-    """The size of blob ``blob_id`` of the node; ObjectNotExists when it holds none."""
-    found = ipc.get_blobs([blob_id]).get(blob_id)
-    if found is None:
-        raise ObjectNotExists(f"blob {object_name(blob_id)} is not on this node")
-    return found.data.nbytes
+def node_blobs(ipc: VineyardIPC, blob_ids: list[str]) -> dict[str, memoryview]:
+    """The bytes of blobs ``blob_ids`` of the node, got in one round trip; ObjectNotExists
+    for one the node does not hold."""
+    found = ipc.get_blobs(object_id(blob) for blob in blob_ids if object_id(blob) != EMPTY_BLOB)
+    views = {}
+    for blob in blob_ids:
+        got = found.get(object_id(blob))
+        if got is None and object_id(blob) != EMPTY_BLOB:
+            raise ObjectNotExists(f"blob {blob} is not on this node")
+        views[blob] = got.data if got is not None else memoryview(b"")
+    return views
+
+
+def mapped(view: memoryview) -> memoryview:
+    """``view``, its pages mapped in one call (sending would fault them in one by one)."""
+    if view.nbytes:
+        populate(view, write=False)
+    return view
 
 
 def blob_views(ipc: VineyardIPC, blob_ids: list[str]) -> list[memoryview]:
-    """The bytes of blobs ``blob_ids`` of the node, got in one round trip and mapped in
-    (one call maps what sending would fault in page by page); ObjectNotExists for one
-    the node does not hold."""
-    found = ipc.get_blobs(object_id(blob) for blob in blob_ids)
-    views = []
-    for blob in blob_ids:
-        got = found.get(object_id(blob))
-        if got is None:
-            raise ObjectNotExists(f"blob {blob} is not on this node")
-        if got.data.nbytes:
-            populate(got.data, write=False)
-        views.append(got.data)
-    return views
+    """The bytes of blobs ``blob_ids`` of the node, in one round trip, mapped in."""
+    found = node_blobs(ipc, blob_ids)
+    return [mapped(found[blob]) for blob in blob_ids]
 
 
 def _object_id(text: str) -> Any:
@@ -144,9 +147,20 @@ def _object_id(text: str) -> Any:
     return vineyard.ObjectID(text)
 
 
-def layout_of(meta: Any, blob_size: Any) -> dict[str, Any]:
+def meta_blobs(meta: Any) -> list[str]:
+    """Ids of the blobs vineyard's metadata ``meta`` refers to."""
+    vineyard = import_vineyard()
+
+    found = []
+    for _, value in meta.items():
+        if isinstance(value, vineyard.ObjectMeta):
+            found += [object_name(value.id)] if str(value.typename) == BLOB_TYPENAME else meta_blobs(value)
+    return found
+
+
+def layout_of(meta: Any, sizes: dict[str, int]) -> dict[str, Any]:
     """An object's metadata tree as ``{"fields", "members"}``; blobs as id and size
-    (``blob_size(id)``: a member's own record of it says 0)."""
+    (``sizes``, by id: a member's own record of it says 0)."""
     vineyard = import_vineyard()
 
     fields: dict[str, Any] = {}
@@ -154,9 +168,9 @@ def layout_of(meta: Any, blob_size: Any) -> dict[str, Any]:
     for key, value in meta.items():
         if isinstance(value, vineyard.ObjectMeta):
             if str(value.typename) == BLOB_TYPENAME:
-                members[key] = {"shared": object_name(value.id), "size": blob_size(value.id)}
+                members[key] = {"shared": object_name(value.id), "size": sizes[object_name(value.id)]}
             else:
-                members[key] = layout_of(value, blob_size)
+                members[key] = layout_of(value, sizes)
         elif key not in VINEYARD_FIELDS:
             fields[key] = value
     return {"fields": fields, "members": members}
@@ -173,19 +187,6 @@ def shared_blobs(layout: dict[str, Any]) -> list[str]:
         elif "members" in member:
             found += shared_blobs(member)
     return found
-
-
-def delete_with(ipc: VineyardIPC) -> Delete:
-    """How to delete objects or blobs of the node by id (deep) through ``ipc``; gone
-    ones are skipped."""
-    def delete(ids: list[str]) -> None:
-        for i in ids:
-            try:
-                ipc.delete([object_id(i)])
-            except ObjectNotExists:
-                pass
-
-    return delete
 
 
 class BlobServer(socketserver.ThreadingTCPServer):

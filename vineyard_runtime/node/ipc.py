@@ -150,6 +150,18 @@ class VineyardIPC:
             return
         self._calls([request])
 
+    def discard(self, names: list[str]) -> None:
+        """Delete the objects or blobs ``names`` (``o`` and 16 hex digits), deep, skipping
+        those already gone: one request, one per id only when one was gone."""
+        try:
+            self.delete(object_id(name) for name in names)
+        except self.not_found:
+            for name in names:
+                try:
+                    self.delete([object_id(name)])
+                except self.not_found:
+                    pass
+
     def create_data(self, tree: dict[str, Any]) -> tuple[int, int]:
         """Create an object of Vineyard metadata ``tree`` (its members' trees carry their
         ids: vineyardd takes no member it has not seen); its id and signature."""

@@ -14,7 +14,6 @@ import logging
 import threading
 from collections.abc import Callable
 
-from vineyard_runtime.node.blob_server import delete_with
 from vineyard_runtime.etcd_client import EtcdClient, delete_op
 from vineyard_runtime.node.ipc import VineyardIPC
 from vineyard_runtime.plumbing.deadline import node_timeout
@@ -97,7 +96,7 @@ class NodeSweeper:
         if self._client is None or self._client.instance_id != instance_id:  # restarted
             self._disconnect()
             self._client = VineyardIPC(self.socket, timeout=node_timeout())
-        delete = delete_with(self._client)
+        delete = self._client.discard
         for kv in requests:
             holds.free(kv.key[len(asked):], json.loads(kv.value), delete)
             self.etcd.txn([], [delete_op(kv.key)])  # the holds have it now
