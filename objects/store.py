@@ -274,14 +274,7 @@ class ObjectStore:
         if not self.is_ipc:
             self._delete_over_rpc(ids)
             return
-        try:
-            self.ipc.delete(object_id(i) for i in ids)
-        except ObjectNotFound:
-            for i in ids:  # one was gone: the others one by one
-                try:
-                    self.ipc.delete([object_id(i)])
-                except ObjectNotFound:
-                    pass
+        self.ipc.discard(ids)
 
     def _delete_over_rpc(self, ids: list[str]) -> None:
         vineyard = import_vineyard()
@@ -360,7 +353,8 @@ class ObjectStore:
             meta = self.client.rpc_client.get_object(object_id).meta  # copies the blobs over RPC
         elif entry.instance_id == self.instance_id:
             meta = self.client.get_meta(object_id)
-        elif name is not None and (endpoint := self.remote.blob_endpoint(entry.instance_id)) is not None:
+        elif (name is not None and entry.typename.startswith(TYPENAME_PREFIX)  # a layout this package decodes
+              and (endpoint := self.remote.blob_endpoint(entry.instance_id)) is not None):
             meta = self.remote.replica(entry, name, endpoint)
         else:
             meta = self.remote.migrate_in(entry, object_id)

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 
 import objects
+from crafted import entry_of
 from support.reading import assert_same, memory_used
 from support.waiting import wait_for
 from objects.layout import INLINE_MAX
@@ -212,6 +213,28 @@ def test_another_node_receives_a_large_object_once_and_frees_it_with_the_name(st
     writer.delete("moved/once")
     wait_for(lambda: memory_used(reader) == before, timeout=10,
              message="deleting the name frees the copy on node-2 too (by node-2's sweeper)")
+
+
+def test_names_of_vineyard_objects_are_read_on_another_node(stores):
+    """Entries naming Vineyard objects (what an earlier version of this project wrote, or a
+    writer with vineyard's own client): one of this package's types is received from the
+    holder's blob server into the reader's node; one of vineyard's own is migrated by
+    Vineyard, whose client decodes it."""
+    writer, reader = stores["node-0"], stores["node-2"]
+    ours = writer.put(np.arange(1 << 16))  # unnamed: a Vineyard object of node-0
+    vineyard = pytest.importorskip("vineyard")
+    writer.directory.create("plain/ours", entry_of(writer, writer.client.get_meta(vineyard.ObjectID(ours.id))))
+    frame = pd.DataFrame({"x": np.arange(100_000.0), "y": np.arange(100_000)})
+    theirs = writer.client.put(frame)  # vineyard's own type, members and blobs
+    writer.directory.create("plain/theirs", entry_of(writer, writer.client.get_meta(theirs)))
+    paths = dict(reader.remote.paths)
+    got = reader.get("plain/ours")
+    np.testing.assert_array_equal(got, np.arange(1 << 16))
+    assert reader.is_shared_memory(got.ctypes.data), "received into node-2's memory"
+    pd.testing.assert_frame_equal(reader.get("plain/theirs"), frame)
+    assert reader.remote.paths["blob server"] == paths.get("blob server", 0) + 1
+    assert reader.remote.paths["migration"] == paths.get("migration", 0) + 1
+    writer.delete_many(prefix="plain/")
 
 
 def test_a_reader_of_chunks_whose_node_was_killed_fails_at_once(make_cluster):
