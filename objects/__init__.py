@@ -1,4 +1,5 @@
-"""Arrow-based object adaptors on top of the ``vineyard`` client.
+"""Arrow-based object adaptors over Vineyard's nodes, through the project's own client of
+vineyardd's protocol (:mod:`objects.ipc`).
 
 ``objects.connect()`` reaches one Vineyard node; the returned store puts and gets
 numpy arrays, Arrow data, pandas frames, torch CPU tensors and nested structures of
@@ -21,6 +22,7 @@ from objects.errors import (
     StoreUnavailable,
     StreamFailed,
     UnsupportedType,
+    VineyardClientMissing,
 )
 from objects.names import check_name
 from objects.refs import ObjectRef
@@ -58,6 +60,7 @@ __all__ = [
     "StoreUnavailable",
     "StreamFailed",
     "UnsupportedType",
+    "VineyardClientMissing",
     "check_name",
     "connect",
     "register",

@@ -18,7 +18,7 @@ import yaml
 from objects.errors import StoreUnavailable
 from objects.ipc import VineyardIPC
 from vineyard_runtime.node import client_config
-from vineyard_runtime.node.probe import connect_once
+from objects.vineyard_client import connect_once
 from vineyard_runtime.plumbing.deadline import node_timeout
 from vineyard_runtime.spec import DEFAULT_ETCD_PREFIX
 from vineyard_runtime.workdir import WORKDIR_ENV, client_config_path, default_workdir, resolve_workdir

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from vineyard_runtime.node.blob_server import shared_blobs
+from vineyard_runtime.node.layouts import shared_blobs
 from vineyard_runtime.node.probe import instance_records
 from vineyard_runtime.etcd_keys import NAMES, REPLICAS, STREAMS
 from vineyard_runtime.etcd_client import (

@@ -39,6 +39,10 @@ class StoreFull(ObjectsError):
     """The node cannot hold the requested bytes; nothing was moved elsewhere."""
 
 
+class VineyardClientMissing(ObjectsError, runtime_errors.VineyardClientMissing):
+    """vineyard's own Python client (the ``vineyard`` extra) is needed and not installed."""
+
+
 class UnsupportedType(ObjectsError, TypeError):
     """The value's type has no zero-copy adaptor (and pickling was not allowed)."""
 

@@ -160,19 +160,6 @@ def vineyard_tree(meta: LayoutMeta, instance_id: int, create: Callable[[dict[str
     return dict(tree, id=object_name(created), signature=signature)
 
 
-def tree_blobs(tree: dict[str, Any]) -> list[str]:
-    """Ids of the blobs (but the empty one) a Vineyard metadata tree refers to."""
-    found = []
-    for value in tree.values():
-        if isinstance(value, dict):
-            if value.get("typename") == BLOB_TYPENAME:
-                if value["id"] != object_name(EMPTY_BLOB):
-                    found.append(str(value["id"]))
-            else:
-                found += tree_blobs(value)
-    return found
-
-
 def layout_of_tree(tree: dict[str, Any], blobs: Callable[[str], memoryview]) -> LayoutMeta:
     """The LayoutMeta of a Vineyard metadata tree; ``blobs(id)``: the bytes of a blob."""
     fields: dict[str, Any] = {}

@@ -20,9 +20,10 @@ from objects.connection import quiet_stdout
 from objects.directory import Entry
 from objects.errors import ObjectNotFound, ObjectsError
 from objects.layout import LayoutMeta, with_blob_ids
-from vineyard_runtime.node.blob_server import BlobFetcher, BlobFetchError, shared_blobs
+from vineyard_runtime.node.blob_server import BlobFetcher, BlobFetchError
+from vineyard_runtime.node.layouts import shared_blobs
 from vineyard_runtime.etcd_client import put_op, unchanged
-from vineyard_runtime.node.probe import connect_once, import_vineyard
+from objects.vineyard_client import connect_once, import_vineyard
 from vineyard_runtime.etcd_keys import doomed_key, endpoint_key, sweeper_key
 from vineyard_runtime.object_ids import object_id
 

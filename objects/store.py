@@ -29,6 +29,7 @@ from objects.errors import (
     StoreFull,
     StoreUnavailable,
     UnsupportedType,
+    VineyardClientMissing,
     translated,
 )
 from objects.pinning import reading
@@ -39,17 +40,17 @@ from objects.layout import (
     TooLarge,
     layout_of_tree,
     surely_too_large,
-    tree_blobs,
     vineyard_tree,
 )
 from objects.listing import Listing
 from objects.names import check_name
 from objects.refs import ObjectRef
 from objects.remote import RemoteReads, Vanished
+from vineyard_runtime.node.layouts import tree_blobs
 from objects.streams import StreamReader, StreamWriter, delete_stream
 from vineyard_runtime.plumbing.deadline import Deadline
 from vineyard_runtime.node.holds import NodeHolds, Pin, Writing, writing
-from vineyard_runtime.node.probe import import_vineyard, vineyard_errors
+from objects.vineyard_client import import_vineyard, vineyard_errors
 from vineyard_runtime.object_ids import object_id, object_name
 
 _T = TypeVar("_T")
@@ -252,9 +253,9 @@ class ObjectStore:
                     for iid, instance in self._directory.instances().items():
                         self._nodes[iid] = instance.node
                 else:
-                    with self.bounded("a lookup of node names"):
-                        for iid, info in self.client.meta.items():
-                            self._nodes[int(iid)] = str(info.get("nodename") or f"instance-{iid}")
+                    meta = self.ipc.cluster_meta() if self.is_ipc else self.client.meta
+                    for iid, info in meta.items():
+                        self._nodes[int(iid)] = str(info.get("nodename") or f"instance-{iid}")
             except StoreUnavailable:  # a node that does not answer, or a connection cut
                 raise
             except Exception:  # noqa: BLE001 - naming is cosmetic
@@ -416,16 +417,23 @@ class ObjectStore:
 
     def _meta(self, vineyard_id: int, what: Any) -> Any:
         """The Vineyard metadata of object ``vineyard_id`` (``what`` the caller named)."""
-        vineyard = import_vineyard()
-
+        try:
+            vineyard = import_vineyard()
+        except VineyardClientMissing:  # only needed if the object exists
+            if self.is_ipc and not self.ipc.get_data([vineyard_id], sync_remote=True):
+                raise self._not_found(what) from None
+            raise
         try:
             return self.client.get_meta(vineyard.ObjectID(vineyard_id))
         except (vineyard.ObjectNotExistsException, vineyard.MetaTreeSubtreeNotExistsException):
-            hint = ""
-            if isinstance(what, ObjectRef) and what.name is None and what.instance_id != self.instance_id:
-                hint = (f"; it is unnamed and was made on {what.node}: unnamed objects are seen "
-                        "only by their node, so put it with a name to share it across nodes")
-            raise ObjectNotFound(f"no object {what} known to {self.node}{hint}") from None
+            raise self._not_found(what) from None
+
+    def _not_found(self, what: Any) -> ObjectNotFound:
+        hint = ""
+        if isinstance(what, ObjectRef) and what.name is None and what.instance_id != self.instance_id:
+            hint = (f"; it is unnamed and was made on {what.node}: unnamed objects are seen "
+                    "only by their node, so put it with a name to share it across nodes")
+        return ObjectNotFound(f"no object {what} known to {self.node}{hint}")
 
     def _ref(self, meta: Any, name: str | None) -> ObjectRef:
         return ObjectRef(

@@ -29,7 +29,7 @@ def fluidv(*args: str, env: dict[str, str] | None = None, timeout: float = 300) 
 def test_version():
     shown = fluidv("--version")
     assert shown.returncode == 0, shown.stderr
-    assert shown.stdout == f"fluidv {version('fluid-vineyard')} (vineyard {version('vineyard')})\n"
+    assert shown.stdout == f"fluidv {version('fluid-vineyard')} (vineyardd {version('vineyard-bdist')})\n"
 
 
 @pytest.mark.parametrize("group", [[], ["cluster"], ["op"]])

@@ -165,7 +165,7 @@ def test_both_images_are_in_the_kubelets_namespace(images: Images, containerd: C
 
 @pytest.mark.parametrize(("command", "expected"), [
     ((), "Usage: fluidv"),  # the image's CMD
-    (("fluidv", "--version"), f"fluidv {version('fluid-vineyard')} (vineyard {version('vineyard')})"),
+    (("fluidv", "--version"), f"fluidv {version('fluid-vineyard')} (vineyardd {version('vineyard-bdist')})"),
     (("vineyardd", "--version"), "vineyardd version 0.24.2"),
     (("etcd", "--version"), "etcd Version:"),
     (("fusermount3", "-V"), "fusermount3 version:"),

@@ -282,7 +282,7 @@ class TestConnect:
 
 def test_errors_share_one_base():
     for error in (objects.StoreUnavailable, objects.ObjectNotFound, objects.ObjectExists,
-                  objects.StoreFull, objects.UnsupportedType):
+                  objects.StoreFull, objects.UnsupportedType, objects.VineyardClientMissing):
         assert issubclass(error, objects.ObjectsError)
 
 
@@ -332,3 +332,46 @@ def test_the_store_needs_no_vineyard_client(shared_cluster):
         assert not store.exists(object_id)
     finally:
         store.close()
+
+
+def test_without_vineyards_client_installed_only_its_own_objects_need_it(shared_cluster, tmp_path):
+    """With vineyard's Python package not importable (as on CPython 3.13 and later), values
+    cross nodes through the blob servers, the cluster's status is read, and only an object
+    that vineyard's own client wrote says that it needs the ``vineyard`` extra; an unknown
+    id is still ObjectNotFound."""
+    vineyard = pytest.importorskip("vineyard")
+    writer = vineyard.connect(shared_cluster.node("node-0").socket)
+    try:
+        foreign = writer.put(np.arange(8.0))
+    finally:
+        writer.close()
+    result = run_python(f"""
+        import sys
+        sys.modules["vineyard"] = None  # import vineyard raises ImportError, as when it is not installed
+        import numpy as np, objects
+        from vineyard_runtime.local import LocalCluster
+        from vineyard_runtime.errors import VineyardClientMissing
+        cluster = LocalCluster.attach({shared_cluster.workdir!r})
+        assert all(node.health == "healthy" and node.memory_limit for node in cluster.status())
+        with objects.connect(workdir=cluster.workdir, node="node-0") as here, \\
+                objects.connect(workdir=cluster.workdir, node="node-2") as there:
+            here.put(np.arange(1 << 20), "noclient/big")
+            assert there.get("noclient/big")[-1] == (1 << 20) - 1  # through node-0's blob server
+            try:
+                here.get({int(foreign)})
+            except objects.VineyardClientMissing as exc:
+                assert "pip install 'fluid-vineyard[vineyard]'" in str(exc), exc
+            else:
+                raise AssertionError("an object of vineyard's own client was read without it")
+            try:
+                here.get(12345)
+            except objects.ObjectNotFound:
+                pass
+            here.delete("noclient/big")
+        try:
+            cluster.client("node-1")
+        except VineyardClientMissing as exc:
+            print("missing:", exc)
+    """, shared_cluster.node("node-0").socket)
+    assert result.returncode == 0, result.stderr
+    assert "missing: this needs vineyard's own Python client" in result.stdout

@@ -53,3 +53,7 @@ class IPCUnanswered(IPCUnavailable):
 
 class IPCRefused(VineyardRuntimeError):
     """A node's vineyardd refused a request (its code and message say why)."""
+
+
+class VineyardClientMissing(VineyardRuntimeError, ImportError):
+    """vineyard's own Python client (the ``vineyard`` extra) is needed and not installed."""

@@ -16,7 +16,7 @@ from fluid_core.cli.run import run
 
 
 def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    """Print fluidv's version and vineyard's, then exit."""
+    """Print fluidv's version and vineyardd's (the vineyard-bdist wheel), then exit."""
     if not value or ctx.resilient_parsing:
         return
     from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
@@ -27,13 +27,13 @@ def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
         except PackageNotFoundError:
             return "not installed"
 
-    click.echo(f"fluidv {of('fluid-vineyard')} (vineyard {of('vineyard')})")
+    click.echo(f"fluidv {of('fluid-vineyard')} (vineyardd {of('vineyard-bdist')})")
     ctx.exit()
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version,
-              help="Show the version (and vineyard's) and exit.")
+              help="Show the version (and vineyardd's) and exit.")
 def cli() -> None:
     """fluid-vineyard: a shared-memory object cache for data pipelines."""
 

@@ -23,7 +23,7 @@ from vineyard_runtime.errors import (
 from vineyard_runtime.local.config import ClusterConfig
 from vineyard_runtime.node.holds import holds_dir
 from vineyard_runtime.local.layout import Layout, default_workdir
-from vineyard_runtime.node.probe import connect_ipc
+from vineyard_runtime.node.probe import connect_vineyard
 from vineyard_runtime.plumbing.processes import is_alive, log_tail, owned, spawn, terminate
 from vineyard_runtime.local.state import ClusterState, NodeState, read_state
 from vineyard_runtime.local.status import NodeStatus, collect_status
@@ -103,8 +103,7 @@ def _report_error(line: str, layout: Layout) -> VineyardRuntimeError:
 class LocalCluster:
     """One etcd and N vineyardd "nodes" on this machine, supervised in the background.
 
-    ``with LocalCluster(nodes=3, size="1Gi") as c: c.client("node-1")`` starts a
-    cluster for the block; ``LocalCluster.attach(workdir)`` reaches one that
+    ``with LocalCluster(nodes=3, size="1Gi") as c: ...`` starts a cluster for the block; ``LocalCluster.attach(workdir)`` reaches one that
     ``fluidv cluster up`` started.
     """
 
@@ -326,9 +325,11 @@ class LocalCluster:
         return self.state.node(name)
 
     def client(self, node: str | int = 0) -> Any:
-        """A vineyard IPC client of ``node`` (a name such as ``"node-1"`` or an index)."""
+        """vineyard's own IPC client of ``node`` (a name such as ``"node-1"`` or an index),
+        for code written against vineyard's API; it needs the ``vineyard`` extra
+        (VineyardClientMissing says how to install it)."""
         target = self.nodes[node] if isinstance(node, int) else self.node(node)
-        return connect_ipc(target.socket, node=target.name)
+        return connect_vineyard(target.socket, node=target.name)
 
     def status(self) -> list[NodeStatus]:
         """Each node's health, memory and object count."""

@@ -3,21 +3,26 @@ after it restarted: threads that watch, never the supervisor's loop itself."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Iterable
 
+from vineyard_runtime.errors import VineyardRuntimeError
 from vineyard_runtime.node.probe import Pinger, connect_ipc
 
 log = logging.getLogger("fluidv.supervisor")
 
 LIVENESS_EVERY = 1.0
+#: seconds a write probe waits for vineyardd (a probe that times out is tried again)
+PROBE_TIMEOUT = 30.0
+#: the type name of the metadata object a write probe publishes and deletes
+PROBE_TYPENAME = "fluidv::WriteProbe"
 
 
 class Liveness:
-    """Pings one node every second, in a thread (``Pinger``: no vineyard call, which
-    would keep the GIL if the node never answers); ``silent()`` is how long the node has
+    """Pings one node every second, in a thread (``Pinger``); ``silent()`` is how long the node has
     not answered (a stopped vineyardd still accepts connections, so only an answer counts)."""
 
     def __init__(self, node: str, socket: str) -> None:
@@ -59,16 +64,15 @@ class WriteProbe:
 
     def _run(self) -> None:
         try:
-            import numpy as np  # noqa: PLC0415 - only the supervisor needs it, and rarely
-
-            client = connect_ipc(self.socket, node=self.node)
-            try:
-                oid = client.put(np.zeros(1))
-                client.persist(oid)
-                client.delete(oid)
-                self.ok = True
-            finally:
-                client.close()
+            with connect_ipc(self.socket, node=self.node, timeout=PROBE_TIMEOUT) as ipc:
+                oid, _ = ipc.create_data({"typename": PROBE_TYPENAME, "instance_id": ipc.instance_id,
+                                          "transient": True, "nbytes": 0})
+                try:
+                    ipc.persist(oid)  # vineyardd writes to etcd: it has reconnected
+                    self.ok = True
+                finally:
+                    with contextlib.suppress(VineyardRuntimeError):  # a closed connection: left, metadata only
+                        ipc.delete([oid])
         except Exception as exc:  # noqa: BLE001 - not reconnected yet; tried again next tick
             log.info("%s: write probe failed: %s", self.node, exc)
         finally:

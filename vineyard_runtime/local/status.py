@@ -7,14 +7,12 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from vineyard_runtime.plumbing.deadline import Deadline
+from vineyard_runtime.node.ipc import BLOB_TYPENAME
 from vineyard_runtime.node.probe import connect_ipc
 from vineyard_runtime.plumbing.ports import socket_accepts
 from vineyard_runtime.plumbing.processes import is_alive
 from vineyard_runtime.local.state import ClusterState
 
-#: Raw blobs are members of other objects; they are not counted.
-BLOB_TYPE = "vineyard::Blob"
 #: Most objects counted per status call.
 LIST_LIMIT = 1_000_000
 #: seconds a node may take to answer ``fluidv cluster status``
@@ -99,21 +97,12 @@ def collect_status(state: ClusterState) -> list[NodeStatus]:
         used = limit = None
         if problem is None:
             try:
-                client = connect_ipc(node.socket, node=node.name)
-                deadline = Deadline(node.socket, node.name, seconds=STATUS_TIMEOUT)
-                try:
-                    with deadline.call("a status request"):
-                        status = client.status
-                    used, limit = int(status.memory_usage), int(status.memory_limit)
+                with connect_ipc(node.socket, node=node.name, timeout=STATUS_TIMEOUT) as ipc:
+                    status = ipc.instance_status()
+                    used, limit = int(status["memory_usage"]), int(status["memory_limit"])
                     if per_instance is None:
-                        with deadline.call("a listing"):
-                            metas = client.list_metadatas("*", limit=LIST_LIMIT, nobuffer=True)
-                        per_instance = Counter(
-                            int(m.instance_id) for m in metas if m.typename != BLOB_TYPE
-                        )
-                finally:
-                    deadline.close()
-                    client.close()
+                        per_instance = Counter(int(tree["instance_id"]) for tree in ipc.list_data(limit=LIST_LIMIT).values()
+                                               if tree.get("typename") != BLOB_TYPENAME)
             except Exception as exc:  # noqa: BLE001 - report, never crash the table
                 problem = f"down: {exc}"
         objects = None

@@ -241,9 +241,8 @@ class Supervisor:
                     f"its log {node.log} ends with:\n{log_tail(node.log)}"
                 )
             if node.instance_id is None and socket_accepts(node.socket):
-                ipc = connect_ipc(node.socket, node=node.name)
-                node.instance_id = int(ipc.instance_id)
-                ipc.close()
+                with connect_ipc(node.socket, node=node.name) as ipc:
+                    node.instance_id = ipc.instance_id
             try:
                 return node.instance_id is not None and node.instance_id in registered_instances(client, prefix)
             except OSError:
@@ -261,15 +260,12 @@ class Supervisor:
         assert self.state is not None
         expected = {n.instance_id for n in self.state.nodes}
         for node in self.state.nodes:
-            client = connect_ipc(node.socket, node=node.name)
-            try:
-                if not wait_until(lambda: expected <= set(client.meta), max(0.0, deadline - time.monotonic())):
+            with connect_ipc(node.socket, node=node.name) as ipc:
+                if not wait_until(lambda: expected <= set(ipc.cluster_meta()), max(0.0, deadline - time.monotonic())):
                     raise ClusterStartError(
                         f"{node.name} does not see every node of the cluster in time "
-                        f"(sees instances {sorted(client.meta)}, expected {sorted(map(str, expected))})"
+                        f"(sees instances {sorted(ipc.cluster_meta())}, expected {sorted(map(str, expected))})"
                     )
-            finally:
-                client.close()
 
     # -- supervision ---------------------------------------------------------------
 

@@ -23,13 +23,13 @@ import socketserver
 import threading
 from typing import Any
 
-from vineyard_runtime.plumbing.deadline import Deadline, node_timeout
+from vineyard_runtime.plumbing.deadline import node_timeout
 from vineyard_runtime.errors import NodeUnavailable, ObjectNotExists, VineyardRuntimeError
-from vineyard_runtime.node.ipc import BLOB_TYPENAME, EMPTY_BLOB, VINEYARD_FIELDS, VineyardIPC
+from vineyard_runtime.node.ipc import EMPTY_BLOB, VineyardIPC
+from vineyard_runtime.node.layouts import shared_blobs, tree_blobs, tree_layout
 from vineyard_runtime.node.holds import NodeHolds
 from vineyard_runtime.node.pages import populate
-from vineyard_runtime.node.probe import import_vineyard
-from vineyard_runtime.object_ids import object_id, object_name
+from vineyard_runtime.object_ids import object_id
 
 log = logging.getLogger("fluidv.blobs")
 
@@ -42,13 +42,10 @@ class _Handler(socketserver.StreamRequestHandler):
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def handle(self) -> None:
-        self.deadline: Deadline | None = None
         self.ipc: VineyardIPC | None = None  # the node's blobs, through the project's protocol client
         try:
             self._serve()
         finally:
-            if self.deadline is not None:
-                self.deadline.close()
             if self.ipc is not None:
                 self.ipc.close()
 
@@ -58,7 +55,6 @@ class _Handler(socketserver.StreamRequestHandler):
         return word == b"AUTH" and hmac.compare_digest(token, self.server.token.encode())
 
     def _serve(self) -> None:
-        client: Any = None  # vineyard's client, for the metadata of Vineyard objects only
         if self.server.token is not None and not self._authorized(self.rfile.readline(1 << 10)):
             self.wfile.write(b"ERR not authorized: this blob server takes the token published beside its node's socket" + b"\n")
             return
@@ -79,15 +75,11 @@ class _Handler(socketserver.StreamRequestHandler):
                 if self.server.holds is not None:  # what is sent stays until it is sent
                     pins = [self.server.holds.pin(key) for key in keys]
                 if words[0] in ("LAYOUT", "OBJECT"):  # OBJECT: the layout, then its blobs
-                    if client is None:
-                        client = self.server.connect()
-                        # a stopped node must fail this request, not hold the GIL of the whole process
-                        self.deadline = Deadline(self.server.vineyard_socket, self.server.vineyard_socket)
-                    assert self.deadline is not None
-                    with self.deadline.call(words[0]):
-                        meta = client.get_meta(_object_id(words[1]))
-                    found = node_blobs(ipc, meta_blobs(meta))  # one round trip for their sizes and bytes
-                    layout = layout_of(meta, {blob: view.nbytes for blob, view in found.items()})
+                    tree = ipc.get_data([object_id(words[1])]).get(object_id(words[1]))
+                    if tree is None:
+                        raise ObjectNotExists(f"object {words[1]} is not on this node")
+                    found = node_blobs(ipc, tree_blobs(tree))  # one round trip for their sizes and bytes
+                    layout = tree_layout(tree, {blob: view.nbytes for blob, view in found.items()})
                     views = [memoryview(json.dumps(layout).encode())]
                     if words[0] == "OBJECT":
                         views += [mapped(found[blob]) for blob in shared_blobs(layout)]
@@ -96,11 +88,9 @@ class _Handler(socketserver.StreamRequestHandler):
             except Exception as exc:  # noqa: BLE001 - the reader is told why, the server goes on
                 for pin in pins:
                     pin.release()
-                if self.deadline is not None:
-                    self.deadline.close()
                 if self.ipc is not None:
                     self.ipc.close()
-                self.ipc, client, self.deadline = None, None, None
+                self.ipc = None
                 kind = "NodeUnavailable" if isinstance(exc, NodeUnavailable) else type(exc).__name__
                 self.wfile.write(f"ERR {kind}: {exc}".replace("\n", " ").encode() + b"\n")
                 continue
@@ -141,54 +131,6 @@ def blob_views(ipc: VineyardIPC, blob_ids: list[str]) -> list[memoryview]:
     return [mapped(found[blob]) for blob in blob_ids]
 
 
-def _object_id(text: str) -> Any:
-    vineyard = import_vineyard()
-
-    return vineyard.ObjectID(text)
-
-
-def meta_blobs(meta: Any) -> list[str]:
-    """Ids of the blobs vineyard's metadata ``meta`` refers to."""
-    vineyard = import_vineyard()
-
-    found = []
-    for _, value in meta.items():
-        if isinstance(value, vineyard.ObjectMeta):
-            found += [object_name(value.id)] if str(value.typename) == BLOB_TYPENAME else meta_blobs(value)
-    return found
-
-
-def layout_of(meta: Any, sizes: dict[str, int]) -> dict[str, Any]:
-    """An object's metadata tree as ``{"fields", "members"}``; blobs as id and size
-    (``sizes``, by id: a member's own record of it says 0)."""
-    vineyard = import_vineyard()
-
-    fields: dict[str, Any] = {}
-    members: dict[str, Any] = {}
-    for key, value in meta.items():
-        if isinstance(value, vineyard.ObjectMeta):
-            if str(value.typename) == BLOB_TYPENAME:
-                members[key] = {"shared": object_name(value.id), "size": sizes[object_name(value.id)]}
-            else:
-                members[key] = layout_of(value, sizes)
-        elif key not in VINEYARD_FIELDS:
-            fields[key] = value
-    return {"fields": fields, "members": members}
-
-
-def shared_blobs(layout: dict[str, Any]) -> list[str]:
-    """Ids of the (non-empty) shared-memory blobs a layout refers to, in the order an
-    OBJECT reply sends them."""
-    found = []
-    for member in layout.get("members", {}).values():
-        if "shared" in member:
-            if member["size"]:
-                found.append(member["shared"])
-        elif "members" in member:
-            found += shared_blobs(member)
-    return found
-
-
 class BlobServer(socketserver.ThreadingTCPServer):
     """One node's blob server; ``serve_forever`` in a thread, ``shutdown`` to stop."""
 
@@ -205,11 +147,6 @@ class BlobServer(socketserver.ThreadingTCPServer):
     def endpoint(self) -> str:
         host, port = self.server_address[:2]
         return f"{host!s}:{port}"
-
-    def connect(self) -> Any:
-        from vineyard_runtime.node.probe import connect_ipc  # noqa: PLC0415
-
-        return connect_ipc(self.vineyard_socket)
 
     def start(self) -> "BlobServer":
         # a short poll: ``shutdown`` waits for the loop to notice, and a cluster stops in a second

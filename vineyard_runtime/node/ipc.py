@@ -168,12 +168,30 @@ class VineyardIPC:
         (reply,) = self._calls([{"type": "create_data_request", "content": tree}])
         return int(reply["id"]), int(reply["signature"])
 
-    def get_data(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
-        """The metadata trees (members included) of the objects ``ids`` this node knows,
-        in one round trip (a missing one is absent)."""
+    def get_data(self, ids: Iterable[int], *, sync_remote: bool = False) -> dict[int, dict[str, Any]]:
+        """The metadata trees (members included) of the objects ``ids`` this node knows
+        (with ``sync_remote``, the cluster's published objects too), in one round trip (a
+        missing one is absent)."""
         (reply,) = self._calls([{"type": "get_data_request", "id": [int(i) for i in ids],
-                                 "sync_remote": False, "wait": False}])
+                                 "sync_remote": sync_remote, "wait": False}])
         return {object_id(key): tree for key, tree in (reply.get("content") or {}).items()}
+
+    def list_data(self, pattern: str = "*", *, limit: int = 1_000_000) -> dict[int, dict[str, Any]]:
+        """The metadata trees of at most ``limit`` objects of the cluster whose type name
+        matches the glob ``pattern``, by id, in one round trip."""
+        (reply,) = self._calls([{"type": "list_data_request", "pattern": pattern, "regex": False,
+                                 "limit": int(limit)}])
+        return {object_id(key): tree for key, tree in (reply.get("content") or {}).items()}
+
+    def persist(self, id_: int) -> None:
+        """Publish the object ``id_`` to the cluster (vineyardd writes it to etcd)."""
+        self._calls([{"type": "persist_request", "id": int(id_)}])
+
+    def cluster_meta(self) -> dict[int, dict[str, Any]]:
+        """Every vineyardd this node sees in its cluster (``nodename``, ``rpc_endpoint``,
+        ...), by instance id."""
+        (reply,) = self._calls([{"type": "cluster_meta"}])
+        return {int(key.lstrip("i")): dict(value) for key, value in (reply.get("meta") or {}).items()}
 
     def instance_status(self) -> dict[str, Any]:
         """The node's counters: memory_usage, memory_limit, ipc_connections, ..."""

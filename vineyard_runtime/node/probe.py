@@ -5,8 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
-import struct
+import platform
 import sys
 import threading
 import warnings
@@ -14,70 +13,44 @@ from collections.abc import Iterator
 from typing import Any
 
 from vineyard_runtime.plumbing.ports import socket_accepts
-from vineyard_runtime.errors import NodeUnavailable
+from vineyard_runtime.errors import IPCUnavailable, NodeUnavailable, VineyardClientMissing, VineyardRuntimeError
+from vineyard_runtime.node.ipc import VineyardIPC
 from vineyard_runtime.etcd_client import EtcdClient
 from vineyard_runtime.spec import ROOT_SESSION
 
-#: the client version the ping says it speaks (vineyard's, which make test installs)
-VINEYARD_VERSION = "0.24.2"
-
-
 class Pinger:
-    """Asks a vineyardd over its socket for its status, in pure Python (vineyard's client
-    would keep the GIL while a stopped daemon never answers): ``ping()`` is True when it
-    answered within ``timeout``. Speaks vineyard's IPC framing: a native 8-byte length,
-    then JSON."""
+    """Asks a vineyardd over its socket for its status (:class:`VineyardIPC`, which never
+    holds the GIL while it waits): ``ping()`` is True when it answered within ``timeout``.
+    The connection is kept between pings and opened again after a failure."""
 
     def __init__(self, path: str, timeout: float = 2.0) -> None:
         self.path, self.timeout = path, timeout
-        self._sock: socket.socket | None = None
+        self._ipc: VineyardIPC | None = None
         #: the instance id the daemon gave when this pinger last registered
         self.instance_id: int | None = None
 
-    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
-        assert self._sock is not None
-        body = json.dumps(request).encode()
-        self._sock.sendall(struct.pack("=Q", len(body)) + body)
-        (length,) = struct.unpack("=Q", self._receive(8))
-        answer: dict[str, Any] = json.loads(self._receive(length))
-        return answer
-
-    def _receive(self, size: int) -> bytes:
-        assert self._sock is not None
-        data = b""
-        while len(data) < size:
-            chunk = self._sock.recv(size - len(data))
-            if not chunk:
-                raise ConnectionError("vineyardd closed the connection")
-            data += chunk
-        return data
-
     def ping(self) -> bool:
         try:
-            if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self._sock.settimeout(self.timeout)
-                self._sock.connect(self.path)
-                reply = self._ask({"type": "register_request", "version": VINEYARD_VERSION,
-                                   "store_type": "Normal", "session_id": 0, "username": "", "password": ""})
-                self.instance_id = int(reply["instance_id"])
-            return self._ask({"type": "instance_status_request"}).get("type") == "instance_status_reply"
-        except (OSError, ValueError, KeyError):
+            if self._ipc is None:
+                self._ipc = VineyardIPC(self.path, timeout=self.timeout)
+                self.instance_id = self._ipc.instance_id
+            self._ipc.instance_status()
+            return True
+        except VineyardRuntimeError:
             self.close()
             return False
 
     def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        if self._ipc is not None:
+            self._ipc.close()
+            self._ipc = None
 
 
-def connect_ipc(path: str, *, node: str | None = None) -> Any:
-    """An IPC client of the vineyardd at ``path``.
+def connect_ipc(path: str, *, node: str | None = None, timeout: float | None = None) -> VineyardIPC:
+    """A protocol connection to the vineyardd at ``path`` (calls end after ``timeout``).
 
-    Fails at once with NodeUnavailable when nothing listens there: vineyard's own
-    client would retry for about 11 s, and a bare ``vineyard.connect()`` would
-    silently spawn a private daemon.
+    Fails at once with NodeUnavailable when nothing listens there, or the daemon refuses
+    the connection.
     """
     who = f"node {node!r}" if node else "vineyardd"
     if not socket_accepts(path):
@@ -87,7 +60,21 @@ def connect_ipc(path: str, *, node: str | None = None) -> Any:
             "start the cluster with `fluidv cluster up` (or check `fluidv cluster status`)"
         )
     try:
+        return VineyardIPC(path, timeout=timeout)
+    except IPCUnavailable as exc:
+        raise NodeUnavailable(f"{who} at {path} refused the connection: {exc}") from exc
+
+
+def connect_vineyard(path: str, *, node: str | None = None) -> Any:
+    """vineyard's own Python client of the vineyardd at ``path`` (the ``vineyard`` extra),
+    failing at once like :func:`connect_ipc` (vineyard's client would retry for about
+    11 s, and a bare ``vineyard.connect()`` would silently spawn a private daemon)."""
+    who = f"node {node!r}" if node else "vineyardd"
+    connect_ipc(path, node=node).close()
+    try:
         return connect_once(path)
+    except VineyardClientMissing:
+        raise
     except Exception as exc:  # vineyard raises its own hierarchy; report it as ours
         raise NodeUnavailable(f"{who} at {path} refused the connection: {exc}") from exc
 
@@ -125,15 +112,27 @@ def _retries_off() -> Iterator[None]:
 #: The warning vineyard 0.24.2's import prints on stderr (its deploy module imports
 #: setuptools' deprecated pkg_resources): silenced where vineyard is imported, and only it.
 PKG_RESOURCES_WARNING = "pkg_resources is deprecated as an API"
+_PYTHON = f"CPython {platform.python_version()}"
 
 
 def import_vineyard() -> Any:
-    """The ``vineyard`` module; its first import (about 1 s) runs without the warning above."""
+    """The ``vineyard`` module (the ``vineyard`` extra); its first import (about 1 s) runs
+    without the warning above. VineyardClientMissing, saying how to install it, when
+    only vineyard-bdist (the daemon) is installed."""
     if "vineyard" not in sys.modules:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=PKG_RESOURCES_WARNING, category=UserWarning)
-            import vineyard  # noqa: PLC0415 - slow import, only when a client is needed
-    import vineyard  # noqa: PLC0415
+            try:
+                import vineyard  # noqa: PLC0415 - slow import, only when a client is needed
+            except ImportError:
+                pass
+    vineyard = sys.modules.get("vineyard")
+    if vineyard is None or not hasattr(vineyard, "connect"):  # absent, or only vineyard-bdist's folder
+        raise VineyardClientMissing(
+            "this needs vineyard's own Python client (objects written by a client of Vineyard's own, "
+            "Vineyard's RPC and migration): install it with `pip install 'fluid-vineyard[vineyard]'`; "
+            f"vineyard 0.24.2 has wheels for CPython 3.8 to 3.12 only, and this is {_PYTHON}"
+        )
     return vineyard
 
 
