@@ -13,7 +13,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 GO_VENV := .venv-go
 GO      := $(shell command -v go 2>/dev/null || echo $(CURDIR)/$(GO_VENV)/bin/go)
 
-.PHONY: demo test bench lint docs fuse nodes clean control-plane
+.PHONY: demo test bench lint docs fuse nodes clean control-plane pythons
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ nodes:
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
 
+# CPython 3.13, 3.14 and 3.15 in Debian's root file systems (debootstrap), each with the
+# project's dependencies in a venv, for the tests that run on every Python; kept in
+# ~/.cache/fluid-vineyard/pythons/ once per content.
+pythons: $(STAMP) nodes
+	$(BIN)/python tests/support/pythons.py
+
 demo: $(STAMP) fuse
 	$(BIN)/fluidv demo
 
@@ -61,7 +67,7 @@ control-plane: $(if $(shell command -v go 2>/dev/null),,$(GO_VENV)/bin/go)
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --quiet
 
-test: $(STAMP) $(PYSDK_STAMP) fuse nodes lint docs control-plane
+test: $(STAMP) $(PYSDK_STAMP) fuse nodes lint docs control-plane pythons
 	$(BIN)/python -m pytest tests
 
 bench: $(STAMP) fuse nodes control-plane

@@ -7,7 +7,6 @@ import functools
 import itertools
 import re
 import secrets
-import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
@@ -50,7 +49,7 @@ from vineyard_runtime.node.layouts import tree_blobs
 from objects.streams import StreamReader, StreamWriter, delete_stream
 from vineyard_runtime.plumbing.deadline import Deadline
 from vineyard_runtime.node.holds import NodeHolds, Pin, Writing, writing
-from objects.vineyard_client import import_vineyard, vineyard_errors
+from objects.vineyard_client import import_vineyard, loaded_vineyard, vineyard_errors
 from vineyard_runtime.object_ids import object_id, object_name
 
 _T = TypeVar("_T")
@@ -390,7 +389,7 @@ class ObjectStore:
             if target.name is not None:
                 return self._find(target.name)
             return None, None, object_id(target.id)
-        vineyard = sys.modules.get("vineyard")
+        vineyard = loaded_vineyard()
         if vineyard is not None and isinstance(target, vineyard.ObjectID):
             return None, None, int(target)
         if isinstance(target, int) and not isinstance(target, bool):

@@ -27,5 +27,6 @@ def connect_once(*address: Any) -> Any:
 
 
 vineyard_errors = probe.vineyard_errors
+loaded_vineyard = probe.loaded_vineyard
 
-__all__ = ["connect_once", "import_vineyard", "vineyard_errors"]
+__all__ = ["connect_once", "import_vineyard", "loaded_vineyard", "vineyard_errors"]

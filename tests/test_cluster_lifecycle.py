@@ -21,6 +21,7 @@ from vineyard_runtime import (
 )
 from vineyard_runtime.local import LocalCluster
 from vineyard_runtime.local.cluster import is_running
+from vineyard_runtime.node.probe import connect_ipc
 from vineyard_runtime.plumbing.processes import is_alive
 
 
@@ -148,9 +149,8 @@ def test_long_workdir_gets_short_sockets_and_down_removes_their_folder(tmp_path)
         node = local.nodes[0]
         assert len(node.socket) <= 107 and os.path.exists(node.socket)
         assert not local.layout.socket_dir.startswith(str(tmp_path))
-        client = local.client("node-0")
-        assert int(client.instance_id) == node.instance_id
-        client.close()
+        with connect_ipc(node.socket) as ipc:
+            assert ipc.instance_id == node.instance_id
         with objects.connect(socket=node.socket) as store:
             store.put(np.arange(4), "held")
             assert int(store.get("held").sum()) == 6

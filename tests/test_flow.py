@@ -13,7 +13,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-import torch
+try:
+    import torch
+except ImportError:  # the runs on other Pythons (tests/test_pythons.py) install no torch
+    torch = None
 
 import objects
 from support.reading import assert_same
@@ -144,7 +147,8 @@ def every_type() -> dict:
         "table": table, "batch": table.to_batches()[0], "arrow-array": pa.array([1, None, 3]),
         "chunked": pa.chunked_array([[1, 2], [3]]),
         "frame": frame, "series": pd.Series([1.5, 2.5], name="price"),
-        "tensor": torch.arange(6, dtype=torch.float16).reshape(2, 3), "bf16": torch.ones(4, dtype=torch.bfloat16),
+        **({"tensor": torch.arange(6, dtype=torch.float16).reshape(2, 3), "bf16": torch.ones(4, dtype=torch.bfloat16)}
+           if torch is not None else {}),
         "nested": {"w": np.ones(3), "meta": {"epochs": 3, "tags": ["a", "b"], "pair": (1, "x")}, 7: None},
         "scalar": 42,
     }

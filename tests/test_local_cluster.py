@@ -10,30 +10,24 @@ import numpy as np
 import pytest
 import yaml
 
+import objects
+from support.optional import needs_vineyard_client
 from support.waiting import wait_for
 from support.stopping import stop
 from vineyard_runtime import NodeUnavailable
 from vineyard_runtime.etcd_client import EtcdClient
-from vineyard_runtime.node.probe import registered_instances
+from vineyard_runtime.node.probe import connect_ipc, registered_instances
 from vineyard_runtime.plumbing.processes import is_alive
 
 
 def put_named(local, node, name, value):
-    client = local.client(node)
-    try:
-        oid = client.put(value, persist=True)
-        client.put_name(oid, name)
-        return oid
-    finally:
-        client.close()
+    with objects.connect(workdir=local.workdir, node=node) as store:
+        return store.put(value, name, replace=True)
 
 
 def read_named(local, node, name):
-    client = local.client(node)
-    try:
-        return np.array(client.get(name=name, fetch=True))
-    finally:
-        client.close()
+    with objects.connect(workdir=local.workdir, node=node) as store:
+        return np.array(store.get(name))
 
 
 def test_every_node_is_ready_and_sees_every_other(shared_cluster):
@@ -43,14 +37,27 @@ def test_every_node_is_ready_and_sees_every_other(shared_cluster):
     assert len(ids) == 3
     for node in nodes:
         assert os.path.exists(node.socket) and is_alive(node.pid)
-        client = shared_cluster.client(node.name)
-        try:
-            assert int(client.instance_id) == node.instance_id
-            assert ids <= set(client.meta)
-            assert client.meta[node.instance_id]["nodename"] == node.name
-            assert client.meta[node.instance_id]["rpc_endpoint"] == node.rpc_endpoint
-        finally:
-            client.close()
+        with connect_ipc(node.socket, node=node.name) as ipc:
+            seen = ipc.cluster_meta()
+            assert ipc.instance_id == node.instance_id
+            assert ids <= set(seen)
+            assert seen[node.instance_id]["nodename"] == node.name
+            assert seen[node.instance_id]["rpc_endpoint"] == node.rpc_endpoint
+
+
+@needs_vineyard_client
+def test_vineyards_own_client_reads_across_the_nodes(shared_cluster):
+    """vineyard's own client (the vineyard extra) of a node: its names and migration work
+    across the local cluster's nodes as in any Vineyard cluster."""
+    writer, reader = shared_cluster.client("node-0"), shared_cluster.client(2)
+    try:
+        oid = writer.put(np.arange(6.0), persist=True)
+        writer.put_name(oid, "t/vineyards-own")
+        np.testing.assert_array_equal(np.array(reader.get(name="t/vineyards-own", fetch=True)), np.arange(6.0))
+        writer.drop_name("t/vineyards-own")
+    finally:
+        writer.close()
+        reader.close()
 
 
 def test_labels_follow_the_zones(shared_cluster):
@@ -86,20 +93,26 @@ def test_status_reports_memory_objects_and_health(shared_cluster):
     assert rows["node-1"].objects >= 1
 
 
-def test_missing_node_fails_at_once_with_a_hint(shared_cluster, tmp_path, monkeypatch):
+def test_missing_node_fails_at_once_with_a_hint(shared_cluster, tmp_path):
+    with pytest.raises(NodeUnavailable, match="fluidv cluster up") as info:
+        connect_ipc(str(tmp_path / "absent.sock"), node="node-9")
+    assert "absent.sock" in str(info.value) and "missing" in str(info.value)
+    with pytest.raises(KeyError, match="no node named 'node-9'"):
+        shared_cluster.client("node-9")
+
+
+@needs_vineyard_client
+def test_vineyards_client_of_a_missing_node_fails_at_once(tmp_path, monkeypatch):
     import vineyard
 
-    from vineyard_runtime.node.probe import connect_ipc
+    from vineyard_runtime.node.probe import connect_vineyard
 
     calls: list[tuple] = []
     real = vineyard.connect
     monkeypatch.setattr(vineyard, "connect", lambda *args, **kwargs: calls.append(args) or real(*args, **kwargs))
-    with pytest.raises(NodeUnavailable, match="fluidv cluster up") as info:
-        connect_ipc(str(tmp_path / "absent.sock"), node="node-9")
-    assert "absent.sock" in str(info.value) and "missing" in str(info.value)
+    with pytest.raises(NodeUnavailable, match="fluidv cluster up"):
+        connect_vineyard(str(tmp_path / "absent.sock"), node="node-9")
     assert calls == [], "must not sit in vineyard's 11 s retry loop: its connect is never called"
-    with pytest.raises(KeyError, match="no node named 'node-9'"):
-        shared_cluster.client("node-9")
 
 
 def test_killed_vineyardd_is_restarted_and_others_keep_their_objects(make_cluster):

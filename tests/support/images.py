@@ -150,7 +150,7 @@ def _log_tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
-def _run(argv: list[str], log: Path, what: str, **kwargs: Any) -> None:
+def run_logged(argv: list[str], log: Path, what: str, **kwargs: Any) -> None:
     """Run ``argv`` with its output appended to ``log``; raise with the log's tail on failure."""
     with open(log, "ab") as out:
         out.write(f"$ {' '.join(argv)}\n".encode())
@@ -169,7 +169,7 @@ def unmount_under(path: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def _scratch(parent: Path, prefix: str) -> Iterator[Path]:
+def scratch_dir(parent: Path, prefix: str) -> Iterator[Path]:
     """A fresh directory under ``parent``, unmounted and removed afterwards, also on failure.
 
     A directory that still has something mounted under it is left in place (and named in
@@ -186,7 +186,7 @@ def _scratch(parent: Path, prefix: str) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def _locked(cache: Path) -> Iterator[None]:
+def locked(cache: Path) -> Iterator[None]:
     """Hold the cache's lock: one build at a time, whoever starts it."""
     with open(cache / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -196,14 +196,14 @@ def _locked(cache: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _need(program: str, package: str) -> str:
+def need_program(program: str, package: str) -> str:
     found = shutil.which(program) or shutil.which(program, path="/usr/sbin:/sbin:/usr/bin:/bin")
     if not found:
         raise ImageBuildError(f"{program} is missing: apt-get install {package} (make test installs it)")
     return found
 
 
-def _need_root() -> None:
+def need_root() -> None:
     if os.geteuid() != 0:
         raise ImageBuildError("building the image needs root (debootstrap, chroot and file owners): run it as root")
 
@@ -215,21 +215,21 @@ def base_rootfs(cache: Path) -> Path:
     out = cache / f"base-{SUITE}-{VARIANT}-{key[:16]}.tar"
     if out.exists():
         return out
-    debootstrap = _need("debootstrap", "debootstrap")
-    _need_root()
+    debootstrap = need_program("debootstrap", "debootstrap")
+    need_root()
     log = cache / "debootstrap.log"
     log.write_text("")
     _say(f"debootstrap --variant={VARIANT} {SUITE} with {', '.join(PACKAGES)} (about a minute; log {log}) ...")
-    with _scratch(cache, "base-") as work:
+    with scratch_dir(cache, "base-") as work:
         rootfs = work / "rootfs"
-        _run([debootstrap, f"--variant={VARIANT}", f"--arch={ARCH}", f"--include={','.join(PACKAGES)}",
+        run_logged([debootstrap, f"--variant={VARIANT}", f"--arch={ARCH}", f"--include={','.join(PACKAGES)}",
               SUITE, str(rootfs), MIRROR], log, f"debootstrap of Debian {SUITE} from {MIRROR}")
         for deb in (rootfs / "var/cache/apt/archives").glob("*.deb"):
             deb.unlink()
         left = unmount_under(rootfs)
         if left:
             raise ImageBuildError(f"debootstrap left {', '.join(left)} mounted")
-        _run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(work / "base.tar"), "."], log,
+        run_logged(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(work / "base.tar"), "."], log,
              "packing the base root file system")
         os.replace(work / "base.tar", out)
     return out
@@ -256,22 +256,22 @@ def fill_wheelhouse(work: Path, wheelhouse: Path, log: Path) -> Path:
         (source / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, source / rel)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    _run([*pip, "wheel", "--no-deps", "-w", str(wheelhouse), str(source)], log, "building the project's wheel")
+    run_logged([*pip, "wheel", "--no-deps", "-w", str(wheelhouse), str(source)], log, "building the project's wheel")
     wheels = list(wheelhouse.glob("fluid_vineyard-*.whl"))
     if len(wheels) != 1:
         raise ImageBuildError(f"expected one fluid_vineyard wheel in {wheelhouse}, found {len(wheels)}")
-    _run([*pip, "wheel", "-w", str(wheelhouse), str(wheels[0])], log, "collecting the dependencies' wheels")
+    run_logged([*pip, "wheel", "-w", str(wheelhouse), str(wheels[0])], log, "collecting the dependencies' wheels")
     return wheels[0]
 
 
 def install_in_chroot(rootfs: Path, wheelhouse: Path, wheel: Path, log: Path) -> None:
     """Run ``image/install.sh`` in a chroot of ``rootfs`` against ``wheelhouse`` (no network)."""
-    chroot = _need("chroot", "coreutils")
+    chroot = need_program("chroot", "coreutils")
     inside = rootfs / "tmp" / "fluidv-build"
     shutil.copytree(wheelhouse, inside / "wheelhouse")
     shutil.copy2(ROOT / "image" / "install.sh", inside / "install.sh")
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
-    _run([chroot, str(rootfs), "/bin/sh", "/tmp/fluidv-build/install.sh",
+    run_logged([chroot, str(rootfs), "/bin/sh", "/tmp/fluidv-build/install.sh",
           f"/tmp/fluidv-build/wheelhouse/{wheel.name}", "/tmp/fluidv-build/wheelhouse"],
          log, "image/install.sh in the chroot", env=env)
 
@@ -420,20 +420,20 @@ def build_image(cache: Path | None = None) -> BuiltImage:
     cache.mkdir(parents=True, exist_ok=True)
     tag = content_hash(ROOT, PROJECT_FILES + RECIPE_FILES)[:16]
     out = cache / f"fluid-vineyard-{tag}.tar"
-    with _locked(cache):
+    with locked(cache):
         found = _cached(out, started)
         if found:
             return found
-        _need_root()
+        need_root()
         base = base_rootfs(cache)
         log = cache / f"fluid-vineyard-{tag}.log"
         log.write_text("")
-        with _scratch(cache, "build-") as work:
+        with scratch_dir(cache, "build-") as work:
             _say(f"wheels of the project and its dependencies (log {log}) ...")
             wheel = fill_wheelhouse(work, work / "wheelhouse", log)
             rootfs = work / "rootfs"
             rootfs.mkdir()
-            _run(["tar", "--numeric-owner", "-C", str(rootfs), "-xpf", str(base)], log, "unpacking the base")
+            run_logged(["tar", "--numeric-owner", "-C", str(rootfs), "-xpf", str(base)], log, "unpacking the base")
             _say("image/install.sh in a chroot of the base ...")
             install_in_chroot(rootfs, work / "wheelhouse", wheel, log)
             strip_rootfs(rootfs)
@@ -460,18 +460,18 @@ def build_pause(cache: Path | None = None, go: str | None = None) -> BuiltImage:
     cache.mkdir(parents=True, exist_ok=True)
     tag = content_hash(ROOT, PAUSE_FILES)[:16]
     out = cache / f"pause-{tag}.tar"
-    with _locked(cache):
+    with locked(cache):
         found = _cached(out, started)
         if found:
             return found
         go = go or find_go()
         log = cache / f"pause-{tag}.log"
         log.write_text("")
-        with _scratch(cache, "pause-") as work:
+        with scratch_dir(cache, "pause-") as work:
             rootfs = work / "rootfs"
             rootfs.mkdir(mode=0o755)
             env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly"}
-            _run([go, "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", str(rootfs / "pause"), "."],
+            run_logged([go, "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", str(rootfs / "pause"), "."],
                  log, "go build of the pause program", cwd=ROOT / "tests" / "controlplane" / "pause", env=env)
             os.chmod(rootfs / "pause", 0o755)
             built = _finish(work, rootfs, f"{PAUSE_REPOSITORY}:{tag}", PAUSE_CONFIG,

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from vineyard_runtime.etcd_client import EtcdClient
+from vineyard_runtime.etcd_keys import name_key
 from vineyard_runtime.node.ipc import BLOB_TYPENAME
+from vineyard_runtime.node.layouts import shared_blobs
 from vineyard_runtime.node.probe import connect_ipc
 from vineyard_runtime.plumbing.ports import socket_accepts
 from vineyard_runtime.plumbing.processes import is_alive
@@ -86,6 +90,21 @@ def _health(pid: int | None, socket: str) -> str | None:
     return None
 
 
+def _named_in_blobs(state: ClusterState) -> Counter[int] | None:
+    """Named values kept as bare blobs of a node (their layout in the directory entry, not
+    a Vineyard object), by the node's instance id; None while etcd does not answer."""
+    found: Counter[int] = Counter()
+    try:
+        entries = EtcdClient(state.etcd.endpoint, timeout=STATUS_TIMEOUT).get_prefix(name_key(state.etcd_prefix, ""))
+    except OSError:
+        return None
+    for value in entries.values():
+        body = json.loads(value)
+        if body.get("layout") is not None and shared_blobs(body["layout"]):
+            found[int(body["instance"])] += 1
+    return found
+
+
 def collect_status(state: ClusterState) -> list[NodeStatus]:
     """Probe every node of ``state``; never raises for a sick node, reports it."""
     result: list[NodeStatus] = []
@@ -103,6 +122,7 @@ def collect_status(state: ClusterState) -> list[NodeStatus]:
                     if per_instance is None:
                         per_instance = Counter(int(tree["instance_id"]) for tree in ipc.list_data(limit=LIST_LIMIT).values()
                                                if tree.get("typename") != BLOB_TYPENAME)
+                        per_instance.update(_named_in_blobs(state) or {})
             except Exception as exc:  # noqa: BLE001 - report, never crash the table
                 problem = f"down: {exc}"
         objects = None

@@ -1,4 +1,5 @@
-"""Checks of a node's health: its socket, an IPC connection, its etcd registration."""
+"""Checks of a node's health (its socket, a protocol connection, its etcd registration),
+and vineyard's own client (the ``vineyard`` extra), imported only here."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from vineyard_runtime.errors import IPCUnavailable, NodeUnavailable, VineyardCli
 from vineyard_runtime.node.ipc import VineyardIPC
 from vineyard_runtime.etcd_client import EtcdClient
 from vineyard_runtime.spec import ROOT_SESSION
+
 
 class Pinger:
     """Asks a vineyardd over its socket for its status (:class:`VineyardIPC`, which never
@@ -115,6 +117,13 @@ PKG_RESOURCES_WARNING = "pkg_resources is deprecated as an API"
 _PYTHON = f"CPython {platform.python_version()}"
 
 
+def loaded_vineyard() -> Any:
+    """The ``vineyard`` module when its client is imported, else None (``import vineyard``
+    also finds the bare ``vineyard/bdist`` folder of the vineyard-bdist wheel)."""
+    vineyard = sys.modules.get("vineyard")
+    return vineyard if hasattr(vineyard, "connect") else None
+
+
 def import_vineyard() -> Any:
     """The ``vineyard`` module (the ``vineyard`` extra); its first import (about 1 s) runs
     without the warning above. VineyardClientMissing, saying how to install it, when
@@ -126,8 +135,8 @@ def import_vineyard() -> Any:
                 import vineyard  # noqa: PLC0415 - slow import, only when a client is needed
             except ImportError:
                 pass
-    vineyard = sys.modules.get("vineyard")
-    if vineyard is None or not hasattr(vineyard, "connect"):  # absent, or only vineyard-bdist's folder
+    vineyard = loaded_vineyard()
+    if vineyard is None:
         raise VineyardClientMissing(
             "this needs vineyard's own Python client (objects written by a client of Vineyard's own, "
             "Vineyard's RPC and migration): install it with `pip install 'fluid-vineyard[vineyard]'`; "
@@ -167,5 +176,5 @@ def registered_instances(etcd: EtcdClient, prefix: str) -> dict[int, str]:
 def vineyard_errors(*names: str) -> tuple[type[BaseException], ...]:
     """vineyard's exception classes ``names``, or none while vineyard is not imported
     (nothing can have raised them then): for ``except`` clauses that must not import it."""
-    vineyard = sys.modules.get("vineyard")
+    vineyard = loaded_vineyard()
     return tuple(getattr(vineyard, name) for name in names) if vineyard is not None else ()
