@@ -40,6 +40,13 @@ class Entry:
     labels: dict[str, str] = field(default_factory=dict)
     layout: dict[str, Any] | None = None  # the value: whole, or its blobs by id (None: a Vineyard object)
     revision: int = 0
+    #: the key its readers pin and its deleters free under, when not its id (a stream's
+    #: chunks share their stream's: a reader pins it once)
+    hold: str | None = None
+
+    @property
+    def hold_key(self) -> str:
+        return self.hold or self.id
 
     @property
     def blobs(self) -> list[str]:
@@ -56,6 +63,8 @@ class Entry:
                                 "instance": self.instance_id, "node": self.node, "labels": self.labels}
         if self.layout is not None:
             body["layout"] = self.layout
+        if self.hold is not None:
+            body["hold"] = self.hold
         return json.dumps(body, separators=(",", ":"))
 
     @classmethod
@@ -66,7 +75,7 @@ class Entry:
     def from_body(cls, body: dict[str, Any], revision: int) -> "Entry":
         return cls(id=body["id"], typename=body["typename"], nbytes=int(body["nbytes"]),
                    instance_id=int(body["instance"]), node=body["node"], labels=body.get("labels") or {},
-                   layout=body.get("layout"), revision=revision)
+                   layout=body.get("layout"), revision=revision, hold=body.get("hold"))
 
 
 @dataclass(frozen=True)

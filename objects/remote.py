@@ -202,8 +202,8 @@ class RemoteReads:
             if self.store.holds is None:
                 self.store.delete_ids([s.id for s in sealed])
                 raise Vanished(entry.id)
-            # the read holds entry.id's pin: the copy goes when the last view of it does
-            self.store.holds.free(entry.id, [s.id for s in sealed], self.store.delete_ids)
+            # the read holds the entry's pin: the copy goes when the last view of it does
+            self.store.holds.free(entry.hold_key, [s.id for s in sealed], self.store.delete_ids)
         self.paths["blob server"] += 1
         views = {s.id: s.shared_view() for s in sealed}
         return LayoutMeta.from_json(mine, views.__getitem__)

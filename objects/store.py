@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import itertools
 import re
@@ -299,10 +300,11 @@ class ObjectStore:
     # -- entries: how a value is written, found and dropped --------------------------
 
     def encode_entry(self, value: Any, labels: Mapping[str, str] | None = None, *,
-                     allow_pickle: bool = False, record: Writing | None = None) -> Entry:
+                     allow_pickle: bool = False, record: Writing | None = None, hold: str | None = None) -> Entry:
         """Write ``value`` for the directory: inline when small, else as blobs of this
         node's shared memory whose layout the entry holds (no Vineyard metadata; their
-        seals wait for ``flush_seals``). Nothing is named yet (``drop_entry`` undoes it)."""
+        seals wait for ``flush_seals``). Nothing is named yet (``drop_entry`` undoes it).
+        ``hold``: the key its readers pin, when not its id (see ``Entry.hold``)."""
         labels = _check_labels(labels)
         self._check_writable()
         meta = None
@@ -313,7 +315,8 @@ class ObjectStore:
                 pass
         if meta is None:
             meta = codecs.encode(self.blob_context(labels, allow_pickle, record), value)
-        return self._layout_entry(meta, labels)
+        entry = self._layout_entry(meta, labels)
+        return dataclasses.replace(entry, hold=hold) if hold is not None and entry.blobs else entry
 
     def blob_context(self, labels: dict[str, str], allow_pickle: bool, record: Writing | None = None) -> BlobContext:
         """Where a value's blobs are made on this node when its layout goes in its entry."""
@@ -327,8 +330,10 @@ class ObjectStore:
     def load_entry(self, entry: Entry, *, allow_pickle: bool = False, name: str | None = None,
                    blobs: Callable[[str], Any] | None = None) -> Any:
         """The value an entry describes (raises Vanished when its object is gone);
-        ``blobs``: where to take the blobs of a layout entry, when already fetched."""
-        pin = self.pin(entry.id) if entry.on_node and self.is_ipc else None
+        ``blobs``: where to take the blobs of a layout entry, when already fetched (from
+        this node's memory, pinned meanwhile, or copies in this process from another's)."""
+        mine = entry.instance_id == self.instance_id
+        pin = self.pin(entry.hold_key) if entry.on_node and self.is_ipc and (blobs is None or mine) else None
         try:
             with reading(pin, self.delete_ids):
                 return self._load(entry, allow_pickle, name, blobs)
@@ -368,7 +373,7 @@ class ObjectStore:
         held = [(entry.instance_id, entry.blobs or [entry.id])]
         if copies:
             held += self.remote.forget_copies(entry)
-        self.remote.free(entry.id, held)
+        self.remote.free(entry.hold_key, held)
 
     def _ref_of(self, entry: Entry, name: str | None) -> ObjectRef:
         return ObjectRef(id=entry.id, name=name, typename=entry.typename, nbytes=entry.nbytes,

@@ -7,7 +7,9 @@ the entries of chunks ``n``, ``n+1``, ...: each chunk inline when small, else bl
 in the producer node's shared memory, with the chunk's layout in its entry. Readers watch that prefix, so they wake when a
 record is committed instead of polling. The writer puts whatever chunks are waiting
 into one record, so a fast producer is not held to one etcd round trip per chunk and
-a slow one still publishes each chunk at once.
+a slow one still publishes each chunk at once. The chunks of a stream share one hold
+(the header's ``hold``, see :mod:`vineyard_runtime.node.holds`): a reader on their node
+pins it once, and deleting the stream frees them all when its last reader lets go.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +29,7 @@ import numpy as np
 from objects.directory import Entry, EtcdUnavailable
 from objects.errors import ObjectExists, ObjectNotFound, ObjectsError, StoreUnavailable, StreamFailed
 from vineyard_runtime.etcd_client import absent, delete_op, put_op
+from vineyard_runtime.node.holds import Pin
 from vineyard_runtime.plumbing.processes import is_alive
 from vineyard_runtime.object_ids import object_id, object_name
 
@@ -59,7 +63,10 @@ class StreamWriter:
         self._flushed = 0  # chunks committed
         self._error: BaseException | None = None
         self._changed = threading.Condition()
-        header = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "node": store.node})
+        #: the key readers pin and deletes free under for all of its chunks (one pin a reader)
+        self._hold = f"s{uuid.uuid4().hex}"
+        header = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "node": store.node,
+                             "hold": self._hold})
         key = self._directory.stream_key(name, HEADER)
         if not store.directory_call(lambda: self._directory.etcd.txn([absent(key)], [put_op(key, header)])[0]):
             raise ObjectExists(
@@ -78,7 +85,7 @@ class StreamWriter:
                 f"stream chunks are Arrow record batches/tables or numpy arrays, got {type(chunk).__name__}"
             )
         with self._store.bounded("a stream write", watchdog=False):  # blobs through the store's ipc
-            record = self._store.encode_entry(chunk, self._labels).to_json()
+            record = self._store.encode_entry(chunk, self._labels, hold=self._hold).to_json()
         with self._changed:
             while len(self._pending) >= MAX_PENDING and self._error is None:
                 self._changed.wait()
@@ -173,6 +180,7 @@ class StreamReader:
         if timeout is not None:
             self._tick = max(0.01, min(self._tick, timeout))
         self._watch: Iterator[list[Any]] | None = None
+        self._held: Pin | None = None  # the stream's pin on this node, while iterating
         self.header: dict[str, Any] = {}
         deadline = None if timeout is None else time.monotonic() + timeout
         self._refresh()
@@ -262,6 +270,15 @@ class StreamReader:
             yield from self._chunks_in_order()
         finally:
             self._stop_watching()
+            if self._held is not None:
+                self._held.release(self._store.delete_ids)
+                self._held = None
+
+    def _hold(self, entry: Entry) -> None:
+        """Pin the stream's chunks on this node once for the whole read (each chunk's
+        own pin is then a count in this process, not a file opened)."""
+        if self._held is None and entry.hold is not None and entry.instance_id == self._store.instance_id:
+            self._held = self._store.pin(entry.hold)
 
     def _chunks_in_order(self) -> Iterator[Any]:
         index = 0
@@ -269,6 +286,7 @@ class StreamReader:
         while True:
             if index in self._chunks:
                 entry = self._chunks.pop(index)
+                self._hold(entry)
                 # an inline chunk (no blobs) never calls the node: no deadline to keep
                 # the node is called through the store's ipc only, which keeps the deadline itself
                 with self._store.bounded("a stream read", watchdog=False) if entry.blobs else contextlib.nullcontext():
@@ -307,11 +325,18 @@ def delete_stream(store: "ObjectStore", name: str) -> int:
         raise ObjectNotFound(f"no stream named {name!r}")
     store.directory_call(lambda: directory.etcd.txn([], [delete_op(prefix, prefix=True)]))
     count = 0
+    shared: dict[tuple[str, int], list[str]] = {}  # the blobs of chunks sharing their stream's hold
     for kv in kvs:
         if not kv.key[len(prefix):].startswith(CHUNK):
             count += 1
             continue
         for body in json.loads(kv.value):
-            store.drop_entry(Entry.from_body(body, kv.mod_revision), copies=False)  # chunks are never copied
+            entry = Entry.from_body(body, kv.mod_revision)
+            if entry.hold is not None and entry.blobs:
+                shared.setdefault((entry.hold, entry.instance_id), []).extend(entry.blobs)
+            else:
+                store.drop_entry(entry, copies=False)  # chunks are never copied
             count += 1
+    for (hold, instance_id), blobs in shared.items():  # one free a node, once its readers let go
+        store.remote.free(hold, [(instance_id, blobs)])
     return count

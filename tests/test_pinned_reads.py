@@ -72,6 +72,31 @@ def test_a_view_in_this_process_holds_until_its_last_slice_dies(stores):
     assert memory_used(store) == before
 
 
+def test_a_stream_is_pinned_once_by_its_reader_and_freed_when_its_last_chunk_dies(stores):
+    """A reader on the producer's node pins the stream once (not a hold file per chunk);
+    a delete of the stream while chunks are still viewed frees their memory only after
+    the last view dies, and then all of it."""
+    store = stores["node-1"]
+    before = memory_used(store)
+    pins = lambda: sorted(f for f in os.listdir(store.holds.path) if f.endswith(".pin"))  # noqa: E731
+    already = pins()
+    with store.open_writer("pinned/stream") as writer:
+        for i in range(40):
+            writer.write(np.full(1 << 13, i, dtype=np.float64))  # 64 KiB each: blobs, not inline
+    reader = iter(store.open_reader("pinned/stream", timeout=30))
+    kept = [next(reader) for _ in range(20)]
+    assert len(pins()) == len(already) + 1, "one pin for the stream, whatever its chunks"
+    rest = list(reader)
+    assert len(rest) == 20 and [int(c[0]) for c in kept + rest] == list(range(40))
+    del rest
+    assert store.delete_stream("pinned/stream") == 42  # header, 40 chunks, end
+    assert all(int(c[-1]) == i for i, c in enumerate(kept)), "the chunks still viewed are intact"
+    assert memory_used(store) > before, "their memory waits for them"
+    del kept
+    assert memory_used(store) == before and not store.holds.pending(), "the last view freed it, no sweeper needed"
+    assert pins() == already
+
+
 def test_a_killed_reader_pins_nothing(stores, shared_cluster):
     store = stores["node-2"]
     before = memory_used(store)
