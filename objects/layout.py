@@ -22,7 +22,7 @@ from objects.codecs.base import Context, meta_fields, node_full
 from objects.errors import ObjectsError, StoreFull
 from objects.ipc import VineyardIPC
 from vineyard_runtime.node.holds import Writing
-from vineyard_runtime.node.ipc import BLOB_TYPENAME, EMPTY_BLOB, VINEYARD_FIELDS
+from vineyard_runtime.node.ipc import BLOB_TYPENAME, EMPTY_BLOB
 from vineyard_runtime.object_ids import object_name
 
 #: Values whose blobs add up to at most this many bytes are kept inline.
@@ -158,24 +158,6 @@ def vineyard_tree(meta: LayoutMeta, instance_id: int, create: Callable[[dict[str
                       "instance_id": instance_id, "transient": True}
     created, signature = create(tree)
     return dict(tree, id=object_name(created), signature=signature)
-
-
-def layout_of_tree(tree: dict[str, Any], blobs: Callable[[str], memoryview]) -> LayoutMeta:
-    """The LayoutMeta of a Vineyard metadata tree; ``blobs(id)``: the bytes of a blob."""
-    fields: dict[str, Any] = {}
-    members: dict[str, Any] = {}
-    for key, value in tree.items():
-        if not isinstance(value, dict):
-            if key not in VINEYARD_FIELDS:
-                fields[key] = value
-        elif value.get("typename") != BLOB_TYPENAME:
-            members[key] = layout_of_tree(value, blobs)
-        elif value["id"] == object_name(EMPTY_BLOB):
-            members[key] = InlineBlob(b"")
-        else:
-            view = blobs(str(value["id"]))
-            members[key] = SharedBlob(str(value["id"]), view.nbytes, view)
-    return LayoutMeta(fields, members)
 
 
 class _Builder(bytearray):

@@ -38,7 +38,6 @@ from objects.layout import (
     InlineContext,
     LayoutMeta,
     TooLarge,
-    layout_of_tree,
     surely_too_large,
     vineyard_tree,
 )
@@ -46,7 +45,7 @@ from objects.listing import Listing
 from objects.names import check_name
 from objects.refs import ObjectRef
 from objects.remote import RemoteReads, Vanished
-from vineyard_runtime.node.layouts import tree_blobs
+from vineyard_runtime.node.layouts import tree_blobs, tree_layout
 from objects.streams import StreamReader, StreamWriter, delete_stream
 from vineyard_runtime.plumbing.deadline import Deadline
 from vineyard_runtime.node.holds import NodeHolds, Pin, Writing, writing
@@ -486,7 +485,8 @@ class ObjectStore:
                 raise ObjectNotFound(f"object {tree['id']} was deleted while it was being read")
             return blob.data
 
-        return codecs.decode(None, layout_of_tree(tree, view), allow_pickle=allow_pickle)
+        layout = tree_layout(tree, {blob: view(blob).nbytes for blob in ids})
+        return codecs.decode(None, LayoutMeta.from_json(layout, view), allow_pickle=allow_pickle)
 
     def _tree_ref(self, tree: dict[str, Any]) -> ObjectRef:
         instance_id = int(tree["instance_id"])

@@ -104,13 +104,14 @@ class BuiltImage:
                 f"{self.archive_bytes / 2**20:.0f} MiB archive: {self.archive}")
 
 
-def cache_dir() -> Path:
-    """Where archives and the base root file system are kept (outside the repository)."""
-    explicit = os.environ.get("FLUIDV_IMAGE_CACHE")
+def cache_dir(kind: str = "image", variable: str = "FLUIDV_IMAGE_CACHE") -> Path:
+    """Where archives and the base root file system (``kind``: what else) are kept, outside
+    the repository: ``$<variable>``, else under ``$XDG_CACHE_HOME`` or ``~/.cache``."""
+    explicit = os.environ.get(variable)
     if explicit:
         return Path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "fluid-vineyard" / "image"
+    return Path(base) / "fluid-vineyard" / kind
 
 
 def _files(root: Path, names: tuple[str, ...]) -> list[str]:

@@ -37,6 +37,7 @@ ROOT = HERE.parent.parent
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE.parent))  # tests/: this file's package (support)
 
+from support import images  # noqa: E402
 from support.images import ARCH, MIRROR, ImageBuildError, locked, need_program, need_root, run_logged, scratch_dir  # noqa: E402
 
 
@@ -75,11 +76,7 @@ class PythonRootError(ImageBuildError):
 
 
 def cache_dir() -> Path:
-    explicit = os.environ.get("FLUIDV_PYTHONS_CACHE")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "fluid-vineyard" / "pythons"
+    return images.cache_dir("pythons", "FLUIDV_PYTHONS_CACHE")
 
 
 def requirements() -> list[str]:
