@@ -21,6 +21,7 @@ import numpy as np
 from objects.codecs.base import Context, meta_fields, node_full
 from objects.errors import ObjectsError, StoreFull
 from objects.ipc import VineyardIPC
+from objects.spares import Spares
 from vineyard_runtime.node.holds import Writing
 from vineyard_runtime.node.ipc import BLOB_TYPENAME, EMPTY_BLOB
 from vineyard_runtime.object_ids import object_name
@@ -195,14 +196,15 @@ class BlobContext(_LayoutContext):
     layout)."""
 
     def __init__(self, blobs: VineyardIPC, node: str, allow_pickle: bool, labels: dict[str, str],
-                 record: Writing | None = None) -> None:
+                 record: Writing | None = None, spares: Spares | None = None) -> None:
         super().__init__(node=node, allow_pickle=allow_pickle, labels=labels, record=record)
-        self.blobs = blobs
+        self.blobs, self.spares = blobs, spares
 
     def _create(self, nbytes: int) -> Any:
-        """A new writable blob of the node, through the project's own IPC connection."""
+        """A new writable blob of the node, through the project's own IPC connection (or
+        made ahead by ``spares``, which records it)."""
         try:
-            blob = self.blobs.create_blob(nbytes)
+            blob = self.spares.take(nbytes) if self.spares is not None else self.blobs.create_blob(nbytes)
         except StoreFull:
             status = self.blobs.instance_status()
             raise node_full(self.node, nbytes, int(status["memory_limit"]), int(status["memory_usage"])) from None

@@ -45,6 +45,7 @@ from objects.listing import Listing
 from objects.names import check_name
 from objects.refs import ObjectRef
 from objects.remote import RemoteReads, Vanished
+from objects.spares import Spares
 from vineyard_runtime.node.layouts import tree_blobs, tree_layout
 from objects.streams import StreamReader, StreamWriter, delete_stream
 from vineyard_runtime.plumbing.deadline import Deadline
@@ -299,11 +300,13 @@ class ObjectStore:
     # -- entries: how a value is written, found and dropped --------------------------
 
     def encode_entry(self, value: Any, labels: Mapping[str, str] | None = None, *,
-                     allow_pickle: bool = False, record: Writing | None = None, hold: str | None = None) -> Entry:
+                     allow_pickle: bool = False, record: Writing | None = None, hold: str | None = None,
+                     spares: Spares | None = None) -> Entry:
         """Write ``value`` for the directory: inline when small, else as blobs of this
         node's shared memory whose layout the entry holds (no Vineyard metadata; their
         seals wait for ``flush_seals``). Nothing is named yet (``drop_entry`` undoes it).
-        ``hold``: the key its readers pin, when not its id (see ``Entry.hold``)."""
+        ``hold``: the key its readers pin, when not its id (see ``Entry.hold``); ``spares``:
+        blobs made ahead for a writer of many values (see :mod:`objects.spares`)."""
         labels = _check_labels(labels)
         self._check_writable()
         meta = None
@@ -313,14 +316,15 @@ class ObjectStore:
             except TooLarge:
                 pass
         if meta is None:
-            meta = codecs.encode(self.blob_context(labels, allow_pickle, record), value)
+            meta = codecs.encode(self.blob_context(labels, allow_pickle, record, spares), value)
         entry = self._layout_entry(meta, labels)
         return dataclasses.replace(entry, hold=hold) if hold is not None and entry.blobs else entry
 
-    def blob_context(self, labels: dict[str, str], allow_pickle: bool, record: Writing | None = None) -> BlobContext:
+    def blob_context(self, labels: dict[str, str], allow_pickle: bool, record: Writing | None = None,
+                     spares: Spares | None = None) -> BlobContext:
         """Where a value's blobs are made on this node when its layout goes in its entry."""
         self._check_writable()
-        return BlobContext(self.ipc, self.node, allow_pickle, labels, record)
+        return BlobContext(self.ipc, self.node, allow_pickle, labels, record, spares)
 
     def _layout_entry(self, meta: LayoutMeta, labels: dict[str, str]) -> Entry:
         return Entry(id=_inline_id(), typename=meta.typename, nbytes=meta.nbytes,

@@ -28,6 +28,7 @@ import numpy as np
 
 from objects.directory import Entry, EtcdUnavailable
 from objects.errors import ObjectExists, ObjectNotFound, ObjectsError, StoreUnavailable, StreamFailed
+from objects.spares import Spares
 from vineyard_runtime.etcd_client import absent, delete_op, put_op
 from vineyard_runtime.node.holds import Pin
 from vineyard_runtime.plumbing.processes import is_alive
@@ -59,7 +60,7 @@ class StreamWriter:
         self._directory = store.directory
         self.count = 0
         self.closed = False
-        self._pending: list[str] = []  # chunk entries waiting for their record
+        self._pending: list[tuple[str, list[str]]] = []  # chunk entries (and blobs) waiting for their record
         self._flushed = 0  # chunks committed
         self._error: BaseException | None = None
         self._changed = threading.Condition()
@@ -73,6 +74,10 @@ class StreamWriter:
                 f"a stream named {name!r} already exists; delete it with "
                 "store.delete_stream() or choose another name"
             )
+        # the blobs made for chunks, made ahead (a chunk's size mostly repeats) and recorded
+        # until published, so that a writer that dies leaves nothing unpublished behind
+        self._record = store.holds.writing() if store.holds is not None else None
+        self._spares = Spares(store.ipc, self._record) if store.is_ipc else None
         self._flusher = threading.Thread(target=self._flush_loop, name=f"stream-{name}", daemon=True)
         self._flusher.start()
 
@@ -85,12 +90,12 @@ class StreamWriter:
                 f"stream chunks are Arrow record batches/tables or numpy arrays, got {type(chunk).__name__}"
             )
         with self._store.bounded("a stream write", watchdog=False):  # blobs through the store's ipc
-            record = self._store.encode_entry(chunk, self._labels, hold=self._hold).to_json()
+            entry = self._store.encode_entry(chunk, self._labels, hold=self._hold, spares=self._spares)
         with self._changed:
             while len(self._pending) >= MAX_PENDING and self._error is None:
                 self._changed.wait()
             self._raise_error()
-            self._pending.append(record)
+            self._pending.append((entry.to_json(), entry.blobs))
             self.count += 1
             if len(self._pending) == 1:
                 self._changed.notify_all()
@@ -107,16 +112,19 @@ class StreamWriter:
                 if not self._pending:
                     return
                 first, size, taken = self._flushed, 0, 0
-                for body in self._pending:
+                for body, _ in self._pending:
                     if taken and (taken >= BATCH_CHUNKS or size + len(body) > BATCH_BYTES):
                         break
                     size += len(body)
                     taken += 1
-                bodies = self._pending[:taken]
+                bodies = [body for body, _ in self._pending[:taken]]
+                blobs = [blob for _, ids in self._pending[:taken] for blob in ids]
             key = self._directory.stream_key(self.name, _chunk(first))
             try:
                 self._store.flush_seals()  # a record names blobs readers must find sealed
                 self._directory.etcd.put(key, "[" + ",".join(bodies) + "]")
+                if self._record is not None:
+                    self._record.published(blobs)  # deleting the stream frees them now
             except (EtcdUnavailable, ObjectsError) as exc:
                 with self._changed:
                     self._error = exc
@@ -145,6 +153,10 @@ class StreamWriter:
         self._flusher.join()
         if self._error is not None and marker["status"] == "done":
             marker = {"status": "failed", "count": self.count, "error": f"chunks were lost: {self._error}"}
+        if self._spares is not None:
+            self._spares.drop()
+        if self._record is not None:
+            self._record.done()
         key = self._directory.stream_key(self.name, END)
         self._store.directory_call(lambda: self._directory.etcd.put(key, json.dumps(marker)))
         self._raise_error()

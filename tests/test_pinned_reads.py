@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import signal
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
+import objects
 from support.reading import Holder, memory_used, run_python
 from support.waiting import wait_for
 SIZE = 1 << 18  # 2 MiB of float64: shared memory, not inline
@@ -154,6 +156,59 @@ def test_the_memory_of_a_writer_killed_mid_write_comes_back(stores, shared_clust
     assert result.returncode == 3, result.stderr
     assert not store.exists(f"crash/{write}")
     wait_for(lambda: memory_used(store) == before, timeout=10, message="the sweeper reclaimed the dead write")
+
+
+def test_a_stream_writer_killed_mid_stream_keeps_what_it_published_and_frees_the_rest(stores, shared_cluster):
+    """A stream writer makes its chunks' blobs ahead; killed, the sweeper frees those it
+    had not published, the chunks it published stay readable, and deleting the stream
+    gives back the rest."""
+    store = stores["node-0"]
+    before = memory_used(store)
+    result = run_python("""
+        import os, time, numpy as np, objects
+        store = objects.connect()
+        writer = store.open_writer("crash/stream")
+        for i in range(40):
+            writer.write(np.full(1 << 13, i, dtype=np.float64))  # 64 KiB: blobs made ahead, 16 at a time
+        while writer._flushed < 40:  # every one of them published
+            time.sleep(0.01)
+        writer._directory.etcd.put = lambda *args: time.sleep(3600)  # the next never is
+        writer.write(np.full(1 << 13, 40, dtype=np.float64))
+        os._exit(3)
+    """, shared_cluster.node("node-0").socket)
+    assert result.returncode == 3, result.stderr
+    wait_for(lambda: not [f for f in os.listdir(store.holds.path) if f.endswith(".writing")], timeout=30,
+             message="the sweeper reclaimed the dead writer's record")
+    reader = store.open_reader("crash/stream", timeout=30)
+    with pytest.raises(objects.StreamFailed, match="exited without closing it after 40 chunk"):
+        for i, chunk in enumerate(reader):
+            assert int(chunk[0]) == i and int(chunk[-1]) == i, "a published chunk is intact"
+    del chunk
+    assert memory_used(store) > before, "the published chunks are kept"
+    store.delete_stream("crash/stream")
+    wait_for(lambda: memory_used(store) == before, timeout=30, message="the stream and the spares came back")
+
+
+def test_a_long_writers_record_keeps_only_what_it_has_not_published(tmp_path):
+    """A stream's record lists every blob it makes and says which it published; it is
+    written anew once long, and a reclaim frees only what was never published."""
+    from vineyard_runtime.node.holds import COMPACT_LINES, NodeHolds, Writing
+
+    record = NodeHolds(str(tmp_path)).writing()
+    made = [f"o{i:016x}" for i in range(3 * COMPACT_LINES)]
+    odd, even = made[1::2], made[2::2]
+    published_one_by_one = set(odd)
+    for blob in made:
+        record.add(blob)
+        if blob in published_one_by_one:
+            record.published([blob])
+    record.published(even[:-2])  # then most of the rest at once
+    left = [made[0], *even[-2:]]
+    assert len(Path(record.path).read_text().splitlines()) < COMPACT_LINES + 10, "written anew, not grown without end"
+    freed: list[str] = []
+    os.close(record._fd)  # the writer dies: its lock goes with its descriptor
+    assert Writing.reclaim(record.path, freed.extend, lambda name, entry: False) == 1
+    assert sorted(freed) == sorted(left)
 
 
 def test_a_writer_killed_right_after_naming_keeps_its_object(stores, shared_cluster):

@@ -11,7 +11,8 @@ with its process, so a killed reader pins nothing.
 
 Writes in flight are held too: a process filling blobs for a name keeps an exclusive
 lock on ``w-<pid>-<n>.writing``, which lists the blobs; the sweeper frees the blobs of
-a writer that died before it named or dropped them (see :class:`Writing`).
+a writer that died before it named or dropped them (see :class:`Writing`). A stream's
+writer keeps one such record for its whole life, saying which blobs it published.
 
 The holds directory sits beside the node's socket (``<socket>.holds``), so every
 process that can reach the node's memory can reach its holds, in both modes. It is as
@@ -249,6 +250,8 @@ class Pin:
 
 
 _WRITES = itertools.count()
+#: lines a record may grow to before it is written anew with what it still holds
+COMPACT_LINES = 4096
 
 
 @dataclass
@@ -264,24 +267,48 @@ class Writing:
 
     def __post_init__(self) -> None:
         self.path = os.path.join(self.holds.path, f"w-{os.getpid()}-{next(_WRITES)}.writing")
+        self._lock = threading.Lock()  # a stream's writer adds, its flusher publishes
+        self._lines = 0
+        self._named = False
 
     def add(self, blob_id: str) -> None:
         """Record ``blob_id`` before filling it (a crash from here on frees it)."""
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                               self.holds.file_mode)
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        self.blobs.append(blob_id)
-        self._line(blob_id)
+        with self._lock:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                                   self.holds.file_mode)
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self.blobs.append(blob_id)
+            self._line(blob_id)
+
+    def published(self, blob_ids: list[str]) -> None:
+        """Say that blobs recorded here were published (a stream's chunks): a reclaim
+        leaves them to whoever deletes what they were published as. The record is
+        written anew with what is left once it grows long (a stream may run for days)."""
+        with self._lock:
+            if self._fd is None or not blob_ids:
+                return
+            gone = set(blob_ids)
+            self.blobs = [blob for blob in self.blobs if blob not in gone]
+            if self._lines < COMPACT_LINES or self._named:
+                self._line(json.dumps({"published": blob_ids}))
+                return
+            os.ftruncate(self._fd, 0)
+            os.lseek(self._fd, 0, os.SEEK_SET)
+            os.write(self._fd, "".join(blob + "\n" for blob in self.blobs).encode())
+            self._lines = len(self.blobs)
 
     def naming(self, name: str, entry_id: str) -> None:
         """Say which name the blobs are about to get (as directory entry ``entry_id``)."""
-        if self._fd is not None:
-            self._line(json.dumps({"name": name, "entry": entry_id}))
+        with self._lock:
+            if self._fd is not None:
+                self._named = True
+                self._line(json.dumps({"name": name, "entry": entry_id}))
 
     def _line(self, text: str) -> None:
         assert self._fd is not None
         os.write(self._fd, (text + "\n").encode())
+        self._lines += 1
 
     def done(self) -> None:
         """The blobs are named or freed: forget them."""
@@ -302,8 +329,10 @@ class Writing:
                 return 0
             with open(path) as handle:
                 lines = [line.strip() for line in handle if line.strip()]
-            blobs = [line for line in lines if not line.startswith("{")]
-            names = [json.loads(line) for line in lines if line.startswith("{")]
+            notes = [json.loads(line) for line in lines if line.startswith("{")]
+            published = {blob for note in notes for blob in note.get("published", [])}
+            blobs = [line for line in lines if not line.startswith("{") and line not in published]
+            names = [note for note in notes if "name" in note]
             kept = any(named(n["name"], n["entry"]) for n in names)  # it died after naming them
             if blobs and not kept:
                 with contextlib.suppress(Exception):  # some are gone already
