@@ -11,6 +11,7 @@ about names at all (see ``ObjectStore.get``).
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -48,7 +49,7 @@ class Entry:
     def hold_key(self) -> str:
         return self.hold or self.id
 
-    @property
+    @functools.cached_property
     def blobs(self) -> list[str]:
         """Ids of the shared-memory blobs its layout refers to (none for inline values)."""
         return [] if self.layout is None else shared_blobs(self.layout)

@@ -111,27 +111,13 @@ class RemoteReads:
         one request from the blob server of the node holding them; else (no server
         published) copied over Vineyard's RPC."""
         if self.store.is_ipc and entry.instance_id == self.store.instance_id:
-            return self.local_blobs(entry, entry.blobs)
+            return self.store.node_blobs(entry.blobs, lambda: Vanished(entry.id))
         endpoint = self.blob_endpoint(entry.instance_id)
         if endpoint is not None:
             return dict(zip(entry.blobs, self._receive(entry, endpoint))).__getitem__
         rpc = self.store.client if not self.store.is_ipc else self.rpc_client(self.owner(entry).rpc_endpoint)
         vineyard = import_vineyard()
         return lambda blob_id: rpc.rpc_client.get_remote_blob(vineyard.ObjectID(blob_id))
-
-    def local_blobs(self, entry: Entry, ids: list[str]) -> Callable[[str], memoryview]:
-        """The blobs ``ids`` (of ``entry`` and maybe entries after it) held by this node,
-        got in one round trip: views of its shared memory, given out by id; Vanished for
-        one that is gone."""
-        found = self.store.ipc.get_blobs(object_id(blob) for blob in ids)
-
-        def view(blob_id: str) -> memoryview:
-            blob = found.get(object_id(blob_id))
-            if blob is None:
-                raise Vanished(entry.id)
-            return blob.data
-
-        return view
 
     def fetch_blobs(self, entries: list[Entry]) -> dict[str, bytearray] | None:
         """The blobs of ``entries``, all held by one other node, in one request to its blob

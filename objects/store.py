@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import itertools
 import re
@@ -317,8 +316,7 @@ class ObjectStore:
                 pass
         if meta is None:
             meta = codecs.encode(self.blob_context(labels, allow_pickle, record, spares), value)
-        entry = self._layout_entry(meta, labels)
-        return dataclasses.replace(entry, hold=hold) if hold is not None and entry.blobs else entry
+        return self._layout_entry(meta, labels, hold)
 
     def blob_context(self, labels: dict[str, str], allow_pickle: bool, record: Writing | None = None,
                      spares: Spares | None = None) -> BlobContext:
@@ -326,9 +324,9 @@ class ObjectStore:
         self._check_writable()
         return BlobContext(self.ipc, self.node, allow_pickle, labels, record, spares)
 
-    def _layout_entry(self, meta: LayoutMeta, labels: dict[str, str]) -> Entry:
+    def _layout_entry(self, meta: LayoutMeta, labels: dict[str, str], hold: str | None = None) -> Entry:
         return Entry(id=_inline_id(), typename=meta.typename, nbytes=meta.nbytes,
-                     instance_id=self.instance_id, node=self.node, labels=labels, layout=meta.to_json())
+                     instance_id=self.instance_id, node=self.node, labels=labels, layout=meta.to_json(), hold=hold)
 
     def load_entry(self, entry: Entry, *, allow_pickle: bool = False, name: str | None = None,
                    blobs: Callable[[str], Any] | None = None) -> Any:
@@ -481,16 +479,22 @@ class ObjectStore:
         """The value of an object this package wrote on this node, its blobs got in one
         round trip and read in place."""
         ids = tree_blobs(tree)
+        view = self.node_blobs(ids, lambda: ObjectNotFound(f"object {tree['id']} was deleted while it was being read"))
+        layout = tree_layout(tree, {blob: view(blob).nbytes for blob in ids})
+        return codecs.decode(None, LayoutMeta.from_json(layout, view), allow_pickle=allow_pickle)
+
+    def node_blobs(self, ids: list[str], gone: Callable[[], Exception]) -> Callable[[str], memoryview]:
+        """The blobs ``ids`` of this node, got in one round trip: views of its shared
+        memory given out by id, ``gone()`` raised for one that is not there."""
         found = self.ipc.get_blobs(object_id(blob) for blob in ids) if ids else {}
 
         def view(blob_id: str) -> memoryview:
             blob = found.get(object_id(blob_id))
             if blob is None:
-                raise ObjectNotFound(f"object {tree['id']} was deleted while it was being read")
+                raise gone()
             return blob.data
 
-        layout = tree_layout(tree, {blob: view(blob).nbytes for blob in ids})
-        return codecs.decode(None, LayoutMeta.from_json(layout, view), allow_pickle=allow_pickle)
+        return view
 
     def _tree_ref(self, tree: dict[str, Any]) -> ObjectRef:
         instance_id = int(tree["instance_id"])

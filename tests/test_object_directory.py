@@ -18,6 +18,7 @@ import pytest
 
 import objects
 from crafted import entry_of
+from support.optional import needs_vineyard_client
 from support.reading import assert_same, memory_used
 from support.waiting import wait_for
 from objects.layout import INLINE_MAX
@@ -215,6 +216,7 @@ def test_another_node_receives_a_large_object_once_and_frees_it_with_the_name(st
              message="deleting the name frees the copy on node-2 too (by node-2's sweeper)")
 
 
+@needs_vineyard_client  # to make entries naming Vineyard objects (vineyard-bdist alone also imports as "vineyard")
 def test_names_of_vineyard_objects_are_read_on_another_node(stores):
     """Entries naming Vineyard objects (what an earlier version of this project wrote, or a
     writer with vineyard's own client): one of this package's types is received from the
@@ -222,7 +224,8 @@ def test_names_of_vineyard_objects_are_read_on_another_node(stores):
     Vineyard, whose client decodes it."""
     writer, reader = stores["node-0"], stores["node-2"]
     ours = writer.put(np.arange(1 << 16))  # unnamed: a Vineyard object of node-0
-    vineyard = pytest.importorskip("vineyard")
+    import vineyard
+
     writer.directory.create("plain/ours", entry_of(writer, writer.client.get_meta(vineyard.ObjectID(ours.id))))
     frame = pd.DataFrame({"x": np.arange(100_000.0), "y": np.arange(100_000)})
     theirs = writer.client.put(frame)  # vineyard's own type, members and blobs

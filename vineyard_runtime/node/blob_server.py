@@ -75,7 +75,8 @@ class _Handler(socketserver.StreamRequestHandler):
                 if self.server.holds is not None:  # what is sent stays until it is sent
                     pins = [self.server.holds.pin(key) for key in keys]
                 if words[0] in ("LAYOUT", "OBJECT"):  # OBJECT: the layout, then its blobs
-                    tree = ipc.get_data([object_id(words[1])]).get(object_id(words[1]))
+                    wanted = object_id(words[1])
+                    tree = ipc.get_data([wanted]).get(wanted)
                     if tree is None:
                         raise ObjectNotExists(f"object {words[1]} is not on this node")
                     found = node_blobs(ipc, tree_blobs(tree))  # one round trip for their sizes and bytes

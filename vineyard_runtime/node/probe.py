@@ -48,12 +48,8 @@ class Pinger:
             self._ipc = None
 
 
-def connect_ipc(path: str, *, node: str | None = None, timeout: float | None = None) -> VineyardIPC:
-    """A protocol connection to the vineyardd at ``path`` (calls end after ``timeout``).
-
-    Fails at once with NodeUnavailable when nothing listens there, or the daemon refuses
-    the connection.
-    """
+def _listening(path: str, node: str | None) -> str:
+    """Who listens at ``path`` (for messages); NodeUnavailable at once when nothing does."""
     who = f"node {node!r}" if node else "vineyardd"
     if not socket_accepts(path):
         state = "is missing" if not os.path.exists(path) else "does not accept connections"
@@ -61,6 +57,16 @@ def connect_ipc(path: str, *, node: str | None = None, timeout: float | None = N
             f"{who} is not available: socket {path} {state}; "
             "start the cluster with `fluidv cluster up` (or check `fluidv cluster status`)"
         )
+    return who
+
+
+def connect_ipc(path: str, *, node: str | None = None, timeout: float | None = None) -> VineyardIPC:
+    """A protocol connection to the vineyardd at ``path`` (calls end after ``timeout``).
+
+    Fails at once with NodeUnavailable when nothing listens there, or the daemon refuses
+    the connection.
+    """
+    who = _listening(path, node)
     try:
         return VineyardIPC(path, timeout=timeout)
     except IPCUnavailable as exc:
@@ -71,8 +77,7 @@ def connect_vineyard(path: str, *, node: str | None = None) -> Any:
     """vineyard's own Python client of the vineyardd at ``path`` (the ``vineyard`` extra),
     failing at once like :func:`connect_ipc` (vineyard's client would retry for about
     11 s, and a bare ``vineyard.connect()`` would silently spawn a private daemon)."""
-    who = f"node {node!r}" if node else "vineyardd"
-    connect_ipc(path, node=node).close()
+    who = _listening(path, node)
     try:
         return connect_once(path)
     except VineyardClientMissing:
