@@ -81,7 +81,11 @@ def run_pod(cluster: RealCluster, kube: KubeClient, name: str, code: str, *, nod
 
     done = cluster.control_plane.wait_for(ended, timeout=timeout, message=lambda: f"pod {name} ended: {describe(kube)}")
     logs = tool(cluster, "kubectl", "logs", "-n", NS, name).stdout
-    assert done["status"]["phase"] == "Succeeded", f"{name} failed: {logs[-3000:]}"
+    if done["status"]["phase"] != "Succeeded":
+        node_logs = [tool(cluster, "kubectl", "logs", "-n", NS, p["metadata"]["name"], "--tail=40", check=False).stdout
+                     for p in pods(kube, NS) if p["spec"].get("nodeName") == done["spec"]["nodeName"]
+                     and p["metadata"]["name"] != name]
+        raise AssertionError(f"{name} failed: {logs[-3000:]}\n{describe(kube)}\n" + "\n".join(node_logs))
     return done["spec"]["nodeName"], logs
 
 
@@ -447,6 +451,7 @@ def test_a_replaced_etcd_master_restarts_the_workers(cluster: RealCluster, kube:
                 and len(now) == 2 and all(started(p) >= began and ready(p) for p in now) and runtime_ready(kube))
 
     cluster.control_plane.wait_for(settled, timeout=300, message=lambda: f"the workers restarted: {describe(kube)}")
+    print("settled:", describe(kube))
     events = kube.request("GET", f"/api/v1/namespaces/{NS}/events?fieldSelector=reason=MasterReplaced") or {}
     assert any("start again" in e.get("message", "") for e in events.get("items", [])), events
     first, second = cluster.node_names

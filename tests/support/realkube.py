@@ -71,9 +71,16 @@ def status_of(kube: KubeClient, namespace: str, kind: str, name: str) -> dict[st
 
 
 def describe(kube: KubeClient, namespace: str) -> str:
-    """The namespace's pods, their nodes, phases and restarts (for failure messages)."""
+    """The namespace's pods, their nodes, phases, and per container its restarts, readiness,
+    state and last end (for failure messages)."""
+    def container(c: dict[str, Any]) -> list[Any]:
+        state = {k: v.get("startedAt") or v.get("reason") for k, v in (c.get("state") or {}).items()}
+        ended = (c.get("lastState") or {}).get("terminated") or {}
+        last = f"{ended.get('reason')} {ended.get('exitCode')} at {ended.get('finishedAt')}" if ended else None
+        return [c.get("restartCount"), c.get("ready"), state, last]
+
     return json.dumps([(p["metadata"]["name"], p["spec"].get("nodeName"), (p.get("status") or {}).get("phase"),
-                        [c.get("restartCount") for c in (p.get("status") or {}).get("containerStatuses") or []])
+                        [container(c) for c in (p.get("status") or {}).get("containerStatuses") or []])
                        for p in pods(kube, namespace)])
 
 
