@@ -89,6 +89,7 @@ class StreamWriter:
             raise ObjectsError(
                 f"stream chunks are Arrow record batches/tables or numpy arrays, got {type(chunk).__name__}"
             )
+        self._raise_error()  # before making blobs for it
         with self._store.bounded("a stream write", watchdog=False):  # blobs through the store's ipc
             entry = self._store.encode_entry(chunk, self._labels, hold=self._hold, spares=self._spares)
         with self._changed:
@@ -153,13 +154,24 @@ class StreamWriter:
         self._flusher.join()
         if self._error is not None and marker["status"] == "done":
             marker = {"status": "failed", "count": self.count, "error": f"chunks were lost: {self._error}"}
-        if self._spares is not None:
-            self._spares.drop()
-        if self._record is not None:
-            self._record.done()
+        self._free_unpublished()
         key = self._directory.stream_key(self.name, END)
         self._store.directory_call(lambda: self._directory.etcd.put(key, json.dumps(marker)))
         self._raise_error()
+
+    def _free_unpublished(self) -> None:
+        """Delete the blobs made for chunks that were never published (a record that
+        could not be written, chunks written after it) and the spares, then forget the
+        record: a writer that ends leaves nothing behind for the sweeper."""
+        if self._record is None:
+            if self._spares is not None:
+                self._spares.drop()
+            return
+        left = self._record.unpublished()  # the spares are in it too
+        if left:
+            with contextlib.suppress(ObjectsError):
+                self._store.ipc.delete([object_id(blob) for blob in left])
+        self._record.done()
 
     def __enter__(self) -> "StreamWriter":
         return self

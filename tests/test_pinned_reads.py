@@ -189,6 +189,36 @@ def test_a_stream_writer_killed_mid_stream_keeps_what_it_published_and_frees_the
     wait_for(lambda: memory_used(store) == before, timeout=30, message="the stream and the spares came back")
 
 
+def test_a_stream_writer_whose_records_are_refused_frees_what_it_did_not_publish(stores, shared_cluster):
+    """The directory refuses a stream's chunk records (etcd gone mid-stream): the writer
+    raises, its chunks' blobs (made, some ahead, and never published) are freed when it
+    ends, and it leaves no record for the sweeper."""
+    store = stores["node-0"]
+    before = memory_used(store)
+    result = run_python("""
+        import os, numpy as np, objects
+        from objects.directory import EtcdUnavailable
+        store = objects.connect()
+
+        def refuse(*args):
+            raise EtcdUnavailable("etcd refused the record")
+
+        try:
+            with store.open_writer("refused/stream") as writer:
+                writer._directory.etcd.put = refuse
+                for i in range(40):
+                    writer.write(np.full(1 << 13, i, dtype=np.float64))  # 64 KiB: blobs made ahead
+        except objects.StoreUnavailable as exc:
+            print("raised:", exc)
+        print("records:", [f for f in os.listdir(store.holds.path) if f.endswith(".writing")])
+    """, shared_cluster.node("node-0").socket)
+    assert result.returncode == 0, result.stderr
+    assert "raised:" in result.stdout and "etcd refused the record" in result.stdout, result.stdout
+    assert "records: []" in result.stdout, result.stdout
+    assert memory_used(store) == before, "nothing unpublished is left allocated"
+    store.delete_stream("refused/stream")
+
+
 def test_a_long_writers_record_keeps_only_what_it_has_not_published(tmp_path):
     """A stream's record lists every blob it makes and says which it published; it is
     written anew once long, and a reclaim frees only what was never published."""

@@ -298,6 +298,11 @@ class Writing:
             os.write(self._fd, "".join(blob + "\n" for blob in self.blobs).encode())
             self._lines = len(self.blobs)
 
+    def unpublished(self) -> list[str]:
+        """The blobs recorded here and not published."""
+        with self._lock:
+            return list(self.blobs)
+
     def naming(self, name: str, entry_id: str) -> None:
         """Say which name the blobs are about to get (as directory entry ``entry_id``)."""
         with self._lock:
