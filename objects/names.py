@@ -16,6 +16,7 @@ from __future__ import annotations
 import unicodedata
 
 from objects.errors import InvalidName
+from vineyard_runtime.object_ids import is_inline_id, is_object_name
 
 #: A segment becomes one file or folder name: Linux's NAME_MAX.
 MAX_SEGMENT_BYTES = 255
@@ -23,6 +24,8 @@ MAX_SEGMENT_BYTES = 255
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 #: The whole name (an etcd key of the object directory, a path under an export root).
 MAX_NAME_BYTES = 1024
+#: Names the project keeps for itself: a store refuses to write them and lists none.
+RESERVED_PREFIX = "__fluidv"
 
 
 def name_problem(name: object) -> str | None:
@@ -55,9 +58,21 @@ def check_name(name: object) -> str:
     return name
 
 
+def check_new_name(name: str) -> str:
+    """A name a store writes: the rule, and none a store keeps for itself or reads as an id."""
+    check_name(name)
+    if name != name.strip():
+        raise InvalidName(f"object name {name!r} must not start or end with spaces")
+    if name.startswith(RESERVED_PREFIX):
+        raise InvalidName(f"names starting with {RESERVED_PREFIX!r} are reserved")
+    if is_object_name(name) or is_inline_id(name):
+        raise InvalidName(f"name {name!r} looks like an object id; choose another name")
+    return name
+
+
 def _shown(name: object) -> str:
     text = repr(name)
     return text if len(text) <= 120 else text[:117] + "…"
 
 
-__all__ = ["MAX_NAME_BYTES", "MAX_SEGMENT_BYTES", "check_name", "name_problem"]
+__all__ = ["MAX_NAME_BYTES", "MAX_SEGMENT_BYTES", "RESERVED_PREFIX", "check_name", "check_new_name", "name_problem"]

@@ -28,7 +28,7 @@ from vineyard_runtime.etcd_keys import doomed_key, endpoint_key, sweeper_key
 from vineyard_runtime.object_ids import object_id
 
 if TYPE_CHECKING:
-    from objects.store import ObjectStore
+    from objects.node import NodeConnection
 
 _T = TypeVar("_T")
 
@@ -43,7 +43,7 @@ class Vanished(ObjectNotFound):
 class RemoteReads:
     """One store's connections to other nodes: blob servers and Vineyard RPC."""
 
-    def __init__(self, store: "ObjectStore") -> None:
+    def __init__(self, store: "NodeConnection") -> None:
         self.store = store
         self._rpc: dict[str, Any] = {}
         self._blob_endpoints: dict[int, str | None] = {}

@@ -91,7 +91,7 @@ class StreamWriter:
             )
         self._raise_error()  # before making blobs for it
         with self._store.bounded("a stream write", watchdog=False):  # blobs through the store's ipc
-            entry = self._store.encode_entry(chunk, self._labels, hold=self._hold, spares=self._spares)
+            entry = self._store.writer.encode_entry(chunk, self._labels, hold=self._hold, spares=self._spares)
         with self._changed:
             while len(self._pending) >= MAX_PENDING and self._error is None:
                 self._changed.wait()
@@ -314,7 +314,7 @@ class StreamReader:
                 # an inline chunk (no blobs) never calls the node: no deadline to keep
                 # the node is called through the store's ipc only, which keeps the deadline itself
                 with self._store.bounded("a stream read", watchdog=False) if entry.blobs else contextlib.nullcontext():
-                    chunk = self._store.load_entry(entry, blobs=self._blobs_ahead(index, entry))
+                    chunk = self._store.reader.load_entry(entry, blobs=self._blobs_ahead(index, entry))
                 yield chunk
                 index += 1
                 last_progress = time.monotonic()
@@ -359,7 +359,7 @@ def delete_stream(store: "ObjectStore", name: str) -> int:
             if entry.hold is not None and entry.blobs:
                 shared.setdefault((entry.hold, entry.instance_id), []).extend(entry.blobs)
             else:
-                store.drop_entry(entry, copies=False)  # chunks are never copied
+                store.writer.drop_entry(entry, copies=False)  # chunks are never copied
             count += 1
     for (hold, instance_id), blobs in shared.items():  # one free a node, once its readers let go
         store.remote.free(hold, [(instance_id, blobs)])

@@ -48,12 +48,12 @@ def store(shared_cluster):
 @contextlib.contextmanager
 def rule_off():
     """Names as a client without the rule stored them."""
-    checked = objects.store.check_name
-    objects.store.check_name = lambda name: name
+    checked = objects.names.check_name
+    objects.names.check_name = lambda name: name
     try:
         yield
     finally:
-        objects.store.check_name = checked
+        objects.names.check_name = checked
 
 
 def legacy_put(store, value, name: str) -> None:

@@ -1,9 +1,18 @@
 """How the project spells a vineyard object or blob id: ``o`` and 16 hex digits (as
-vineyard prints them), the one spelling used in names, layouts, holds and requests."""
+vineyard prints them), the one spelling used in names, layouts, holds and requests;
+and the id of a value kept inline in its directory entry: ``i`` and 16 hex digits."""
 
 from __future__ import annotations
 
+import itertools
+import re
+import secrets
 from typing import Any
+
+_OBJECT_ID = re.compile(r"^o[0-9a-f]{16}$")
+_INLINE_ID = re.compile(r"^i[0-9a-f]{16}$")
+_INLINE_IDS = itertools.count()
+_INLINE_ORIGIN = secrets.randbits(32)
 
 
 def object_name(object_id: Any) -> str:
@@ -16,4 +25,19 @@ def object_id(name: str) -> int:
     return int(name[1:], 16)
 
 
-__all__ = ["object_id", "object_name"]
+def is_object_name(text: str) -> bool:
+    """True when ``text`` is spelled as ``object_name`` spells an id."""
+    return bool(_OBJECT_ID.match(text))
+
+
+def new_inline_id() -> str:
+    """A cluster-unique id for an inline value: 32 random bits of this process, then a counter."""
+    return f"i{_INLINE_ORIGIN:08x}{next(_INLINE_IDS) & 0xFFFFFFFF:08x}"
+
+
+def is_inline_id(text: str) -> bool:
+    """True when ``text`` is spelled as ``new_inline_id`` spells one."""
+    return bool(_INLINE_ID.match(text))
+
+
+__all__ = ["is_inline_id", "is_object_name", "new_inline_id", "object_id", "object_name"]
