@@ -192,15 +192,15 @@ class ObjectStore(NodeConnection):
         A clean exit ends the stream; an exception marks it failed for every reader.
         """
         check_new_name(name)
-        return StreamWriter(self, name, check_labels(labels))
+        return StreamWriter(self.writer, name, check_labels(labels))
 
     def open_reader(self, name: str, *, timeout: float | None = None,
                     idle_timeout: float | None = None) -> StreamReader:
         """Iterate over stream ``name`` while it is written (waits up to ``timeout`` for it
         to start); raises StreamFailed if its producer fails or vanishes."""
         check_new_name(name)
-        return StreamReader(self, name, timeout=timeout, idle_timeout=idle_timeout)
+        return StreamReader(self.reader, name, timeout=timeout, idle_timeout=idle_timeout)
 
     def delete_stream(self, name: str) -> int:
         """Delete every chunk and marker of stream ``name``; return how many records."""
-        return delete_stream(self, name)
+        return delete_stream(self.writer, name)

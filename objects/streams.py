@@ -35,7 +35,8 @@ from vineyard_runtime.plumbing.processes import is_alive
 from vineyard_runtime.object_ids import object_id, object_name
 
 if TYPE_CHECKING:
-    from objects.store import ObjectStore
+    from objects.reader import Reader
+    from objects.writer import Writer
 
 HEADER, END, CHUNK = "h", "e", "c"
 #: Limits of one chunk record (etcd takes requests of up to 1.5 MiB).
@@ -55,8 +56,9 @@ def _chunk(index: int) -> str:
 class StreamWriter:
     """Publishes chunks of one stream; ``close()`` ends it, an exception fails it."""
 
-    def __init__(self, store: "ObjectStore", name: str, labels: dict[str, str]) -> None:
-        self._store, self.name, self._labels = store, name, labels
+    def __init__(self, writer: "Writer", name: str, labels: dict[str, str]) -> None:
+        store = writer.conn
+        self._writer, self._store, self.name, self._labels = writer, store, name, labels
         self._directory = store.directory
         self.count = 0
         self.closed = False
@@ -91,7 +93,7 @@ class StreamWriter:
             )
         self._raise_error()  # before making blobs for it
         with self._store.bounded("a stream write", watchdog=False):  # blobs through the store's ipc
-            entry = self._store.writer.encode_entry(chunk, self._labels, hold=self._hold, spares=self._spares)
+            entry = self._writer.encode_entry(chunk, self._labels, hold=self._hold, spares=self._spares)
         with self._changed:
             while len(self._pending) >= MAX_PENDING and self._error is None:
                 self._changed.wait()
@@ -190,10 +192,10 @@ class StreamReader:
     the stream (detected for producers on this host, or by ``idle_timeout``).
     """
 
-    def __init__(self, store: "ObjectStore", name: str, *, timeout: float | None = None,
+    def __init__(self, reader: "Reader", name: str, *, timeout: float | None = None,
                  idle_timeout: float | None = None) -> None:
-        self._store, self.name = store, name
-        self._directory = store.directory
+        self._reader, self._store, self.name = reader, reader.conn, name
+        self._directory = self._store.directory
         self._prefix = self._directory.stream_key(name)
         self.idle_timeout = idle_timeout
         self._chunks: dict[int, Entry] = {}
@@ -270,7 +272,7 @@ class StreamReader:
                 if local:
                     found = {object_name(i): blob.data for i, blob in store.ipc.get_blobs(map(object_id, wanted)).items()}
                 else:
-                    found = store.remote.fetch_blobs(batch) or {}
+                    found = self._reader.remote.fetch_blobs(batch) or {}
             except StoreUnavailable:
                 raise
             except ObjectsError:
@@ -314,7 +316,7 @@ class StreamReader:
                 # an inline chunk (no blobs) never calls the node: no deadline to keep
                 # the node is called through the store's ipc only, which keeps the deadline itself
                 with self._store.bounded("a stream read", watchdog=False) if entry.blobs else contextlib.nullcontext():
-                    chunk = self._store.reader.load_entry(entry, blobs=self._blobs_ahead(index, entry))
+                    chunk = self._reader.load_entry(entry, blobs=self._blobs_ahead(index, entry))
                 yield chunk
                 index += 1
                 last_progress = time.monotonic()
@@ -340,8 +342,9 @@ class StreamReader:
             self._wait()
 
 
-def delete_stream(store: "ObjectStore", name: str) -> int:
+def delete_stream(writer: "Writer", name: str) -> int:
     """Delete stream ``name`` with the chunks it holds; return how many chunks and markers."""
+    store = writer.conn
     directory = store.directory
     prefix = directory.stream_key(name)
     kvs, _ = store.directory_call(lambda: directory.etcd.range(prefix))
@@ -359,8 +362,8 @@ def delete_stream(store: "ObjectStore", name: str) -> int:
             if entry.hold is not None and entry.blobs:
                 shared.setdefault((entry.hold, entry.instance_id), []).extend(entry.blobs)
             else:
-                store.writer.drop_entry(entry, copies=False)  # chunks are never copied
+                writer.drop_entry(entry, copies=False)  # chunks are never copied
             count += 1
     for (hold, instance_id), blobs in shared.items():  # one free a node, once its readers let go
-        store.remote.free(hold, [(instance_id, blobs)])
+        writer.remote.free(hold, [(instance_id, blobs)])
     return count
