@@ -455,6 +455,13 @@ def test_a_replaced_etcd_master_restarts_the_workers(cluster: RealCluster, kube:
     events = kube.request("GET", f"/api/v1/namespaces/{NS}/events?fieldSelector=reason=MasterReplaced") or {}
     assert any("start again" in e.get("message", "") for e in events.get("items", [])), events
     first, second = cluster.node_names
+    for node in (first, second):  # each node serves its pods again: its bridge linked the new worker
+        if kube.get(Ref("v1", "Pod", NS, f"sleeper-{node}")) is None:
+            start_sleeper(cluster, kube, f"sleeper-{node}", node)
+        cluster.control_plane.wait_for(
+            lambda: exec_python(cluster, f"sleeper-{node}", PUT_AND_READ.format(
+                value=5, name=f"{NS}/{DATASET}/after-master"), check=False).returncode == 0,
+            timeout=120, message=lambda: f"{node} serves its pods again: {describe(kube)}")
     run_pod(cluster, kube, "producer-after-master", PRODUCE, node=first)
     _, logs = run_pod(cluster, kube, "consumer-after-master", CONSUME, node=second)
     assert f"read on {second} from {first} by {{'blob server': 2}}" in logs, logs
