@@ -13,7 +13,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 GO_VENV := .venv-go
 GO      := $(shell command -v go 2>/dev/null || echo $(CURDIR)/$(GO_VENV)/bin/go)
 
-.PHONY: demo test bench lint docs fuse nodes clean control-plane pythons
+.PHONY: demo test bench lint docs fuse nodes clean control-plane pythons structure
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,12 +46,17 @@ nodes:
 pythons: $(STAMP) nodes
 	$(BIN)/python tests/support/pythons.py
 
+# Import circles, the imports between folders, the largest modules and functions.
+structure: $(STAMP)
+	$(BIN)/python tests/support/structure.py
+
 demo: $(STAMP) fuse
 	$(BIN)/fluidv demo
 
-# The layering contracts, the linter (what each `noqa` names) and strict types.
+# The layering contracts, no import circle, the linter (what each `noqa` names) and strict types.
 lint: $(STAMP)
 	$(BIN)/lint-imports
+	$(BIN)/python tests/support/structure.py --check
 	$(BIN)/ruff check objects vineyard_runtime fluid_core tests benchmarks
 	$(BIN)/mypy
 
