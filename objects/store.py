@@ -53,9 +53,8 @@ class ObjectStore(NodeConnection):
 
     def __init__(self, target: Target, directory: Directory | None = None, *,
                  ipc: VineyardIPC | None = None, client: Any = None) -> None:
-        """A store of ``target``: over a node's socket through ``ipc`` (the project's own
-        connection; vineyard's client is opened only if something needs it), else over
-        RPC through vineyard's ``client``."""
+        """A store of ``target`` (see :class:`~objects.node.NodeConnection`) with its
+        read and write sides."""
         super().__init__(target, directory, ipc=ipc, client=client)
         self.remote = RemoteReads(self)
         self.reader = Reader(self, self.remote)
