@@ -454,6 +454,66 @@ def test_a_user_who_may_only_create_crs_gets_no_privileged_job_or_host_root(cont
 
 
 #: The namespace of an operator left at the production resync period.
+def ready_condition(status: dict[str, Any]) -> dict[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+
+
+def test_a_run_after_cycle_fails_every_member_and_runs_nothing(control_plane, kube):
+    wait = control_plane.wait_for
+    for name, other in (("ping", "pong"), ("pong", "ping")):
+        create(kube, "DataProcess", name, {"dataset": {"name": "loop"}, "processor": {"function": "m:f"},
+                                           "runAfter": {"kind": "DataProcess", "name": other}})
+    try:
+        for name in ("ping", "pong"):
+            status = wait(lambda n=name: (s := status_of(kube, "DataProcess", n)).get("phase") == "Failed" and s,
+                          timeout=60, message=f"{name} failed")
+            failed = {c["type"]: c for c in status["conditions"]}["Failed"]
+            assert failed["reason"] == "RunAfterCycle" and "DataProcess/ping" in failed["message"]
+            assert kube.get(Ref("batch/v1", "Job", NS, f"{name}-dataprocess")) is None
+    finally:
+        for name in ("ping", "pong"):
+            kube.delete(Ref(API, "DataProcess", NS, name))
+
+
+def test_a_runtime_waits_for_its_dataset_and_then_makes_its_master(control_plane, kube):
+    wait = control_plane.wait_for
+    master = Ref("apps/v1", "StatefulSet", NS, "orphan-master")
+    create(kube, "VineyardRuntime", "orphan", {"replicas": 1})
+    try:
+        status = wait(lambda: (s := status_of(kube, "VineyardRuntime", "orphan")).get("conditions") and s,
+                      timeout=60, message="the runtime's condition")
+        assert ready_condition(status)["reason"] == "DatasetNotFound"
+        assert kube.get(master) is None
+        create(kube, "Dataset", "orphan", {})
+        wait(lambda: kube.get(master), timeout=60, message="the master, once the dataset exists")
+    finally:
+        for kind in ("VineyardRuntime", "Dataset"):
+            kube.delete(Ref(API, kind, NS, "orphan"))
+        wait(lambda: kube.get(Ref(API, "Dataset", NS, "orphan")) is None, timeout=120, message="dataset gone")
+
+
+def test_a_dataset_in_use_is_deleted_once_no_pod_mounts_it(control_plane, kube):
+    from fluid_core.operator.cycle import FINALIZER
+
+    wait = control_plane.wait_for
+    dataset = Ref(API, "Dataset", NS, "used")
+    create(kube, "Dataset", "used", {})
+    wait(lambda: status_of(kube, "Dataset", "used").get("phase") == "NotBound", timeout=60, message="reconciled")
+    kube.request("POST", f"/api/v1/namespaces/{NS}/pods", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "trainer", "namespace": NS},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}],
+                 "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "used"}}]}})
+    try:
+        kube.delete(dataset)
+        wait(lambda: any(e.get("reason") == "DeletionBlocked" and "trainer" in e.get("message", "")
+                         for e in kube.list(Ref("v1", "Event", NS))), timeout=60, message="a DeletionBlocked event")
+        body = kube.get(dataset)
+        assert body is not None and FINALIZER in body["metadata"].get("finalizers", [])
+    finally:
+        kube.delete(Ref("v1", "Pod", NS, "trainer"))
+    wait(lambda: kube.get(dataset) is None, timeout=60, message="deleted once no pod mounts it")
+
+
 PROD = "resync-default"
 
 

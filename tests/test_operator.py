@@ -1,7 +1,11 @@
-"""The real kopf operator against kmock's Kubernetes emulator.
+"""The real kopf operator against kmock's Kubernetes emulator, for what a real control
+plane cannot be made to show (``test_kube_control_plane.py`` runs the rest there):
 
-The test plays the kubelet: it patches the StatefulSets' and DaemonSet's status and
-creates worker pods on nodes, then checks what the operator did.
+- the test plays the kubelet to the letter: partial readiness, a Job's pod that fails
+  for good on a chosen node, a restore that fails three times (KWOK's pods only succeed);
+- the operator's own check of a spec, given specs that the CRDs' schemas (the project's
+  and Fluid's) refuse at a real API server: a malformed quota, an unknown policy;
+- the placement feed and OnEvent read a real local cluster's etcd at a fast refresh.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import pytest
 os.environ.setdefault("FLUIDV_RESYNC_SECONDS", "0.3")
 os.environ.setdefault("FLUIDV_FULL_APPLY_SECONDS", "2")
 
-from fluid_core.operator import cycle, runtimes
+from fluid_core.operator import runtimes
 from fluid_core.kube import KubeClient, Ref
 from fluid_core.operator.testing import EmulatedCluster
 from vineyard_runtime.kube.manifests import Image, KubeRuntime, labels
@@ -165,51 +169,6 @@ def test_invalid_operation_fails_with_its_reason_and_runs_nothing(cluster):
     failed = {c["type"]: c for c in status["conditions"]}["Failed"]
     assert failed["reason"] == "InvalidSpec" and "spec.policy" in failed["message"]
     assert not exists(kube, "batch/v1", "Job", "bad-load-dataload")
-
-
-def test_a_run_after_cycle_fails_every_member(cluster):
-    kube = cluster.kube
-    cluster.create(resource("DataProcess", "ping", {"dataset": {"name": "loop"}, "processor": {"function": "m:f"},
-                                                    "runAfter": {"kind": "DataProcess", "name": "pong"}}))
-    cluster.create(resource("DataProcess", "pong", {"dataset": {"name": "loop"}, "processor": {"function": "m:f"},
-                                                    "runAfter": {"kind": "DataProcess", "name": "ping"}}))
-    for name in ("ping", "pong"):
-        status = cluster.wait_for(lambda n=name: (s := status_of(kube, "DataProcess", n)).get("phase") == "Failed" and s,
-                                  message=f"{name} failed")
-        failed = {c["type"]: c for c in status["conditions"]}["Failed"]
-        assert failed["reason"] == "RunAfterCycle" and "DataProcess/ping" in failed["message"]
-        assert not exists(kube, "batch/v1", "Job", f"{name}-dataprocess")
-
-
-def test_runtime_without_dataset_waits_and_creates_nothing(cluster):
-    kube = cluster.kube
-    cluster.create(resource("VineyardRuntime", "orphan", {}))
-    conditions = cluster.wait_for(lambda: status_of(kube, "VineyardRuntime", "orphan").get("conditions"),
-                                  message="condition written")
-    assert {c["type"]: c for c in conditions}["Ready"]["reason"] == "DatasetNotFound"
-    assert not exists(kube, "apps/v1", "StatefulSet", "orphan-master")
-    cluster.create(resource("Dataset", "orphan", {}))
-    cluster.wait_for(lambda: exists(kube, "apps/v1", "StatefulSet", "orphan-master"),
-                     message="created once the dataset exists")
-
-
-def test_dataset_deletion_waits_for_pods_using_it(cluster):
-    kube = cluster.kube
-    cluster.create(resource("Dataset", "used", {}))
-    cluster.wait_for(lambda: status_of(kube, "Dataset", "used").get("phase") == "NotBound", message="reconciled")
-    cluster.create({
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "trainer", "namespace": NS},
-        "spec": {"containers": [{"name": "c", "image": "x"}],
-                 "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "used"}}]}})
-    kube.delete(Ref(API, "Dataset", NS, "used"))
-    cluster.wait_for(lambda: any(e.get("reason") == "DeletionBlocked" and "trainer" in e.get("message", "")
-                                 for e in kube.list(Ref("v1", "Event", NS))), message="blocked event")
-    body = kube.get(Ref(API, "Dataset", NS, "used"))
-    assert body is not None and cycle.FINALIZER in body["metadata"].get("finalizers", [])
-    kube.delete(Ref("v1", "Pod", NS, "trainer"))
-    cluster.wait_for(lambda: cycle.FINALIZER not in ((kube.get(Ref(API, "Dataset", NS, "used")) or {})
-                                                        .get("metadata", {}).get("finalizers") or []),
-                     message="released once no pod uses it")
 
 
 def test_operator_webhook_places_pods_from_watched_nodes_and_a_real_etcd(make_cluster, tmp_path):
