@@ -1,8 +1,8 @@
 """A small client of etcd's v3 JSON gateway: ranges, transactions and watches.
 
 One kept-alive HTTP/1.1 connection per thread (:mod:`vineyard_runtime.plumbing.http1`),
-so a request costs one round trip on loopback (about 0.2 ms) instead of a new TCP
-connection each time.
+so a request costs one round trip on loopback (a read 0.26-0.6 ms here, a transaction
+0.6-0.8 ms) instead of a new TCP connection each time.
 """
 
 from __future__ import annotations

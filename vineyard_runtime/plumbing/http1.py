@@ -1,10 +1,10 @@
 """One kept-alive HTTP/1.1 connection for small JSON requests to a local service.
 
-``http.client`` costs about 0.3 ms a request here (two sends, headers parsed by the
-``email`` package) where the request itself takes 0.2 ms on loopback: etcd's JSON
-gateway answers every object-directory call, so this connection sends each request in
-one ``sendall`` and reads only what it needs of the answer (its status, length, framing
-and whether the server keeps the connection).
+etcd's JSON gateway answers every object-directory call. Through ``http.client`` (two
+sends a request, headers parsed by the ``email`` package) a read took 0.42-0.44 ms here,
+through this connection 0.26-0.27 ms in the same run: it sends each request in one
+``sendall`` and reads only what it needs of the answer (its status, length, framing and
+whether the server keeps the connection).
 """
 
 from __future__ import annotations
