@@ -1,8 +1,9 @@
-"""The real kopf operator against kmock's Kubernetes emulator, for what a real control
-plane cannot be made to show (``test_kube_control_plane.py`` runs the rest there):
+"""The real kopf operator against kmock's Kubernetes emulator, for what the real control
+plane of the tests does not show (``test_kube_control_plane.py`` runs the rest there):
 
 - the test plays the kubelet to the letter: partial readiness, a Job's pod that fails
-  for good on a chosen node, a restore that fails three times (KWOK's pods only succeed);
+  for good on a chosen node, a restore that fails three times (under KWOK's default
+  stages, which the control plane here runs, every Job's pod succeeds);
 - the operator's own check of a spec, given specs that the CRDs' schemas (the project's
   and Fluid's) refuse at a real API server: a malformed quota, an unknown policy;
 - the placement feed and OnEvent read a real local cluster's etcd at a fast refresh.
