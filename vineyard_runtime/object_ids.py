@@ -5,14 +5,18 @@ and the id of a value kept inline in its directory entry: ``i`` and 16 hex digit
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import secrets
+from collections.abc import Iterator
 from typing import Any
 
 _OBJECT_ID = re.compile(r"^o[0-9a-f]{16}$")
 _INLINE_ID = re.compile(r"^i[0-9a-f]{16}$")
-_INLINE_IDS = itertools.count()
-_INLINE_ORIGIN = secrets.randbits(32)
+#: (pid, its random origin, its counter): a process draws its own origin at its first id,
+#: and a forked child (the flow runner forks steps from a helper that imported this
+#: module) its own again, or it would repeat its parent's ids
+_inline: tuple[int, int, Iterator[int]] | None = None
 
 
 def object_name(object_id: Any) -> str:
@@ -32,7 +36,11 @@ def is_object_name(text: str) -> bool:
 
 def new_inline_id() -> str:
     """A cluster-unique id for an inline value: 32 random bits of this process, then a counter."""
-    return f"i{_INLINE_ORIGIN:08x}{next(_INLINE_IDS) & 0xFFFFFFFF:08x}"
+    global _inline
+    pid = os.getpid()
+    if _inline is None or _inline[0] != pid:
+        _inline = (pid, secrets.randbits(32), itertools.count())
+    return f"i{_inline[1]:08x}{next(_inline[2]) & 0xFFFFFFFF:08x}"
 
 
 def is_inline_id(text: str) -> bool:
