@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ast
 import collections
+import functools
 from pathlib import Path
 
 import grimp  # import-linter's graph builder
@@ -75,6 +76,7 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def folder_arrows(graph: dict[str, set[str]]) -> collections.Counter[tuple[str, str]]:
     """Imports between folders (a package's modules count as their folder)."""
+    @functools.cache  # one look at the disk a module
     def folder(module: str) -> str:
         path = ROOT / Path(*module.split("."))
         return module if path.is_dir() else module.rpartition(".")[0]
